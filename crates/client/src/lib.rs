@@ -1,1 +1,12 @@
-//! placeholder
+//! Rust clients for the Mesos v1 HTTP APIs as Agora speaks them: the RecordIO subscription
+//! stream and plain calls (`http`), and thin scheduler and executor sessions on top.
+//!
+//! The agent uses the same machinery for its internal link to the master; `agora execute`, the
+//! command executor and the integration tests use the sessions. This crate holds no policy:
+//! retries and reconnection belong to its callers.
+
+pub mod executor;
+pub mod http;
+pub mod scheduler;
+
+pub use http::{ClientError, Subscription};

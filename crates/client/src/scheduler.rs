@@ -1,0 +1,153 @@
+//! A scheduler session: SUBSCRIBE, wait for SUBSCRIBED, then send calls with the stream id and
+//! framework id filled in.
+//!
+//! Builders for the calls a simple framework needs (launch, decline, acknowledge, kill,
+//! teardown) keep callers short. Reconnection and failover are the caller's business.
+
+use agora_proto::codec::Format;
+use agora_proto::scheduler::{Call, Event, call, event};
+use agora_proto::v1;
+use bytes::Bytes;
+
+use crate::http::{self, ClientError, Subscription};
+
+/// A subscribed framework.
+pub struct SchedulerSession {
+    client: reqwest::Client,
+    url: String,
+    format: Format,
+    pub stream_id: String,
+    pub framework_id: v1::FrameworkId,
+    pub master_info: Option<v1::MasterInfo>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("the master refused the subscription: {0}")]
+    Refused(String),
+    #[error("the master closed the stream before SUBSCRIBED")]
+    Closed,
+    #[error("the master sent no Mesos-Stream-Id header")]
+    NoStreamId,
+}
+
+impl SchedulerSession {
+    /// Subscribes `info` at `master` (`host:port`) and returns the session and its event stream,
+    /// positioned after SUBSCRIBED.
+    pub async fn subscribe(
+        master: &str,
+        info: v1::FrameworkInfo,
+        format: Format,
+    ) -> Result<(Self, Subscription<Event>), SubscribeError> {
+        let client = http::client();
+        let url = format!("http://{master}/api/v1/scheduler");
+        let mut subscribe = Call {
+            framework_id: info.id.clone(),
+            subscribe: Some(call::Subscribe { framework_info: info, ..Default::default() }),
+            ..Default::default()
+        };
+        subscribe.set_type(call::Type::Subscribe);
+        let mut events = Subscription::<Event>::open(&client, &url, format, &subscribe).await?;
+        let stream_id = events.stream_id.clone().ok_or(SubscribeError::NoStreamId)?;
+        let first = events.next().await?.ok_or(SubscribeError::Closed)?;
+        match (first.r#type(), first.subscribed, first.error) {
+            (event::Type::Subscribed, Some(subscribed), _) => Ok((
+                Self {
+                    client,
+                    url,
+                    format,
+                    stream_id,
+                    framework_id: subscribed.framework_id,
+                    master_info: subscribed.master_info,
+                },
+                events,
+            )),
+            (_, _, Some(error)) => Err(SubscribeError::Refused(error.message)),
+            (other, _, _) => Err(SubscribeError::Refused(format!(
+                "expected SUBSCRIBED, got {}",
+                other.as_str_name()
+            ))),
+        }
+    }
+
+    /// Sends a call with this session's framework id and stream id.
+    pub async fn call(&self, mut message: Call) -> Result<(), ClientError> {
+        message.framework_id = Some(self.framework_id.clone());
+        http::call(&self.client, &self.url, self.format, Some(&self.stream_id), &message)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn launch(
+        &self,
+        offer_ids: Vec<v1::OfferId>,
+        tasks: Vec<v1::TaskInfo>,
+        refuse_seconds: Option<f64>,
+    ) -> Result<(), ClientError> {
+        let mut operation = v1::offer::Operation {
+            launch: Some(v1::offer::operation::Launch { task_infos: tasks }),
+            ..Default::default()
+        };
+        operation.set_type(v1::offer::operation::Type::Launch);
+        let mut message = Call {
+            accept: Some(call::Accept {
+                offer_ids,
+                operations: vec![operation],
+                filters: refuse_seconds.map(|s| v1::Filters { refuse_seconds: Some(s) }),
+            }),
+            ..Default::default()
+        };
+        message.set_type(call::Type::Accept);
+        self.call(message).await
+    }
+
+    pub async fn decline(
+        &self,
+        offer_ids: Vec<v1::OfferId>,
+        refuse_seconds: Option<f64>,
+    ) -> Result<(), ClientError> {
+        let mut message = Call {
+            decline: Some(call::Decline {
+                offer_ids,
+                filters: refuse_seconds.map(|s| v1::Filters { refuse_seconds: Some(s) }),
+            }),
+            ..Default::default()
+        };
+        message.set_type(call::Type::Decline);
+        self.call(message).await
+    }
+
+    /// Acknowledges an update if it carries a uuid (updates without one need no answer).
+    pub async fn acknowledge(&self, status: &v1::TaskStatus) -> Result<(), ClientError> {
+        let (Some(uuid), Some(agent_id)) = (&status.uuid, &status.agent_id) else {
+            return Ok(());
+        };
+        let mut message = Call {
+            acknowledge: Some(call::Acknowledge {
+                agent_id: agent_id.clone(),
+                task_id: status.task_id.clone(),
+                uuid: Bytes::clone(uuid),
+            }),
+            ..Default::default()
+        };
+        message.set_type(call::Type::Acknowledge);
+        self.call(message).await
+    }
+
+    pub async fn kill(&self, task_id: v1::TaskId) -> Result<(), ClientError> {
+        let mut message = Call {
+            kill: Some(call::Kill { task_id, agent_id: None, kill_policy: None }),
+            ..Default::default()
+        };
+        message.set_type(call::Type::Kill);
+        self.call(message).await
+    }
+
+    pub async fn teardown(&self) -> Result<(), ClientError> {
+        let mut message = Call::default();
+        message.set_type(call::Type::Teardown);
+        self.call(message).await
+    }
+}

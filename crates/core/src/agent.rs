@@ -1,0 +1,778 @@
+//! The agent state machine: frameworks, executors and tasks on one machine, and the status
+//! update streams that carry every task state change to the master until it is acknowledged.
+//!
+//! Inputs are events from the master's stream, executor API calls, executor process exits and
+//! timer ticks; outputs are calls to the master, events to executors and orders to launch or
+//! kill executor processes. The `agent` crate owns the processes, the sandbox directories and
+//! the HTTP connections. Status updates live in `agent/updates.rs`. Not here yet: checkpointing
+//! and recovery, executor registration timeouts, health checks.
+
+mod updates;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use agora_proto::executor::call::Type as ExecutorCallType;
+use agora_proto::internal::agent_event::Type as MasterEventType;
+use agora_proto::v1::task_status::{Reason, Source};
+use agora_proto::v1::{self, TaskState};
+use agora_proto::{executor, internal};
+
+pub use crate::call::CallError;
+use crate::ids::UuidGen;
+use crate::status::is_terminal;
+use updates::UpdateStream;
+
+/// An executor API stream, numbered by the shell.
+pub type ConnId = u64;
+/// A request awaiting its `Output::Reply`, numbered by the shell.
+pub type ReqId = u64;
+
+/// How the agent starts the command executor (our own binary in its executor mode).
+#[derive(Debug, Clone)]
+pub struct CommandExecutor {
+    pub program: String,
+    pub arguments: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// hostname, port, resources and attributes; the id comes from the master.
+    pub agent_info: v1::AgentInfo,
+    /// `ip:port` of this agent's HTTP server, handed to executors.
+    pub endpoint: String,
+    pub work_dir: String,
+    pub command_executor: CommandExecutor,
+    pub executor_shutdown_grace_period: Duration,
+    /// First retry of an unacknowledged status update; doubles up to the maximum.
+    pub status_update_retry_min: Duration,
+    pub status_update_retry_max: Duration,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// An event from the master's stream.
+    Master(internal::AgentEvent),
+    /// The master's stream broke; the shell reconnects and registers again.
+    MasterDisconnected,
+    /// An executor SUBSCRIBE whose stream the shell has opened as `conn`.
+    ExecutorSubscribe { req: ReqId, conn: ConnId, call: executor::Call },
+    ExecutorCall { req: ReqId, call: executor::Call },
+    ExecutorClosed { conn: ConnId },
+    ExecutorLaunchFailed { framework_id: String, executor_id: String, message: String },
+    /// The executor process ended with this raw wait status (`None` if unknown).
+    ExecutorExited { framework_id: String, executor_id: String, status: Option<i32> },
+    Tick,
+}
+
+/// An order to start an executor process in a fresh sandbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Launch {
+    pub framework_id: String,
+    pub executor_id: String,
+    pub container_id: String,
+    /// Absolute path of the sandbox, `<work_dir>/slaves/<agent>/frameworks/<f>/executors/<e>/runs/<c>`.
+    pub sandbox: String,
+    pub command: v1::CommandInfo,
+    pub env: Vec<(String, String)>,
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// The answer to request `req`; every request gets exactly one.
+    Reply { req: ReqId, result: Result<(), CallError> },
+    ToMaster(internal::AgentCall),
+    ToExecutor { conn: ConnId, event: executor::Event },
+    CloseExecutor { conn: ConnId },
+    LaunchExecutor(Box<Launch>),
+    /// Kill the executor's whole process group.
+    KillExecutor { framework_id: String, executor_id: String },
+}
+
+#[derive(Debug)]
+struct Framework {
+    info: v1::FrameworkInfo,
+    executors: BTreeMap<String, Executor>,
+}
+
+#[derive(Debug)]
+struct Executor {
+    info: v1::ExecutorInfo,
+    container_id: String,
+    sandbox: String,
+    conn: Option<ConnId>,
+    /// Tasks not yet handed to the executor (it has not subscribed).
+    queued: VecDeque<v1::TaskInfo>,
+    /// Tasks handed over, with the latest state the executor reported.
+    launched: BTreeMap<String, TaskState>,
+    /// Set once the agent asked it to shut down: when to kill it if it has not exited.
+    kill_at: Option<Duration>,
+}
+
+/// The agent's state. See the module documentation.
+#[derive(Debug)]
+pub struct Agent {
+    config: AgentConfig,
+    agent_id: Option<String>,
+    registered: bool,
+    uuids: UuidGen,
+    frameworks: BTreeMap<String, Framework>,
+    executor_conns: BTreeMap<ConnId, (String, String)>,
+    /// Status update streams by (framework id, task id).
+    streams: BTreeMap<(String, String), UpdateStream>,
+}
+
+impl Agent {
+    pub fn new(config: AgentConfig) -> Self {
+        Self {
+            uuids: UuidGen::new(config.seed),
+            config,
+            agent_id: None,
+            registered: false,
+            frameworks: BTreeMap::new(),
+            executor_conns: BTreeMap::new(),
+            streams: BTreeMap::new(),
+        }
+    }
+
+    pub fn agent_id(&self) -> Option<&str> {
+        self.agent_id.as_deref()
+    }
+
+    /// The REGISTER call for the next (re)connection to the master.
+    pub fn register_call(&self) -> internal::AgentCall {
+        let mut info = self.config.agent_info.clone();
+        info.id = self.agent_id.as_ref().map(|id| v1::AgentId { value: id.clone() });
+        let mut call = internal::AgentCall::default();
+        call.set_type(internal::agent_call::Type::Register);
+        call.register = Some(internal::agent_call::Register {
+            agent_info: info,
+            protocol_version: crate::master::AGENT_PROTOCOL_VERSION,
+            endpoint: Some(self.config.endpoint.clone()),
+            tasks: Vec::new(),
+            frameworks: Vec::new(),
+        });
+        call
+    }
+
+    /// Executors the agent runs, as (framework id, executor id, sandbox).
+    pub fn executors(&self) -> Vec<(String, String, String)> {
+        self.frameworks
+            .iter()
+            .flat_map(|(f, fw)| {
+                fw.executors.iter().map(|(e, ex)| (f.clone(), e.clone(), ex.sandbox.clone()))
+            })
+            .collect()
+    }
+
+    /// Number of status updates not yet acknowledged by the master.
+    pub fn pending_updates(&self) -> usize {
+        self.streams.values().map(UpdateStream::len).sum()
+    }
+
+    pub fn handle(&mut self, input: Input, now: Duration) -> Vec<Output> {
+        let mut out = Vec::new();
+        match input {
+            Input::Master(event) => self.master_event(event, now, &mut out),
+            Input::MasterDisconnected => self.registered = false,
+            Input::ExecutorSubscribe { req, conn, call } => {
+                let result = self.executor_subscribe(conn, call, &mut out);
+                // The reply goes first so the shell answers 200 before the stream's events.
+                out.insert(0, Output::Reply { req, result });
+            }
+            Input::ExecutorCall { req, call } => {
+                let result = self.executor_call(call, now, &mut out);
+                out.push(Output::Reply { req, result });
+            }
+            Input::ExecutorClosed { conn } => {
+                if let Some((f, e)) = self.executor_conns.remove(&conn)
+                    && let Some(executor) = self.executor_mut(&f, &e)
+                    && executor.conn == Some(conn)
+                {
+                    executor.conn = None;
+                }
+            }
+            Input::ExecutorLaunchFailed { framework_id, executor_id, message } => {
+                self.executor_gone(
+                    &framework_id,
+                    &executor_id,
+                    None,
+                    Reason::ContainerLaunchFailed,
+                    &format!("Failed to launch container: {message}"),
+                    now,
+                    &mut out,
+                );
+            }
+            Input::ExecutorExited { framework_id, executor_id, status } => {
+                let message = match status {
+                    Some(s) => format!("Executor terminated ({})", describe_wait_status(s)),
+                    None => "Executor terminated".to_string(),
+                };
+                self.executor_gone(
+                    &framework_id,
+                    &executor_id,
+                    status,
+                    Reason::ExecutorTerminated,
+                    &message,
+                    now,
+                    &mut out,
+                );
+            }
+            Input::Tick => self.tick(now, &mut out),
+        }
+        out
+    }
+
+    fn executor_mut(&mut self, framework_id: &str, executor_id: &str) -> Option<&mut Executor> {
+        self.frameworks.get_mut(framework_id)?.executors.get_mut(executor_id)
+    }
+
+    fn master_event(&mut self, event: internal::AgentEvent, now: Duration, out: &mut Vec<Output>) {
+        match event.r#type() {
+            MasterEventType::Registered => {
+                if let Some(registered) = event.registered {
+                    self.agent_id = Some(registered.agent_id.value);
+                    self.registered = true;
+                    // The master may have missed updates while we were away: send every head again.
+                    for stream in self.streams.values_mut() {
+                        stream.reset_backoff(now, self.config.status_update_retry_min);
+                    }
+                    self.resend_due(now, out);
+                }
+            }
+            MasterEventType::RunTask => {
+                if let Some(run) = event.run_task {
+                    self.run_task(run.framework_info, run.task, now, out);
+                }
+            }
+            MasterEventType::KillTask => {
+                if let Some(kill) = event.kill_task {
+                    self.kill_task(&kill.framework_id.value, kill.task_id, kill.kill_policy, now, out);
+                }
+            }
+            MasterEventType::Acknowledge => {
+                if let Some(ack) = event.acknowledge {
+                    self.acknowledge(&ack.framework_id.value, &ack.task_id.value, &ack.uuid, now, out);
+                }
+            }
+            MasterEventType::ShutdownFramework => {
+                if let Some(shutdown) = event.shutdown_framework {
+                    self.shutdown_framework(&shutdown.framework_id.value, now, out);
+                }
+            }
+            MasterEventType::Heartbeat | MasterEventType::Error | MasterEventType::Unknown => {}
+        }
+    }
+
+    fn run_task(
+        &mut self,
+        framework_info: v1::FrameworkInfo,
+        task: v1::TaskInfo,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(framework_id) = framework_info.id.as_ref().map(|f| f.value.clone()) else {
+            return;
+        };
+        let executor_info = match &task.executor {
+            Some(executor) => executor.clone(),
+            None => self.command_executor_info(&framework_id, &task),
+        };
+        let executor_id = executor_info.executor_id.value.clone();
+        let agent_id = self.agent_id.clone().unwrap_or_default();
+        let framework = self
+            .frameworks
+            .entry(framework_id.clone())
+            .or_insert_with(|| Framework { info: framework_info.clone(), executors: BTreeMap::new() });
+        framework.info = framework_info;
+        if let Some(executor) = framework.executors.get_mut(&executor_id) {
+            if executor.kill_at.is_some() {
+                // The executor is shutting down; it cannot take new work.
+                let status = self.agent_status(
+                    &framework_id,
+                    &task.task_id.value,
+                    Some(&executor_id),
+                    TaskState::TaskLost,
+                    Reason::ExecutorTerminated,
+                    "Executor is shutting down",
+                    now,
+                );
+                self.enqueue_update(&framework_id, status, now, out);
+                return;
+            }
+            match executor.conn {
+                Some(conn) => {
+                    executor.launched.insert(task.task_id.value.clone(), TaskState::TaskStaging);
+                    out.push(Output::ToExecutor { conn, event: launch_event(task) });
+                }
+                None => executor.queued.push_back(task),
+            }
+            return;
+        }
+        let container_id = self.uuids.next_string();
+        let sandbox = format!(
+            "{}/slaves/{agent_id}/frameworks/{framework_id}/executors/{executor_id}/runs/{container_id}",
+            self.config.work_dir.trim_end_matches('/')
+        );
+        let command = executor_info.command.clone().unwrap_or_default();
+        let user = command.user.clone().or_else(|| Some(framework.info.user.clone()));
+        let env = executor_environment(&self.config, &agent_id, &framework.info, &executor_info, &sandbox);
+        let mut queued = VecDeque::new();
+        queued.push_back(task);
+        framework.executors.insert(
+            executor_id.clone(),
+            Executor {
+                info: executor_info,
+                container_id: container_id.clone(),
+                sandbox: sandbox.clone(),
+                conn: None,
+                queued,
+                launched: BTreeMap::new(),
+                kill_at: None,
+            },
+        );
+        out.push(Output::LaunchExecutor(Box::new(Launch {
+            framework_id,
+            executor_id,
+            container_id,
+            sandbox,
+            command,
+            env,
+            user,
+        })));
+    }
+
+    /// The ExecutorInfo Mesos synthesizes for a task that only has a CommandInfo: the executor
+    /// id is the task id and the command runs our own command executor.
+    #[expect(deprecated, reason = "Mesos still fills `source` with the task id for command executors")]
+    fn command_executor_info(&self, framework_id: &str, task: &v1::TaskInfo) -> v1::ExecutorInfo {
+        let command = task.command.clone().unwrap_or_default();
+        let shown = if command.shell() {
+            let text: String = command.value().chars().take(12).collect();
+            let more = if command.value().chars().count() > 12 { "..." } else { "" };
+            format!("sh -c '{text}{more}'")
+        } else {
+            format!("[{}]", command.arguments.join(", "))
+        };
+        let launcher = &self.config.command_executor;
+        v1::ExecutorInfo {
+            executor_id: v1::ExecutorId { value: task.task_id.value.clone() },
+            framework_id: Some(v1::FrameworkId { value: framework_id.to_string() }),
+            name: Some(format!("Command Executor (Task: {}) (Command: {shown})", task.task_id.value)),
+            source: Some(task.task_id.value.clone()),
+            command: Some(v1::CommandInfo {
+                value: Some(launcher.program.clone()),
+                arguments: launcher.arguments.clone(),
+                shell: Some(false),
+                environment: command.environment.clone(),
+                user: command.user.clone(),
+                ..Default::default()
+            }),
+            resources: task.resources.clone(),
+            labels: task.labels.clone(),
+            ..Default::default()
+        }
+    }
+
+    fn kill_task(
+        &mut self,
+        framework_id: &str,
+        task_id: v1::TaskId,
+        kill_policy: Option<v1::KillPolicy>,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(framework) = self.frameworks.get_mut(framework_id) else { return };
+        let Some((executor_id, executor)) = framework.executors.iter_mut().find(|(_, e)| {
+            e.launched.contains_key(&task_id.value) || e.queued.iter().any(|t| t.task_id == task_id)
+        }) else {
+            return;
+        };
+        let executor_id = executor_id.clone();
+        if let Some(position) = executor.queued.iter().position(|t| t.task_id == task_id) {
+            // Never handed to the executor: it is killed during launch.
+            executor.queued.remove(position);
+            let idle = executor.queued.is_empty() && executor.launched.is_empty();
+            let status = self.agent_status(
+                framework_id,
+                &task_id.value,
+                Some(&executor_id),
+                TaskState::TaskKilled,
+                Reason::TaskKilledDuringLaunch,
+                "Killed before delivery to the executor",
+                now,
+            );
+            self.enqueue_update(framework_id, status, now, out);
+            if idle {
+                self.shutdown_executor(framework_id, &executor_id, now, out);
+            }
+            return;
+        }
+        if let Some(conn) = executor.conn {
+            let mut e = executor::Event::default();
+            e.set_type(executor::event::Type::Kill);
+            e.kill = Some(executor::event::Kill { task_id, kill_policy });
+            out.push(Output::ToExecutor { conn, event: e });
+        }
+    }
+
+    fn shutdown_framework(&mut self, framework_id: &str, now: Duration, out: &mut Vec<Output>) {
+        // The master forgot the framework: nobody will acknowledge its updates any more.
+        self.streams.retain(|(f, _), _| f != framework_id);
+        let executors: Vec<String> = self
+            .frameworks
+            .get(framework_id)
+            .map(|f| f.executors.keys().cloned().collect())
+            .unwrap_or_default();
+        for executor_id in executors {
+            self.shutdown_executor(framework_id, &executor_id, now, out);
+        }
+    }
+
+    /// Asks an executor to shut down and arms the kill that follows the grace period; an
+    /// executor that never subscribed is killed at once.
+    fn shutdown_executor(
+        &mut self,
+        framework_id: &str,
+        executor_id: &str,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) {
+        let default_grace = self.config.executor_shutdown_grace_period;
+        let Some(executor) = self.executor_mut(framework_id, executor_id) else { return };
+        if executor.kill_at.is_some() {
+            return;
+        }
+        let grace = executor
+            .info
+            .shutdown_grace_period
+            .as_ref()
+            .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
+            .unwrap_or(default_grace);
+        match executor.conn {
+            Some(conn) => {
+                executor.kill_at = Some(now + grace);
+                let mut e = executor::Event::default();
+                e.set_type(executor::event::Type::Shutdown);
+                out.push(Output::ToExecutor { conn, event: e });
+            }
+            None => {
+                executor.kill_at = Some(now);
+                out.push(Output::KillExecutor {
+                    framework_id: framework_id.to_string(),
+                    executor_id: executor_id.to_string(),
+                });
+            }
+        }
+    }
+
+    fn executor_subscribe(
+        &mut self,
+        conn: ConnId,
+        call: executor::Call,
+        out: &mut Vec<Output>,
+    ) -> Result<(), CallError> {
+        if call.r#type() != ExecutorCallType::Subscribe {
+            return Err(CallError::BadRequest("Expecting a SUBSCRIBE call".into()));
+        }
+        let framework_id = call.framework_id.value.clone();
+        let executor_id = call.executor_id.value.clone();
+        let agent_info = {
+            let mut info = self.config.agent_info.clone();
+            info.id = self.agent_id.as_ref().map(|id| v1::AgentId { value: id.clone() });
+            info
+        };
+        let Some(framework) = self.frameworks.get_mut(&framework_id) else {
+            return Err(CallError::BadRequest("Framework cannot be found".into()));
+        };
+        let framework_info = framework.info.clone();
+        let Some(executor) = framework.executors.get_mut(&executor_id) else {
+            return Err(CallError::BadRequest("Executor cannot be found".into()));
+        };
+        if executor.kill_at.is_some() {
+            return Err(CallError::Forbidden("Executor is terminating".into()));
+        }
+        if let Some(old) = executor.conn.replace(conn) {
+            self.executor_conns.remove(&old);
+            out.push(Output::CloseExecutor { conn: old });
+        }
+        let mut e = executor::Event::default();
+        e.set_type(executor::event::Type::Subscribed);
+        e.subscribed = Some(executor::event::Subscribed {
+            executor_info: executor.info.clone(),
+            framework_info,
+            agent_info,
+            container_id: Some(v1::ContainerId { value: executor.container_id.clone(), parent: None }),
+        });
+        out.push(Output::ToExecutor { conn, event: e });
+        while let Some(task) = executor.queued.pop_front() {
+            executor.launched.insert(task.task_id.value.clone(), TaskState::TaskStaging);
+            out.push(Output::ToExecutor { conn, event: launch_event(task) });
+        }
+        self.executor_conns.insert(conn, (framework_id, executor_id));
+        Ok(())
+    }
+
+    fn executor_call(
+        &mut self,
+        call: executor::Call,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) -> Result<(), CallError> {
+        let framework_id = call.framework_id.value.clone();
+        let executor_id = call.executor_id.value.clone();
+        let Some(framework) = self.frameworks.get(&framework_id) else {
+            return Err(CallError::BadRequest("Framework cannot be found".into()));
+        };
+        let Some(executor) = framework.executors.get(&executor_id) else {
+            return Err(CallError::BadRequest("Executor cannot be found".into()));
+        };
+        let Some(conn) = executor.conn else {
+            return Err(CallError::Forbidden("Executor is not subscribed".into()));
+        };
+        match call.r#type() {
+            ExecutorCallType::Update => {
+                let Some(update) = call.update else {
+                    return Err(CallError::BadRequest("Expecting 'update' to be present".into()));
+                };
+                let status = validate_executor_update(update.status, &executor_id)?;
+                self.executor_update(&framework_id, &executor_id, conn, status, now, out);
+                Ok(())
+            }
+            // Framework messages travel best-effort and are not forwarded yet.
+            ExecutorCallType::Message => Err(CallError::BadRequest(
+                "Executor MESSAGE is not supported by this version of Agora".into(),
+            )),
+            ExecutorCallType::Heartbeat => Ok(()),
+            ExecutorCallType::Subscribe => {
+                Err(CallError::BadRequest("SUBSCRIBE must be sent as a streaming request".into()))
+            }
+            ExecutorCallType::Unknown => {
+                Err(CallError::BadRequest("Expecting 'type' to be present".into()))
+            }
+        }
+    }
+
+    fn executor_update(
+        &mut self,
+        framework_id: &str,
+        executor_id: &str,
+        conn: ConnId,
+        mut status: v1::TaskStatus,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) {
+        status.agent_id = self.agent_id.as_ref().map(|a| v1::AgentId { value: a.clone() });
+        status.executor_id = Some(v1::ExecutorId { value: executor_id.to_string() });
+        if status.timestamp.is_none() {
+            status.timestamp = Some(now.as_secs_f64());
+        }
+        let task_id = status.task_id.clone();
+        let uuid = status.uuid.clone().unwrap_or_default();
+        if let Some(executor) = self.executor_mut(framework_id, executor_id)
+            && let Some(state) = executor.launched.get_mut(&task_id.value)
+        {
+            *state = status.state();
+        }
+        self.enqueue_update(framework_id, status, now, out);
+        // Accepted (in memory: nothing is checkpointed yet), so the executor may stop retrying.
+        let mut e = executor::Event::default();
+        e.set_type(executor::event::Type::Acknowledged);
+        e.acknowledged = Some(executor::event::Acknowledged { task_id, uuid });
+        out.push(Output::ToExecutor { conn, event: e });
+    }
+
+    /// Handles the end of an executor: every task it left unfinished fails, and the master
+    /// learns that the executor exited.
+    #[expect(clippy::too_many_arguments, reason = "one call site per cause, each reads best flat")]
+    fn executor_gone(
+        &mut self,
+        framework_id: &str,
+        executor_id: &str,
+        wait_status: Option<i32>,
+        reason: Reason,
+        message: &str,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(framework) = self.frameworks.get_mut(framework_id) else { return };
+        let Some(executor) = framework.executors.remove(executor_id) else { return };
+        if framework.executors.is_empty() {
+            self.frameworks.remove(framework_id);
+        }
+        if let Some(conn) = executor.conn {
+            self.executor_conns.remove(&conn);
+            out.push(Output::CloseExecutor { conn });
+        }
+        let unfinished: Vec<String> = executor
+            .queued
+            .iter()
+            .map(|t| t.task_id.value.clone())
+            .chain(
+                executor
+                    .launched
+                    .iter()
+                    .filter(|(_, state)| !is_terminal(**state))
+                    .map(|(id, _)| id.clone()),
+            )
+            .collect();
+        for task_id in unfinished {
+            let status = self.agent_status(
+                framework_id,
+                &task_id,
+                Some(executor_id),
+                TaskState::TaskFailed,
+                reason,
+                message,
+                now,
+            );
+            self.enqueue_update(framework_id, status, now, out);
+        }
+        if self.registered {
+            let mut call = internal::AgentCall::default();
+            call.set_type(internal::agent_call::Type::ExecutorExited);
+            call.agent_id = self.agent_id.as_ref().map(|a| v1::AgentId { value: a.clone() });
+            call.executor_exited = Some(internal::agent_call::ExecutorExited {
+                framework_id: v1::FrameworkId { value: framework_id.to_string() },
+                executor_id: v1::ExecutorId { value: executor_id.to_string() },
+                status: wait_status,
+            });
+            out.push(Output::ToMaster(call));
+        }
+    }
+
+    fn tick(&mut self, now: Duration, out: &mut Vec<Output>) {
+        self.resend_due(now, out);
+        let mut overdue = Vec::new();
+        for (framework_id, framework) in &self.frameworks {
+            for (executor_id, executor) in &framework.executors {
+                if executor.kill_at.is_some_and(|at| at <= now) {
+                    overdue.push((framework_id.clone(), executor_id.clone()));
+                }
+            }
+        }
+        for (framework_id, executor_id) in overdue {
+            out.push(Output::KillExecutor { framework_id, executor_id });
+        }
+    }
+
+    /// A status update the agent itself generates; unlike the master's it carries a uuid and
+    /// goes through the update stream, so it is retried until acknowledged.
+    #[expect(clippy::too_many_arguments, reason = "mirrors the fields of the status it builds")]
+    fn agent_status(
+        &mut self,
+        _framework_id: &str,
+        task_id: &str,
+        executor_id: Option<&str>,
+        state: TaskState,
+        reason: Reason,
+        message: &str,
+        now: Duration,
+    ) -> v1::TaskStatus {
+        let mut status = crate::status::Synthesized {
+            task_id,
+            state,
+            source: Source::Agent,
+            reason: Some(reason),
+            message: message.to_string(),
+            agent_id: self.agent_id.as_deref(),
+            executor_id,
+        }
+        .build(now);
+        status.uuid = Some(bytes::Bytes::copy_from_slice(&self.uuids.next_bytes()));
+        status
+    }
+}
+
+fn launch_event(task: v1::TaskInfo) -> executor::Event {
+    let mut e = executor::Event::default();
+    e.set_type(executor::event::Type::Launch);
+    e.launch = Some(executor::event::Launch { task });
+    e
+}
+
+/// The executor UPDATE checks of reference §3.2.
+fn validate_executor_update(
+    status: v1::TaskStatus,
+    executor_id: &str,
+) -> Result<v1::TaskStatus, CallError> {
+    let bad = |m: &str| Err(CallError::BadRequest(format!("Failed to validate executor::Call: {m}")));
+    match &status.uuid {
+        None => return bad("'TaskStatus.uuid' must be present"),
+        Some(uuid) if uuid.len() != 16 => return bad("'TaskStatus.uuid' must be a valid UUID"),
+        Some(_) => {}
+    }
+    if status.source() != Source::Executor {
+        return bad("'TaskStatus.source' must be SOURCE_EXECUTOR");
+    }
+    if status.state() == TaskState::TaskStaging {
+        return bad("'TaskStatus.state' must not be TASK_STAGING");
+    }
+    if let Some(id) = &status.executor_id
+        && id.value != executor_id
+    {
+        return bad("'TaskStatus.executor_id' does not match the call's 'executor_id'");
+    }
+    if status.task_id.value.is_empty() {
+        return bad("'TaskStatus.task_id' must be present");
+    }
+    Ok(status)
+}
+
+/// The environment of reference §3.4.
+fn executor_environment(
+    config: &AgentConfig,
+    agent_id: &str,
+    framework: &v1::FrameworkInfo,
+    executor: &v1::ExecutorInfo,
+    sandbox: &str,
+) -> Vec<(String, String)> {
+    let grace = executor
+        .shutdown_grace_period
+        .as_ref()
+        .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
+        .unwrap_or(config.executor_shutdown_grace_period);
+    let framework_id = framework.id.as_ref().map(|f| f.value.clone()).unwrap_or_default();
+    let checkpoint = framework.checkpoint();
+    let mut env = vec![
+        ("MESOS_FRAMEWORK_ID".to_string(), framework_id),
+        ("MESOS_EXECUTOR_ID".to_string(), executor.executor_id.value.clone()),
+        ("MESOS_DIRECTORY".to_string(), sandbox.to_string()),
+        ("MESOS_SANDBOX".to_string(), sandbox.to_string()),
+        ("MESOS_AGENT_ENDPOINT".to_string(), config.endpoint.clone()),
+        ("MESOS_SLAVE_ID".to_string(), agent_id.to_string()),
+        ("MESOS_SLAVE_PID".to_string(), format!("slave(1)@{}", config.endpoint)),
+        ("MESOS_CHECKPOINT".to_string(), if checkpoint { "1" } else { "0" }.to_string()),
+        ("MESOS_HTTP_COMMAND_EXECUTOR".to_string(), "1".to_string()),
+        ("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD".to_string(), crate::duration::format(grace)),
+        ("LIBPROCESS_PORT".to_string(), "0".to_string()),
+    ];
+    if checkpoint {
+        env.push(("MESOS_RECOVERY_TIMEOUT".to_string(), "15mins".to_string()));
+        env.push(("MESOS_SUBSCRIPTION_BACKOFF_MAX".to_string(), "2secs".to_string()));
+    }
+    if let Some(variables) = executor.command.as_ref().and_then(|c| c.environment.as_ref()) {
+        for variable in &variables.variables {
+            if let Some(value) = &variable.value {
+                env.retain(|(name, _)| *name != variable.name);
+                env.push((variable.name.clone(), value.clone()));
+            }
+        }
+    }
+    env
+}
+
+/// A raw wait status in words: `exited with status 1` or `terminated by signal 9`.
+pub fn describe_wait_status(status: i32) -> String {
+    let signal = status & 0x7f;
+    if signal == 0 {
+        format!("exited with status {}", (status >> 8) & 0xff)
+    } else {
+        format!("terminated by signal {signal}")
+    }
+}
+
+#[cfg(test)]
+mod tests;

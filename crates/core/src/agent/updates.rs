@@ -1,0 +1,138 @@
+//! The agent's status update manager (reference §5.6): one stream per task, in order, with only
+//! the head in flight to the master, retried from `status_update_retry_min` doubling up to
+//! `status_update_retry_max` until the scheduler's acknowledgement comes back through the master.
+//!
+//! Duplicate updates (same uuid) are dropped. The streams live in memory; checkpointing them is
+//! a later stage, as is the bookkeeping of completed tasks.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+
+use agora_proto::internal;
+use agora_proto::v1::{self, TaskState};
+use bytes::Bytes;
+
+use super::{Agent, Output};
+use crate::status::is_terminal;
+
+#[derive(Debug, Default)]
+pub(super) struct UpdateStream {
+    pending: VecDeque<v1::TaskStatus>,
+    seen: HashSet<Bytes>,
+    /// When the head is due to be sent again.
+    retry_at: Option<Duration>,
+    backoff: Duration,
+}
+
+impl UpdateStream {
+    pub(super) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Makes the head due now with the backoff back at its minimum.
+    pub(super) fn reset_backoff(&mut self, now: Duration, min: Duration) {
+        if !self.pending.is_empty() {
+            self.retry_at = Some(now);
+            self.backoff = min;
+        }
+    }
+
+    fn latest_state(&self) -> Option<TaskState> {
+        self.pending.back().map(|s| s.state())
+    }
+}
+
+impl Agent {
+    /// Appends an update to its task's stream; sends it at once when it is the new head.
+    pub(super) fn enqueue_update(
+        &mut self,
+        framework_id: &str,
+        status: v1::TaskStatus,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) {
+        let key = (framework_id.to_string(), status.task_id.value.clone());
+        let stream = self.streams.entry(key.clone()).or_default();
+        if let Some(uuid) = &status.uuid
+            && !stream.seen.insert(uuid.clone())
+        {
+            return;
+        }
+        stream.pending.push_back(status);
+        if stream.pending.len() == 1 {
+            stream.retry_at = Some(now);
+            stream.backoff = self.config.status_update_retry_min;
+            self.send_head(&key, now, out);
+        }
+    }
+
+    /// Handles the scheduler's acknowledgement of the head update of a task's stream.
+    pub(super) fn acknowledge(
+        &mut self,
+        framework_id: &str,
+        task_id: &str,
+        uuid: &Bytes,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) {
+        let key = (framework_id.to_string(), task_id.to_string());
+        let Some(stream) = self.streams.get_mut(&key) else { return };
+        if stream.pending.front().and_then(|s| s.uuid.as_ref()) != Some(uuid) {
+            // A stale or duplicate acknowledgement; the head stays in flight.
+            return;
+        }
+        let acked = stream.pending.pop_front();
+        if stream.pending.is_empty() {
+            // A terminal update acknowledged ends the task's stream for good.
+            if acked.is_some_and(|s| is_terminal(s.state())) {
+                self.streams.remove(&key);
+            } else {
+                stream.retry_at = None;
+            }
+            return;
+        }
+        stream.retry_at = Some(now);
+        stream.backoff = self.config.status_update_retry_min;
+        self.send_head(&key, now, out);
+    }
+
+    /// Sends every head whose retry time has come.
+    pub(super) fn resend_due(&mut self, now: Duration, out: &mut Vec<Output>) {
+        let due: Vec<(String, String)> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.retry_at.is_some_and(|at| at <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            self.send_head(&key, now, out);
+        }
+    }
+
+    fn send_head(&mut self, key: &(String, String), now: Duration, out: &mut Vec<Output>) {
+        let max = self.config.status_update_retry_max;
+        let registered = self.registered;
+        let agent_id = self.agent_id.clone();
+        let Some(stream) = self.streams.get_mut(key) else { return };
+        let Some(head) = stream.pending.front() else { return };
+        // Keep the clock running while disconnected; registration makes every head due again.
+        stream.retry_at = Some(now + stream.backoff);
+        stream.backoff = (stream.backoff * 2).min(max);
+        if !registered {
+            return;
+        }
+        let mut call = internal::AgentCall::default();
+        call.set_type(internal::agent_call::Type::StatusUpdate);
+        call.agent_id = agent_id.map(|a| v1::AgentId { value: a });
+        let mut update = internal::agent_call::StatusUpdate {
+            framework_id: v1::FrameworkId { value: key.0.clone() },
+            status: head.clone(),
+            latest_state: None,
+        };
+        if let Some(latest) = stream.latest_state() {
+            update.set_latest_state(latest);
+        }
+        call.status_update = Some(update);
+        out.push(Output::ToMaster(call));
+    }
+}

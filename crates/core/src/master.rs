@@ -1,0 +1,507 @@
+//! The master state machine: frameworks, agents, offers and tasks, driven by
+//! `Master::handle(input, now) -> Vec<Output>`.
+//!
+//! Inputs are already-decoded scheduler calls, internal agent calls, stream closures and timer
+//! ticks; outputs are events for scheduler and agent streams, stream closures and the answer to
+//! each request. The HTTP shell in the `master` crate decodes bytes, owns the sockets and turns
+//! ticks into inputs. Scheduler calls live in `master/scheduler.rs`, the agent protocol in
+//! `master/agents.rs`; this file holds the state and what both sides share (offers, task
+//! bookkeeping, allocation). Persistence is not here yet: nothing of the master survives its
+//! process.
+
+mod agents;
+mod scheduler;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use agora_proto::{internal, scheduler as sched, v1};
+use bytes::Bytes;
+
+use crate::allocator::{Allocator, AllocatorConfig};
+use crate::convert;
+pub use crate::call::CallError;
+use crate::resources::Resources;
+use crate::status::is_terminal;
+
+/// A scheduler or agent stream, numbered by the shell.
+pub type ConnId = u64;
+/// A request awaiting its `Output::Reply`, numbered by the shell.
+pub type ReqId = u64;
+
+/// The Mesos default for `Filters.refuse_seconds`.
+const DEFAULT_REFUSE_SECONDS: f64 = 5.0;
+/// Refusals are capped at 365 days, like Mesos.
+const MAX_REFUSE_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+/// The protocol version of `agora.internal.v1` this master speaks.
+pub const AGENT_PROTOCOL_VERSION: u32 = 1;
+
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    /// Filled by the shell: id, ip, port, hostname, version, address.
+    pub master_info: v1::MasterInfo,
+    pub allocation_interval: Duration,
+    pub heartbeat_interval: Duration,
+    pub allocator: AllocatorConfig,
+    pub max_completed_tasks_per_framework: usize,
+    pub max_completed_frameworks: usize,
+}
+
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A SUBSCRIBE call whose stream the shell has opened as `conn`.
+    Subscribe { req: ReqId, conn: ConnId, stream_id: String, call: sched::Call },
+    /// Any other scheduler call, with the `Mesos-Stream-Id` header if there was one.
+    SchedulerCall { req: ReqId, stream_id: Option<String>, call: sched::Call },
+    SchedulerClosed { conn: ConnId },
+    /// A REGISTER call whose stream the shell has opened as `conn`.
+    AgentRegister { req: ReqId, conn: ConnId, stream_id: String, call: internal::AgentCall },
+    AgentCall { req: ReqId, stream_id: Option<String>, call: internal::AgentCall },
+    AgentClosed { conn: ConnId },
+    /// Fires every `allocation_interval`.
+    AllocationTick,
+    /// Fires every `heartbeat_interval`.
+    HeartbeatTick,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// The answer to request `req`; every request gets exactly one.
+    Reply { req: ReqId, result: Result<(), CallError> },
+    ToScheduler { conn: ConnId, event: sched::Event },
+    CloseScheduler { conn: ConnId },
+    ToAgent { conn: ConnId, event: internal::AgentEvent },
+    CloseAgent { conn: ConnId },
+}
+
+#[derive(Debug)]
+struct Framework {
+    id: String,
+    info: v1::FrameworkInfo,
+    conn: Option<ConnId>,
+    stream_id: Option<String>,
+    /// When the stream closed, for the failover timeout.
+    disconnected_at: Option<Duration>,
+    offers: BTreeSet<String>,
+    tasks: BTreeMap<String, Task>,
+    completed_tasks: VecDeque<Task>,
+    /// Custom executors by (agent, executor id), with the resources they hold.
+    executors: BTreeMap<(String, String), ExecutorRecord>,
+}
+
+#[derive(Debug, Clone)]
+struct ExecutorRecord {
+    role: String,
+    resources: Resources,
+}
+
+#[derive(Debug, Clone)]
+struct Task {
+    info: v1::TaskInfo,
+    agent_id: String,
+    role: String,
+    resources: Resources,
+    state: v1::TaskState,
+    /// The state and uuid of the update last forwarded and not yet acknowledged.
+    status_update_state: Option<v1::TaskState>,
+    status_update_uuid: Option<Bytes>,
+    latest_status: Option<v1::TaskStatus>,
+    /// Whether the resources went back to the allocator (on the first known terminal state).
+    released: bool,
+}
+
+#[derive(Debug)]
+struct Agent {
+    id: String,
+    info: v1::AgentInfo,
+    total: Resources,
+    attributes: Vec<v1::Attribute>,
+    /// `ip:port` of the agent's HTTP server.
+    endpoint: String,
+    conn: Option<ConnId>,
+    stream_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Offer {
+    framework_id: String,
+    agent_id: String,
+    role: String,
+    resources: Resources,
+}
+
+/// The master's state. See the module documentation.
+#[derive(Debug)]
+pub struct Master {
+    config: MasterConfig,
+    allocator: Allocator,
+    next_framework: u64,
+    next_offer: u64,
+    next_agent: u64,
+    frameworks: BTreeMap<String, Framework>,
+    /// Ids of removed frameworks, which can never subscribe again.
+    removed_frameworks: HashSet<String>,
+    completed_frameworks: VecDeque<String>,
+    agents: BTreeMap<String, Agent>,
+    offers: BTreeMap<String, Offer>,
+    scheduler_conns: HashMap<ConnId, String>,
+    agent_conns: HashMap<ConnId, String>,
+}
+
+impl Master {
+    pub fn new(config: MasterConfig) -> Self {
+        Self {
+            allocator: Allocator::new(config.allocator.clone()),
+            config,
+            next_framework: 0,
+            next_offer: 0,
+            next_agent: 0,
+            frameworks: BTreeMap::new(),
+            removed_frameworks: HashSet::new(),
+            completed_frameworks: VecDeque::new(),
+            agents: BTreeMap::new(),
+            offers: BTreeMap::new(),
+            scheduler_conns: HashMap::new(),
+            agent_conns: HashMap::new(),
+        }
+    }
+
+    pub fn master_info(&self) -> &v1::MasterInfo {
+        &self.config.master_info
+    }
+
+    /// Advances the state machine by one input. `now` is the time since the Unix epoch; it
+    /// stamps synthesized status updates and drives filters and failover timeouts.
+    pub fn handle(&mut self, input: Input, now: Duration) -> Vec<Output> {
+        let mut out = Vec::new();
+        match input {
+            Input::Subscribe { req, conn, stream_id, call } => {
+                self.subscribe(req, conn, stream_id, call, now, &mut out)
+            }
+            Input::SchedulerCall { req, stream_id, call } => {
+                let result = self.scheduler_call(stream_id, call, now, &mut out);
+                out.push(Output::Reply { req, result });
+            }
+            Input::SchedulerClosed { conn } => self.scheduler_closed(conn, now, &mut out),
+            Input::AgentRegister { req, conn, stream_id, call } => {
+                self.agent_register(req, conn, stream_id, call, now, &mut out)
+            }
+            Input::AgentCall { req, stream_id, call } => {
+                let result = self.agent_call(stream_id, call, now, &mut out);
+                out.push(Output::Reply { req, result });
+            }
+            Input::AgentClosed { conn } => self.agent_closed(conn, now, &mut out),
+            Input::AllocationTick => {
+                self.expire_failovers(now, &mut out);
+                self.allocate(now, &mut out);
+            }
+            Input::HeartbeatTick => self.heartbeat(&mut out),
+        }
+        out
+    }
+
+    /// Ids of the frameworks the master knows, connected or not.
+    pub fn framework_ids(&self) -> Vec<String> {
+        self.frameworks.keys().cloned().collect()
+    }
+
+    /// Ids of the agents the master knows, connected or not.
+    pub fn agent_ids(&self) -> Vec<String> {
+        self.agents.keys().cloned().collect()
+    }
+
+    /// Active (not yet completed) tasks as (framework id, task id, state).
+    pub fn tasks(&self) -> Vec<(String, String, v1::TaskState)> {
+        self.frameworks
+            .values()
+            .flat_map(|f| f.tasks.iter().map(|(t, task)| (f.id.clone(), t.clone(), task.state)))
+            .collect()
+    }
+
+    /// Outstanding offers as (offer id, framework id, agent id).
+    pub fn offer_ids(&self) -> Vec<(String, String, String)> {
+        self.offers
+            .iter()
+            .map(|(id, o)| (id.clone(), o.framework_id.clone(), o.agent_id.clone()))
+            .collect()
+    }
+
+    fn heartbeat(&self, out: &mut Vec<Output>) {
+        for &conn in self.scheduler_conns.keys() {
+            out.push(Output::ToScheduler { conn, event: event(sched::event::Type::Heartbeat) });
+        }
+        for &conn in self.agent_conns.keys() {
+            let mut e = internal::AgentEvent::default();
+            e.set_type(internal::agent_event::Type::Heartbeat);
+            out.push(Output::ToAgent { conn, event: e });
+        }
+    }
+
+    /// Runs one allocation and turns it into offers: one offer per (framework, role, agent),
+    /// all new offers of one framework in a single OFFERS event.
+    fn allocate(&mut self, now: Duration, out: &mut Vec<Output>) {
+        let allocations = self.allocator.allocate(now);
+        let mut per_framework: BTreeMap<String, Vec<v1::Offer>> = BTreeMap::new();
+        for a in allocations {
+            let (Some(framework), Some(agent)) =
+                (self.frameworks.get_mut(&a.framework_id), self.agents.get(&a.agent_id))
+            else {
+                // The allocator never hands out what it does not know; give it back if it did.
+                self.allocator.recover(
+                    &a.framework_id,
+                    &a.role,
+                    &a.agent_id,
+                    &a.resources,
+                    None,
+                    now,
+                );
+                continue;
+            };
+            let offer_id = format!("{}-O{}", self.config.master_info.id, self.next_offer);
+            self.next_offer += 1;
+            let multi_role = has_capability(&framework.info, v1::framework_info::capability::Type::MultiRole);
+            let allocation_info =
+                multi_role.then(|| v1::resource::AllocationInfo { role: Some(a.role.clone()) });
+            let executor_ids = framework
+                .executors
+                .keys()
+                .filter(|(agent_id, _)| *agent_id == a.agent_id)
+                .map(|(_, e)| v1::ExecutorId { value: e.clone() })
+                .collect();
+            let offer = v1::Offer {
+                id: v1::OfferId { value: offer_id.clone() },
+                framework_id: v1::FrameworkId { value: framework.id.clone() },
+                agent_id: v1::AgentId { value: agent.id.clone() },
+                hostname: agent.info.hostname.clone(),
+                resources: convert::resources_to_proto(&a.resources, allocation_info.as_ref()),
+                executor_ids,
+                attributes: agent.attributes.clone(),
+                url: Some(agent_url(agent)),
+                allocation_info,
+                ..Default::default()
+            };
+            framework.offers.insert(offer_id.clone());
+            self.offers.insert(
+                offer_id,
+                Offer {
+                    framework_id: a.framework_id.clone(),
+                    agent_id: a.agent_id,
+                    role: a.role,
+                    resources: a.resources,
+                },
+            );
+            per_framework.entry(a.framework_id).or_default().push(offer);
+        }
+        for (framework_id, offers) in per_framework {
+            let Some(conn) = self.frameworks.get(&framework_id).and_then(|f| f.conn) else {
+                continue;
+            };
+            let mut e = event(sched::event::Type::Offers);
+            e.offers = Some(sched::event::Offers { offers });
+            out.push(Output::ToScheduler { conn, event: e });
+        }
+    }
+
+    /// Takes an offer out of circulation, returning its resources to the allocator with an
+    /// optional refusal filter, and tells the framework if `rescind` is set.
+    fn remove_offer(
+        &mut self,
+        offer_id: &str,
+        refuse: Option<Duration>,
+        rescind: bool,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) -> Option<Offer> {
+        let offer = self.offers.remove(offer_id)?;
+        if let Some(framework) = self.frameworks.get_mut(&offer.framework_id) {
+            framework.offers.remove(offer_id);
+            if rescind && let Some(conn) = framework.conn {
+                let mut e = event(sched::event::Type::Rescind);
+                e.rescind = Some(sched::event::Rescind {
+                    offer_id: Some(v1::OfferId { value: offer_id.to_string() }),
+                });
+                out.push(Output::ToScheduler { conn, event: e });
+            }
+        }
+        self.allocator.recover(
+            &offer.framework_id,
+            &offer.role,
+            &offer.agent_id,
+            &offer.resources,
+            refuse,
+            now,
+        );
+        Some(offer)
+    }
+
+    /// Records a status update for a known task: its state, the update in flight, and the
+    /// release of its resources on the first known terminal state.
+    fn apply_status(
+        &mut self,
+        framework_id: &str,
+        status: &v1::TaskStatus,
+        latest_state: Option<v1::TaskState>,
+        now: Duration,
+    ) {
+        let Some(framework) = self.frameworks.get_mut(framework_id) else { return };
+        let Some(task) = framework.tasks.get_mut(&status.task_id.value) else { return };
+        task.state = latest_state.unwrap_or(status.state());
+        if status.uuid.is_some() {
+            task.status_update_state = Some(status.state());
+            task.status_update_uuid = status.uuid.clone();
+        }
+        task.latest_status = Some(status.clone());
+        if is_terminal(task.state) && !task.released {
+            task.released = true;
+            self.allocator.recover(
+                framework_id,
+                &task.role,
+                &task.agent_id,
+                &task.resources,
+                None,
+                now,
+            );
+        }
+        // Updates without a uuid are never acknowledged, so a terminal one completes the task
+        // at once.
+        if status.uuid.is_none() && is_terminal(status.state()) {
+            self.complete_task(framework_id, &status.task_id.value);
+        }
+    }
+
+    /// Moves a task to the framework's bounded list of completed tasks.
+    fn complete_task(&mut self, framework_id: &str, task_id: &str) {
+        let limit = self.config.max_completed_tasks_per_framework;
+        let Some(framework) = self.frameworks.get_mut(framework_id) else { return };
+        if let Some(task) = framework.tasks.remove(task_id) {
+            framework.completed_tasks.push_back(task);
+            while framework.completed_tasks.len() > limit {
+                framework.completed_tasks.pop_front();
+            }
+        }
+    }
+
+    /// Removes a framework for good: offers back to the allocator, its agents told to shut it
+    /// down, its stream closed, its id barred from subscribing again.
+    fn remove_framework(&mut self, framework_id: &str, now: Duration, out: &mut Vec<Output>) {
+        let Some(offer_ids) = self.frameworks.get(framework_id).map(|f| f.offers.clone()) else {
+            return;
+        };
+        for offer_id in offer_ids {
+            self.remove_offer(&offer_id, None, false, now, out);
+        }
+        let Some(framework) = self.frameworks.remove(framework_id) else { return };
+        self.allocator.remove_framework(framework_id);
+        let agents: BTreeSet<&String> = framework
+            .tasks
+            .values()
+            .map(|t| &t.agent_id)
+            .chain(framework.executors.keys().map(|(a, _)| a))
+            .collect();
+        for agent_id in agents {
+            if let Some(conn) = self.agents.get(agent_id).and_then(|a| a.conn) {
+                let mut e = internal::AgentEvent::default();
+                e.set_type(internal::agent_event::Type::ShutdownFramework);
+                e.shutdown_framework = Some(internal::agent_event::ShutdownFramework {
+                    framework_id: v1::FrameworkId { value: framework_id.to_string() },
+                });
+                out.push(Output::ToAgent { conn, event: e });
+            }
+        }
+        if let Some(conn) = framework.conn {
+            self.scheduler_conns.remove(&conn);
+            out.push(Output::CloseScheduler { conn });
+        }
+        self.removed_frameworks.insert(framework_id.to_string());
+        self.completed_frameworks.push_back(framework_id.to_string());
+        while self.completed_frameworks.len() > self.config.max_completed_frameworks {
+            self.completed_frameworks.pop_front();
+        }
+    }
+
+    /// Removes disconnected frameworks whose failover timeout has run out.
+    fn expire_failovers(&mut self, now: Duration, out: &mut Vec<Output>) {
+        let expired: Vec<String> = self
+            .frameworks
+            .values()
+            .filter(|f| {
+                f.disconnected_at.is_some_and(|at| {
+                    now.saturating_sub(at) >= failover_timeout(&f.info)
+                })
+            })
+            .map(|f| f.id.clone())
+            .collect();
+        for id in expired {
+            self.remove_framework(&id, now, out);
+        }
+    }
+
+    /// The filter a DECLINE or the leftovers of an ACCEPT install: `max(refuse_seconds,
+    /// allocation_interval)`, none for zero, the default for negative values, capped at a year.
+    fn refuse_duration(&self, filters: Option<&v1::Filters>) -> Option<Duration> {
+        let mut seconds = filters.and_then(|f| f.refuse_seconds).unwrap_or(DEFAULT_REFUSE_SECONDS);
+        if !seconds.is_finite() || seconds < 0.0 {
+            seconds = DEFAULT_REFUSE_SECONDS;
+        }
+        if seconds == 0.0 {
+            return None;
+        }
+        let refuse = Duration::from_secs_f64(seconds.min(MAX_REFUSE_SECONDS));
+        Some(refuse.max(self.config.allocation_interval))
+    }
+
+    fn send_update(&self, framework_id: &str, status: v1::TaskStatus, out: &mut Vec<Output>) {
+        if let Some(conn) = self.frameworks.get(framework_id).and_then(|f| f.conn) {
+            let mut e = event(sched::event::Type::Update);
+            e.update = Some(sched::event::Update { status: Some(status) });
+            out.push(Output::ToScheduler { conn, event: e });
+        }
+    }
+}
+
+/// An event of the given type with no payload yet.
+fn event(kind: sched::event::Type) -> sched::Event {
+    let mut e = sched::Event::default();
+    e.set_type(kind);
+    e
+}
+
+fn error_event(message: impl Into<String>) -> sched::Event {
+    let mut e = event(sched::event::Type::Error);
+    e.error = Some(sched::event::Error { message: message.into() });
+    e
+}
+
+fn has_capability(info: &v1::FrameworkInfo, kind: v1::framework_info::capability::Type) -> bool {
+    info.capabilities.iter().any(|c| c.r#type() == kind)
+}
+
+fn failover_timeout(info: &v1::FrameworkInfo) -> Duration {
+    let seconds = info.failover_timeout();
+    if seconds.is_finite() && seconds > 0.0 {
+        Duration::from_secs_f64(seconds.min(MAX_REFUSE_SECONDS * 100.0))
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// The agent's address in the shape of `Offer.url`.
+fn agent_url(agent: &Agent) -> v1::Url {
+    let (ip, port) = match agent.endpoint.rsplit_once(':') {
+        Some((ip, port)) => (ip.to_string(), port.parse().unwrap_or(agent.info.port())),
+        None => (agent.endpoint.clone(), agent.info.port()),
+    };
+    v1::Url {
+        scheme: "http".into(),
+        address: v1::Address {
+            hostname: Some(agent.info.hostname.clone()),
+            ip: Some(ip),
+            port,
+        },
+        path: Some("/slave(1)".into()),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

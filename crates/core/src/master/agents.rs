@@ -1,0 +1,263 @@
+//! The agent side of the master: registration, status updates and executor exits over Agora's
+//! internal protocol (`agora.internal.v1`, DESIGN invariant 6), and what happens when an agent's
+//! stream breaks.
+//!
+//! Agent health checking by pings and the unreachable state belong to a later stage; for now a
+//! broken stream deactivates the agent and loses the tasks of frameworks that do not checkpoint,
+//! as Mesos does on a disconnect (reference §5.2).
+
+use std::time::Duration;
+
+use agora_proto::internal::agent_call::Type as AgentCallType;
+use agora_proto::v1::task_status::{Reason, Source};
+use agora_proto::v1::{self, TaskState};
+use agora_proto::{internal, scheduler as sched};
+
+use super::{AGENT_PROTOCOL_VERSION, Agent, CallError, ConnId, Master, Output, ReqId, event};
+use crate::convert;
+use crate::resources::Resources;
+use crate::status::Synthesized;
+
+fn agent_error(message: impl Into<String>) -> internal::AgentEvent {
+    let mut e = internal::AgentEvent::default();
+    e.set_type(internal::agent_event::Type::Error);
+    e.error = Some(internal::agent_event::Error { message: message.into() });
+    e
+}
+
+impl Master {
+    pub(super) fn agent_register(
+        &mut self,
+        req: ReqId,
+        conn: ConnId,
+        stream_id: String,
+        call: internal::AgentCall,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) {
+        let is_register = call.r#type() == AgentCallType::Register;
+        let Some(register) = call.register.filter(|_| is_register) else {
+            let e = CallError::BadRequest("Expecting a REGISTER call with 'register' set".into());
+            out.push(Output::Reply { req, result: Err(e) });
+            return;
+        };
+        out.push(Output::Reply { req, result: Ok(()) });
+        let fail = |out: &mut Vec<Output>, message: String| {
+            out.push(Output::ToAgent { conn, event: agent_error(message) });
+            out.push(Output::CloseAgent { conn });
+        };
+        if register.protocol_version != AGENT_PROTOCOL_VERSION {
+            return fail(
+                out,
+                format!(
+                    "Agent protocol version {} is not supported (this master speaks {})",
+                    register.protocol_version, AGENT_PROTOCOL_VERSION
+                ),
+            );
+        }
+        let mut info = register.agent_info;
+        let total = match convert::resources_from_proto(&info.resources) {
+            Ok(total) => total,
+            Err(e) => return fail(out, format!("Invalid agent resources: {e}")),
+        };
+        let endpoint = register.endpoint.unwrap_or_else(|| format!("{}:{}", info.hostname, info.port()));
+
+        let id = match info.id.as_ref().map(|id| id.value.clone()) {
+            Some(id) => {
+                if let Err(e) = crate::ids::validate_id(&id) {
+                    return fail(out, format!("Invalid agent id: {e}"));
+                }
+                id
+            }
+            None => {
+                let id = format!("{}-S{}", self.config.master_info.id, self.next_agent);
+                self.next_agent += 1;
+                id
+            }
+        };
+        info.id = Some(v1::AgentId { value: id.clone() });
+
+        if let Some(agent) = self.agents.get_mut(&id) {
+            // Re-registration: the newest stream wins.
+            if let Some(old) = agent.conn.take() {
+                self.agent_conns.remove(&old);
+                self.allocator.remove_agent(&id);
+                out.push(Output::CloseAgent { conn: old });
+            }
+            agent.info = info.clone();
+            agent.total = total.clone();
+            agent.attributes = info.attributes.clone();
+            agent.endpoint = endpoint;
+            agent.conn = Some(conn);
+            agent.stream_id = Some(stream_id);
+        } else {
+            self.agents.insert(
+                id.clone(),
+                Agent {
+                    id: id.clone(),
+                    attributes: info.attributes.clone(),
+                    info: info.clone(),
+                    total: total.clone(),
+                    endpoint,
+                    conn: Some(conn),
+                    stream_id: Some(stream_id),
+                },
+            );
+        }
+        self.agent_conns.insert(conn, id.clone());
+
+        // What the master's own records say is running there still holds the resources.
+        let mut used: Vec<(String, String, Resources)> = Vec::new();
+        for framework in self.frameworks.values() {
+            for task in framework.tasks.values().filter(|t| t.agent_id == id && !t.released) {
+                used.push((framework.id.clone(), task.role.clone(), task.resources.clone()));
+            }
+            for ((agent_id, _), executor) in &framework.executors {
+                if *agent_id == id {
+                    used.push((framework.id.clone(), executor.role.clone(), executor.resources.clone()));
+                }
+            }
+        }
+        self.allocator.add_agent(&id, total, &used);
+
+        let mut e = internal::AgentEvent::default();
+        e.set_type(internal::agent_event::Type::Registered);
+        e.registered = Some(internal::agent_event::Registered {
+            agent_id: v1::AgentId { value: id },
+            master_info: self.config.master_info.clone(),
+            heartbeat_interval_seconds: Some(self.config.heartbeat_interval.as_secs_f64()),
+        });
+        out.push(Output::ToAgent { conn, event: e });
+        self.allocate(now, out);
+    }
+
+    pub(super) fn agent_call(
+        &mut self,
+        stream_id: Option<String>,
+        call: internal::AgentCall,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) -> Result<(), CallError> {
+        let Some(agent_id) = call.agent_id.as_ref().map(|a| a.value.clone()) else {
+            return Err(CallError::BadRequest("Expecting 'agent_id' to be present".into()));
+        };
+        let Some(agent) = self.agents.get(&agent_id) else {
+            return Err(CallError::BadRequest(format!("Agent {agent_id} is not registered")));
+        };
+        if agent.conn.is_none() {
+            return Err(CallError::Forbidden(format!("Agent {agent_id} is not connected")));
+        }
+        if stream_id.is_none() || agent.stream_id != stream_id {
+            return Err(CallError::BadRequest(
+                "The 'Mesos-Stream-Id' header is missing or does not match the agent's stream".into(),
+            ));
+        }
+        match call.r#type() {
+            AgentCallType::StatusUpdate => {
+                let update = call
+                    .status_update
+                    .ok_or_else(|| CallError::BadRequest("Expecting 'status_update' to be present".into()))?;
+                let framework_id = update.framework_id.value;
+                let mut status = update.status;
+                status.agent_id = Some(v1::AgentId { value: agent_id });
+                let latest = update.latest_state.and_then(|s| v1::TaskState::try_from(s).ok());
+                self.apply_status(&framework_id, &status, latest, now);
+                self.send_update(&framework_id, status, out);
+            }
+            AgentCallType::ExecutorExited => {
+                let exited = call.executor_exited.ok_or_else(|| {
+                    CallError::BadRequest("Expecting 'executor_exited' to be present".into())
+                })?;
+                let framework_id = exited.framework_id.value;
+                let executor_id = exited.executor_id.value;
+                if let Some(framework) = self.frameworks.get_mut(&framework_id) {
+                    let key = (agent_id.clone(), executor_id.clone());
+                    if let Some(record) = framework.executors.remove(&key) {
+                        self.allocator.recover(
+                            &framework_id,
+                            &record.role,
+                            &agent_id,
+                            &record.resources,
+                            None,
+                            now,
+                        );
+                    }
+                    if let Some(conn) = self.frameworks.get(&framework_id).and_then(|f| f.conn) {
+                        let mut e = event(sched::event::Type::Failure);
+                        e.failure = Some(sched::event::Failure {
+                            agent_id: Some(v1::AgentId { value: agent_id }),
+                            executor_id: Some(v1::ExecutorId { value: executor_id }),
+                            status: Some(exited.status.unwrap_or_default()),
+                        });
+                        out.push(Output::ToScheduler { conn, event: e });
+                    }
+                }
+            }
+            AgentCallType::Register => {
+                return Err(CallError::BadRequest("REGISTER must be sent as a streaming request".into()));
+            }
+            AgentCallType::Unknown => {
+                return Err(CallError::BadRequest("Expecting 'type' to be present".into()));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn agent_closed(&mut self, conn: ConnId, now: Duration, out: &mut Vec<Output>) {
+        let Some(agent_id) = self.agent_conns.remove(&conn) else { return };
+        let Some(agent) = self.agents.get_mut(&agent_id) else { return };
+        if agent.conn != Some(conn) {
+            return;
+        }
+        agent.conn = None;
+        agent.stream_id = None;
+        let offers: Vec<String> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| o.agent_id == agent_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for offer_id in offers {
+            self.remove_offer(&offer_id, None, true, now, out);
+        }
+        self.allocator.remove_agent(&agent_id);
+
+        // Tasks of frameworks that do not checkpoint cannot outlive the agent's connection.
+        let mut lost = Vec::new();
+        for framework in self.frameworks.values() {
+            if framework.info.checkpoint() {
+                continue;
+            }
+            for task in framework.tasks.values().filter(|t| t.agent_id == agent_id) {
+                lost.push((framework.id.clone(), task.info.task_id.value.clone()));
+            }
+        }
+        for (framework_id, task_id) in lost {
+            let status = Synthesized {
+                task_id: &task_id,
+                state: TaskState::TaskLost,
+                source: Source::Master,
+                reason: Some(Reason::AgentDisconnected),
+                message: "Agent disconnected".into(),
+                agent_id: Some(&agent_id),
+                executor_id: None,
+            }
+            .build(now);
+            if let Some(task) = self
+                .frameworks
+                .get_mut(&framework_id)
+                .and_then(|f| f.tasks.get_mut(&task_id))
+            {
+                // The allocator already forgot the agent, so nothing goes back to it.
+                task.released = true;
+            }
+            self.apply_status(&framework_id, &status, None, now);
+            self.send_update(&framework_id, status, out);
+        }
+        for framework in self.frameworks.values_mut() {
+            if !framework.info.checkpoint() {
+                framework.executors.retain(|(a, _), _| *a != agent_id);
+            }
+        }
+    }
+}

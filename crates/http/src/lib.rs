@@ -1,0 +1,88 @@
+//! HTTP plumbing shared by the master and agent servers for Mesos-style `POST` APIs: reading a
+//! request's body format, the refusals Mesos answers before a call is even looked at, encoding
+//! events as RecordIO records, and streaming response bodies.
+//!
+//! It knows nothing of schedulers, agents or executors; each server's `http.rs` decides what a
+//! call means.
+
+mod stream;
+
+use agora_proto::Format;
+use agora_proto::recordio;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+
+pub use stream::EventBody;
+
+/// The header that ties calls to a subscription stream.
+pub const STREAM_ID_HEADER: &str = "Mesos-Stream-Id";
+
+/// A plain-text refusal with the status code Mesos uses.
+pub fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message.into()).into_response()
+}
+
+/// The body format named by `Content-Type`: 400 when it is missing, 415 when unsupported.
+pub fn request_format(headers: &HeaderMap) -> Result<Format, Response> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Err(refuse(StatusCode::BAD_REQUEST, "Expecting 'Content-Type' to be present"));
+    };
+    value.to_str().ok().and_then(Format::from_content_type).ok_or_else(|| {
+        refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Expecting 'Content-Type' of application/json or application/x-protobuf",
+        )
+    })
+}
+
+/// The response format a streaming call asked for with `Accept`: 406 when neither is acceptable.
+pub fn response_format(headers: &HeaderMap) -> Result<Format, Response> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    Format::negotiate_accept(accept).ok_or_else(|| {
+        refuse(
+            StatusCode::NOT_ACCEPTABLE,
+            "Expecting 'Accept' to allow application/json or application/x-protobuf",
+        )
+    })
+}
+
+/// The `Mesos-Stream-Id` of a request, if it has a readable one.
+pub fn stream_id(headers: &HeaderMap) -> Option<String> {
+    headers.get(STREAM_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// Decodes a call body, answering 400 with the decoder's message when it does not parse.
+pub fn decode_call<M: prost::Message + prost::Name + Default>(
+    format: Format,
+    body: &[u8],
+) -> Result<M, Response> {
+    format.decode(body).map_err(|e| {
+        refuse(StatusCode::BAD_REQUEST, format!("Failed to parse body into {}: {e}", M::NAME))
+    })
+}
+
+/// One event as a RecordIO record in the stream's format.
+pub fn record<M: prost::Message + prost::Name>(format: Format, event: &M) -> Bytes {
+    Bytes::from(recordio::encode(&format.encode(event)))
+}
+
+/// The 200 response of a streaming call.
+pub fn stream_response<C: Send + Unpin + 'static>(
+    format: Format,
+    stream_id: Option<&str>,
+    body: EventBody<C>,
+) -> Response {
+    let mut response = axum::body::Body::from_stream(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.media_type()));
+    if let Some(id) = stream_id.and_then(|id| HeaderValue::from_str(id).ok()) {
+        headers.insert(STREAM_ID_HEADER, id);
+    }
+    response
+}
+
+/// 202 Accepted with an empty body, the answer to every successful non-streaming call.
+pub fn accepted() -> Response {
+    StatusCode::ACCEPTED.into_response()
+}

@@ -1,0 +1,164 @@
+//! The one task that owns the master's state machine (DESIGN invariant 2).
+//!
+//! HTTP handlers send it `Command`s over a channel; it feeds them to the core with the current
+//! time, keeps the senders of every open stream, and carries out the outputs: replies to
+//! waiting handlers, records to streams, stream closures. Two interval timers become
+//! `AllocationTick` and `HeartbeatTick`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agora_core::master::{CallError, ConnId, Input, Master, MasterConfig, Output, ReqId};
+use agora_http::record;
+use agora_proto::Format;
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::MissedTickBehavior;
+
+/// A message to the dispatcher.
+pub(crate) enum Command {
+    /// An input, with the handler's reply channel and, for streaming calls, the stream to
+    /// register under the input's connection id before the core sees the input.
+    Input {
+        input: Input,
+        reply: oneshot::Sender<Result<(), CallError>>,
+        stream: Option<StreamSender>,
+    },
+    /// A streaming response body went away.
+    Closed(Input),
+}
+
+pub(crate) struct StreamSender {
+    pub(crate) conn: ConnId,
+    pub(crate) format: Format,
+    pub(crate) tx: mpsc::UnboundedSender<Bytes>,
+}
+
+/// What handlers hold to reach the dispatcher.
+#[derive(Clone)]
+pub(crate) struct Handle {
+    pub(crate) tx: mpsc::UnboundedSender<Command>,
+    ids: Arc<AtomicU64>,
+}
+
+impl Handle {
+    /// A fresh id for a request or a connection.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends an input and waits for the core's answer to it.
+    pub(crate) async fn call(
+        &self,
+        input: Input,
+        stream: Option<StreamSender>,
+    ) -> Result<(), CallError> {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(Command::Input { input, reply, stream }).is_err() {
+            return Err(CallError::Forbidden("The master is shutting down".into()));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(CallError::Forbidden("The master is shutting down".into())))
+    }
+}
+
+fn now() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+pub(crate) fn spawn(config: MasterConfig) -> Handle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let allocation_interval = config.allocation_interval;
+    let heartbeat_interval = config.heartbeat_interval;
+    let dispatcher = Dispatcher {
+        master: Master::new(config),
+        pending: HashMap::new(),
+        streams: HashMap::new(),
+    };
+    tokio::spawn(dispatcher.run(rx, allocation_interval, heartbeat_interval));
+    Handle { tx, ids: Arc::new(AtomicU64::new(1)) }
+}
+
+struct Dispatcher {
+    master: Master,
+    pending: HashMap<ReqId, oneshot::Sender<Result<(), CallError>>>,
+    streams: HashMap<ConnId, (Format, mpsc::UnboundedSender<Bytes>)>,
+}
+
+impl Dispatcher {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Command>,
+        allocation_interval: Duration,
+        heartbeat_interval: Duration,
+    ) {
+        let mut allocation = tokio::time::interval(allocation_interval);
+        allocation.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut heartbeat = tokio::time::interval_at(
+            tokio::time::Instant::now() + heartbeat_interval,
+            heartbeat_interval,
+        );
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let input = tokio::select! {
+                command = rx.recv() => match command {
+                    Some(Command::Input { input, reply, stream }) => {
+                        if let Some(s) = stream {
+                            self.streams.insert(s.conn, (s.format, s.tx));
+                        }
+                        if let Some(req) = request_id(&input) {
+                            self.pending.insert(req, reply);
+                        }
+                        input
+                    }
+                    Some(Command::Closed(input)) => input,
+                    None => return,
+                },
+                _ = allocation.tick() => Input::AllocationTick,
+                _ = heartbeat.tick() => Input::HeartbeatTick,
+            };
+            let outputs = self.master.handle(input, now());
+            self.apply(outputs);
+        }
+    }
+
+    fn apply(&mut self, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Reply { req, result } => {
+                    if let Some(reply) = self.pending.remove(&req) {
+                        let _ = reply.send(result);
+                    }
+                }
+                Output::ToScheduler { conn, event } => self.send(conn, &event),
+                Output::ToAgent { conn, event } => self.send(conn, &event),
+                Output::CloseScheduler { conn } | Output::CloseAgent { conn } => {
+                    // Dropping the sender ends the response body once it drained.
+                    self.streams.remove(&conn);
+                }
+            }
+        }
+    }
+
+    fn send<M: prost::Message + prost::Name>(&mut self, conn: ConnId, event: &M) {
+        if let Some((format, tx)) = self.streams.get(&conn)
+            && tx.send(record(*format, event)).is_err()
+        {
+            // The body is gone; its closure notice is on the way.
+            self.streams.remove(&conn);
+        }
+    }
+}
+
+fn request_id(input: &Input) -> Option<ReqId> {
+    match input {
+        Input::Subscribe { req, .. }
+        | Input::SchedulerCall { req, .. }
+        | Input::AgentRegister { req, .. }
+        | Input::AgentCall { req, .. } => Some(*req),
+        _ => None,
+    }
+}

@@ -1,0 +1,138 @@
+//! The master's HTTP surface: `POST /api/v1/scheduler` (reference §1.1), Agora's internal
+//! `POST /api/agora/v1/agent`, `GET /version` and `GET /health`.
+//!
+//! Handlers check what Mesos checks before a call reaches the state machine (method, content
+//! type, body, `Accept`, the stream-id header on SUBSCRIBE) and map the core's refusals to
+//! status codes in one place, `refusal`. They hold no state: everything goes through the
+//! dispatcher.
+
+use agora_core::master::{CallError, Input};
+use agora_http::{EventBody, accepted, decode_call, refuse, request_format, response_format, stream_response};
+use agora_proto::{internal, scheduler};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::MESOS_API_VERSION;
+use crate::dispatcher::{Command, Handle, StreamSender};
+
+pub(crate) fn router(handle: Handle) -> Router {
+    Router::new()
+        .route("/api/v1/scheduler", post(scheduler_api))
+        .route("/master/api/v1/scheduler", post(scheduler_api))
+        .route("/api/agora/v1/agent", post(agent_api))
+        .route("/version", get(version))
+        .route("/health", get(health))
+        .route("/master/health", get(health))
+        .with_state(handle)
+}
+
+fn refusal(error: CallError) -> Response {
+    match error {
+        CallError::BadRequest(m) => refuse(StatusCode::BAD_REQUEST, m),
+        CallError::Forbidden(m) => refuse(StatusCode::FORBIDDEN, m),
+    }
+}
+
+async fn scheduler_api(State(handle): State<Handle>, headers: HeaderMap, body: Bytes) -> Response {
+    let format = match request_format(&headers) {
+        Ok(f) => f,
+        Err(response) => return response,
+    };
+    let call: scheduler::Call = match decode_call(format, &body) {
+        Ok(c) => c,
+        Err(response) => return response,
+    };
+    let stream_id = agora_http::stream_id(&headers);
+    let req = handle.next_id();
+    if call.r#type() != scheduler::call::Type::Subscribe {
+        return match handle.call(Input::SchedulerCall { req, stream_id, call }, None).await {
+            Ok(()) => accepted(),
+            Err(e) => refusal(e),
+        };
+    }
+    let response_format = match response_format(&headers) {
+        Ok(f) => f,
+        Err(response) => return response,
+    };
+    if stream_id.is_some() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "Subscribe calls should not include the 'Mesos-Stream-Id' header",
+        );
+    }
+    let conn = handle.next_id();
+    let stream_id = uuid::Uuid::new_v4().to_string();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let stream = StreamSender { conn, format: response_format, tx };
+    let input = Input::Subscribe { req, conn, stream_id: stream_id.clone(), call };
+    match handle.call(input, Some(stream)).await {
+        Ok(()) => {
+            let body = EventBody::new(rx, handle.tx.clone(), Command::Closed(Input::SchedulerClosed { conn }));
+            stream_response(response_format, Some(&stream_id), body)
+        }
+        Err(e) => {
+            let _ = handle.tx.send(Command::Closed(Input::SchedulerClosed { conn }));
+            refusal(e)
+        }
+    }
+}
+
+async fn agent_api(State(handle): State<Handle>, headers: HeaderMap, body: Bytes) -> Response {
+    let format = match request_format(&headers) {
+        Ok(f) => f,
+        Err(response) => return response,
+    };
+    let call: internal::AgentCall = match decode_call(format, &body) {
+        Ok(c) => c,
+        Err(response) => return response,
+    };
+    let stream_id = agora_http::stream_id(&headers);
+    let req = handle.next_id();
+    if call.r#type() != internal::agent_call::Type::Register {
+        return match handle.call(Input::AgentCall { req, stream_id, call }, None).await {
+            Ok(()) => accepted(),
+            Err(e) => refusal(e),
+        };
+    }
+    let response_format = match response_format(&headers) {
+        Ok(f) => f,
+        Err(response) => return response,
+    };
+    let conn = handle.next_id();
+    let stream_id = uuid::Uuid::new_v4().to_string();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let stream = StreamSender { conn, format: response_format, tx };
+    let input = Input::AgentRegister { req, conn, stream_id: stream_id.clone(), call };
+    match handle.call(input, Some(stream)).await {
+        Ok(()) => {
+            let body = EventBody::new(rx, handle.tx.clone(), Command::Closed(Input::AgentClosed { conn }));
+            stream_response(response_format, Some(&stream_id), body)
+        }
+        Err(e) => {
+            let _ = handle.tx.send(Command::Closed(Input::AgentClosed { conn }));
+            refusal(e)
+        }
+    }
+}
+
+/// `/version` in Mesos's shape; the version is purely numeric because clients parse it.
+async fn version() -> Response {
+    let body = serde_json::json!({
+        "version": MESOS_API_VERSION,
+        "build_date": "",
+        "build_time": 0,
+        "build_user": "",
+        "git_sha": "",
+        "agora_version": env!("CARGO_PKG_VERSION"),
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+async fn health() -> StatusCode {
+    StatusCode::OK
+}
