@@ -1,1 +1,258 @@
-fn main() {}
+//! The `agora` binary: `agora master`, `agora agent`, `agora dev` (both on one machine),
+//! `agora execute` (run one command on the cluster) and the hidden `agora executor` mode the
+//! agent starts as its command executor.
+//!
+//! Flags carry Mesos's names (`--work_dir`, `--resources`, ...) so existing configurations carry
+//! over; the kebab-case spellings are accepted too. This file only parses flags and wires the
+//! daemons together; the daemons live in their own crates.
+
+mod execute;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agora_agent::AgentOptions;
+use agora_core::agent::CommandExecutor;
+use agora_master::MasterOptions;
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "agora", version, about = "A cluster resource manager in the Apache Mesos family")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a master.
+    Master(MasterFlags),
+    /// Run an agent.
+    Agent(AgentFlags),
+    /// Run a master and one agent on this machine, with defaults that just work.
+    Dev(DevFlags),
+    /// Run one command as a task on the cluster, print its output and exit with its status.
+    Execute(execute::ExecuteFlags),
+    /// The command executor the agent starts for command tasks (not for direct use).
+    #[command(hide = true)]
+    Executor,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    agora_core::duration::parse(text).map_err(|e| e.to_string())
+}
+
+#[derive(Args, Clone)]
+struct MasterFlags {
+    /// IP address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    ip: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 5050)]
+    port: u16,
+    /// Hostname to advertise (defaults to the IP).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Directory for the master's persistent state.
+    #[arg(long = "work_dir", alias = "work-dir")]
+    work_dir: PathBuf,
+    #[command(flatten)]
+    timing: MasterTiming,
+}
+
+#[derive(Args, Clone)]
+struct MasterTiming {
+    /// Time between allocation cycles.
+    #[arg(long = "allocation_interval", alias = "allocation-interval", default_value = "1secs", value_parser = duration)]
+    allocation_interval: Duration,
+    /// Time between HEARTBEAT events on subscription streams (Mesos uses 15secs).
+    #[arg(long = "heartbeat_interval", alias = "heartbeat-interval", default_value = "15secs", value_parser = duration)]
+    heartbeat_interval: Duration,
+}
+
+#[derive(Args, Clone)]
+struct AgentFlags {
+    /// The master, as `host:port`.
+    #[arg(long)]
+    master: String,
+    /// IP address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    ip: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 5051)]
+    port: u16,
+    /// Hostname to advertise (defaults to the IP).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Directory for sandboxes and the agent's state.
+    #[arg(long = "work_dir", alias = "work-dir")]
+    work_dir: PathBuf,
+    #[command(flatten)]
+    shape: AgentShape,
+}
+
+#[derive(Args, Clone)]
+struct AgentShape {
+    /// Resources to offer, e.g. `cpus:4;mem:1024;ports:[31000-32000]`; the rest is detected.
+    #[arg(long)]
+    resources: Option<String>,
+    /// Attributes, e.g. `rack:r1;zone:a`.
+    #[arg(long)]
+    attributes: Option<String>,
+    /// Time an executor gets to shut down before it is killed.
+    #[arg(long = "executor_shutdown_grace_period", alias = "executor-shutdown-grace-period", default_value = "5secs", value_parser = duration)]
+    executor_shutdown_grace_period: Duration,
+    /// First retry of an unacknowledged status update (doubles up to 10mins; Mesos: 10secs).
+    #[arg(long = "status_update_retry_interval", alias = "status-update-retry-interval", default_value = "10secs", value_parser = duration)]
+    status_update_retry_interval: Duration,
+}
+
+#[derive(Args, Clone)]
+struct DevFlags {
+    /// IP address both daemons listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    ip: IpAddr,
+    /// Master port (0 picks a free one).
+    #[arg(long, default_value_t = 5050)]
+    port: u16,
+    /// Agent port (0 picks a free one).
+    #[arg(long = "agent_port", alias = "agent-port", default_value_t = 5051)]
+    agent_port: u16,
+    /// Directory for both daemons' state (default: a directory under the system temp dir).
+    #[arg(long = "work_dir", alias = "work-dir")]
+    work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    timing: MasterTiming,
+    #[command(flatten)]
+    shape: AgentShape,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Executor = cli.command {
+        // The executor's stderr is the sandbox's; it logs there plainly.
+        return runtime().block_on(async { exit_code(agora_executor::run_command_executor().await) });
+    }
+    init_tracing();
+    let result = runtime().block_on(async move {
+        match cli.command {
+            Command::Master(flags) => run_master(flags).await,
+            Command::Agent(flags) => run_agent(flags).await,
+            Command::Dev(flags) => run_dev(flags).await,
+            Command::Execute(flags) => return execute::run(flags).await.map(exit_code),
+            Command::Executor => Ok(()),
+        }
+        .map(|()| ExitCode::SUCCESS)
+    });
+    result.unwrap_or_else(|e| {
+        eprintln!("agora: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime builds on any supported platform")
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AGORA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn master_options(ip: IpAddr, port: u16, hostname: Option<String>, work_dir: PathBuf, timing: &MasterTiming) -> MasterOptions {
+    let mut options = MasterOptions::new(ip, port, work_dir);
+    options.hostname = hostname;
+    options.allocation_interval = timing.allocation_interval;
+    options.heartbeat_interval = timing.heartbeat_interval;
+    options
+}
+
+fn agent_options(
+    master: String,
+    ip: IpAddr,
+    port: u16,
+    hostname: Option<String>,
+    work_dir: PathBuf,
+    shape: AgentShape,
+) -> anyhow::Result<AgentOptions> {
+    let program = std::env::current_exe().context("cannot find the agora binary for the command executor")?;
+    let command_executor = CommandExecutor {
+        program: program.to_string_lossy().into_owned(),
+        arguments: vec!["agora".into(), "executor".into()],
+    };
+    let mut options = AgentOptions::new(master, ip, port, work_dir, command_executor);
+    options.hostname = hostname;
+    options.resources = shape.resources;
+    options.attributes = shape.attributes;
+    options.executor_shutdown_grace_period = shape.executor_shutdown_grace_period;
+    options.status_update_retry_min = shape.status_update_retry_interval;
+    Ok(options)
+}
+
+async fn run_master(flags: MasterFlags) -> anyhow::Result<()> {
+    let options = master_options(flags.ip, flags.port, flags.hostname, flags.work_dir, &flags.timing);
+    let master = agora_master::start(options).await?;
+    println!("agora master listening on http://{} (id {})", master.addr, master.master_info.id);
+    wait_for_signal().await;
+    master.shutdown().await;
+    Ok(())
+}
+
+async fn run_agent(flags: AgentFlags) -> anyhow::Result<()> {
+    let options = agent_options(flags.master, flags.ip, flags.port, flags.hostname, flags.work_dir, flags.shape)?;
+    let agent = agora_agent::start(options).await?;
+    println!("agora agent listening on http://{} (resources {})", agent.addr, agent.resources);
+    wait_for_signal().await;
+    agent.shutdown().await;
+    Ok(())
+}
+
+async fn run_dev(flags: DevFlags) -> anyhow::Result<()> {
+    let work_dir = flags.work_dir.unwrap_or_else(|| std::env::temp_dir().join("agora-dev"));
+    let master_options = master_options(flags.ip, flags.port, None, work_dir.join("master"), &flags.timing);
+    let agent_shape = flags.shape.clone();
+    let master = agora_master::start(master_options).await?;
+    let agent_options = agent_options(
+        master.addr.to_string(),
+        flags.ip,
+        flags.agent_port,
+        None,
+        work_dir.join("agent"),
+        agent_shape,
+    )?;
+    let agent = match agora_agent::start(agent_options).await {
+        Ok(agent) => agent,
+        Err(e) => {
+            master.shutdown().await;
+            return Err(e.into());
+        }
+    };
+    println!("agora master listening on http://{} (id {})", master.addr, master.master_info.id);
+    println!("agora agent listening on http://{} (resources {})", agent.addr, agent.resources);
+    println!("agora work directory: {}", work_dir.display());
+    println!("try: agora execute --master {} --name hello --command 'echo hi'", master.addr);
+    wait_for_signal().await;
+    agent.shutdown().await;
+    master.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler cannot fail in a fresh runtime");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -375,7 +375,10 @@ impl Allocator {
             // Each role takes at most one allocation per agent (the first framework takes all
             // the role may use), so sorting once per agent sees every share update in time.
             for role in self.role_order(&eligible) {
-                if let Some(allocation) = self.allocate_on(agent_id, &role, &eligible[&role], now) {
+                let Some(candidates) = eligible.get(&role) else {
+                    continue;
+                };
+                if let Some(allocation) = self.allocate_on(agent_id, &role, candidates, now) {
                     out.push(allocation);
                 }
             }

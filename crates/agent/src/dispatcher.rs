@@ -1,0 +1,166 @@
+//! The one task that owns the agent's state machine (DESIGN invariant 2).
+//!
+//! Executor API handlers, the master link and the executor watchers send it `Command`s; it
+//! feeds them to the core with the current time and carries out the outputs: replies, records
+//! to executor streams, calls to the master (through the link's ordered sender), executor
+//! launches and kills. A timer turns into `Tick` for update retries and shutdown deadlines.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agora_core::agent::{Agent, AgentConfig, CallError, ConnId, Input, Output, ReqId};
+use agora_http::record;
+use agora_proto::{Format, internal};
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::MissedTickBehavior;
+
+use crate::{launcher, master_link};
+
+/// How often the core gets a `Tick`; retries and deadlines are this precise.
+const TICK: Duration = Duration::from_millis(100);
+
+pub(crate) enum Command {
+    /// A request from a handler, with its reply channel and, for SUBSCRIBE, the stream to
+    /// register before the core sees the call.
+    Input {
+        input: Input,
+        reply: oneshot::Sender<Result<(), CallError>>,
+        stream: Option<(ConnId, Format, mpsc::UnboundedSender<Bytes>)>,
+    },
+    /// An input nobody waits for: master events, stream closures, executor exits.
+    Event(Input),
+    /// The master link asks for the REGISTER call of its next connection.
+    RegisterCall(oneshot::Sender<internal::AgentCall>),
+    /// An executor process started with this process id (also its process group id).
+    Launched { framework_id: String, executor_id: String, pid: i32 },
+}
+
+#[derive(Clone)]
+pub(crate) struct Handle {
+    pub(crate) tx: mpsc::UnboundedSender<Command>,
+    ids: Arc<AtomicU64>,
+}
+
+impl Handle {
+    pub(crate) fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) async fn call(
+        &self,
+        input: Input,
+        stream: Option<(ConnId, Format, mpsc::UnboundedSender<Bytes>)>,
+    ) -> Result<(), CallError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || Err(CallError::Forbidden("The agent is shutting down".into()));
+        if self.tx.send(Command::Input { input, reply, stream }).is_err() {
+            return gone();
+        }
+        answer.await.unwrap_or_else(|_| gone())
+    }
+}
+
+fn now() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+pub(crate) fn spawn(config: AgentConfig, master: String) -> Handle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handle = Handle { tx, ids: Arc::new(AtomicU64::new(1)) };
+    let to_master = master_link::spawn(master, handle.clone());
+    let dispatcher = Dispatcher {
+        agent: Agent::new(config),
+        handle: handle.clone(),
+        to_master,
+        pending: HashMap::new(),
+        streams: HashMap::new(),
+        pids: HashMap::new(),
+    };
+    tokio::spawn(dispatcher.run(rx));
+    handle
+}
+
+struct Dispatcher {
+    agent: Agent,
+    handle: Handle,
+    to_master: mpsc::UnboundedSender<internal::AgentCall>,
+    pending: HashMap<ReqId, oneshot::Sender<Result<(), CallError>>>,
+    streams: HashMap<ConnId, (Format, mpsc::UnboundedSender<Bytes>)>,
+    pids: HashMap<(String, String), i32>,
+}
+
+impl Dispatcher {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let input = tokio::select! {
+                command = rx.recv() => match command {
+                    Some(Command::Input { input, reply, stream }) => {
+                        if let Some((conn, format, tx)) = stream {
+                            self.streams.insert(conn, (format, tx));
+                        }
+                        if let Input::ExecutorSubscribe { req, .. } | Input::ExecutorCall { req, .. } = &input {
+                            self.pending.insert(*req, reply);
+                        }
+                        input
+                    }
+                    Some(Command::Event(input)) => {
+                        if let Input::ExecutorExited { framework_id, executor_id, .. } = &input {
+                            self.pids.remove(&(framework_id.clone(), executor_id.clone()));
+                        }
+                        input
+                    }
+                    Some(Command::RegisterCall(reply)) => {
+                        let _ = reply.send(self.agent.register_call());
+                        continue;
+                    }
+                    Some(Command::Launched { framework_id, executor_id, pid }) => {
+                        self.pids.insert((framework_id, executor_id), pid);
+                        continue;
+                    }
+                    None => return,
+                },
+                _ = tick.tick() => Input::Tick,
+            };
+            let outputs = self.agent.handle(input, now());
+            self.apply(outputs);
+        }
+    }
+
+    fn apply(&mut self, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Reply { req, result } => {
+                    if let Some(reply) = self.pending.remove(&req) {
+                        let _ = reply.send(result);
+                    }
+                }
+                Output::ToMaster(call) => {
+                    let _ = self.to_master.send(call);
+                }
+                Output::ToExecutor { conn, event } => {
+                    if let Some((format, tx)) = self.streams.get(&conn)
+                        && tx.send(record(*format, &event)).is_err()
+                    {
+                        self.streams.remove(&conn);
+                    }
+                }
+                Output::CloseExecutor { conn } => {
+                    self.streams.remove(&conn);
+                }
+                Output::LaunchExecutor(launch) => {
+                    tokio::spawn(launcher::run(*launch, self.handle.tx.clone()));
+                }
+                Output::KillExecutor { framework_id, executor_id } => {
+                    if let Some(pid) = self.pids.get(&(framework_id, executor_id)) {
+                        launcher::kill_group(*pid);
+                    }
+                }
+            }
+        }
+    }
+}

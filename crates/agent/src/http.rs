@@ -1,0 +1,113 @@
+//! The agent's HTTP surface: the executor API `POST /api/v1/executor` (reference §3.1),
+//! `GET /files/read`, `GET /version` and `GET /health`.
+//!
+//! Handlers check the transport-level rules (content type, body, `Accept`) and map the core's
+//! refusals to status codes in `refusal`; everything else goes through the dispatcher.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use agora_core::agent::{CallError, Input};
+use agora_http::{EventBody, accepted, decode_call, refuse, request_format, response_format, stream_response};
+use agora_proto::executor;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::dispatcher::{Command, Handle};
+use crate::files::{self, FilesError};
+
+#[derive(Clone)]
+struct AppState {
+    handle: Handle,
+    work_dir: Arc<PathBuf>,
+}
+
+pub(crate) fn router(handle: Handle, work_dir: PathBuf) -> Router {
+    Router::new()
+        .route("/api/v1/executor", post(executor_api))
+        .route("/files/read", get(files_read))
+        .route("/files/read.json", get(files_read))
+        .route("/version", get(version))
+        .route("/health", get(|| async { StatusCode::OK }))
+        .with_state(AppState { handle, work_dir: Arc::new(work_dir) })
+}
+
+fn refusal(error: CallError) -> Response {
+    match error {
+        CallError::BadRequest(m) => refuse(StatusCode::BAD_REQUEST, m),
+        CallError::Forbidden(m) => refuse(StatusCode::FORBIDDEN, m),
+    }
+}
+
+async fn executor_api(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let handle = state.handle;
+    let format = match request_format(&headers) {
+        Ok(f) => f,
+        Err(response) => return response,
+    };
+    let call: executor::Call = match decode_call(format, &body) {
+        Ok(c) => c,
+        Err(response) => return response,
+    };
+    let req = handle.next_id();
+    if call.r#type() != executor::call::Type::Subscribe {
+        return match handle.call(Input::ExecutorCall { req, call }, None).await {
+            Ok(()) => accepted(),
+            Err(e) => refusal(e),
+        };
+    }
+    let response_format = match response_format(&headers) {
+        Ok(f) => f,
+        Err(response) => return response,
+    };
+    let conn = handle.next_id();
+    let (tx, rx) = mpsc::unbounded_channel();
+    match handle.call(Input::ExecutorSubscribe { req, conn, call }, Some((conn, response_format, tx))).await {
+        Ok(()) => {
+            let body = EventBody::new(rx, handle.tx.clone(), Command::Event(Input::ExecutorClosed { conn }));
+            stream_response(response_format, None, body)
+        }
+        Err(e) => {
+            let _ = handle.tx.send(Command::Event(Input::ExecutorClosed { conn }));
+            refusal(e)
+        }
+    }
+}
+
+async fn files_read(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let Some(path) = query.get("path") else {
+        return refuse(StatusCode::BAD_REQUEST, "Expecting 'path' query parameter");
+    };
+    let number = |key: &str| -> Result<Option<i64>, Response> {
+        match query.get(key) {
+            None => Ok(None),
+            Some(text) => text.parse().map(Some).map_err(|_| {
+                refuse(StatusCode::BAD_REQUEST, format!("Failed to parse {key}: '{text}' is not a number"))
+            }),
+        }
+    };
+    let (offset, length) = match (number("offset"), number("length")) {
+        (Ok(o), Ok(l)) => (o, l),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let work_dir = state.work_dir.clone();
+    let path = path.clone();
+    let result = tokio::task::spawn_blocking(move || files::read(&work_dir, &path, offset, length)).await;
+    match result {
+        Ok(Ok(read)) => axum::Json(serde_json::json!({ "data": read.data, "offset": read.offset })).into_response(),
+        Ok(Err(FilesError::BadRequest(m))) => refuse(StatusCode::BAD_REQUEST, m),
+        Ok(Err(FilesError::NotFound(m))) => refuse(StatusCode::NOT_FOUND, m),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("read failed: {e}")),
+    }
+}
+
+async fn version() -> Response {
+    axum::Json(serde_json::json!({ "version": "1.11.0", "agora_version": env!("CARGO_PKG_VERSION") }))
+        .into_response()
+}

@@ -1,0 +1,97 @@
+//! Executor processes: the sandbox directory in the Mesos layout (reference §7.3), the process
+//! itself with the sandbox's `stdout`/`stderr`, its own process group, and the watcher that
+//! reports its exit.
+//!
+//! A launch runs as its own task and reports back to the dispatcher: `Launched` with the pid,
+//! then `ExecutorExited` with the raw wait status, or `ExecutorLaunchFailed`. Isolation
+//! (cgroups, namespaces, switching user) is not done here yet.
+
+use std::fs::File;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::Stdio;
+
+use agora_core::agent::{Input, Launch};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::sync::mpsc;
+
+use crate::dispatcher::Command;
+
+/// Starts the executor of `launch` and waits for it to end.
+pub(crate) async fn run(launch: Launch, tx: mpsc::UnboundedSender<Command>) {
+    let framework_id = launch.framework_id.clone();
+    let executor_id = launch.executor_id.clone();
+    let mut child = match spawn(&launch) {
+        Ok(child) => child,
+        Err(message) => {
+            tracing::warn!(%framework_id, %executor_id, %message, "executor launch failed");
+            let _ = tx.send(Command::Event(Input::ExecutorLaunchFailed { framework_id, executor_id, message }));
+            return;
+        }
+    };
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = tx.send(Command::Launched {
+            framework_id: framework_id.clone(),
+            executor_id: executor_id.clone(),
+            pid,
+        });
+    }
+    tracing::info!(%framework_id, %executor_id, sandbox = %launch.sandbox, "executor started");
+    let status = child.wait().await.ok().map(|s| s.into_raw());
+    tracing::info!(%framework_id, %executor_id, ?status, "executor exited");
+    let _ = tx.send(Command::Event(Input::ExecutorExited { framework_id, executor_id, status }));
+}
+
+fn spawn(launch: &Launch) -> Result<tokio::process::Child, String> {
+    let sandbox = Path::new(&launch.sandbox);
+    std::fs::create_dir_all(sandbox).map_err(|e| format!("cannot create sandbox {}: {e}", launch.sandbox))?;
+    if let Some(runs) = sandbox.parent() {
+        // `runs/latest` points at the newest run, as in Mesos; a stale link is replaced.
+        let latest = runs.join("latest");
+        let _ = std::fs::remove_file(&latest);
+        std::os::unix::fs::symlink(&launch.container_id, &latest)
+            .map_err(|e| format!("cannot link {}: {e}", latest.display()))?;
+    }
+    let stdout = File::create(sandbox.join("stdout")).map_err(|e| format!("cannot create stdout: {e}"))?;
+    let stderr = File::create(sandbox.join("stderr")).map_err(|e| format!("cannot create stderr: {e}"))?;
+
+    let command = &launch.command;
+    let value = command.value.clone().unwrap_or_default();
+    let mut process = if command.shell() {
+        let mut p = std::process::Command::new("/bin/sh");
+        p.arg("-c").arg(&value);
+        p
+    } else {
+        if value.is_empty() {
+            return Err("the executor's CommandInfo has no value".into());
+        }
+        let mut p = std::process::Command::new(&value);
+        // With shell=false the arguments are the whole argv, argv[0] included.
+        if let Some((first, rest)) = command.arguments.split_first() {
+            p.arg0(first).args(rest);
+        }
+        p
+    };
+    process
+        .current_dir(sandbox)
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        // Its own process group, so that killing the executor reaches everything it started
+        // and an executor that kills its own group cannot reach the agent.
+        .process_group(0);
+    tokio::process::Command::from(process)
+        .spawn()
+        .map_err(|e| format!("cannot start '{value}': {e}"))
+}
+
+/// Kills a whole process group; a group that is already gone is not an error.
+pub(crate) fn kill_group(pid: i32) {
+    if let Err(e) = killpg(Pid::from_raw(pid), Signal::SIGKILL)
+        && e != nix::errno::Errno::ESRCH
+    {
+        tracing::warn!(pid, error = %e, "cannot kill executor process group");
+    }
+}

@@ -1,0 +1,106 @@
+//! The agent's link to the master over Agora's internal protocol: a REGISTER stream kept alive
+//! with reconnection and backoff, and an ordered sender for every other call.
+//!
+//! Events from the stream go to the dispatcher as `Input::Master`; a broken stream (closed,
+//! failed, or silent for five heartbeat intervals) becomes `Input::MasterDisconnected`, and the
+//! next REGISTER carries the agent id the core already holds. Calls that fail to send are
+//! dropped here: the core retries status updates on its own clock.
+
+use std::time::Duration;
+
+use agora_client::Subscription;
+use agora_client::http::{call, client};
+use agora_core::agent::Input;
+use agora_proto::{Format, internal};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::dispatcher::{Command, Handle};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Missed heartbeats after which the master counts as gone, as in Mesos (5 × 15 s).
+const MISSED_HEARTBEATS: u32 = 5;
+
+/// Starts the link; returns the sender for calls to the master.
+pub(crate) fn spawn(master: String, handle: Handle) -> mpsc::UnboundedSender<internal::AgentCall> {
+    let url = format!("http://{master}/api/agora/v1/agent");
+    let (stream_id_tx, stream_id_rx) = watch::channel(None::<String>);
+    let (calls_tx, calls_rx) = mpsc::unbounded_channel();
+    tokio::spawn(keep_registered(url.clone(), handle, stream_id_tx));
+    tokio::spawn(send_calls(url, calls_rx, stream_id_rx));
+    calls_tx
+}
+
+async fn keep_registered(url: String, handle: Handle, stream_id: watch::Sender<Option<String>>) {
+    let client = client();
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let (reply, register) = oneshot::channel();
+        if handle.tx.send(Command::RegisterCall(reply)).is_err() {
+            return;
+        }
+        let Ok(register) = register.await else { return };
+        match Subscription::<internal::AgentEvent>::open(&client, &url, Format::Protobuf, &register).await {
+            Ok(mut events) => {
+                stream_id.send_replace(events.stream_id.clone());
+                let mut silence = Duration::from_secs(15) * MISSED_HEARTBEATS;
+                loop {
+                    match tokio::time::timeout(silence, events.next()).await {
+                        Ok(Ok(Some(event))) => {
+                            if let Some(registered) = &event.registered {
+                                backoff = BACKOFF_MIN;
+                                if let Some(seconds) = registered.heartbeat_interval_seconds
+                                    && seconds.is_finite()
+                                    && seconds > 0.0
+                                {
+                                    silence = Duration::from_secs_f64(seconds) * MISSED_HEARTBEATS;
+                                }
+                                tracing::info!(agent_id = %registered.agent_id.value, "registered with the master");
+                            }
+                            if let Some(error) = &event.error {
+                                tracing::error!(message = %error.message, "the master refused this agent");
+                            }
+                            if handle.tx.send(Command::Event(Input::Master(event))).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(Ok(None)) => {
+                            tracing::warn!("the master closed the agent stream");
+                            break;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "the agent stream failed");
+                            break;
+                        }
+                        Err(_) => {
+                            tracing::warn!("no heartbeat from the master; reconnecting");
+                            break;
+                        }
+                    }
+                }
+                stream_id.send_replace(None);
+                if handle.tx.send(Command::Event(Input::MasterDisconnected)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot register with the master yet"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Sends calls one at a time, so a task's updates reach the master in the order they were made.
+async fn send_calls(
+    url: String,
+    mut calls: mpsc::UnboundedReceiver<internal::AgentCall>,
+    stream_id: watch::Receiver<Option<String>>,
+) {
+    let client = client();
+    while let Some(message) = calls.recv().await {
+        let id = stream_id.borrow().clone();
+        if let Err(e) = call(&client, &url, Format::Protobuf, id.as_deref(), &message).await {
+            tracing::warn!(error = %e, "call to the master failed");
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! `agora execute`, the mesos-execute of Agora: subscribe as a framework, launch one command
+//! task on the first offer that fits, print each state change and the task's stdout, and exit
+//! with the task's exit status.
+//!
+//! It is a plain scheduler built on `agora-client`; it acknowledges every update and tears the
+//! framework down when the task ends.
+
+use std::time::Duration;
+
+use agora_client::scheduler::SchedulerSession;
+use agora_core::convert;
+use agora_core::resources::Resources;
+use agora_proto::scheduler::event::Type as EventType;
+use agora_proto::{Format, v1};
+use anyhow::{Context, bail};
+use clap::Args;
+
+#[derive(Args, Clone)]
+pub(crate) struct ExecuteFlags {
+    /// The master, as `host:port`.
+    #[arg(long)]
+    master: String,
+    /// Task name, also used as the task id.
+    #[arg(long)]
+    name: String,
+    /// Shell command to run.
+    #[arg(long)]
+    command: String,
+    /// Resources of the task.
+    #[arg(long, default_value = "cpus:0.1;mem:32")]
+    resources: String,
+    /// Role to subscribe with.
+    #[arg(long, default_value = "*")]
+    role: String,
+    /// Wire format to talk to the master in: `json` or `protobuf`.
+    #[arg(long, default_value = "protobuf")]
+    content_type: String,
+}
+
+/// Runs the task; the result is the process exit code.
+pub(crate) async fn run(flags: ExecuteFlags) -> anyhow::Result<i32> {
+    let wanted = Resources::parse(&flags.resources).context("invalid --resources")?;
+    let format = match flags.content_type.as_str() {
+        "json" => Format::Json,
+        "protobuf" => Format::Protobuf,
+        other => bail!("--content_type must be json or protobuf, not '{other}'"),
+    };
+    #[expect(deprecated, reason = "a single-role framework names its role in `role`")]
+    let info = v1::FrameworkInfo {
+        user: std::env::var("USER").unwrap_or_else(|_| "root".into()),
+        name: format!("agora-execute ({})", flags.name),
+        role: Some(flags.role.clone()),
+        ..Default::default()
+    };
+    let (session, mut events) = SchedulerSession::subscribe(&flags.master, info, format)
+        .await
+        .context("cannot subscribe to the master")?;
+    println!("Subscribed with ID {}", session.framework_id.value);
+
+    let mut launched: Option<v1::Offer> = None;
+    loop {
+        let Some(event) = events.next().await? else {
+            bail!("the master closed the subscription stream");
+        };
+        match event.r#type() {
+            EventType::Offers => {
+                for offer in event.offers.map(|o| o.offers).unwrap_or_default() {
+                    let available = convert::resources_from_proto(&offer.resources).unwrap_or_default();
+                    if launched.is_some() || !available.contains(&wanted) {
+                        session.decline(vec![offer.id.clone()], None).await?;
+                        continue;
+                    }
+                    let task = v1::TaskInfo {
+                        name: flags.name.clone(),
+                        task_id: v1::TaskId { value: flags.name.clone() },
+                        agent_id: offer.agent_id.clone(),
+                        resources: convert::resources_to_proto(&wanted, None),
+                        command: Some(v1::CommandInfo {
+                            value: Some(flags.command.clone()),
+                            shell: Some(true),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    };
+                    session.launch(vec![offer.id.clone()], vec![task], None).await?;
+                    println!("Submitted task '{}' to agent '{}'", flags.name, offer.agent_id.value);
+                    launched = Some(offer);
+                }
+            }
+            EventType::Update => {
+                let Some(status) = event.update.and_then(|u| u.status) else { continue };
+                let state = status.state();
+                match status.message.as_deref().filter(|m| !m.is_empty()) {
+                    Some(message) => println!("Received status update {} for task '{}': {message}", state.as_str_name(), status.task_id.value),
+                    None => println!("Received status update {} for task '{}'", state.as_str_name(), status.task_id.value),
+                }
+                session.acknowledge(&status).await?;
+                if agora_core::status::is_terminal(state) {
+                    if let Some(offer) = &launched {
+                        print_stdout(offer, &session.framework_id.value, &flags.name).await;
+                    }
+                    let _ = session.teardown().await;
+                    return Ok(exit_status(&status));
+                }
+            }
+            EventType::Error => {
+                let message = event.error.map(|e| e.message).unwrap_or_default();
+                bail!("the master sent an error: {message}");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The task's exit status as the command executor reported it; 1 for anything else that is not
+/// TASK_FINISHED.
+fn exit_status(status: &v1::TaskStatus) -> i32 {
+    if status.state() == v1::TaskState::TaskFinished {
+        return 0;
+    }
+    status
+        .message
+        .as_deref()
+        .and_then(|m| m.strip_prefix("Command exited with status "))
+        .and_then(|n| n.trim().parse().ok())
+        .filter(|&n| n != 0)
+        .unwrap_or(1)
+}
+
+/// Prints the task's stdout, read through the agent's files API.
+async fn print_stdout(offer: &v1::Offer, framework_id: &str, task_id: &str) {
+    let Some(url) = &offer.url else { return };
+    let host = url.address.ip.clone().or_else(|| url.address.hostname.clone()).unwrap_or_default();
+    let path = format!("/frameworks/{framework_id}/executors/{task_id}/runs/latest/stdout");
+    let client = agora_client::http::client();
+    let request = client
+        // Ids never contain characters that need escaping in a query (they cannot hold '/',
+        // and Agora's own ids are UUIDs and counters).
+        .get(format!("http://{host}:{}/files/read?path={path}&offset=0", url.address.port))
+        .timeout(Duration::from_secs(10));
+    let body = match request.send().await {
+        Ok(response) if response.status().is_success() => response.bytes().await.ok().map(|b| b.to_vec()),
+        _ => None,
+    };
+    let data = body
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("data").and_then(|d| d.as_str()).map(str::to_string));
+    match data {
+        Some(text) => print!("{text}"),
+        None => eprintln!("agora execute: could not read the task's stdout from the agent"),
+    }
+}

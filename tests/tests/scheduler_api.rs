@@ -1,0 +1,192 @@
+//! The scheduler API end to end against a real `agora dev`: subscribe in both formats, offers,
+//! launches through the command executor, status updates with acknowledgements, kills,
+//! heartbeats, and `agora execute`.
+
+use std::process::Command;
+use std::time::Duration;
+
+use agora_client::Subscription;
+use agora_client::scheduler::SchedulerSession;
+use agora_core::convert;
+use agora_core::resources::Resources;
+use agora_proto::scheduler::{Event, event::Type};
+use agora_proto::{Format, v1};
+use agora_tests::{Cluster, agora_bin};
+use anyhow::{Context, bail};
+
+fn framework(name: &str) -> v1::FrameworkInfo {
+    v1::FrameworkInfo { user: "root".into(), name: name.into(), ..Default::default() }
+}
+
+/// The next event that is not a heartbeat, within a deadline.
+async fn next_event(events: &mut Subscription<Event>) -> anyhow::Result<Event> {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(30), events.next())
+            .await
+            .context("no event within 30 s")??
+            .context("stream closed")?;
+        if event.r#type() != Type::Heartbeat {
+            return Ok(event);
+        }
+    }
+}
+
+async fn next_offers(events: &mut Subscription<Event>) -> anyhow::Result<Vec<v1::Offer>> {
+    loop {
+        let event = next_event(events).await?;
+        if let Some(offers) = event.offers {
+            return Ok(offers.offers);
+        }
+    }
+}
+
+async fn next_update(events: &mut Subscription<Event>) -> anyhow::Result<v1::TaskStatus> {
+    loop {
+        let event = next_event(events).await?;
+        if let Some(status) = event.update.and_then(|u| u.status) {
+            return Ok(status);
+        }
+    }
+}
+
+fn command_task(id: &str, agent: &v1::AgentId, command: &str) -> v1::TaskInfo {
+    let resources = Resources::parse("cpus:0.1;mem:32").expect("valid resources");
+    v1::TaskInfo {
+        name: id.into(),
+        task_id: v1::TaskId { value: id.into() },
+        agent_id: agent.clone(),
+        resources: convert::resources_to_proto(&resources, None),
+        command: Some(v1::CommandInfo { value: Some(command.into()), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// Runs a task to its end, acknowledging every update; returns the states seen.
+async fn run_to_end(
+    session: &SchedulerSession,
+    events: &mut Subscription<Event>,
+) -> anyhow::Result<(Vec<v1::TaskState>, v1::TaskStatus)> {
+    let mut states = Vec::new();
+    loop {
+        let status = next_update(events).await?;
+        if status.uuid.is_none() {
+            bail!("executor update without uuid: {status:?}");
+        }
+        if status.agent_id.is_none() {
+            bail!("update without agent_id: {status:?}");
+        }
+        states.push(status.state());
+        session.acknowledge(&status).await?;
+        if agora_core::status::is_terminal(status.state()) {
+            return Ok((states, status));
+        }
+    }
+}
+
+#[tokio::test]
+async fn json_and_protobuf_frameworks_run_command_tasks() -> anyhow::Result<()> {
+    let cluster = Cluster::start()?;
+    for (format, command, expected) in [
+        (Format::Json, "echo hello", v1::TaskState::TaskFinished),
+        (Format::Protobuf, "exit 3", v1::TaskState::TaskFailed),
+    ] {
+        let (session, mut events) = SchedulerSession::subscribe(&cluster.master, framework("it"), format).await?;
+        let offers = next_offers(&mut events).await?;
+        let offer = &offers[0];
+        assert!(offer.url.is_some(), "offers carry the agent's address");
+        let task = command_task("t1", &offer.agent_id, command);
+        session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
+        let (states, last) = run_to_end(&session, &mut events).await?;
+        assert_eq!(
+            states,
+            vec![v1::TaskState::TaskStarting, v1::TaskState::TaskRunning, expected],
+            "{format:?}"
+        );
+        if expected == v1::TaskState::TaskFailed {
+            assert_eq!(last.message.as_deref(), Some("Command exited with status 3"));
+        }
+        session.teardown().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_killed_task_ends_killed_and_resources_return() -> anyhow::Result<()> {
+    let cluster = Cluster::start()?;
+    let (session, mut events) = SchedulerSession::subscribe(&cluster.master, framework("kill"), Format::Json).await?;
+    let offer = next_offers(&mut events).await?.remove(0);
+    let total = convert::resources_from_proto(&offer.resources).expect("valid offer");
+    let task = command_task("sleeper", &offer.agent_id, "sleep 60");
+    session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
+    loop {
+        let status = next_update(&mut events).await?;
+        session.acknowledge(&status).await?;
+        if status.state() == v1::TaskState::TaskRunning {
+            break;
+        }
+    }
+    session.kill(v1::TaskId { value: "sleeper".into() }).await?;
+    let (states, _) = run_to_end(&session, &mut events).await?;
+    assert_eq!(states.last(), Some(&v1::TaskState::TaskKilled));
+    // Everything comes back once the task is gone.
+    loop {
+        let offers = next_offers(&mut events).await?;
+        let offered = convert::resources_from_proto(&offers[0].resources).expect("valid offer");
+        if offered == total {
+            break;
+        }
+        session.decline(offers.iter().map(|o| o.id.clone()).collect(), Some(0.0)).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn heartbeats_follow_subscribed_at_once_and_periodically() -> anyhow::Result<()> {
+    let cluster = Cluster::start()?;
+    let (_session, mut events) = SchedulerSession::subscribe(&cluster.master, framework("hb"), Format::Json).await?;
+    let mut heartbeats = 0;
+    while heartbeats < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .context("no event")??
+            .context("closed")?;
+        if event.r#type() == Type::Heartbeat {
+            heartbeats += 1;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn version_and_health() -> anyhow::Result<()> {
+    let cluster = Cluster::start()?;
+    let version: serde_json::Value =
+        serde_json::from_slice(&reqwest::get(cluster.master_url("/version")).await?.bytes().await?)?;
+    assert_eq!(version["version"], "1.11.0");
+    assert_eq!(reqwest::get(cluster.master_url("/health")).await?.status(), 200);
+    Ok(())
+}
+
+#[test]
+fn agora_execute_prints_output_and_exits_with_the_task_status() -> anyhow::Result<()> {
+    let cluster = Cluster::start()?;
+    let run = |name: &str, command: &str, format: &str| {
+        Command::new(agora_bin())
+            .args(["execute", "--master", &cluster.master, "--name", name, "--command", command])
+            .args(["--content_type", format])
+            .output()
+    };
+    let ok = run("hello", "echo hi from agora", "protobuf")?;
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(ok.status.code(), Some(0), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&ok.stderr));
+    assert!(stdout.contains("TASK_RUNNING"), "{stdout}");
+    assert!(stdout.contains("TASK_FINISHED"), "{stdout}");
+    assert!(stdout.contains("hi from agora"), "{stdout}");
+
+    let failed = run("fails", "echo partial; exit 7", "json")?;
+    let stdout = String::from_utf8_lossy(&failed.stdout);
+    assert_eq!(failed.status.code(), Some(7), "{stdout}");
+    assert!(stdout.contains("TASK_FAILED"), "{stdout}");
+    assert!(stdout.contains("partial"), "{stdout}");
+    Ok(())
+}
