@@ -51,7 +51,10 @@ pub struct ClusterOptions {
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        Self { resources: "cpus:4;mem:4096;disk:4096;ports:[31000-32000]".into(), extra: Vec::new() }
+        Self {
+            resources: "cpus:4;mem:4096;disk:4096;ports:[31000-32000]".into(),
+            extra: Vec::new(),
+        }
     }
 }
 
@@ -68,7 +71,12 @@ impl Cluster {
             .arg(work_dir.path())
             .args(["--resources", &options.resources])
             // Short intervals keep the tests fast; the values are flags, not test assertions.
-            .args(["--allocation_interval", "100ms", "--heartbeat_interval", "1secs"])
+            .args([
+                "--allocation_interval",
+                "100ms",
+                "--heartbeat_interval",
+                "1secs",
+            ])
             .args(["--status_update_retry_interval", "500ms"])
             .args(&options.extra)
             .stdin(Stdio::null())

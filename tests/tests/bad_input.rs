@@ -15,7 +15,12 @@ use agora_proto::{Format, v1};
 use agora_tests::{Cluster, agora_bin};
 use anyhow::Context;
 
-async fn post(url: &str, content_type: Option<&str>, stream_id: Option<&str>, body: impl Into<reqwest::Body>) -> anyhow::Result<(u16, String)> {
+async fn post(
+    url: &str,
+    content_type: Option<&str>,
+    stream_id: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> anyhow::Result<(u16, String)> {
     let mut request = agora_client::http::client().post(url).body(body);
     if let Some(ct) = content_type {
         request = request.header("Content-Type", ct);
@@ -61,7 +66,10 @@ fn task(id: &str, agent: &v1::AgentId, resources: &str) -> v1::TaskInfo {
         task_id: v1::TaskId { value: id.into() },
         agent_id: agent.clone(),
         resources: convert::resources_to_proto(&Resources::parse(resources).expect("valid"), None),
-        command: Some(v1::CommandInfo { value: Some("true".into()), ..Default::default() }),
+        command: Some(v1::CommandInfo {
+            value: Some("true".into()),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -70,12 +78,50 @@ fn task(id: &str, agent: &v1::AgentId, resources: &str) -> v1::TaskInfo {
 async fn transport_level_refusals() -> anyhow::Result<()> {
     let cluster = Cluster::start()?;
     let url = cluster.master_url("/api/v1/scheduler");
-    let subscribe = r#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"u","name":"n"}}}"#;
-    let cases: Vec<(&str, Option<&str>, Option<&str>, Vec<u8>, u16, &str)> = vec![
-        ("malformed JSON", Some("application/json"), None, b"{not json".to_vec(), 400, "Failed to parse"),
-        ("malformed protobuf", Some("application/x-protobuf"), None, vec![0xff, 0xff, 0xff], 400, "Failed to parse"),
-        ("missing content type", None, None, subscribe.as_bytes().to_vec(), 400, "Content-Type"),
-        ("unsupported content type", Some("text/plain"), None, subscribe.as_bytes().to_vec(), 415, "Content-Type"),
+    let subscribe =
+        r#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"u","name":"n"}}}"#;
+    // (case, Content-Type, Mesos-Stream-Id, body, expected status, expected text)
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        Vec<u8>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "malformed JSON",
+            Some("application/json"),
+            None,
+            b"{not json".to_vec(),
+            400,
+            "Failed to parse",
+        ),
+        (
+            "malformed protobuf",
+            Some("application/x-protobuf"),
+            None,
+            vec![0xff, 0xff, 0xff],
+            400,
+            "Failed to parse",
+        ),
+        (
+            "missing content type",
+            None,
+            None,
+            subscribe.as_bytes().to_vec(),
+            400,
+            "Content-Type",
+        ),
+        (
+            "unsupported content type",
+            Some("text/plain"),
+            None,
+            subscribe.as_bytes().to_vec(),
+            415,
+            "Content-Type",
+        ),
         (
             "missing required field",
             Some("application/json"),
@@ -84,7 +130,14 @@ async fn transport_level_refusals() -> anyhow::Result<()> {
             400,
             "Missing required fields: subscribe.framework_info.user",
         ),
-        ("subscribe with a stream id", Some("application/json"), Some("abc"), subscribe.as_bytes().to_vec(), 400, "Mesos-Stream-Id"),
+        (
+            "subscribe with a stream id",
+            Some("application/json"),
+            Some("abc"),
+            subscribe.as_bytes().to_vec(),
+            400,
+            "Mesos-Stream-Id",
+        ),
         (
             "unknown framework",
             Some("application/json"),
@@ -93,7 +146,14 @@ async fn transport_level_refusals() -> anyhow::Result<()> {
             400,
             "Framework cannot be found",
         ),
-        ("no framework id", Some("application/json"), Some("abc"), br#"{"type":"TEARDOWN"}"#.to_vec(), 400, "framework_id"),
+        (
+            "no framework id",
+            Some("application/json"),
+            Some("abc"),
+            br#"{"type":"TEARDOWN"}"#.to_vec(),
+            400,
+            "framework_id",
+        ),
     ];
     for (name, content_type, stream_id, body, status, needle) in cases {
         let (got, text) = post(&url, content_type, stream_id, body).await?;
@@ -116,36 +176,64 @@ async fn transport_level_refusals() -> anyhow::Result<()> {
 #[tokio::test]
 async fn stream_id_rules_and_bad_tasks_change_nothing() -> anyhow::Result<()> {
     let cluster = Cluster::start()?;
-    let info = v1::FrameworkInfo { user: "root".into(), name: "bad".into(), ..Default::default() };
-    let (session, mut events) = SchedulerSession::subscribe(&cluster.master, info, Format::Json).await?;
+    let info = v1::FrameworkInfo {
+        user: "root".into(),
+        name: "bad".into(),
+        ..Default::default()
+    };
+    let (session, mut events) =
+        SchedulerSession::subscribe(&cluster.master, info, Format::Json).await?;
     let url = cluster.master_url("/api/v1/scheduler");
     let framework_id = session.framework_id.value.clone();
     let revive = format!(r#"{{"type":"REVIVE","framework_id":{{"value":"{framework_id}"}}}}"#);
     let (status, text) = post(&url, Some("application/json"), None, revive.clone()).await?;
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("Mesos-Stream-Id"), "{text}");
-    let (status, text) = post(&url, Some("application/json"), Some("wrong"), revive.clone()).await?;
+    let (status, text) = post(
+        &url,
+        Some("application/json"),
+        Some("wrong"),
+        revive.clone(),
+    )
+    .await?;
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("didn't match"), "{text}");
     let bad_ack = format!(
         r#"{{"type":"ACKNOWLEDGE","framework_id":{{"value":"{framework_id}"}},"acknowledge":{{"agent_id":{{"value":"a"}},"task_id":{{"value":"t"}},"uuid":"AAEC"}}}}"#
     );
-    let (status, text) = post(&url, Some("application/json"), Some(&session.stream_id), bad_ack).await?;
+    let (status, text) = post(
+        &url,
+        Some("application/json"),
+        Some(&session.stream_id),
+        bad_ack,
+    )
+    .await?;
     assert_eq!(status, 400, "{text}");
 
     // A task asking for more than its offer: TASK_ERROR on the stream, 202 for the call.
     let offer = next_offer(&mut events).await?;
     let greedy = task("greedy", &offer.agent_id, "cpus:1000;mem:32");
-    session.launch(vec![offer.id.clone()], vec![greedy], Some(0.0)).await?;
+    session
+        .launch(vec![offer.id.clone()], vec![greedy], Some(0.0))
+        .await?;
     let status = next_update(&mut events).await?;
     assert_eq!(status.state(), v1::TaskState::TaskError);
     assert_eq!(status.reason(), v1::task_status::Reason::TaskInvalid);
-    assert!(status.message().contains("more than available"), "{}", status.message());
-    assert!(status.uuid.is_none(), "master-generated updates carry no uuid");
+    assert!(
+        status.message().contains("more than available"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.uuid.is_none(),
+        "master-generated updates carry no uuid"
+    );
 
     // The same (now used) offer again: the task is lost with REASON_INVALID_OFFERS.
     let stale = task("stale", &offer.agent_id, "cpus:0.1;mem:32");
-    session.launch(vec![offer.id.clone()], vec![stale], Some(0.0)).await?;
+    session
+        .launch(vec![offer.id.clone()], vec![stale], Some(0.0))
+        .await?;
     let status = next_update(&mut events).await?;
     assert_eq!(status.state(), v1::TaskState::TaskLost);
     assert_eq!(status.reason(), v1::task_status::Reason::InvalidOffers);
@@ -154,24 +242,36 @@ async fn stream_id_rules_and_bad_tasks_change_nothing() -> anyhow::Result<()> {
     let mut reserve = v1::offer::Operation::default();
     reserve.set_type(v1::offer::operation::Type::Reserve);
     let mut accept = Call {
-        accept: Some(call::Accept { offer_ids: vec![offer.id.clone()], operations: vec![reserve], filters: None }),
+        accept: Some(call::Accept {
+            offer_ids: vec![offer.id.clone()],
+            operations: vec![reserve],
+            filters: None,
+        }),
         ..Default::default()
     };
     accept.set_type(call::Type::Accept);
     let refused = session.call(accept).await;
-    assert!(refused.is_err(), "RESERVE is not supported yet and must say so");
+    assert!(
+        refused.is_err(),
+        "RESERVE is not supported yet and must say so"
+    );
 
     // Nothing else changed: the framework still gets offers and runs a valid task.
     let offer = next_offer(&mut events).await?;
     let good = task("good", &offer.agent_id, "cpus:0.1;mem:32");
-    session.launch(vec![offer.id.clone()], vec![good], Some(0.0)).await?;
+    session
+        .launch(vec![offer.id.clone()], vec![good], Some(0.0))
+        .await?;
     loop {
         let status = next_update(&mut events).await?;
         session.acknowledge(&status).await?;
         if status.state() == v1::TaskState::TaskFinished {
             break;
         }
-        assert!(!agora_core::status::is_terminal(status.state()), "{status:?}");
+        assert!(
+            !agora_core::status::is_terminal(status.state()),
+            "{status:?}"
+        );
     }
     Ok(())
 }
@@ -180,7 +280,15 @@ async fn stream_id_rules_and_bad_tasks_change_nothing() -> anyhow::Result<()> {
 fn an_agent_with_a_bad_resource_string_refuses_to_start() -> anyhow::Result<()> {
     let work_dir = tempfile::tempdir()?;
     let output = Command::new(agora_bin())
-        .args(["agent", "--master", "127.0.0.1:1", "--port", "0", "--resources", "cpus:4;mem:lots"])
+        .args([
+            "agent",
+            "--master",
+            "127.0.0.1:1",
+            "--port",
+            "0",
+            "--resources",
+            "cpus:4;mem:lots",
+        ])
         .arg("--work_dir")
         .arg(work_dir.path())
         .output()?;

@@ -14,7 +14,10 @@ use agora_tests::{Cluster, ClusterOptions, required_in_ci};
 #[test]
 fn pymesos_scheduler_and_executor() -> anyhow::Result<()> {
     let Some(python) = std::env::var_os("AGORA_COMPAT_PYTHON") else {
-        required_in_ci("the pymesos compat test", "AGORA_COMPAT_PYTHON is not set (run scripts/setup-python.sh)");
+        required_in_ci(
+            "the pymesos compat test",
+            "AGORA_COMPAT_PYTHON is not set (run scripts/setup-python.sh)",
+        );
         return Ok(());
     };
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat");
@@ -24,7 +27,14 @@ fn pymesos_scheduler_and_executor() -> anyhow::Result<()> {
     })?;
     let output = Command::new(&python)
         .arg(scripts.join("pymesos_scheduler.py"))
-        .args(["--master", &cluster.master, "--tasks", "20", "--per-offer", "3"])
+        .args([
+            "--master",
+            &cluster.master,
+            "--tasks",
+            "20",
+            "--per-offer",
+            "3",
+        ])
         .arg("--executor-python")
         .arg(&python)
         .args(["--timeout", "150"])

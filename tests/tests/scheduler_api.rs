@@ -15,7 +15,11 @@ use agora_tests::{Cluster, agora_bin};
 use anyhow::{Context, bail};
 
 fn framework(name: &str) -> v1::FrameworkInfo {
-    v1::FrameworkInfo { user: "root".into(), name: name.into(), ..Default::default() }
+    v1::FrameworkInfo {
+        user: "root".into(),
+        name: name.into(),
+        ..Default::default()
+    }
 }
 
 /// The next event that is not a heartbeat, within a deadline.
@@ -56,7 +60,10 @@ fn command_task(id: &str, agent: &v1::AgentId, command: &str) -> v1::TaskInfo {
         task_id: v1::TaskId { value: id.into() },
         agent_id: agent.clone(),
         resources: convert::resources_to_proto(&resources, None),
-        command: Some(v1::CommandInfo { value: Some(command.into()), ..Default::default() }),
+        command: Some(v1::CommandInfo {
+            value: Some(command.into()),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -90,20 +97,30 @@ async fn json_and_protobuf_frameworks_run_command_tasks() -> anyhow::Result<()> 
         (Format::Json, "echo hello", v1::TaskState::TaskFinished),
         (Format::Protobuf, "exit 3", v1::TaskState::TaskFailed),
     ] {
-        let (session, mut events) = SchedulerSession::subscribe(&cluster.master, framework("it"), format).await?;
+        let (session, mut events) =
+            SchedulerSession::subscribe(&cluster.master, framework("it"), format).await?;
         let offers = next_offers(&mut events).await?;
         let offer = &offers[0];
         assert!(offer.url.is_some(), "offers carry the agent's address");
         let task = command_task("t1", &offer.agent_id, command);
-        session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
+        session
+            .launch(vec![offer.id.clone()], vec![task], Some(0.0))
+            .await?;
         let (states, last) = run_to_end(&session, &mut events).await?;
         assert_eq!(
             states,
-            vec![v1::TaskState::TaskStarting, v1::TaskState::TaskRunning, expected],
+            vec![
+                v1::TaskState::TaskStarting,
+                v1::TaskState::TaskRunning,
+                expected
+            ],
             "{format:?}"
         );
         if expected == v1::TaskState::TaskFailed {
-            assert_eq!(last.message.as_deref(), Some("Command exited with status 3"));
+            assert_eq!(
+                last.message.as_deref(),
+                Some("Command exited with status 3")
+            );
         }
         session.teardown().await?;
     }
@@ -113,11 +130,14 @@ async fn json_and_protobuf_frameworks_run_command_tasks() -> anyhow::Result<()> 
 #[tokio::test]
 async fn a_killed_task_ends_killed_and_resources_return() -> anyhow::Result<()> {
     let cluster = Cluster::start()?;
-    let (session, mut events) = SchedulerSession::subscribe(&cluster.master, framework("kill"), Format::Json).await?;
+    let (session, mut events) =
+        SchedulerSession::subscribe(&cluster.master, framework("kill"), Format::Json).await?;
     let offer = next_offers(&mut events).await?.remove(0);
     let total = convert::resources_from_proto(&offer.resources).expect("valid offer");
     let task = command_task("sleeper", &offer.agent_id, "sleep 60");
-    session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
+    session
+        .launch(vec![offer.id.clone()], vec![task], Some(0.0))
+        .await?;
     loop {
         let status = next_update(&mut events).await?;
         session.acknowledge(&status).await?;
@@ -125,7 +145,11 @@ async fn a_killed_task_ends_killed_and_resources_return() -> anyhow::Result<()> 
             break;
         }
     }
-    session.kill(v1::TaskId { value: "sleeper".into() }).await?;
+    session
+        .kill(v1::TaskId {
+            value: "sleeper".into(),
+        })
+        .await?;
     let (states, _) = run_to_end(&session, &mut events).await?;
     assert_eq!(states.last(), Some(&v1::TaskState::TaskKilled));
     // Everything comes back once the task is gone.
@@ -135,7 +159,9 @@ async fn a_killed_task_ends_killed_and_resources_return() -> anyhow::Result<()> 
         if offered == total {
             break;
         }
-        session.decline(offers.iter().map(|o| o.id.clone()).collect(), Some(0.0)).await?;
+        session
+            .decline(offers.iter().map(|o| o.id.clone()).collect(), Some(0.0))
+            .await?;
     }
     Ok(())
 }
@@ -143,7 +169,8 @@ async fn a_killed_task_ends_killed_and_resources_return() -> anyhow::Result<()> 
 #[tokio::test]
 async fn heartbeats_follow_subscribed_at_once_and_periodically() -> anyhow::Result<()> {
     let cluster = Cluster::start()?;
-    let (_session, mut events) = SchedulerSession::subscribe(&cluster.master, framework("hb"), Format::Json).await?;
+    let (_session, mut events) =
+        SchedulerSession::subscribe(&cluster.master, framework("hb"), Format::Json).await?;
     let mut heartbeats = 0;
     while heartbeats < 3 {
         let event = tokio::time::timeout(Duration::from_secs(10), events.next())
@@ -160,10 +187,17 @@ async fn heartbeats_follow_subscribed_at_once_and_periodically() -> anyhow::Resu
 #[tokio::test]
 async fn version_and_health() -> anyhow::Result<()> {
     let cluster = Cluster::start()?;
-    let version: serde_json::Value =
-        serde_json::from_slice(&reqwest::get(cluster.master_url("/version")).await?.bytes().await?)?;
+    let version: serde_json::Value = serde_json::from_slice(
+        &reqwest::get(cluster.master_url("/version"))
+            .await?
+            .bytes()
+            .await?,
+    )?;
     assert_eq!(version["version"], "1.11.0");
-    assert_eq!(reqwest::get(cluster.master_url("/health")).await?.status(), 200);
+    assert_eq!(
+        reqwest::get(cluster.master_url("/health")).await?.status(),
+        200
+    );
     Ok(())
 }
 
@@ -172,13 +206,26 @@ fn agora_execute_prints_output_and_exits_with_the_task_status() -> anyhow::Resul
     let cluster = Cluster::start()?;
     let run = |name: &str, command: &str, format: &str| {
         Command::new(agora_bin())
-            .args(["execute", "--master", &cluster.master, "--name", name, "--command", command])
+            .args([
+                "execute",
+                "--master",
+                &cluster.master,
+                "--name",
+                name,
+                "--command",
+                command,
+            ])
             .args(["--content_type", format])
             .output()
     };
     let ok = run("hello", "echo hi from agora", "protobuf")?;
     let stdout = String::from_utf8_lossy(&ok.stdout);
-    assert_eq!(ok.status.code(), Some(0), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(stdout.contains("TASK_RUNNING"), "{stdout}");
     assert!(stdout.contains("TASK_FINISHED"), "{stdout}");
     assert!(stdout.contains("hi from agora"), "{stdout}");

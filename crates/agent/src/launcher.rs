@@ -10,6 +10,7 @@ use std::fs::File;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::Stdio;
+use std::time::Duration;
 
 use agora_core::agent::{Input, Launch};
 use nix::sys::signal::{Signal, killpg};
@@ -26,7 +27,11 @@ pub(crate) async fn run(launch: Launch, tx: mpsc::UnboundedSender<Command>) {
         Ok(child) => child,
         Err(message) => {
             tracing::warn!(%framework_id, %executor_id, %message, "executor launch failed");
-            let _ = tx.send(Command::Event(Input::ExecutorLaunchFailed { framework_id, executor_id, message }));
+            let _ = tx.send(Command::Event(Input::ExecutorLaunchFailed {
+                framework_id,
+                executor_id,
+                message,
+            }));
             return;
         }
     };
@@ -40,12 +45,17 @@ pub(crate) async fn run(launch: Launch, tx: mpsc::UnboundedSender<Command>) {
     tracing::info!(%framework_id, %executor_id, sandbox = %launch.sandbox, "executor started");
     let status = child.wait().await.ok().map(|s| s.into_raw());
     tracing::info!(%framework_id, %executor_id, ?status, "executor exited");
-    let _ = tx.send(Command::Event(Input::ExecutorExited { framework_id, executor_id, status }));
+    let _ = tx.send(Command::Event(Input::ExecutorExited {
+        framework_id,
+        executor_id,
+        status,
+    }));
 }
 
 fn spawn(launch: &Launch) -> Result<tokio::process::Child, String> {
     let sandbox = Path::new(&launch.sandbox);
-    std::fs::create_dir_all(sandbox).map_err(|e| format!("cannot create sandbox {}: {e}", launch.sandbox))?;
+    std::fs::create_dir_all(sandbox)
+        .map_err(|e| format!("cannot create sandbox {}: {e}", launch.sandbox))?;
     if let Some(runs) = sandbox.parent() {
         // `runs/latest` points at the newest run, as in Mesos; a stale link is replaced.
         let latest = runs.join("latest");
@@ -53,8 +63,10 @@ fn spawn(launch: &Launch) -> Result<tokio::process::Child, String> {
         std::os::unix::fs::symlink(&launch.container_id, &latest)
             .map_err(|e| format!("cannot link {}: {e}", latest.display()))?;
     }
-    let stdout = File::create(sandbox.join("stdout")).map_err(|e| format!("cannot create stdout: {e}"))?;
-    let stderr = File::create(sandbox.join("stderr")).map_err(|e| format!("cannot create stderr: {e}"))?;
+    let stdout =
+        File::create(sandbox.join("stdout")).map_err(|e| format!("cannot create stdout: {e}"))?;
+    let stderr =
+        File::create(sandbox.join("stderr")).map_err(|e| format!("cannot create stderr: {e}"))?;
 
     let command = &launch.command;
     let value = command.value.clone().unwrap_or_default();
@@ -87,11 +99,24 @@ fn spawn(launch: &Launch) -> Result<tokio::process::Child, String> {
         .map_err(|e| format!("cannot start '{value}': {e}"))
 }
 
-/// Kills a whole process group; a group that is already gone is not an error.
+/// How long an executor has between SIGTERM and SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(2);
+
+/// Kills an executor's process group: SIGTERM first, so that an executor can take down the
+/// tasks it runs in process groups of their own (nothing else contains them until cgroups
+/// do), then SIGKILL. A group that is already gone is not an error.
 pub(crate) fn kill_group(pid: i32) {
-    if let Err(e) = killpg(Pid::from_raw(pid), Signal::SIGKILL)
+    signal_group(pid, Signal::SIGTERM);
+    tokio::spawn(async move {
+        tokio::time::sleep(TERM_GRACE).await;
+        signal_group(pid, Signal::SIGKILL);
+    });
+}
+
+fn signal_group(pid: i32, signal: Signal) {
+    if let Err(e) = killpg(Pid::from_raw(pid), signal)
         && e != nix::errno::Errno::ESRCH
     {
-        tracing::warn!(pid, error = %e, "cannot kill executor process group");
+        tracing::warn!(pid, %signal, error = %e, "cannot signal executor process group");
     }
 }

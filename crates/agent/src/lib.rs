@@ -28,6 +28,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// How long `shutdown` waits for open connections to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+
 /// How to run an agent; the `agora` binary fills this from Mesos-named flags.
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
@@ -51,7 +54,13 @@ pub struct AgentOptions {
 }
 
 impl AgentOptions {
-    pub fn new(master: String, ip: IpAddr, port: u16, work_dir: PathBuf, command_executor: CommandExecutor) -> Self {
+    pub fn new(
+        master: String,
+        ip: IpAddr,
+        port: u16,
+        work_dir: PathBuf,
+        command_executor: CommandExecutor,
+    ) -> Self {
         Self {
             master,
             ip,
@@ -75,9 +84,15 @@ pub enum AgentError {
     #[error("invalid --attributes: {0}")]
     Attributes(#[from] AttributeParseError),
     #[error("cannot bind {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot use work directory {path}: {source}")]
-    WorkDir { path: PathBuf, source: std::io::Error },
+    WorkDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// An agent that is serving.
@@ -95,7 +110,14 @@ impl RunningAgent {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = self.task.await;
+        // Graceful shutdown waits for open streams, which subscribers keep open for as long
+        // as they live; give them a moment, then stop serving regardless.
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
     }
 
     pub async fn wait(self) {
@@ -113,18 +135,32 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
         Some(text) => Attributes::parse(text)?,
         None => Attributes::default(),
     };
-    std::fs::create_dir_all(&options.work_dir)
-        .map_err(|source| AgentError::WorkDir { path: options.work_dir.clone(), source })?;
-    let work_dir = std::fs::canonicalize(&options.work_dir)
-        .map_err(|source| AgentError::WorkDir { path: options.work_dir.clone(), source })?;
+    std::fs::create_dir_all(&options.work_dir).map_err(|source| AgentError::WorkDir {
+        path: options.work_dir.clone(),
+        source,
+    })?;
+    let work_dir =
+        std::fs::canonicalize(&options.work_dir).map_err(|source| AgentError::WorkDir {
+            path: options.work_dir.clone(),
+            source,
+        })?;
     let resources = given.with_defaults(&detect::resources(&work_dir));
 
     let requested = SocketAddr::new(options.ip, options.port);
     let listener = TcpListener::bind(requested)
         .await
-        .map_err(|source| AgentError::Bind { addr: requested, source })?;
-    let addr = listener.local_addr().map_err(|source| AgentError::Bind { addr: requested, source })?;
-    let hostname = options.hostname.clone().unwrap_or_else(|| addr.ip().to_string());
+        .map_err(|source| AgentError::Bind {
+            addr: requested,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| AgentError::Bind {
+        addr: requested,
+        source,
+    })?;
+    let hostname = options
+        .hostname
+        .clone()
+        .unwrap_or_else(|| addr.ip().to_string());
     let config = AgentConfig {
         agent_info: v1::AgentInfo {
             hostname,
@@ -153,11 +189,18 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
         }
     });
     tracing::info!(%addr, master = %options.master, %resources, "agent listening");
-    Ok(RunningAgent { addr, resources, stop: Some(stop_tx), task })
+    Ok(RunningAgent {
+        addr,
+        resources,
+        stop: Some(stop_tx),
+        task,
+    })
 }
 
 /// Seeds the core's uuid generator from the operating system's randomness.
 fn rand_seed() -> u64 {
     let bytes = uuid::Uuid::new_v4().into_bytes();
-    u64::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7]])
+    u64::from_le_bytes([
+        bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+    ])
 }

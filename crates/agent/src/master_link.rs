@@ -40,7 +40,9 @@ async fn keep_registered(url: String, handle: Handle, stream_id: watch::Sender<O
             return;
         }
         let Ok(register) = register.await else { return };
-        match Subscription::<internal::AgentEvent>::open(&client, &url, Format::Protobuf, &register).await {
+        match Subscription::<internal::AgentEvent>::open(&client, &url, Format::Protobuf, &register)
+            .await
+        {
             Ok(mut events) => {
                 stream_id.send_replace(events.stream_id.clone());
                 let mut silence = Duration::from_secs(15) * MISSED_HEARTBEATS;
@@ -60,7 +62,11 @@ async fn keep_registered(url: String, handle: Handle, stream_id: watch::Sender<O
                             if let Some(error) = &event.error {
                                 tracing::error!(message = %error.message, "the master refused this agent");
                             }
-                            if handle.tx.send(Command::Event(Input::Master(event))).is_err() {
+                            if handle
+                                .tx
+                                .send(Command::Event(Input::Master(event)))
+                                .is_err()
+                            {
                                 return;
                             }
                         }
@@ -79,7 +85,11 @@ async fn keep_registered(url: String, handle: Handle, stream_id: watch::Sender<O
                     }
                 }
                 stream_id.send_replace(None);
-                if handle.tx.send(Command::Event(Input::MasterDisconnected)).is_err() {
+                if handle
+                    .tx
+                    .send(Command::Event(Input::MasterDisconnected))
+                    .is_err()
+                {
                     return;
                 }
             }

@@ -33,7 +33,11 @@ pub(crate) struct ExecuteFlags {
     #[arg(long, default_value = "*")]
     role: String,
     /// Wire format to talk to the master in: `json` or `protobuf`.
-    #[arg(long, default_value = "protobuf")]
+    #[arg(
+        long = "content_type",
+        alias = "content-type",
+        default_value = "protobuf"
+    )]
     content_type: String,
 }
 
@@ -45,7 +49,10 @@ pub(crate) async fn run(flags: ExecuteFlags) -> anyhow::Result<i32> {
         "protobuf" => Format::Protobuf,
         other => bail!("--content_type must be json or protobuf, not '{other}'"),
     };
-    #[expect(deprecated, reason = "a single-role framework names its role in `role`")]
+    #[expect(
+        deprecated,
+        reason = "a single-role framework names its role in `role`"
+    )]
     let info = v1::FrameworkInfo {
         user: std::env::var("USER").unwrap_or_else(|_| "root".into()),
         name: format!("agora-execute ({})", flags.name),
@@ -65,14 +72,17 @@ pub(crate) async fn run(flags: ExecuteFlags) -> anyhow::Result<i32> {
         match event.r#type() {
             EventType::Offers => {
                 for offer in event.offers.map(|o| o.offers).unwrap_or_default() {
-                    let available = convert::resources_from_proto(&offer.resources).unwrap_or_default();
+                    let available =
+                        convert::resources_from_proto(&offer.resources).unwrap_or_default();
                     if launched.is_some() || !available.contains(&wanted) {
                         session.decline(vec![offer.id.clone()], None).await?;
                         continue;
                     }
                     let task = v1::TaskInfo {
                         name: flags.name.clone(),
-                        task_id: v1::TaskId { value: flags.name.clone() },
+                        task_id: v1::TaskId {
+                            value: flags.name.clone(),
+                        },
                         agent_id: offer.agent_id.clone(),
                         resources: convert::resources_to_proto(&wanted, None),
                         command: Some(v1::CommandInfo {
@@ -82,17 +92,32 @@ pub(crate) async fn run(flags: ExecuteFlags) -> anyhow::Result<i32> {
                         }),
                         ..Default::default()
                     };
-                    session.launch(vec![offer.id.clone()], vec![task], None).await?;
-                    println!("Submitted task '{}' to agent '{}'", flags.name, offer.agent_id.value);
+                    session
+                        .launch(vec![offer.id.clone()], vec![task], None)
+                        .await?;
+                    println!(
+                        "Submitted task '{}' to agent '{}'",
+                        flags.name, offer.agent_id.value
+                    );
                     launched = Some(offer);
                 }
             }
             EventType::Update => {
-                let Some(status) = event.update.and_then(|u| u.status) else { continue };
+                let Some(status) = event.update.and_then(|u| u.status) else {
+                    continue;
+                };
                 let state = status.state();
                 match status.message.as_deref().filter(|m| !m.is_empty()) {
-                    Some(message) => println!("Received status update {} for task '{}': {message}", state.as_str_name(), status.task_id.value),
-                    None => println!("Received status update {} for task '{}'", state.as_str_name(), status.task_id.value),
+                    Some(message) => println!(
+                        "Received status update {} for task '{}': {message}",
+                        state.as_str_name(),
+                        status.task_id.value
+                    ),
+                    None => println!(
+                        "Received status update {} for task '{}'",
+                        state.as_str_name(),
+                        status.task_id.value
+                    ),
                 }
                 session.acknowledge(&status).await?;
                 if agora_core::status::is_terminal(state) {
@@ -130,16 +155,26 @@ fn exit_status(status: &v1::TaskStatus) -> i32 {
 /// Prints the task's stdout, read through the agent's files API.
 async fn print_stdout(offer: &v1::Offer, framework_id: &str, task_id: &str) {
     let Some(url) = &offer.url else { return };
-    let host = url.address.ip.clone().or_else(|| url.address.hostname.clone()).unwrap_or_default();
+    let host = url
+        .address
+        .ip
+        .clone()
+        .or_else(|| url.address.hostname.clone())
+        .unwrap_or_default();
     let path = format!("/frameworks/{framework_id}/executors/{task_id}/runs/latest/stdout");
     let client = agora_client::http::client();
     let request = client
         // Ids never contain characters that need escaping in a query (they cannot hold '/',
         // and Agora's own ids are UUIDs and counters).
-        .get(format!("http://{host}:{}/files/read?path={path}&offset=0", url.address.port))
+        .get(format!(
+            "http://{host}:{}/files/read?path={path}&offset=0",
+            url.address.port
+        ))
         .timeout(Duration::from_secs(10));
     let body = match request.send().await {
-        Ok(response) if response.status().is_success() => response.bytes().await.ok().map(|b| b.to_vec()),
+        Ok(response) if response.status().is_success() => {
+            response.bytes().await.ok().map(|b| b.to_vec())
+        }
         _ => None,
     };
     let data = body

@@ -20,7 +20,11 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "agora", version, about = "A cluster resource manager in the Apache Mesos family")]
+#[command(
+    name = "agora",
+    version,
+    about = "A cluster resource manager in the Apache Mesos family"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -134,7 +138,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Executor = cli.command {
         // The executor's stderr is the sandbox's; it logs there plainly.
-        return runtime().block_on(async { exit_code(agora_executor::run_command_executor().await) });
+        return runtime()
+            .block_on(async { exit_code(agora_executor::run_command_executor().await) });
     }
     init_tracing();
     let result = runtime().block_on(async move {
@@ -167,10 +172,19 @@ fn runtime() -> tokio::runtime::Runtime {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AGORA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
-fn master_options(ip: IpAddr, port: u16, hostname: Option<String>, work_dir: PathBuf, timing: &MasterTiming) -> MasterOptions {
+fn master_options(
+    ip: IpAddr,
+    port: u16,
+    hostname: Option<String>,
+    work_dir: PathBuf,
+    timing: &MasterTiming,
+) -> MasterOptions {
     let mut options = MasterOptions::new(ip, port, work_dir);
     options.hostname = hostname;
     options.allocation_interval = timing.allocation_interval;
@@ -186,7 +200,8 @@ fn agent_options(
     work_dir: PathBuf,
     shape: AgentShape,
 ) -> anyhow::Result<AgentOptions> {
-    let program = std::env::current_exe().context("cannot find the agora binary for the command executor")?;
+    let program =
+        std::env::current_exe().context("cannot find the agora binary for the command executor")?;
     let command_executor = CommandExecutor {
         program: program.to_string_lossy().into_owned(),
         arguments: vec!["agora".into(), "executor".into()],
@@ -201,26 +216,53 @@ fn agent_options(
 }
 
 async fn run_master(flags: MasterFlags) -> anyhow::Result<()> {
-    let options = master_options(flags.ip, flags.port, flags.hostname, flags.work_dir, &flags.timing);
+    let options = master_options(
+        flags.ip,
+        flags.port,
+        flags.hostname,
+        flags.work_dir,
+        &flags.timing,
+    );
     let master = agora_master::start(options).await?;
-    println!("agora master listening on http://{} (id {})", master.addr, master.master_info.id);
+    println!(
+        "agora master listening on http://{} (id {})",
+        master.addr, master.master_info.id
+    );
     wait_for_signal().await;
     master.shutdown().await;
     Ok(())
 }
 
 async fn run_agent(flags: AgentFlags) -> anyhow::Result<()> {
-    let options = agent_options(flags.master, flags.ip, flags.port, flags.hostname, flags.work_dir, flags.shape)?;
+    let options = agent_options(
+        flags.master,
+        flags.ip,
+        flags.port,
+        flags.hostname,
+        flags.work_dir,
+        flags.shape,
+    )?;
     let agent = agora_agent::start(options).await?;
-    println!("agora agent listening on http://{} (resources {})", agent.addr, agent.resources);
+    println!(
+        "agora agent listening on http://{} (resources {})",
+        agent.addr, agent.resources
+    );
     wait_for_signal().await;
     agent.shutdown().await;
     Ok(())
 }
 
 async fn run_dev(flags: DevFlags) -> anyhow::Result<()> {
-    let work_dir = flags.work_dir.unwrap_or_else(|| std::env::temp_dir().join("agora-dev"));
-    let master_options = master_options(flags.ip, flags.port, None, work_dir.join("master"), &flags.timing);
+    let work_dir = flags
+        .work_dir
+        .unwrap_or_else(|| std::env::temp_dir().join("agora-dev"));
+    let master_options = master_options(
+        flags.ip,
+        flags.port,
+        None,
+        work_dir.join("master"),
+        &flags.timing,
+    );
     let agent_shape = flags.shape.clone();
     let master = agora_master::start(master_options).await?;
     let agent_options = agent_options(
@@ -238,10 +280,19 @@ async fn run_dev(flags: DevFlags) -> anyhow::Result<()> {
             return Err(e.into());
         }
     };
-    println!("agora master listening on http://{} (id {})", master.addr, master.master_info.id);
-    println!("agora agent listening on http://{} (resources {})", agent.addr, agent.resources);
+    println!(
+        "agora master listening on http://{} (id {})",
+        master.addr, master.master_info.id
+    );
+    println!(
+        "agora agent listening on http://{} (resources {})",
+        agent.addr, agent.resources
+    );
     println!("agora work directory: {}", work_dir.display());
-    println!("try: agora execute --master {} --name hello --command 'echo hi'", master.addr);
+    println!(
+        "try: agora execute --master {} --name hello --command 'echo hi'",
+        master.addr
+    );
     wait_for_signal().await;
     agent.shutdown().await;
     master.shutdown().await;

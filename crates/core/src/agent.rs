@@ -50,6 +50,10 @@ pub struct AgentConfig {
     pub seed: u64,
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built and consumed at once, never stored in bulk; boxing would add an allocation per message"
+)]
 #[derive(Debug, Clone)]
 pub enum Input {
     /// An event from the master's stream.
@@ -57,12 +61,29 @@ pub enum Input {
     /// The master's stream broke; the shell reconnects and registers again.
     MasterDisconnected,
     /// An executor SUBSCRIBE whose stream the shell has opened as `conn`.
-    ExecutorSubscribe { req: ReqId, conn: ConnId, call: executor::Call },
-    ExecutorCall { req: ReqId, call: executor::Call },
-    ExecutorClosed { conn: ConnId },
-    ExecutorLaunchFailed { framework_id: String, executor_id: String, message: String },
+    ExecutorSubscribe {
+        req: ReqId,
+        conn: ConnId,
+        call: executor::Call,
+    },
+    ExecutorCall {
+        req: ReqId,
+        call: executor::Call,
+    },
+    ExecutorClosed {
+        conn: ConnId,
+    },
+    ExecutorLaunchFailed {
+        framework_id: String,
+        executor_id: String,
+        message: String,
+    },
     /// The executor process ended with this raw wait status (`None` if unknown).
-    ExecutorExited { framework_id: String, executor_id: String, status: Option<i32> },
+    ExecutorExited {
+        framework_id: String,
+        executor_id: String,
+        status: Option<i32>,
+    },
     Tick,
 }
 
@@ -79,22 +100,40 @@ pub struct Launch {
     pub user: Option<String>,
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built and consumed at once, never stored in bulk; boxing would add an allocation per message"
+)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// The answer to request `req`; every request gets exactly one.
-    Reply { req: ReqId, result: Result<(), CallError> },
+    Reply {
+        req: ReqId,
+        result: Result<(), CallError>,
+    },
     ToMaster(internal::AgentCall),
-    ToExecutor { conn: ConnId, event: executor::Event },
-    CloseExecutor { conn: ConnId },
+    ToExecutor {
+        conn: ConnId,
+        event: executor::Event,
+    },
+    CloseExecutor {
+        conn: ConnId,
+    },
     LaunchExecutor(Box<Launch>),
     /// Kill the executor's whole process group.
-    KillExecutor { framework_id: String, executor_id: String },
+    KillExecutor {
+        framework_id: String,
+        executor_id: String,
+    },
 }
 
 #[derive(Debug)]
 struct Framework {
     info: v1::FrameworkInfo,
     executors: BTreeMap<String, Executor>,
+    /// Set by SHUTDOWN_FRAMEWORK: the master has removed the framework and will acknowledge
+    /// none of its updates, so the agent generates and forwards none (as Mesos does).
+    terminating: bool,
 }
 
 #[derive(Debug)]
@@ -109,6 +148,8 @@ struct Executor {
     launched: BTreeMap<String, TaskState>,
     /// Set once the agent asked it to shut down: when to kill it if it has not exited.
     kill_at: Option<Duration>,
+    /// Whether the kill was ordered; it is ordered once.
+    killed: bool,
 }
 
 /// The agent's state. See the module documentation.
@@ -144,7 +185,10 @@ impl Agent {
     /// The REGISTER call for the next (re)connection to the master.
     pub fn register_call(&self) -> internal::AgentCall {
         let mut info = self.config.agent_info.clone();
-        info.id = self.agent_id.as_ref().map(|id| v1::AgentId { value: id.clone() });
+        info.id = self
+            .agent_id
+            .as_ref()
+            .map(|id| v1::AgentId { value: id.clone() });
         let mut call = internal::AgentCall::default();
         call.set_type(internal::agent_call::Type::Register);
         call.register = Some(internal::agent_call::Register {
@@ -162,7 +206,9 @@ impl Agent {
         self.frameworks
             .iter()
             .flat_map(|(f, fw)| {
-                fw.executors.iter().map(|(e, ex)| (f.clone(), e.clone(), ex.sandbox.clone()))
+                fw.executors
+                    .iter()
+                    .map(|(e, ex)| (f.clone(), e.clone(), ex.sandbox.clone()))
             })
             .collect()
     }
@@ -176,7 +222,7 @@ impl Agent {
         let mut out = Vec::new();
         match input {
             Input::Master(event) => self.master_event(event, now, &mut out),
-            Input::MasterDisconnected => self.registered = false,
+            Input::MasterDisconnected => self.master_disconnected(now, &mut out),
             Input::ExecutorSubscribe { req, conn, call } => {
                 let result = self.executor_subscribe(conn, call, &mut out);
                 // The reply goes first so the shell answers 200 before the stream's events.
@@ -194,7 +240,11 @@ impl Agent {
                     executor.conn = None;
                 }
             }
-            Input::ExecutorLaunchFailed { framework_id, executor_id, message } => {
+            Input::ExecutorLaunchFailed {
+                framework_id,
+                executor_id,
+                message,
+            } => {
                 self.executor_gone(
                     &framework_id,
                     &executor_id,
@@ -205,7 +255,11 @@ impl Agent {
                     &mut out,
                 );
             }
-            Input::ExecutorExited { framework_id, executor_id, status } => {
+            Input::ExecutorExited {
+                framework_id,
+                executor_id,
+                status,
+            } => {
                 let message = match status {
                     Some(s) => format!("Executor terminated ({})", describe_wait_status(s)),
                     None => "Executor terminated".to_string(),
@@ -225,8 +279,26 @@ impl Agent {
         out
     }
 
+    /// The master counts the tasks of frameworks that do not checkpoint as lost when the agent
+    /// disconnects (reference §5.2), so the agent shuts their executors down, as Mesos does.
+    fn master_disconnected(&mut self, now: Duration, out: &mut Vec<Output>) {
+        self.registered = false;
+        let doomed: Vec<String> = self
+            .frameworks
+            .iter()
+            .filter(|(_, f)| !f.info.checkpoint())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for framework_id in doomed {
+            self.shutdown_framework(&framework_id, now, out);
+        }
+    }
+
     fn executor_mut(&mut self, framework_id: &str, executor_id: &str) -> Option<&mut Executor> {
-        self.frameworks.get_mut(framework_id)?.executors.get_mut(executor_id)
+        self.frameworks
+            .get_mut(framework_id)?
+            .executors
+            .get_mut(executor_id)
     }
 
     fn master_event(&mut self, event: internal::AgentEvent, now: Duration, out: &mut Vec<Output>) {
@@ -249,12 +321,24 @@ impl Agent {
             }
             MasterEventType::KillTask => {
                 if let Some(kill) = event.kill_task {
-                    self.kill_task(&kill.framework_id.value, kill.task_id, kill.kill_policy, now, out);
+                    self.kill_task(
+                        &kill.framework_id.value,
+                        kill.task_id,
+                        kill.kill_policy,
+                        now,
+                        out,
+                    );
                 }
             }
             MasterEventType::Acknowledge => {
                 if let Some(ack) = event.acknowledge {
-                    self.acknowledge(&ack.framework_id.value, &ack.task_id.value, &ack.uuid, now, out);
+                    self.acknowledge(
+                        &ack.framework_id.value,
+                        &ack.task_id.value,
+                        &ack.uuid,
+                        now,
+                        out,
+                    );
                 }
             }
             MasterEventType::ShutdownFramework => {
@@ -285,7 +369,11 @@ impl Agent {
         let framework = self
             .frameworks
             .entry(framework_id.clone())
-            .or_insert_with(|| Framework { info: framework_info.clone(), executors: BTreeMap::new() });
+            .or_insert_with(|| Framework {
+                info: framework_info.clone(),
+                executors: BTreeMap::new(),
+                terminating: false,
+            });
         framework.info = framework_info;
         if let Some(executor) = framework.executors.get_mut(&executor_id) {
             if executor.kill_at.is_some() {
@@ -304,8 +392,13 @@ impl Agent {
             }
             match executor.conn {
                 Some(conn) => {
-                    executor.launched.insert(task.task_id.value.clone(), TaskState::TaskStaging);
-                    out.push(Output::ToExecutor { conn, event: launch_event(task) });
+                    executor
+                        .launched
+                        .insert(task.task_id.value.clone(), TaskState::TaskStaging);
+                    out.push(Output::ToExecutor {
+                        conn,
+                        event: launch_event(task),
+                    });
                 }
                 None => executor.queued.push_back(task),
             }
@@ -317,8 +410,17 @@ impl Agent {
             self.config.work_dir.trim_end_matches('/')
         );
         let command = executor_info.command.clone().unwrap_or_default();
-        let user = command.user.clone().or_else(|| Some(framework.info.user.clone()));
-        let env = executor_environment(&self.config, &agent_id, &framework.info, &executor_info, &sandbox);
+        let user = command
+            .user
+            .clone()
+            .or_else(|| Some(framework.info.user.clone()));
+        let env = executor_environment(
+            &self.config,
+            &agent_id,
+            &framework.info,
+            &executor_info,
+            &sandbox,
+        );
         let mut queued = VecDeque::new();
         queued.push_back(task);
         framework.executors.insert(
@@ -331,6 +433,7 @@ impl Agent {
                 queued,
                 launched: BTreeMap::new(),
                 kill_at: None,
+                killed: false,
             },
         );
         out.push(Output::LaunchExecutor(Box::new(Launch {
@@ -346,21 +449,35 @@ impl Agent {
 
     /// The ExecutorInfo Mesos synthesizes for a task that only has a CommandInfo: the executor
     /// id is the task id and the command runs our own command executor.
-    #[expect(deprecated, reason = "Mesos still fills `source` with the task id for command executors")]
+    #[expect(
+        deprecated,
+        reason = "Mesos still fills `source` with the task id for command executors"
+    )]
     fn command_executor_info(&self, framework_id: &str, task: &v1::TaskInfo) -> v1::ExecutorInfo {
         let command = task.command.clone().unwrap_or_default();
         let shown = if command.shell() {
             let text: String = command.value().chars().take(12).collect();
-            let more = if command.value().chars().count() > 12 { "..." } else { "" };
+            let more = if command.value().chars().count() > 12 {
+                "..."
+            } else {
+                ""
+            };
             format!("sh -c '{text}{more}'")
         } else {
             format!("[{}]", command.arguments.join(", "))
         };
         let launcher = &self.config.command_executor;
         v1::ExecutorInfo {
-            executor_id: v1::ExecutorId { value: task.task_id.value.clone() },
-            framework_id: Some(v1::FrameworkId { value: framework_id.to_string() }),
-            name: Some(format!("Command Executor (Task: {}) (Command: {shown})", task.task_id.value)),
+            executor_id: v1::ExecutorId {
+                value: task.task_id.value.clone(),
+            },
+            framework_id: Some(v1::FrameworkId {
+                value: framework_id.to_string(),
+            }),
+            name: Some(format!(
+                "Command Executor (Task: {}) (Command: {shown})",
+                task.task_id.value
+            )),
             source: Some(task.task_id.value.clone()),
             command: Some(v1::CommandInfo {
                 value: Some(launcher.program.clone()),
@@ -384,7 +501,9 @@ impl Agent {
         now: Duration,
         out: &mut Vec<Output>,
     ) {
-        let Some(framework) = self.frameworks.get_mut(framework_id) else { return };
+        let Some(framework) = self.frameworks.get_mut(framework_id) else {
+            return;
+        };
         let Some((executor_id, executor)) = framework.executors.iter_mut().find(|(_, e)| {
             e.launched.contains_key(&task_id.value) || e.queued.iter().any(|t| t.task_id == task_id)
         }) else {
@@ -413,7 +532,10 @@ impl Agent {
         if let Some(conn) = executor.conn {
             let mut e = executor::Event::default();
             e.set_type(executor::event::Type::Kill);
-            e.kill = Some(executor::event::Kill { task_id, kill_policy });
+            e.kill = Some(executor::event::Kill {
+                task_id,
+                kill_policy,
+            });
             out.push(Output::ToExecutor { conn, event: e });
         }
     }
@@ -423,8 +545,11 @@ impl Agent {
         self.streams.retain(|(f, _), _| f != framework_id);
         let executors: Vec<String> = self
             .frameworks
-            .get(framework_id)
-            .map(|f| f.executors.keys().cloned().collect())
+            .get_mut(framework_id)
+            .map(|f| {
+                f.terminating = true;
+                f.executors.keys().cloned().collect()
+            })
             .unwrap_or_default();
         for executor_id in executors {
             self.shutdown_executor(framework_id, &executor_id, now, out);
@@ -441,7 +566,9 @@ impl Agent {
         out: &mut Vec<Output>,
     ) {
         let default_grace = self.config.executor_shutdown_grace_period;
-        let Some(executor) = self.executor_mut(framework_id, executor_id) else { return };
+        let Some(executor) = self.executor_mut(framework_id, executor_id) else {
+            return;
+        };
         if executor.kill_at.is_some() {
             return;
         }
@@ -460,6 +587,7 @@ impl Agent {
             }
             None => {
                 executor.kill_at = Some(now);
+                executor.killed = true;
                 out.push(Output::KillExecutor {
                     framework_id: framework_id.to_string(),
                     executor_id: executor_id.to_string(),
@@ -481,7 +609,10 @@ impl Agent {
         let executor_id = call.executor_id.value.clone();
         let agent_info = {
             let mut info = self.config.agent_info.clone();
-            info.id = self.agent_id.as_ref().map(|id| v1::AgentId { value: id.clone() });
+            info.id = self
+                .agent_id
+                .as_ref()
+                .map(|id| v1::AgentId { value: id.clone() });
             info
         };
         let Some(framework) = self.frameworks.get_mut(&framework_id) else {
@@ -504,14 +635,23 @@ impl Agent {
             executor_info: executor.info.clone(),
             framework_info,
             agent_info,
-            container_id: Some(v1::ContainerId { value: executor.container_id.clone(), parent: None }),
+            container_id: Some(v1::ContainerId {
+                value: executor.container_id.clone(),
+                parent: None,
+            }),
         });
         out.push(Output::ToExecutor { conn, event: e });
         while let Some(task) = executor.queued.pop_front() {
-            executor.launched.insert(task.task_id.value.clone(), TaskState::TaskStaging);
-            out.push(Output::ToExecutor { conn, event: launch_event(task) });
+            executor
+                .launched
+                .insert(task.task_id.value.clone(), TaskState::TaskStaging);
+            out.push(Output::ToExecutor {
+                conn,
+                event: launch_event(task),
+            });
         }
-        self.executor_conns.insert(conn, (framework_id, executor_id));
+        self.executor_conns
+            .insert(conn, (framework_id, executor_id));
         Ok(())
     }
 
@@ -535,7 +675,9 @@ impl Agent {
         match call.r#type() {
             ExecutorCallType::Update => {
                 let Some(update) = call.update else {
-                    return Err(CallError::BadRequest("Expecting 'update' to be present".into()));
+                    return Err(CallError::BadRequest(
+                        "Expecting 'update' to be present".into(),
+                    ));
                 };
                 let status = validate_executor_update(update.status, &executor_id)?;
                 self.executor_update(&framework_id, &executor_id, conn, status, now, out);
@@ -546,12 +688,12 @@ impl Agent {
                 "Executor MESSAGE is not supported by this version of Agora".into(),
             )),
             ExecutorCallType::Heartbeat => Ok(()),
-            ExecutorCallType::Subscribe => {
-                Err(CallError::BadRequest("SUBSCRIBE must be sent as a streaming request".into()))
-            }
-            ExecutorCallType::Unknown => {
-                Err(CallError::BadRequest("Expecting 'type' to be present".into()))
-            }
+            ExecutorCallType::Subscribe => Err(CallError::BadRequest(
+                "SUBSCRIBE must be sent as a streaming request".into(),
+            )),
+            ExecutorCallType::Unknown => Err(CallError::BadRequest(
+                "Expecting 'type' to be present".into(),
+            )),
         }
     }
 
@@ -564,8 +706,13 @@ impl Agent {
         now: Duration,
         out: &mut Vec<Output>,
     ) {
-        status.agent_id = self.agent_id.as_ref().map(|a| v1::AgentId { value: a.clone() });
-        status.executor_id = Some(v1::ExecutorId { value: executor_id.to_string() });
+        status.agent_id = self
+            .agent_id
+            .as_ref()
+            .map(|a| v1::AgentId { value: a.clone() });
+        status.executor_id = Some(v1::ExecutorId {
+            value: executor_id.to_string(),
+        });
         if status.timestamp.is_none() {
             status.timestamp = Some(now.as_secs_f64());
         }
@@ -586,7 +733,10 @@ impl Agent {
 
     /// Handles the end of an executor: every task it left unfinished fails, and the master
     /// learns that the executor exited.
-    #[expect(clippy::too_many_arguments, reason = "one call site per cause, each reads best flat")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site per cause, each reads best flat"
+    )]
     fn executor_gone(
         &mut self,
         framework_id: &str,
@@ -597,8 +747,13 @@ impl Agent {
         now: Duration,
         out: &mut Vec<Output>,
     ) {
-        let Some(framework) = self.frameworks.get_mut(framework_id) else { return };
-        let Some(executor) = framework.executors.remove(executor_id) else { return };
+        let Some(framework) = self.frameworks.get_mut(framework_id) else {
+            return;
+        };
+        let Some(executor) = framework.executors.remove(executor_id) else {
+            return;
+        };
+        let terminating = framework.terminating;
         if framework.executors.is_empty() {
             self.frameworks.remove(framework_id);
         }
@@ -618,7 +773,7 @@ impl Agent {
                     .map(|(id, _)| id.clone()),
             )
             .collect();
-        for task_id in unfinished {
+        for task_id in unfinished.into_iter().filter(|_| !terminating) {
             let status = self.agent_status(
                 framework_id,
                 &task_id,
@@ -633,10 +788,17 @@ impl Agent {
         if self.registered {
             let mut call = internal::AgentCall::default();
             call.set_type(internal::agent_call::Type::ExecutorExited);
-            call.agent_id = self.agent_id.as_ref().map(|a| v1::AgentId { value: a.clone() });
+            call.agent_id = self
+                .agent_id
+                .as_ref()
+                .map(|a| v1::AgentId { value: a.clone() });
             call.executor_exited = Some(internal::agent_call::ExecutorExited {
-                framework_id: v1::FrameworkId { value: framework_id.to_string() },
-                executor_id: v1::ExecutorId { value: executor_id.to_string() },
+                framework_id: v1::FrameworkId {
+                    value: framework_id.to_string(),
+                },
+                executor_id: v1::ExecutorId {
+                    value: executor_id.to_string(),
+                },
                 status: wait_status,
             });
             out.push(Output::ToMaster(call));
@@ -646,21 +808,28 @@ impl Agent {
     fn tick(&mut self, now: Duration, out: &mut Vec<Output>) {
         self.resend_due(now, out);
         let mut overdue = Vec::new();
-        for (framework_id, framework) in &self.frameworks {
-            for (executor_id, executor) in &framework.executors {
-                if executor.kill_at.is_some_and(|at| at <= now) {
+        for (framework_id, framework) in &mut self.frameworks {
+            for (executor_id, executor) in &mut framework.executors {
+                if !executor.killed && executor.kill_at.is_some_and(|at| at <= now) {
+                    executor.killed = true;
                     overdue.push((framework_id.clone(), executor_id.clone()));
                 }
             }
         }
         for (framework_id, executor_id) in overdue {
-            out.push(Output::KillExecutor { framework_id, executor_id });
+            out.push(Output::KillExecutor {
+                framework_id,
+                executor_id,
+            });
         }
     }
 
     /// A status update the agent itself generates; unlike the master's it carries a uuid and
     /// goes through the update stream, so it is retried until acknowledged.
-    #[expect(clippy::too_many_arguments, reason = "mirrors the fields of the status it builds")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "mirrors the fields of the status it builds"
+    )]
     fn agent_status(
         &mut self,
         _framework_id: &str,
@@ -698,7 +867,11 @@ fn validate_executor_update(
     status: v1::TaskStatus,
     executor_id: &str,
 ) -> Result<v1::TaskStatus, CallError> {
-    let bad = |m: &str| Err(CallError::BadRequest(format!("Failed to validate executor::Call: {m}")));
+    let bad = |m: &str| {
+        Err(CallError::BadRequest(format!(
+            "Failed to validate executor::Call: {m}"
+        )))
+    };
     match &status.uuid {
         None => return bad("'TaskStatus.uuid' must be present"),
         Some(uuid) if uuid.len() != 16 => return bad("'TaskStatus.uuid' must be a valid UUID"),
@@ -734,26 +907,49 @@ fn executor_environment(
         .as_ref()
         .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
         .unwrap_or(config.executor_shutdown_grace_period);
-    let framework_id = framework.id.as_ref().map(|f| f.value.clone()).unwrap_or_default();
+    let framework_id = framework
+        .id
+        .as_ref()
+        .map(|f| f.value.clone())
+        .unwrap_or_default();
     let checkpoint = framework.checkpoint();
     let mut env = vec![
         ("MESOS_FRAMEWORK_ID".to_string(), framework_id),
-        ("MESOS_EXECUTOR_ID".to_string(), executor.executor_id.value.clone()),
+        (
+            "MESOS_EXECUTOR_ID".to_string(),
+            executor.executor_id.value.clone(),
+        ),
         ("MESOS_DIRECTORY".to_string(), sandbox.to_string()),
         ("MESOS_SANDBOX".to_string(), sandbox.to_string()),
         ("MESOS_AGENT_ENDPOINT".to_string(), config.endpoint.clone()),
         ("MESOS_SLAVE_ID".to_string(), agent_id.to_string()),
-        ("MESOS_SLAVE_PID".to_string(), format!("slave(1)@{}", config.endpoint)),
-        ("MESOS_CHECKPOINT".to_string(), if checkpoint { "1" } else { "0" }.to_string()),
+        (
+            "MESOS_SLAVE_PID".to_string(),
+            format!("slave(1)@{}", config.endpoint),
+        ),
+        (
+            "MESOS_CHECKPOINT".to_string(),
+            if checkpoint { "1" } else { "0" }.to_string(),
+        ),
         ("MESOS_HTTP_COMMAND_EXECUTOR".to_string(), "1".to_string()),
-        ("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD".to_string(), crate::duration::format(grace)),
+        (
+            "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD".to_string(),
+            crate::duration::format(grace),
+        ),
         ("LIBPROCESS_PORT".to_string(), "0".to_string()),
     ];
     if checkpoint {
         env.push(("MESOS_RECOVERY_TIMEOUT".to_string(), "15mins".to_string()));
-        env.push(("MESOS_SUBSCRIPTION_BACKOFF_MAX".to_string(), "2secs".to_string()));
+        env.push((
+            "MESOS_SUBSCRIPTION_BACKOFF_MAX".to_string(),
+            "2secs".to_string(),
+        ));
     }
-    if let Some(variables) = executor.command.as_ref().and_then(|c| c.environment.as_ref()) {
+    if let Some(variables) = executor
+        .command
+        .as_ref()
+        .and_then(|c| c.environment.as_ref())
+    {
         for variable in &variables.variables {
             if let Some(value) = &variable.value {
                 env.retain(|(name, _)| *name != variable.name);

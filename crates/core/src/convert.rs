@@ -14,7 +14,10 @@ use crate::resources::{Ranges, Resource, Resources, Scalar, UNRESERVED, Value};
 
 /// Wire resources from domain resources; `allocation_info` is attached to every entry (for
 /// MULTI_ROLE frameworks) when given.
-#[expect(deprecated, reason = "the pre-refinement `role` is what clients without RESERVATION_REFINEMENT read")]
+#[expect(
+    deprecated,
+    reason = "the pre-refinement `role` is what clients without RESERVATION_REFINEMENT read"
+)]
 pub fn resources_to_proto(
     resources: &Resources,
     allocation_info: Option<&v1::resource::AllocationInfo>,
@@ -39,7 +42,9 @@ pub fn resources_to_proto(
                 }
                 Value::Set(items) => {
                     out.set_type(value::Type::Set);
-                    out.set = Some(value::Set { item: items.iter().cloned().collect() });
+                    out.set = Some(value::Set {
+                        item: items.iter().cloned().collect(),
+                    });
                 }
             }
             out
@@ -58,7 +63,10 @@ fn ranges_to_proto(ranges: &Ranges) -> value::Ranges {
 }
 
 /// Domain resources from wire resources, or a message naming the first entry that does not fit.
-#[expect(deprecated, reason = "frameworks may still send the pre-refinement `role`")]
+#[expect(
+    deprecated,
+    reason = "frameworks may still send the pre-refinement `role`"
+)]
 pub fn resources_from_proto(resources: &[v1::Resource]) -> Result<Resources, String> {
     let mut out = Resources::new();
     for r in resources {
@@ -67,9 +75,13 @@ pub fn resources_from_proto(resources: &[v1::Resource]) -> Result<Resources, Str
             return Err("a resource has an empty name".into());
         }
         if r.reservation.is_some()
-            || r.reservations.iter().any(|res| res.r#type() != v1::resource::reservation_info::Type::Static)
+            || r.reservations
+                .iter()
+                .any(|res| res.r#type() != v1::resource::reservation_info::Type::Static)
         {
-            return Err(format!("resource '{name}': dynamic reservations are not supported yet"));
+            return Err(format!(
+                "resource '{name}': dynamic reservations are not supported yet"
+            ));
         }
         if r.disk.is_some() || r.revocable.is_some() || r.shared.is_some() {
             return Err(format!(
@@ -77,43 +89,47 @@ pub fn resources_from_proto(resources: &[v1::Resource]) -> Result<Resources, Str
             ));
         }
         let role = match (r.reservations.last(), &r.role) {
-            (Some(reservation), _) => reservation.role.clone().unwrap_or_else(|| UNRESERVED.into()),
+            (Some(reservation), _) => reservation
+                .role
+                .clone()
+                .unwrap_or_else(|| UNRESERVED.into()),
             (None, Some(role)) => role.clone(),
             (None, None) => UNRESERVED.into(),
         };
-        let value = match r.r#type() {
-            value::Type::Scalar => {
-                let scalar = r
-                    .scalar
-                    .as_ref()
-                    .ok_or_else(|| format!("resource '{name}' is SCALAR but has no 'scalar'"))?;
-                if !scalar.value.is_finite() || scalar.value < 0.0 {
-                    return Err(format!(
-                        "resource '{name}' has an invalid scalar value {}",
-                        scalar.value
-                    ));
+        let value =
+            match r.r#type() {
+                value::Type::Scalar => {
+                    let scalar = r.scalar.as_ref().ok_or_else(|| {
+                        format!("resource '{name}' is SCALAR but has no 'scalar'")
+                    })?;
+                    if !scalar.value.is_finite() || scalar.value < 0.0 {
+                        return Err(format!(
+                            "resource '{name}' has an invalid scalar value {}",
+                            scalar.value
+                        ));
+                    }
+                    Value::Scalar(Scalar::from_f64(scalar.value))
                 }
-                Value::Scalar(Scalar::from_f64(scalar.value))
-            }
-            value::Type::Ranges => {
-                let ranges = r
-                    .ranges
-                    .as_ref()
-                    .ok_or_else(|| format!("resource '{name}' is RANGES but has no 'ranges'"))?;
-                let ranges = Ranges::try_from_intervals(ranges.range.iter().map(|x| (x.begin, x.end)))
-                    .map_err(|e| format!("resource '{name}': {e}"))?;
-                Value::Ranges(ranges)
-            }
-            value::Type::Set => {
-                let set = r
-                    .set
-                    .as_ref()
-                    .ok_or_else(|| format!("resource '{name}' is SET but has no 'set'"))?;
-                Value::Set(set.item.iter().cloned().collect())
-            }
-            value::Type::Text => return Err(format!("resource '{name}' cannot be TEXT")),
-        };
-        out.push(Resource::new(name.clone(), role, value)).map_err(|e| e.to_string())?;
+                value::Type::Ranges => {
+                    let ranges = r.ranges.as_ref().ok_or_else(|| {
+                        format!("resource '{name}' is RANGES but has no 'ranges'")
+                    })?;
+                    let ranges =
+                        Ranges::try_from_intervals(ranges.range.iter().map(|x| (x.begin, x.end)))
+                            .map_err(|e| format!("resource '{name}': {e}"))?;
+                    Value::Ranges(ranges)
+                }
+                value::Type::Set => {
+                    let set = r
+                        .set
+                        .as_ref()
+                        .ok_or_else(|| format!("resource '{name}' is SET but has no 'set'"))?;
+                    Value::Set(set.item.iter().cloned().collect())
+                }
+                value::Type::Text => return Err(format!("resource '{name}' cannot be TEXT")),
+            };
+        out.push(Resource::new(name.clone(), role, value))
+            .map_err(|e| e.to_string())?;
     }
     Ok(out)
 }
@@ -123,7 +139,10 @@ pub fn attributes_to_proto(attributes: &Attributes) -> Vec<v1::Attribute> {
     attributes
         .iter()
         .map(|a| {
-            let mut out = v1::Attribute { name: a.name.clone(), ..Default::default() };
+            let mut out = v1::Attribute {
+                name: a.name.clone(),
+                ..Default::default()
+            };
             match &a.value {
                 AttributeValue::Scalar(s) => {
                     out.set_type(value::Type::Scalar);
@@ -148,19 +167,27 @@ mod tests {
     use super::*;
 
     #[test]
+    #[expect(deprecated, reason = "checks the pre-refinement `role` clients read")]
     fn resources_round_trip_through_the_wire() {
-        let resources = Resources::parse("cpus:2.5;mem:1024;ports:[31000-31005,31010-31020];disks:{a,b};cpus(ads):1")
-            .expect("valid");
+        let resources = Resources::parse(
+            "cpus:2.5;mem:1024;ports:[31000-31005,31010-31020];disks:{a,b};cpus(ads):1",
+        )
+        .expect("valid");
         let wire = resources_to_proto(&resources, None);
         assert_eq!(resources_from_proto(&wire), Ok(resources));
-        let ads = wire.iter().find(|r| r.role.as_deref() == Some("ads")).expect("reserved entry");
+        let ads = wire
+            .iter()
+            .find(|r| r.role.as_deref() == Some("ads"))
+            .expect("reserved entry");
         assert_eq!(ads.name, "cpus");
     }
 
     #[test]
     fn allocation_info_is_attached_when_asked() {
         let resources = Resources::parse("cpus:1").expect("valid");
-        let info = v1::resource::AllocationInfo { role: Some("dev".into()) };
+        let info = v1::resource::AllocationInfo {
+            role: Some("dev".into()),
+        };
         let wire = resources_to_proto(&resources, Some(&info));
         assert_eq!(wire[0].allocation_info, Some(info));
     }
@@ -169,15 +196,30 @@ mod tests {
     fn bad_wire_resources_are_refused_with_the_name() {
         let mut negative = resources_to_proto(&Resources::parse("cpus:1").expect("valid"), None);
         negative[0].scalar = Some(value::Scalar { value: -1.0 });
-        assert!(resources_from_proto(&negative).expect_err("negative").contains("cpus"));
+        assert!(
+            resources_from_proto(&negative)
+                .expect_err("negative")
+                .contains("cpus")
+        );
 
         let mut missing = negative.clone();
         missing[0].scalar = None;
-        assert!(resources_from_proto(&missing).expect_err("missing").contains("no 'scalar'"));
+        assert!(
+            resources_from_proto(&missing)
+                .expect_err("missing")
+                .contains("no 'scalar'")
+        );
 
-        let mut inverted = resources_to_proto(&Resources::parse("ports:[1-2]").expect("valid"), None);
-        inverted[0].ranges = Some(value::Ranges { range: vec![value::Range { begin: 5, end: 1 }] });
-        assert!(resources_from_proto(&inverted).expect_err("inverted").contains("ports"));
+        let mut inverted =
+            resources_to_proto(&Resources::parse("ports:[1-2]").expect("valid"), None);
+        inverted[0].ranges = Some(value::Ranges {
+            range: vec![value::Range { begin: 5, end: 1 }],
+        });
+        assert!(
+            resources_from_proto(&inverted)
+                .expect_err("inverted")
+                .contains("ports")
+        );
     }
 
     #[test]

@@ -12,15 +12,15 @@
 mod agents;
 mod scheduler;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::Duration;
 
 use agora_proto::{internal, scheduler as sched, v1};
 use bytes::Bytes;
 
 use crate::allocator::{Allocator, AllocatorConfig};
-use crate::convert;
 pub use crate::call::CallError;
+use crate::convert;
 use crate::resources::Resources;
 use crate::status::is_terminal;
 
@@ -50,28 +50,67 @@ pub struct MasterConfig {
 #[derive(Debug, Clone)]
 pub enum Input {
     /// A SUBSCRIBE call whose stream the shell has opened as `conn`.
-    Subscribe { req: ReqId, conn: ConnId, stream_id: String, call: sched::Call },
+    Subscribe {
+        req: ReqId,
+        conn: ConnId,
+        stream_id: String,
+        call: sched::Call,
+    },
     /// Any other scheduler call, with the `Mesos-Stream-Id` header if there was one.
-    SchedulerCall { req: ReqId, stream_id: Option<String>, call: sched::Call },
-    SchedulerClosed { conn: ConnId },
+    SchedulerCall {
+        req: ReqId,
+        stream_id: Option<String>,
+        call: sched::Call,
+    },
+    SchedulerClosed {
+        conn: ConnId,
+    },
     /// A REGISTER call whose stream the shell has opened as `conn`.
-    AgentRegister { req: ReqId, conn: ConnId, stream_id: String, call: internal::AgentCall },
-    AgentCall { req: ReqId, stream_id: Option<String>, call: internal::AgentCall },
-    AgentClosed { conn: ConnId },
+    AgentRegister {
+        req: ReqId,
+        conn: ConnId,
+        stream_id: String,
+        call: internal::AgentCall,
+    },
+    AgentCall {
+        req: ReqId,
+        stream_id: Option<String>,
+        call: internal::AgentCall,
+    },
+    AgentClosed {
+        conn: ConnId,
+    },
     /// Fires every `allocation_interval`.
     AllocationTick,
     /// Fires every `heartbeat_interval`.
     HeartbeatTick,
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built and consumed at once, never stored in bulk; boxing would add an allocation per message"
+)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// The answer to request `req`; every request gets exactly one.
-    Reply { req: ReqId, result: Result<(), CallError> },
-    ToScheduler { conn: ConnId, event: sched::Event },
-    CloseScheduler { conn: ConnId },
-    ToAgent { conn: ConnId, event: internal::AgentEvent },
-    CloseAgent { conn: ConnId },
+    Reply {
+        req: ReqId,
+        result: Result<(), CallError>,
+    },
+    ToScheduler {
+        conn: ConnId,
+        event: sched::Event,
+    },
+    CloseScheduler {
+        conn: ConnId,
+    },
+    ToAgent {
+        conn: ConnId,
+        event: internal::AgentEvent,
+    },
+    CloseAgent {
+        conn: ConnId,
+    },
 }
 
 #[derive(Debug)]
@@ -144,8 +183,10 @@ pub struct Master {
     completed_frameworks: VecDeque<String>,
     agents: BTreeMap<String, Agent>,
     offers: BTreeMap<String, Offer>,
-    scheduler_conns: HashMap<ConnId, String>,
-    agent_conns: HashMap<ConnId, String>,
+    /// Ordered maps, so that outputs fanned out over every stream (heartbeats) come in the
+    /// same order on every run: the simulator replays runs exactly.
+    scheduler_conns: BTreeMap<ConnId, String>,
+    agent_conns: BTreeMap<ConnId, String>,
 }
 
 impl Master {
@@ -161,8 +202,8 @@ impl Master {
             completed_frameworks: VecDeque::new(),
             agents: BTreeMap::new(),
             offers: BTreeMap::new(),
-            scheduler_conns: HashMap::new(),
-            agent_conns: HashMap::new(),
+            scheduler_conns: BTreeMap::new(),
+            agent_conns: BTreeMap::new(),
         }
     }
 
@@ -175,18 +216,32 @@ impl Master {
     pub fn handle(&mut self, input: Input, now: Duration) -> Vec<Output> {
         let mut out = Vec::new();
         match input {
-            Input::Subscribe { req, conn, stream_id, call } => {
-                self.subscribe(req, conn, stream_id, call, now, &mut out)
-            }
-            Input::SchedulerCall { req, stream_id, call } => {
+            Input::Subscribe {
+                req,
+                conn,
+                stream_id,
+                call,
+            } => self.subscribe(req, conn, stream_id, call, now, &mut out),
+            Input::SchedulerCall {
+                req,
+                stream_id,
+                call,
+            } => {
                 let result = self.scheduler_call(stream_id, call, now, &mut out);
                 out.push(Output::Reply { req, result });
             }
             Input::SchedulerClosed { conn } => self.scheduler_closed(conn, now, &mut out),
-            Input::AgentRegister { req, conn, stream_id, call } => {
-                self.agent_register(req, conn, stream_id, call, now, &mut out)
-            }
-            Input::AgentCall { req, stream_id, call } => {
+            Input::AgentRegister {
+                req,
+                conn,
+                stream_id,
+                call,
+            } => self.agent_register(req, conn, stream_id, call, now, &mut out),
+            Input::AgentCall {
+                req,
+                stream_id,
+                call,
+            } => {
                 let result = self.agent_call(stream_id, call, now, &mut out);
                 out.push(Output::Reply { req, result });
             }
@@ -214,7 +269,11 @@ impl Master {
     pub fn tasks(&self) -> Vec<(String, String, v1::TaskState)> {
         self.frameworks
             .values()
-            .flat_map(|f| f.tasks.iter().map(|(t, task)| (f.id.clone(), t.clone(), task.state)))
+            .flat_map(|f| {
+                f.tasks
+                    .iter()
+                    .map(|(t, task)| (f.id.clone(), t.clone(), task.state))
+            })
             .collect()
     }
 
@@ -228,7 +287,10 @@ impl Master {
 
     fn heartbeat(&self, out: &mut Vec<Output>) {
         for &conn in self.scheduler_conns.keys() {
-            out.push(Output::ToScheduler { conn, event: event(sched::event::Type::Heartbeat) });
+            out.push(Output::ToScheduler {
+                conn,
+                event: event(sched::event::Type::Heartbeat),
+            });
         }
         for &conn in self.agent_conns.keys() {
             let mut e = internal::AgentEvent::default();
@@ -243,9 +305,10 @@ impl Master {
         let allocations = self.allocator.allocate(now);
         let mut per_framework: BTreeMap<String, Vec<v1::Offer>> = BTreeMap::new();
         for a in allocations {
-            let (Some(framework), Some(agent)) =
-                (self.frameworks.get_mut(&a.framework_id), self.agents.get(&a.agent_id))
-            else {
+            let (Some(framework), Some(agent)) = (
+                self.frameworks.get_mut(&a.framework_id),
+                self.agents.get(&a.agent_id),
+            ) else {
                 // The allocator never hands out what it does not know; give it back if it did.
                 self.allocator.recover(
                     &a.framework_id,
@@ -259,9 +322,13 @@ impl Master {
             };
             let offer_id = format!("{}-O{}", self.config.master_info.id, self.next_offer);
             self.next_offer += 1;
-            let multi_role = has_capability(&framework.info, v1::framework_info::capability::Type::MultiRole);
-            let allocation_info =
-                multi_role.then(|| v1::resource::AllocationInfo { role: Some(a.role.clone()) });
+            let multi_role = has_capability(
+                &framework.info,
+                v1::framework_info::capability::Type::MultiRole,
+            );
+            let allocation_info = multi_role.then(|| v1::resource::AllocationInfo {
+                role: Some(a.role.clone()),
+            });
             let executor_ids = framework
                 .executors
                 .keys()
@@ -269,9 +336,15 @@ impl Master {
                 .map(|(_, e)| v1::ExecutorId { value: e.clone() })
                 .collect();
             let offer = v1::Offer {
-                id: v1::OfferId { value: offer_id.clone() },
-                framework_id: v1::FrameworkId { value: framework.id.clone() },
-                agent_id: v1::AgentId { value: agent.id.clone() },
+                id: v1::OfferId {
+                    value: offer_id.clone(),
+                },
+                framework_id: v1::FrameworkId {
+                    value: framework.id.clone(),
+                },
+                agent_id: v1::AgentId {
+                    value: agent.id.clone(),
+                },
                 hostname: agent.info.hostname.clone(),
                 resources: convert::resources_to_proto(&a.resources, allocation_info.as_ref()),
                 executor_ids,
@@ -318,7 +391,9 @@ impl Master {
             if rescind && let Some(conn) = framework.conn {
                 let mut e = event(sched::event::Type::Rescind);
                 e.rescind = Some(sched::event::Rescind {
-                    offer_id: Some(v1::OfferId { value: offer_id.to_string() }),
+                    offer_id: Some(v1::OfferId {
+                        value: offer_id.to_string(),
+                    }),
                 });
                 out.push(Output::ToScheduler { conn, event: e });
             }
@@ -343,8 +418,12 @@ impl Master {
         latest_state: Option<v1::TaskState>,
         now: Duration,
     ) {
-        let Some(framework) = self.frameworks.get_mut(framework_id) else { return };
-        let Some(task) = framework.tasks.get_mut(&status.task_id.value) else { return };
+        let Some(framework) = self.frameworks.get_mut(framework_id) else {
+            return;
+        };
+        let Some(task) = framework.tasks.get_mut(&status.task_id.value) else {
+            return;
+        };
         task.state = latest_state.unwrap_or(status.state());
         if status.uuid.is_some() {
             task.status_update_state = Some(status.state());
@@ -372,7 +451,9 @@ impl Master {
     /// Moves a task to the framework's bounded list of completed tasks.
     fn complete_task(&mut self, framework_id: &str, task_id: &str) {
         let limit = self.config.max_completed_tasks_per_framework;
-        let Some(framework) = self.frameworks.get_mut(framework_id) else { return };
+        let Some(framework) = self.frameworks.get_mut(framework_id) else {
+            return;
+        };
         if let Some(task) = framework.tasks.remove(task_id) {
             framework.completed_tasks.push_back(task);
             while framework.completed_tasks.len() > limit {
@@ -390,7 +471,9 @@ impl Master {
         for offer_id in offer_ids {
             self.remove_offer(&offer_id, None, false, now, out);
         }
-        let Some(framework) = self.frameworks.remove(framework_id) else { return };
+        let Some(framework) = self.frameworks.remove(framework_id) else {
+            return;
+        };
         self.allocator.remove_framework(framework_id);
         let agents: BTreeSet<&String> = framework
             .tasks
@@ -403,7 +486,9 @@ impl Master {
                 let mut e = internal::AgentEvent::default();
                 e.set_type(internal::agent_event::Type::ShutdownFramework);
                 e.shutdown_framework = Some(internal::agent_event::ShutdownFramework {
-                    framework_id: v1::FrameworkId { value: framework_id.to_string() },
+                    framework_id: v1::FrameworkId {
+                        value: framework_id.to_string(),
+                    },
                 });
                 out.push(Output::ToAgent { conn, event: e });
             }
@@ -413,7 +498,8 @@ impl Master {
             out.push(Output::CloseScheduler { conn });
         }
         self.removed_frameworks.insert(framework_id.to_string());
-        self.completed_frameworks.push_back(framework_id.to_string());
+        self.completed_frameworks
+            .push_back(framework_id.to_string());
         while self.completed_frameworks.len() > self.config.max_completed_frameworks {
             self.completed_frameworks.pop_front();
         }
@@ -425,9 +511,8 @@ impl Master {
             .frameworks
             .values()
             .filter(|f| {
-                f.disconnected_at.is_some_and(|at| {
-                    now.saturating_sub(at) >= failover_timeout(&f.info)
-                })
+                f.disconnected_at
+                    .is_some_and(|at| now.saturating_sub(at) >= failover_timeout(&f.info))
             })
             .map(|f| f.id.clone())
             .collect();
@@ -439,7 +524,9 @@ impl Master {
     /// The filter a DECLINE or the leftovers of an ACCEPT install: `max(refuse_seconds,
     /// allocation_interval)`, none for zero, the default for negative values, capped at a year.
     fn refuse_duration(&self, filters: Option<&v1::Filters>) -> Option<Duration> {
-        let mut seconds = filters.and_then(|f| f.refuse_seconds).unwrap_or(DEFAULT_REFUSE_SECONDS);
+        let mut seconds = filters
+            .and_then(|f| f.refuse_seconds)
+            .unwrap_or(DEFAULT_REFUSE_SECONDS);
         if !seconds.is_finite() || seconds < 0.0 {
             seconds = DEFAULT_REFUSE_SECONDS;
         }
@@ -453,7 +540,9 @@ impl Master {
     fn send_update(&self, framework_id: &str, status: v1::TaskStatus, out: &mut Vec<Output>) {
         if let Some(conn) = self.frameworks.get(framework_id).and_then(|f| f.conn) {
             let mut e = event(sched::event::Type::Update);
-            e.update = Some(sched::event::Update { status: Some(status) });
+            e.update = Some(sched::event::Update {
+                status: Some(status),
+            });
             out.push(Output::ToScheduler { conn, event: e });
         }
     }
@@ -468,7 +557,9 @@ fn event(kind: sched::event::Type) -> sched::Event {
 
 fn error_event(message: impl Into<String>) -> sched::Event {
     let mut e = event(sched::event::Type::Error);
-    e.error = Some(sched::event::Error { message: message.into() });
+    e.error = Some(sched::event::Error {
+        message: message.into(),
+    });
     e
 }
 

@@ -23,7 +23,10 @@ impl<C: Send + 'static> EventBody<C> {
         notify: mpsc::UnboundedSender<C>,
         closed: C,
     ) -> Self {
-        Self { rx, on_close: Some((notify, closed)) }
+        Self {
+            rx,
+            on_close: Some((notify, closed)),
+        }
     }
 }
 

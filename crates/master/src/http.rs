@@ -7,7 +7,10 @@
 //! dispatcher.
 
 use agora_core::master::{CallError, Input};
-use agora_http::{EventBody, accepted, decode_call, refuse, request_format, response_format, stream_response};
+use agora_http::{
+    EventBody, Refusal, accepted, decode_call, refuse, request_format, response_format,
+    stream_response,
+};
 use agora_proto::{internal, scheduler};
 use axum::Router;
 use axum::extract::State;
@@ -31,91 +34,129 @@ pub(crate) fn router(handle: Handle) -> Router {
         .with_state(handle)
 }
 
-fn refusal(error: CallError) -> Response {
+fn refusal(error: CallError) -> Refusal {
     match error {
         CallError::BadRequest(m) => refuse(StatusCode::BAD_REQUEST, m),
         CallError::Forbidden(m) => refuse(StatusCode::FORBIDDEN, m),
     }
 }
 
-async fn scheduler_api(State(handle): State<Handle>, headers: HeaderMap, body: Bytes) -> Response {
-    let format = match request_format(&headers) {
-        Ok(f) => f,
-        Err(response) => return response,
-    };
-    let call: scheduler::Call = match decode_call(format, &body) {
-        Ok(c) => c,
-        Err(response) => return response,
-    };
+async fn scheduler_api(
+    State(handle): State<Handle>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let format = request_format(&headers)?;
+    let call: scheduler::Call = decode_call(format, &body)?;
     let stream_id = agora_http::stream_id(&headers);
     let req = handle.next_id();
     if call.r#type() != scheduler::call::Type::Subscribe {
-        return match handle.call(Input::SchedulerCall { req, stream_id, call }, None).await {
-            Ok(()) => accepted(),
-            Err(e) => refusal(e),
+        return match handle
+            .call(
+                Input::SchedulerCall {
+                    req,
+                    stream_id,
+                    call,
+                },
+                None,
+            )
+            .await
+        {
+            Ok(()) => Ok(accepted()),
+            Err(e) => Err(refusal(e)),
         };
     }
-    let response_format = match response_format(&headers) {
-        Ok(f) => f,
-        Err(response) => return response,
-    };
+    let response_format = response_format(&headers)?;
     if stream_id.is_some() {
-        return refuse(
+        return Err(refuse(
             StatusCode::BAD_REQUEST,
             "Subscribe calls should not include the 'Mesos-Stream-Id' header",
-        );
+        ));
     }
     let conn = handle.next_id();
     let stream_id = uuid::Uuid::new_v4().to_string();
     let (tx, rx) = mpsc::unbounded_channel();
-    let stream = StreamSender { conn, format: response_format, tx };
-    let input = Input::Subscribe { req, conn, stream_id: stream_id.clone(), call };
+    let stream = StreamSender {
+        conn,
+        format: response_format,
+        tx,
+    };
+    let input = Input::Subscribe {
+        req,
+        conn,
+        stream_id: stream_id.clone(),
+        call,
+    };
     match handle.call(input, Some(stream)).await {
         Ok(()) => {
-            let body = EventBody::new(rx, handle.tx.clone(), Command::Closed(Input::SchedulerClosed { conn }));
-            stream_response(response_format, Some(&stream_id), body)
+            let body = EventBody::new(
+                rx,
+                handle.tx.clone(),
+                Command::Closed(Input::SchedulerClosed { conn }),
+            );
+            Ok(stream_response(response_format, Some(&stream_id), body))
         }
         Err(e) => {
-            let _ = handle.tx.send(Command::Closed(Input::SchedulerClosed { conn }));
-            refusal(e)
+            let _ = handle
+                .tx
+                .send(Command::Closed(Input::SchedulerClosed { conn }));
+            Err(refusal(e))
         }
     }
 }
 
-async fn agent_api(State(handle): State<Handle>, headers: HeaderMap, body: Bytes) -> Response {
-    let format = match request_format(&headers) {
-        Ok(f) => f,
-        Err(response) => return response,
-    };
-    let call: internal::AgentCall = match decode_call(format, &body) {
-        Ok(c) => c,
-        Err(response) => return response,
-    };
+async fn agent_api(
+    State(handle): State<Handle>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let format = request_format(&headers)?;
+    let call: internal::AgentCall = decode_call(format, &body)?;
     let stream_id = agora_http::stream_id(&headers);
     let req = handle.next_id();
     if call.r#type() != internal::agent_call::Type::Register {
-        return match handle.call(Input::AgentCall { req, stream_id, call }, None).await {
-            Ok(()) => accepted(),
-            Err(e) => refusal(e),
+        return match handle
+            .call(
+                Input::AgentCall {
+                    req,
+                    stream_id,
+                    call,
+                },
+                None,
+            )
+            .await
+        {
+            Ok(()) => Ok(accepted()),
+            Err(e) => Err(refusal(e)),
         };
     }
-    let response_format = match response_format(&headers) {
-        Ok(f) => f,
-        Err(response) => return response,
-    };
+    let response_format = response_format(&headers)?;
     let conn = handle.next_id();
     let stream_id = uuid::Uuid::new_v4().to_string();
     let (tx, rx) = mpsc::unbounded_channel();
-    let stream = StreamSender { conn, format: response_format, tx };
-    let input = Input::AgentRegister { req, conn, stream_id: stream_id.clone(), call };
+    let stream = StreamSender {
+        conn,
+        format: response_format,
+        tx,
+    };
+    let input = Input::AgentRegister {
+        req,
+        conn,
+        stream_id: stream_id.clone(),
+        call,
+    };
     match handle.call(input, Some(stream)).await {
         Ok(()) => {
-            let body = EventBody::new(rx, handle.tx.clone(), Command::Closed(Input::AgentClosed { conn }));
-            stream_response(response_format, Some(&stream_id), body)
+            let body = EventBody::new(
+                rx,
+                handle.tx.clone(),
+                Command::Closed(Input::AgentClosed { conn }),
+            );
+            Ok(stream_response(response_format, Some(&stream_id), body))
         }
         Err(e) => {
             let _ = handle.tx.send(Command::Closed(Input::AgentClosed { conn }));
-            refusal(e)
+            Err(refusal(e))
         }
     }
 }

@@ -51,6 +51,15 @@ impl Agent {
         now: Duration,
         out: &mut Vec<Output>,
     ) {
+        // The master removed a terminating framework and would never acknowledge the update,
+        // which would then be retried forever.
+        if self
+            .frameworks
+            .get(framework_id)
+            .is_some_and(|f| f.terminating)
+        {
+            return;
+        }
         let key = (framework_id.to_string(), status.task_id.value.clone());
         let stream = self.streams.entry(key.clone()).or_default();
         if let Some(uuid) = &status.uuid
@@ -76,7 +85,9 @@ impl Agent {
         out: &mut Vec<Output>,
     ) {
         let key = (framework_id.to_string(), task_id.to_string());
-        let Some(stream) = self.streams.get_mut(&key) else { return };
+        let Some(stream) = self.streams.get_mut(&key) else {
+            return;
+        };
         if stream.pending.front().and_then(|s| s.uuid.as_ref()) != Some(uuid) {
             // A stale or duplicate acknowledgement; the head stays in flight.
             return;
@@ -113,8 +124,12 @@ impl Agent {
         let max = self.config.status_update_retry_max;
         let registered = self.registered;
         let agent_id = self.agent_id.clone();
-        let Some(stream) = self.streams.get_mut(key) else { return };
-        let Some(head) = stream.pending.front() else { return };
+        let Some(stream) = self.streams.get_mut(key) else {
+            return;
+        };
+        let Some(head) = stream.pending.front() else {
+            return;
+        };
         // Keep the clock running while disconnected; registration makes every head due again.
         stream.retry_at = Some(now + stream.backoff);
         stream.backoff = (stream.backoff * 2).min(max);
@@ -125,7 +140,9 @@ impl Agent {
         call.set_type(internal::agent_call::Type::StatusUpdate);
         call.agent_id = agent_id.map(|a| v1::AgentId { value: a });
         let mut update = internal::agent_call::StatusUpdate {
-            framework_id: v1::FrameworkId { value: key.0.clone() },
+            framework_id: v1::FrameworkId {
+                value: key.0.clone(),
+            },
             status: head.clone(),
             latest_state: None,
         };

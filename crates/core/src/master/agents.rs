@@ -21,7 +21,9 @@ use crate::status::Synthesized;
 fn agent_error(message: impl Into<String>) -> internal::AgentEvent {
     let mut e = internal::AgentEvent::default();
     e.set_type(internal::agent_event::Type::Error);
-    e.error = Some(internal::agent_event::Error { message: message.into() });
+    e.error = Some(internal::agent_event::Error {
+        message: message.into(),
+    });
     e
 }
 
@@ -38,12 +40,21 @@ impl Master {
         let is_register = call.r#type() == AgentCallType::Register;
         let Some(register) = call.register.filter(|_| is_register) else {
             let e = CallError::BadRequest("Expecting a REGISTER call with 'register' set".into());
-            out.push(Output::Reply { req, result: Err(e) });
+            out.push(Output::Reply {
+                req,
+                result: Err(e),
+            });
             return;
         };
-        out.push(Output::Reply { req, result: Ok(()) });
+        out.push(Output::Reply {
+            req,
+            result: Ok(()),
+        });
         let fail = |out: &mut Vec<Output>, message: String| {
-            out.push(Output::ToAgent { conn, event: agent_error(message) });
+            out.push(Output::ToAgent {
+                conn,
+                event: agent_error(message),
+            });
             out.push(Output::CloseAgent { conn });
         };
         if register.protocol_version != AGENT_PROTOCOL_VERSION {
@@ -60,7 +71,9 @@ impl Master {
             Ok(total) => total,
             Err(e) => return fail(out, format!("Invalid agent resources: {e}")),
         };
-        let endpoint = register.endpoint.unwrap_or_else(|| format!("{}:{}", info.hostname, info.port()));
+        let endpoint = register
+            .endpoint
+            .unwrap_or_else(|| format!("{}:{}", info.hostname, info.port()));
 
         let id = match info.id.as_ref().map(|id| id.value.clone()) {
             Some(id) => {
@@ -77,13 +90,24 @@ impl Master {
         };
         info.id = Some(v1::AgentId { value: id.clone() });
 
-        if let Some(agent) = self.agents.get_mut(&id) {
-            // Re-registration: the newest stream wins.
-            if let Some(old) = agent.conn.take() {
-                self.agent_conns.remove(&old);
-                self.allocator.remove_agent(&id);
-                out.push(Output::CloseAgent { conn: old });
+        if let Some(old) = self.agents.get(&id).and_then(|a| a.conn) {
+            // Re-registration while the old stream is open: the newest stream wins. The
+            // agent's offers go first, because the allocator forgets its allocations with the
+            // agent and would otherwise offer the same resources a second time.
+            let offers: Vec<String> = self
+                .offers
+                .iter()
+                .filter(|(_, o)| o.agent_id == id)
+                .map(|(offer_id, _)| offer_id.clone())
+                .collect();
+            for offer_id in offers {
+                self.remove_offer(&offer_id, None, true, now, out);
             }
+            self.agent_conns.remove(&old);
+            self.allocator.remove_agent(&id);
+            out.push(Output::CloseAgent { conn: old });
+        }
+        if let Some(agent) = self.agents.get_mut(&id) {
             agent.info = info.clone();
             agent.total = total.clone();
             agent.attributes = info.attributes.clone();
@@ -109,12 +133,24 @@ impl Master {
         // What the master's own records say is running there still holds the resources.
         let mut used: Vec<(String, String, Resources)> = Vec::new();
         for framework in self.frameworks.values() {
-            for task in framework.tasks.values().filter(|t| t.agent_id == id && !t.released) {
-                used.push((framework.id.clone(), task.role.clone(), task.resources.clone()));
+            for task in framework
+                .tasks
+                .values()
+                .filter(|t| t.agent_id == id && !t.released)
+            {
+                used.push((
+                    framework.id.clone(),
+                    task.role.clone(),
+                    task.resources.clone(),
+                ));
             }
             for ((agent_id, _), executor) in &framework.executors {
                 if *agent_id == id {
-                    used.push((framework.id.clone(), executor.role.clone(), executor.resources.clone()));
+                    used.push((
+                        framework.id.clone(),
+                        executor.role.clone(),
+                        executor.resources.clone(),
+                    ));
                 }
             }
         }
@@ -139,28 +175,37 @@ impl Master {
         out: &mut Vec<Output>,
     ) -> Result<(), CallError> {
         let Some(agent_id) = call.agent_id.as_ref().map(|a| a.value.clone()) else {
-            return Err(CallError::BadRequest("Expecting 'agent_id' to be present".into()));
+            return Err(CallError::BadRequest(
+                "Expecting 'agent_id' to be present".into(),
+            ));
         };
         let Some(agent) = self.agents.get(&agent_id) else {
-            return Err(CallError::BadRequest(format!("Agent {agent_id} is not registered")));
+            return Err(CallError::BadRequest(format!(
+                "Agent {agent_id} is not registered"
+            )));
         };
         if agent.conn.is_none() {
-            return Err(CallError::Forbidden(format!("Agent {agent_id} is not connected")));
+            return Err(CallError::Forbidden(format!(
+                "Agent {agent_id} is not connected"
+            )));
         }
         if stream_id.is_none() || agent.stream_id != stream_id {
             return Err(CallError::BadRequest(
-                "The 'Mesos-Stream-Id' header is missing or does not match the agent's stream".into(),
+                "The 'Mesos-Stream-Id' header is missing or does not match the agent's stream"
+                    .into(),
             ));
         }
         match call.r#type() {
             AgentCallType::StatusUpdate => {
-                let update = call
-                    .status_update
-                    .ok_or_else(|| CallError::BadRequest("Expecting 'status_update' to be present".into()))?;
+                let update = call.status_update.ok_or_else(|| {
+                    CallError::BadRequest("Expecting 'status_update' to be present".into())
+                })?;
                 let framework_id = update.framework_id.value;
                 let mut status = update.status;
                 status.agent_id = Some(v1::AgentId { value: agent_id });
-                let latest = update.latest_state.and_then(|s| v1::TaskState::try_from(s).ok());
+                let latest = update
+                    .latest_state
+                    .and_then(|s| v1::TaskState::try_from(s).ok());
                 self.apply_status(&framework_id, &status, latest, now);
                 self.send_update(&framework_id, status, out);
             }
@@ -194,18 +239,26 @@ impl Master {
                 }
             }
             AgentCallType::Register => {
-                return Err(CallError::BadRequest("REGISTER must be sent as a streaming request".into()));
+                return Err(CallError::BadRequest(
+                    "REGISTER must be sent as a streaming request".into(),
+                ));
             }
             AgentCallType::Unknown => {
-                return Err(CallError::BadRequest("Expecting 'type' to be present".into()));
+                return Err(CallError::BadRequest(
+                    "Expecting 'type' to be present".into(),
+                ));
             }
         }
         Ok(())
     }
 
     pub(super) fn agent_closed(&mut self, conn: ConnId, now: Duration, out: &mut Vec<Output>) {
-        let Some(agent_id) = self.agent_conns.remove(&conn) else { return };
-        let Some(agent) = self.agents.get_mut(&agent_id) else { return };
+        let Some(agent_id) = self.agent_conns.remove(&conn) else {
+            return;
+        };
+        let Some(agent) = self.agents.get_mut(&agent_id) else {
+            return;
+        };
         if agent.conn != Some(conn) {
             return;
         }

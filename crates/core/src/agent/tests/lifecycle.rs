@@ -1,0 +1,357 @@
+//! Agent tests of what happens after a launch: the status update streams (one update in
+//! flight, retries and backoff, master disconnection), executor exits, kills and framework
+//! shutdown.
+
+use super::*;
+
+#[test]
+fn one_update_in_flight_per_task() {
+    let mut h = Harness::registered();
+    let conn = h.running("t1");
+    let (_, out) = h.update("t1", status("t1", TaskState::TaskRunning, 1));
+    assert_eq!(
+        sent_short(&out),
+        vec![("t1".into(), TaskState::TaskRunning, 1)]
+    );
+    let (_, out) = h.update("t1", status("t1", TaskState::TaskFinished, 2));
+    assert!(
+        sent(&out).is_empty(),
+        "waits for the acknowledgement of the first"
+    );
+    assert_eq!(
+        exec_kinds(&out, conn),
+        vec![EventType::Acknowledged],
+        "the executor is answered at once"
+    );
+    // A duplicate from the executor is acknowledged again but not queued.
+    let (result, out) = h.update("t1", status("t1", TaskState::TaskFinished, 2));
+    assert_eq!(result, Ok(()));
+    assert_eq!(exec_kinds(&out, conn), vec![EventType::Acknowledged]);
+    assert_eq!(h.agent.pending_updates(), 2);
+
+    // The retry of the head carries the newest state.
+    h.advance(10);
+    let out = h.handle(Input::Tick);
+    let latest: Vec<Option<TaskState>> = sent(&out).into_iter().map(|(_, l)| l).collect();
+    assert_eq!(latest, vec![Some(TaskState::TaskFinished)]);
+    assert_eq!(
+        sent_short(&out),
+        vec![("t1".into(), TaskState::TaskRunning, 1)]
+    );
+
+    // Stale acknowledgements change nothing; the right one releases the next update.
+    assert!(h.handle(acknowledge("t1", 9)).is_empty());
+    assert!(h.handle(acknowledge("other", 1)).is_empty());
+    let out = h.handle(acknowledge("t1", 1));
+    assert_eq!(
+        sent_short(&out),
+        vec![("t1".into(), TaskState::TaskFinished, 2)]
+    );
+    assert_eq!(h.agent.pending_updates(), 1);
+    assert!(h.handle(acknowledge("t1", 2)).is_empty());
+    assert_eq!(h.agent.pending_updates(), 0);
+    h.advance(1000);
+    assert!(
+        sent(&h.handle(Input::Tick)).is_empty(),
+        "nothing left to retry"
+    );
+}
+
+#[test]
+fn retries_back_off_up_to_the_maximum() {
+    let mut h = Harness::registered();
+    h.running("t1");
+    let (_, out) = h.update("t1", status("t1", TaskState::TaskRunning, 1));
+    assert_eq!(sent(&out).len(), 1);
+    // min 10 s, max 40 s: sends at 0, 10, 30, 70, 110, 150.
+    let start = h.now;
+    for (at, expected) in [
+        (5, 0),
+        (10, 1),
+        (29, 0),
+        (30, 1),
+        (69, 0),
+        (70, 1),
+        (109, 0),
+        (110, 1),
+        (149, 0),
+        (150, 1),
+    ] {
+        h.now = start + Duration::from_secs(at);
+        assert_eq!(sent(&h.handle(Input::Tick)).len(), expected, "at {at} s");
+    }
+}
+
+#[test]
+fn disconnection_holds_updates_and_registration_resends_them() {
+    // A checkpointing framework: its executors outlive the master's connection.
+    let mut h = Harness::registered();
+    h.running_for(framework(true), "t1");
+    h.running_for(framework(true), "t2");
+    assert_eq!(
+        h.update("t1", status("t1", TaskState::TaskRunning, 1)).0,
+        Ok(())
+    );
+    assert!(h.handle(Input::MasterDisconnected).is_empty());
+    let (result, out) = h.update("t2", status("t2", TaskState::TaskRunning, 2));
+    assert_eq!(result, Ok(()));
+    assert!(sent(&out).is_empty(), "no master to send to");
+    h.advance(100);
+    assert!(sent(&h.handle(Input::Tick)).is_empty());
+    assert_eq!(h.agent.pending_updates(), 2);
+
+    let out = h.handle(registered(AGENT_ID));
+    let mut heads = sent_short(&out);
+    heads.sort();
+    assert_eq!(
+        heads,
+        vec![
+            ("t1".into(), TaskState::TaskRunning, 1),
+            ("t2".into(), TaskState::TaskRunning, 2)
+        ]
+    );
+    // The backoff starts over from the minimum.
+    h.advance(10);
+    assert_eq!(sent(&h.handle(Input::Tick)).len(), 2);
+}
+
+#[test]
+fn disconnection_shuts_down_frameworks_that_do_not_checkpoint() {
+    let mut h = Harness::registered();
+    let conn = h.running("t1");
+    let out = h.handle(Input::MasterDisconnected);
+    assert_eq!(exec_kinds(&out, conn), vec![EventType::Shutdown]);
+    // Its updates are not kept for a master that already counted the task as lost.
+    let (result, out) = h.update("t1", status("t1", TaskState::TaskKilled, 3));
+    assert_eq!(result, Ok(()));
+    assert!(sent(&out).is_empty());
+    assert_eq!(h.agent.pending_updates(), 0);
+}
+
+#[test]
+fn executor_exit_fails_unfinished_tasks() {
+    // (input, reason, wait status reported to the master, text in the message)
+    let cases = [
+        (
+            Input::ExecutorExited {
+                framework_id: FRAMEWORK_ID.into(),
+                executor_id: "t1".into(),
+                status: Some(256),
+            },
+            Reason::ExecutorTerminated,
+            Some(256),
+            "exited with status 1",
+        ),
+        (
+            Input::ExecutorExited {
+                framework_id: FRAMEWORK_ID.into(),
+                executor_id: "t1".into(),
+                status: Some(9),
+            },
+            Reason::ExecutorTerminated,
+            Some(9),
+            "terminated by signal 9",
+        ),
+        (
+            Input::ExecutorLaunchFailed {
+                framework_id: FRAMEWORK_ID.into(),
+                executor_id: "t1".into(),
+                message: "no such file".into(),
+            },
+            Reason::ContainerLaunchFailed,
+            None,
+            "no such file",
+        ),
+    ];
+    for (input, reason, wait_status, message) in cases {
+        let mut h = Harness::registered();
+        let launched = matches!(input, Input::ExecutorExited { .. });
+        let conn = if launched {
+            let conn = h.running("t1");
+            assert_eq!(
+                h.update("t1", status("t1", TaskState::TaskRunning, 1)).0,
+                Ok(())
+            );
+            h.handle(acknowledge("t1", 1));
+            Some(conn)
+        } else {
+            h.handle(run_task(framework(false), command_task("t1")));
+            None
+        };
+        let out = h.handle(input);
+        let updates = sent(&out);
+        assert_eq!(updates.len(), 1, "{out:?}");
+        let failed = &updates[0].0;
+        assert_eq!(
+            (failed.state(), failed.source(), failed.reason()),
+            (TaskState::TaskFailed, Source::Agent, reason)
+        );
+        assert!(failed.message().contains(message), "{:?}", failed.message());
+        assert_eq!(
+            failed.uuid.as_ref().map(Bytes::len),
+            Some(16),
+            "retried until acknowledged"
+        );
+        assert_eq!(
+            failed.executor_id.as_ref().map(|e| e.value.as_str()),
+            Some("t1")
+        );
+        let exited = to_master(&out)
+            .into_iter()
+            .find_map(|c| c.executor_exited)
+            .expect("EXECUTOR_EXITED");
+        assert_eq!(
+            (exited.executor_id.value.as_str(), exited.status),
+            ("t1", wait_status)
+        );
+        if let Some(conn) = conn {
+            assert!(out.contains(&Output::CloseExecutor { conn }));
+        }
+        assert!(h.agent.executors().is_empty());
+    }
+}
+
+#[test]
+fn executor_exit_after_a_terminal_update_reports_nothing_more() {
+    let mut h = Harness::registered();
+    h.running("t1");
+    assert_eq!(
+        h.update("t1", status("t1", TaskState::TaskFinished, 1)).0,
+        Ok(())
+    );
+    let out = h.handle(Input::ExecutorExited {
+        framework_id: FRAMEWORK_ID.into(),
+        executor_id: "t1".into(),
+        status: Some(0),
+    });
+    assert!(sent(&out).is_empty(), "{out:?}");
+    assert_eq!(to_master(&out).len(), 1, "only EXECUTOR_EXITED");
+    // An exit of an unknown executor is ignored.
+    assert!(
+        h.handle(Input::ExecutorExited {
+            framework_id: "x".into(),
+            executor_id: "y".into(),
+            status: None
+        })
+        .is_empty()
+    );
+}
+
+#[test]
+fn killing_queued_and_delivered_tasks() {
+    let mut h = Harness::registered();
+    h.handle(run_task(framework(false), command_task("t1")));
+    let out = h.handle(kill_task("t1"));
+    let killed = sent(&out).pop().expect("TASK_KILLED").0;
+    assert_eq!(
+        (killed.state(), killed.reason(), killed.source()),
+        (
+            TaskState::TaskKilled,
+            Reason::TaskKilledDuringLaunch,
+            Source::Agent
+        )
+    );
+    assert!(killed.uuid.is_some());
+    assert!(out.contains(&Output::KillExecutor {
+        framework_id: FRAMEWORK_ID.into(),
+        executor_id: "t1".into()
+    }));
+    // The executor is gone for good: it may not subscribe, and new tasks for it are lost.
+    assert!(matches!(h.subscribe("t1").1, Err(CallError::Forbidden(_))));
+    h.handle(acknowledge_uuid("t1", killed.uuid.clone().expect("uuid")));
+    let out = h.handle(run_task(framework(false), command_task("t1")));
+    assert!(launches(&out).is_empty());
+    let lost = sent(&out).pop().expect("TASK_LOST").0;
+    assert_eq!(
+        (lost.state(), lost.message()),
+        (TaskState::TaskLost, "Executor is shutting down")
+    );
+
+    let conn = h.running("t2");
+    let out = h.handle(kill_task("t2"));
+    let kill = exec_events(&out, conn)
+        .pop()
+        .and_then(|e| e.kill)
+        .expect("KILL");
+    assert_eq!(kill.task_id.value, "t2");
+    assert_eq!(
+        kill.kill_policy
+            .and_then(|p| p.grace_period)
+            .map(|g| g.nanoseconds),
+        Some(1_000)
+    );
+    assert!(sent(&out).is_empty(), "the executor reports the kill");
+    assert!(h.handle(kill_task("unknown")).is_empty());
+}
+
+#[test]
+fn shutdown_framework_asks_then_kills() {
+    let mut h = Harness::registered();
+    let conn = h.running("t1");
+    h.handle(run_task(framework(false), command_task("t2"))); // never subscribes
+    assert_eq!(
+        h.update("t1", status("t1", TaskState::TaskRunning, 1)).0,
+        Ok(())
+    );
+    let out = h.handle(shutdown_framework());
+    assert_eq!(exec_kinds(&out, conn), vec![EventType::Shutdown]);
+    let kill = |e: &str| Output::KillExecutor {
+        framework_id: FRAMEWORK_ID.into(),
+        executor_id: e.into(),
+    };
+    assert_eq!(
+        out.iter()
+            .filter(|o| matches!(o, Output::KillExecutor { .. }))
+            .count(),
+        1
+    );
+    assert!(
+        out.contains(&kill("t2")),
+        "an executor that never subscribed is killed at once"
+    );
+    assert_eq!(
+        h.agent.pending_updates(),
+        0,
+        "nobody will acknowledge them any more"
+    );
+
+    h.advance(4);
+    assert!(
+        !h.handle(Input::Tick).contains(&kill("t1")),
+        "within the grace period"
+    );
+    h.advance(1);
+    assert!(h.handle(Input::Tick).contains(&kill("t1")));
+}
+
+#[test]
+fn shut_down_frameworks_leave_no_updates_behind() {
+    let mut h = Harness::registered();
+    let conn = h.running("t1");
+    h.handle(shutdown_framework());
+    // The executor obeys: it kills its task and reports it, then exits.
+    let (result, out) = h.update("t1", status("t1", TaskState::TaskKilled, 1));
+    assert_eq!(result, Ok(()));
+    assert_eq!(exec_kinds(&out, conn), vec![EventType::Acknowledged]);
+    h.handle(Input::ExecutorExited {
+        framework_id: FRAMEWORK_ID.into(),
+        executor_id: "t1".into(),
+        status: Some(0),
+    });
+    // The master forgot the framework and will never acknowledge: nothing may be retried.
+    assert_eq!(h.agent.pending_updates(), 0);
+    h.advance(1000);
+    assert!(sent(&h.handle(Input::Tick)).is_empty());
+}
+
+#[test]
+fn wait_statuses_in_words() {
+    for (status, text) in [
+        (0, "exited with status 0"),
+        (256, "exited with status 1"),
+        (9, "terminated by signal 9"),
+        (0x8b, "terminated by signal 11"),
+    ] {
+        assert_eq!(crate::agent::describe_wait_status(status), text);
+    }
+}

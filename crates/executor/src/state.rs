@@ -1,0 +1,498 @@
+//! The command executor's decision core: given agent events, the outcome of spawning the task,
+//! the task's exit and the passing of time, it decides which status updates to send, which
+//! signals to deliver to the task's process group, when the next timer is due and when the
+//! executor exits (reference §3.5).
+//!
+//! It does no IO: it never touches processes, sockets or the clock. Time enters as the `now`
+//! argument of [`CommandExecutor::handle`], update uuids come from an injected generator, and
+//! wire types appear only as the opaque `CommandInfo` it hands back in [`Output::Spawn`]. The IO
+//! loop in `lib.rs` turns events into [`Input`]s and carries out the [`Output`]s.
+
+use std::time::{Duration, Instant};
+
+use agora_proto::v1;
+use agora_proto::v1::TaskState;
+use nix::sys::signal::Signal;
+
+use crate::process::Termination;
+
+/// The kill grace period when neither the KILL event nor the task names one (Mesos's default).
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
+
+/// How long the executor waits for the agent to acknowledge the terminal update before it exits
+/// anyway (Mesos's HTTP-mode fail-safe).
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The part of the shutdown grace period kept back for the terminal update and its ack, and the
+/// ack fail-safe after a SHUTDOWN: the agent destroys the container once the whole grace period
+/// has passed, so waiting longer would gain nothing.
+pub const SHUTDOWN_RESERVE: Duration = Duration::from_secs(1);
+
+/// The longest grace period honoured; it keeps `Instant` arithmetic far from overflow when a
+/// kill policy from the wire names centuries.
+const MAX_GRACE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The message of the update that refuses a second task.
+pub const MULTIPLE_TASKS: &str = "Attempted to run multiple tasks using a command executor";
+
+/// Timing knobs of the core; the IO shell fills them from the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Grace period of a KILL without a kill policy on the event or the task.
+    pub default_kill_grace: Duration,
+    /// Grace period of the kill that a SHUTDOWN starts.
+    pub shutdown_kill_grace: Duration,
+    /// Fail-safe wait for the terminal update's ack.
+    pub ack_timeout: Duration,
+    /// Fail-safe wait for the terminal update's ack once a SHUTDOWN has arrived.
+    pub shutdown_ack_timeout: Duration,
+}
+
+impl Config {
+    /// The defaults of reference §3.5 for an executor whose shutdown grace period
+    /// (`MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD`) is `shutdown_grace_period`.
+    pub fn new(shutdown_grace_period: Duration) -> Self {
+        Self {
+            default_kill_grace: DEFAULT_KILL_GRACE,
+            shutdown_kill_grace: shutdown_grace_period.saturating_sub(SHUTDOWN_RESERVE),
+            ack_timeout: ACK_TIMEOUT,
+            shutdown_ack_timeout: SHUTDOWN_RESERVE,
+        }
+    }
+}
+
+/// One status update the core wants sent; the shell adds the executor id and the timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    pub uuid: [u8; 16],
+    pub task_id: String,
+    pub state: TaskState,
+    pub message: Option<String>,
+}
+
+/// What happened, in the core's terms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// SUBSCRIBED; `task_killing_state` says whether the framework wants TASK_KILLING updates.
+    Subscribed { task_killing_state: bool },
+    /// LAUNCH of one task; `kill_grace` is the task's own kill policy.
+    Launch {
+        task_id: String,
+        command: Option<v1::CommandInfo>,
+        kill_grace: Option<Duration>,
+    },
+    /// LAUNCH_GROUP, which a command executor cannot run.
+    LaunchGroup { task_ids: Vec<String> },
+    /// KILL; `grace` is the event's kill policy, which overrides the task's.
+    Kill {
+        task_id: String,
+        grace: Option<Duration>,
+    },
+    /// ACKNOWLEDGED of the update with this uuid.
+    Acknowledged { uuid: Vec<u8> },
+    /// SHUTDOWN: kill the task, report it, exit.
+    Shutdown,
+    /// ERROR from the agent.
+    Error { message: String },
+    /// The event stream ended or broke, or the executor was told to terminate.
+    Disconnected { reason: String },
+    /// The task's process was forked (the answer to [`Output::Spawn`]).
+    Spawned,
+    /// The task's process could not be started (the answer to [`Output::Spawn`]).
+    SpawnFailed { message: String },
+    /// The task's process ended.
+    Exited(Termination),
+    /// The deadline of [`CommandExecutor::next_deadline`] may have passed.
+    Tick,
+}
+
+/// What the shell must do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send this update to the agent (in order with the others).
+    Send(Update),
+    /// Start the task's command and answer with [`Input::Spawned`] or [`Input::SpawnFailed`]
+    /// before any other input.
+    Spawn(Option<v1::CommandInfo>),
+    /// Deliver this signal to the task's process group (if it was ever started).
+    Signal(Signal),
+    /// A line for the executor's log (the sandbox's `stderr`).
+    Log(String),
+    /// Exit the executor with this code; the core ignores every later input.
+    Exit(i32),
+}
+
+/// A source of update uuids (16 random bytes in production, a counter in tests).
+pub type UuidSource = Box<dyn FnMut() -> [u8; 16] + Send>;
+
+struct Killing {
+    deadline: Instant,
+    /// SIGKILL was sent; nothing more to escalate.
+    escalated: bool,
+}
+
+struct Task {
+    id: String,
+    kill_grace: Option<Duration>,
+    /// Whether the process was forked; signals before that have no group to reach.
+    spawned: bool,
+    kill: Option<Killing>,
+}
+
+enum Phase {
+    /// No task launched yet.
+    Idle,
+    /// The task was launched and has not ended.
+    Active(Task),
+    /// The terminal update was sent; waiting for its ack until `deadline`.
+    Finishing {
+        terminal: [u8; 16],
+        deadline: Instant,
+    },
+    /// `Exit` was emitted.
+    Gone,
+}
+
+/// The command executor's state machine: one task, its kill escalation, the updates in flight.
+pub struct CommandExecutor {
+    config: Config,
+    uuids: UuidSource,
+    phase: Phase,
+    task_killing_state: bool,
+    shutting_down: bool,
+    unacknowledged: Vec<Update>,
+}
+
+impl CommandExecutor {
+    pub fn new(config: Config, uuids: UuidSource) -> Self {
+        Self {
+            config,
+            uuids,
+            phase: Phase::Idle,
+            task_killing_state: false,
+            shutting_down: false,
+            unacknowledged: Vec::new(),
+        }
+    }
+
+    /// Updates sent and not yet acknowledged by the agent, oldest first.
+    pub fn unacknowledged(&self) -> &[Update] {
+        &self.unacknowledged
+    }
+
+    /// When the shell must feed [`Input::Tick`] next: the kill escalation or the ack fail-safe.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Active(Task {
+                spawned: true,
+                kill:
+                    Some(Killing {
+                        deadline,
+                        escalated: false,
+                    }),
+                ..
+            }) => Some(*deadline),
+            Phase::Finishing { deadline, .. } => Some(*deadline),
+            _ => None,
+        }
+    }
+
+    /// Feeds one input observed at `now` and returns what to do about it.
+    pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        if matches!(self.phase, Phase::Gone) {
+            return out;
+        }
+        match input {
+            Input::Subscribed { task_killing_state } => {
+                self.task_killing_state = task_killing_state;
+            }
+            Input::Launch {
+                task_id,
+                command,
+                kill_grace,
+            } => {
+                self.launch(task_id, command, kill_grace, &mut out);
+            }
+            Input::LaunchGroup { task_ids } => {
+                for task_id in task_ids {
+                    let message = "A command executor cannot run task groups".to_string();
+                    self.send(task_id, TaskState::TaskFailed, Some(message), &mut out);
+                }
+            }
+            Input::Kill { task_id, grace } => self.kill(&task_id, grace, now, &mut out),
+            Input::Acknowledged { uuid } => self.acknowledged(&uuid, &mut out),
+            Input::Shutdown => self.shutdown(now, &mut out),
+            Input::Error { message } => {
+                out.push(Output::Log(format!("the agent sent an error: {message}")));
+                self.abandon(&mut out);
+            }
+            Input::Disconnected { reason } => {
+                out.push(Output::Log(format!("lost the agent: {reason}")));
+                self.abandon(&mut out);
+            }
+            Input::Spawned => self.spawned(now, &mut out),
+            Input::SpawnFailed { message } => {
+                if let Phase::Active(task) = &self.phase {
+                    let task_id = task.id.clone();
+                    out.push(Output::Log(format!(
+                        "cannot start task {task_id}: {message}"
+                    )));
+                    self.finish(task_id, TaskState::TaskFailed, message, now, &mut out);
+                }
+            }
+            Input::Exited(termination) => self.exited(termination, now, &mut out),
+            Input::Tick => self.tick(now, &mut out),
+        }
+        out
+    }
+
+    fn launch(
+        &mut self,
+        task_id: String,
+        command: Option<v1::CommandInfo>,
+        kill_grace: Option<Duration>,
+        out: &mut Vec<Output>,
+    ) {
+        if !matches!(self.phase, Phase::Idle) {
+            out.push(Output::Log(format!(
+                "refusing task {task_id}: {MULTIPLE_TASKS}"
+            )));
+            self.send(
+                task_id,
+                TaskState::TaskFailed,
+                Some(MULTIPLE_TASKS.into()),
+                out,
+            );
+            return;
+        }
+        out.push(Output::Log(format!("starting task {task_id}")));
+        self.send(task_id.clone(), TaskState::TaskStarting, None, out);
+        out.push(Output::Spawn(command));
+        self.phase = Phase::Active(Task {
+            id: task_id,
+            kill_grace: kill_grace.map(|g| g.min(MAX_GRACE)),
+            spawned: false,
+            kill: None,
+        });
+    }
+
+    fn spawned(&mut self, now: Instant, out: &mut Vec<Output>) {
+        let Phase::Active(task) = &mut self.phase else {
+            return;
+        };
+        task.spawned = true;
+        let task_id = task.id.clone();
+        // A kill that arrived while the process was being forked is carried out now.
+        let kill_pending = task.kill.is_some();
+        self.send(task_id, TaskState::TaskRunning, None, out);
+        if kill_pending {
+            out.push(Output::Signal(Signal::SIGTERM));
+            self.escalate_if_due(now, out);
+        }
+    }
+
+    fn kill(
+        &mut self,
+        task_id: &str,
+        grace: Option<Duration>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let default_grace = self.config.default_kill_grace;
+        let Phase::Active(task) = &mut self.phase else {
+            out.push(Output::Log(format!(
+                "ignoring kill of task {task_id}: it is not running"
+            )));
+            return;
+        };
+        if task.id != task_id {
+            let running = &task.id;
+            out.push(Output::Log(format!(
+                "ignoring kill of task {task_id}: this executor runs task {running}"
+            )));
+            return;
+        }
+        let grace = grace
+            .map(|g| g.min(MAX_GRACE))
+            .or(task.kill_grace)
+            .unwrap_or(default_grace);
+        let deadline = now + grace;
+        match &mut task.kill {
+            Some(killing) => {
+                // A later kill can only bring the SIGKILL forward, never postpone it.
+                if !killing.escalated && deadline < killing.deadline {
+                    killing.deadline = deadline;
+                    out.push(Output::Log(format!(
+                        "kill grace period of task {task_id} shortened to {grace:?}"
+                    )));
+                }
+            }
+            None => {
+                task.kill = Some(Killing {
+                    deadline,
+                    escalated: false,
+                });
+                let spawned = task.spawned;
+                let task_id = task.id.clone();
+                out.push(Output::Log(format!(
+                    "killing task {task_id} with a grace period of {grace:?}"
+                )));
+                if self.task_killing_state {
+                    self.send(task_id, TaskState::TaskKilling, None, out);
+                }
+                if spawned {
+                    out.push(Output::Signal(Signal::SIGTERM));
+                }
+            }
+        }
+        self.escalate_if_due(now, out);
+    }
+
+    fn escalate_if_due(&mut self, now: Instant, out: &mut Vec<Output>) {
+        if let Phase::Active(Task {
+            spawned: true,
+            kill: Some(killing),
+            id,
+            ..
+        }) = &mut self.phase
+            && !killing.escalated
+            && now >= killing.deadline
+        {
+            killing.escalated = true;
+            out.push(Output::Log(format!(
+                "task {id} outlived its kill grace period; sending SIGKILL"
+            )));
+            out.push(Output::Signal(Signal::SIGKILL));
+        }
+    }
+
+    fn shutdown(&mut self, now: Instant, out: &mut Vec<Output>) {
+        self.shutting_down = true;
+        let short_deadline = now + self.config.shutdown_ack_timeout;
+        match &mut self.phase {
+            Phase::Idle => {
+                out.push(Output::Log("shutting down without a task".into()));
+                self.exit(0, out);
+            }
+            Phase::Active(task) => {
+                let task_id = task.id.clone();
+                let grace = self.config.shutdown_kill_grace;
+                out.push(Output::Log("shutting down".into()));
+                self.kill(&task_id, Some(grace), now, out);
+            }
+            Phase::Finishing { deadline, .. } => {
+                *deadline = (*deadline).min(short_deadline);
+            }
+            Phase::Gone => {}
+        }
+    }
+
+    fn exited(&mut self, termination: Termination, now: Instant, out: &mut Vec<Output>) {
+        let Phase::Active(task) = &self.phase else {
+            return;
+        };
+        let task_id = task.id.clone();
+        let killed = task.kill.is_some();
+        let (state, message) = terminal_state(termination, killed);
+        out.push(Output::Log(format!("task {task_id}: {message}")));
+        // The group leader is gone; whatever it left behind in its group belongs to the task
+        // and ends with it, as it would when Mesos destroys the container.
+        out.push(Output::Signal(Signal::SIGKILL));
+        self.finish(task_id, state, message, now, out);
+    }
+
+    /// Sends the terminal update of the task and starts waiting for its ack.
+    fn finish(
+        &mut self,
+        task_id: String,
+        state: TaskState,
+        message: String,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let terminal = self.send(task_id, state, Some(message), out);
+        let wait = if self.shutting_down {
+            self.config.shutdown_ack_timeout
+        } else {
+            self.config.ack_timeout
+        };
+        self.phase = Phase::Finishing {
+            terminal,
+            deadline: now + wait,
+        };
+    }
+
+    fn acknowledged(&mut self, uuid: &[u8], out: &mut Vec<Output>) {
+        self.unacknowledged.retain(|u| u.uuid.as_slice() != uuid);
+        if let Phase::Finishing { terminal, .. } = &self.phase
+            && terminal.as_slice() == uuid
+        {
+            out.push(Output::Log(
+                "the terminal update was acknowledged; exiting".into(),
+            ));
+            self.exit(0, out);
+        }
+    }
+
+    fn tick(&mut self, now: Instant, out: &mut Vec<Output>) {
+        match &self.phase {
+            Phase::Finishing { deadline, .. } if now >= *deadline => {
+                out.push(Output::Log(
+                    "the terminal update was not acknowledged in time; exiting".into(),
+                ));
+                self.exit(1, out);
+            }
+            _ => self.escalate_if_due(now, out),
+        }
+    }
+
+    /// Leaves without the agent: a task left running would be an orphan nobody reports on.
+    fn abandon(&mut self, out: &mut Vec<Output>) {
+        if let Phase::Active(Task { spawned: true, .. }) = &self.phase {
+            out.push(Output::Signal(Signal::SIGKILL));
+        }
+        self.exit(1, out);
+    }
+
+    fn exit(&mut self, code: i32, out: &mut Vec<Output>) {
+        self.phase = Phase::Gone;
+        out.push(Output::Exit(code));
+    }
+
+    fn send(
+        &mut self,
+        task_id: String,
+        state: TaskState,
+        message: Option<String>,
+        out: &mut Vec<Output>,
+    ) -> [u8; 16] {
+        let uuid = (self.uuids)();
+        let update = Update {
+            uuid,
+            task_id,
+            state,
+            message,
+        };
+        self.unacknowledged.push(update.clone());
+        out.push(Output::Send(update));
+        uuid
+    }
+}
+
+/// The terminal state and message of a task that ended with `termination`; `killed` says
+/// whether the executor had been asked to kill it.
+pub fn terminal_state(termination: Termination, killed: bool) -> (TaskState, String) {
+    let message = termination.to_string();
+    let state = if killed {
+        TaskState::TaskKilled
+    } else if termination == Termination::Exited(0) {
+        TaskState::TaskFinished
+    } else {
+        TaskState::TaskFailed
+    };
+    (state, message)
+}
+
+#[cfg(test)]
+mod tests;
