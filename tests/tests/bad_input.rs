@@ -33,10 +33,12 @@ async fn post(
 }
 
 async fn next_event(events: &mut Subscription<Event>) -> anyhow::Result<Event> {
+    // Heartbeats do not count: the deadline is for the next event that says something.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let event = tokio::time::timeout(Duration::from_secs(30), events.next())
+        let event = tokio::time::timeout_at(deadline, events.next())
             .await
-            .context("no event within 30 s")??
+            .context("no event other than heartbeats within 30 s")??
             .context("stream closed")?;
         if event.r#type() != Type::Heartbeat {
             return Ok(event);
@@ -52,9 +54,18 @@ async fn next_offer(events: &mut Subscription<Event>) -> anyhow::Result<v1::Offe
     }
 }
 
-async fn next_update(events: &mut Subscription<Event>) -> anyhow::Result<v1::TaskStatus> {
+/// The next status update; offers that arrive meanwhile are declined so that the resources
+/// they hold come back in later offers.
+async fn next_update(
+    session: &SchedulerSession,
+    events: &mut Subscription<Event>,
+) -> anyhow::Result<v1::TaskStatus> {
     loop {
-        if let Some(status) = next_event(events).await?.update.and_then(|u| u.status) {
+        let event = next_event(events).await?;
+        if let Some(offers) = event.offers {
+            let ids = offers.offers.into_iter().map(|o| o.id).collect();
+            session.decline(ids, Some(0.0)).await?;
+        } else if let Some(status) = event.update.and_then(|u| u.status) {
             return Ok(status);
         }
     }
@@ -216,7 +227,7 @@ async fn stream_id_rules_and_bad_tasks_change_nothing() -> anyhow::Result<()> {
     session
         .launch(vec![offer.id.clone()], vec![greedy], Some(0.0))
         .await?;
-    let status = next_update(&mut events).await?;
+    let status = next_update(&session, &mut events).await?;
     assert_eq!(status.state(), v1::TaskState::TaskError);
     assert_eq!(status.reason(), v1::task_status::Reason::TaskInvalid);
     assert!(
@@ -234,7 +245,7 @@ async fn stream_id_rules_and_bad_tasks_change_nothing() -> anyhow::Result<()> {
     session
         .launch(vec![offer.id.clone()], vec![stale], Some(0.0))
         .await?;
-    let status = next_update(&mut events).await?;
+    let status = next_update(&session, &mut events).await?;
     assert_eq!(status.state(), v1::TaskState::TaskLost);
     assert_eq!(status.reason(), v1::task_status::Reason::InvalidOffers);
 
@@ -263,7 +274,7 @@ async fn stream_id_rules_and_bad_tasks_change_nothing() -> anyhow::Result<()> {
         .launch(vec![offer.id.clone()], vec![good], Some(0.0))
         .await?;
     loop {
-        let status = next_update(&mut events).await?;
+        let status = next_update(&session, &mut events).await?;
         session.acknowledge(&status).await?;
         if status.state() == v1::TaskState::TaskFinished {
             break;

@@ -24,10 +24,12 @@ fn framework(name: &str) -> v1::FrameworkInfo {
 
 /// The next event that is not a heartbeat, within a deadline.
 async fn next_event(events: &mut Subscription<Event>) -> anyhow::Result<Event> {
+    // Heartbeats do not count: the deadline is for the next event that says something.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let event = tokio::time::timeout(Duration::from_secs(30), events.next())
+        let event = tokio::time::timeout_at(deadline, events.next())
             .await
-            .context("no event within 30 s")??
+            .context("no event other than heartbeats within 30 s")??
             .context("stream closed")?;
         if event.r#type() != Type::Heartbeat {
             return Ok(event);
@@ -44,10 +46,18 @@ async fn next_offers(events: &mut Subscription<Event>) -> anyhow::Result<Vec<v1:
     }
 }
 
-async fn next_update(events: &mut Subscription<Event>) -> anyhow::Result<v1::TaskStatus> {
+/// The next status update; offers that arrive meanwhile are declined so that the resources
+/// they hold come back in later offers.
+async fn next_update(
+    session: &SchedulerSession,
+    events: &mut Subscription<Event>,
+) -> anyhow::Result<v1::TaskStatus> {
     loop {
         let event = next_event(events).await?;
-        if let Some(status) = event.update.and_then(|u| u.status) {
+        if let Some(offers) = event.offers {
+            let ids = offers.offers.into_iter().map(|o| o.id).collect();
+            session.decline(ids, Some(0.0)).await?;
+        } else if let Some(status) = event.update.and_then(|u| u.status) {
             return Ok(status);
         }
     }
@@ -75,7 +85,7 @@ async fn run_to_end(
 ) -> anyhow::Result<(Vec<v1::TaskState>, v1::TaskStatus)> {
     let mut states = Vec::new();
     loop {
-        let status = next_update(events).await?;
+        let status = next_update(session, events).await?;
         if status.uuid.is_none() {
             bail!("executor update without uuid: {status:?}");
         }
@@ -139,7 +149,7 @@ async fn a_killed_task_ends_killed_and_resources_return() -> anyhow::Result<()> 
         .launch(vec![offer.id.clone()], vec![task], Some(0.0))
         .await?;
     loop {
-        let status = next_update(&mut events).await?;
+        let status = next_update(&session, &mut events).await?;
         session.acknowledge(&status).await?;
         if status.state() == v1::TaskState::TaskRunning {
             break;
