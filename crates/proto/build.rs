@@ -25,9 +25,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(PROTOS, ["proto"])?;
     std::fs::write(out_dir.join("fds.bin"), fds.encode_to_vec())?;
 
-    prost_build::Config::new()
-        .bytes(["."])
-        .enable_type_names()
-        .compile_fds(fds)?;
+    prost_build::Config::new().bytes(["."]).enable_type_names().compile_fds(fds)?;
     Ok(())
 }

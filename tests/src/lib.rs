@@ -71,12 +71,7 @@ impl Cluster {
             .arg(work_dir.path())
             .args(["--resources", &options.resources])
             // Short intervals keep the tests fast; the values are flags, not test assertions.
-            .args([
-                "--allocation_interval",
-                "100ms",
-                "--heartbeat_interval",
-                "1secs",
-            ])
+            .args(["--allocation_interval", "100ms", "--heartbeat_interval", "1secs"])
             .args(["--status_update_retry_interval", "500ms"])
             .args(&options.extra)
             .stdin(Stdio::null())

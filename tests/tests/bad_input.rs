@@ -77,10 +77,7 @@ fn task(id: &str, agent: &v1::AgentId, resources: &str) -> v1::TaskInfo {
         task_id: v1::TaskId { value: id.into() },
         agent_id: agent.clone(),
         resources: convert::resources_to_proto(&Resources::parse(resources).expect("valid"), None),
-        command: Some(v1::CommandInfo {
-            value: Some("true".into()),
-            ..Default::default()
-        }),
+        command: Some(v1::CommandInfo { value: Some("true".into()), ..Default::default() }),
         ..Default::default()
     }
 }
@@ -92,14 +89,7 @@ async fn transport_level_refusals() -> anyhow::Result<()> {
     let subscribe =
         r#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"u","name":"n"}}}"#;
     // (case, Content-Type, Mesos-Stream-Id, body, expected status, expected text)
-    type Case<'a> = (
-        &'a str,
-        Option<&'a str>,
-        Option<&'a str>,
-        Vec<u8>,
-        u16,
-        &'a str,
-    );
+    type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Vec<u8>, u16, &'a str);
     let cases: Vec<Case> = vec![
         (
             "malformed JSON",
@@ -117,14 +107,7 @@ async fn transport_level_refusals() -> anyhow::Result<()> {
             400,
             "Failed to parse",
         ),
-        (
-            "missing content type",
-            None,
-            None,
-            subscribe.as_bytes().to_vec(),
-            400,
-            "Content-Type",
-        ),
+        ("missing content type", None, None, subscribe.as_bytes().to_vec(), 400, "Content-Type"),
         (
             "unsupported content type",
             Some("text/plain"),
@@ -187,11 +170,7 @@ async fn transport_level_refusals() -> anyhow::Result<()> {
 #[tokio::test]
 async fn stream_id_rules_and_bad_tasks_change_nothing() -> anyhow::Result<()> {
     let cluster = Cluster::start()?;
-    let info = v1::FrameworkInfo {
-        user: "root".into(),
-        name: "bad".into(),
-        ..Default::default()
-    };
+    let info = v1::FrameworkInfo { user: "root".into(), name: "bad".into(), ..Default::default() };
     let (session, mut events) =
         SchedulerSession::subscribe(&cluster.master, info, Format::Json).await?;
     let url = cluster.master_url("/api/v1/scheduler");
@@ -200,51 +179,30 @@ async fn stream_id_rules_and_bad_tasks_change_nothing() -> anyhow::Result<()> {
     let (status, text) = post(&url, Some("application/json"), None, revive.clone()).await?;
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("Mesos-Stream-Id"), "{text}");
-    let (status, text) = post(
-        &url,
-        Some("application/json"),
-        Some("wrong"),
-        revive.clone(),
-    )
-    .await?;
+    let (status, text) =
+        post(&url, Some("application/json"), Some("wrong"), revive.clone()).await?;
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("didn't match"), "{text}");
     let bad_ack = format!(
         r#"{{"type":"ACKNOWLEDGE","framework_id":{{"value":"{framework_id}"}},"acknowledge":{{"agent_id":{{"value":"a"}},"task_id":{{"value":"t"}},"uuid":"AAEC"}}}}"#
     );
-    let (status, text) = post(
-        &url,
-        Some("application/json"),
-        Some(&session.stream_id),
-        bad_ack,
-    )
-    .await?;
+    let (status, text) =
+        post(&url, Some("application/json"), Some(&session.stream_id), bad_ack).await?;
     assert_eq!(status, 400, "{text}");
 
     // A task asking for more than its offer: TASK_ERROR on the stream, 202 for the call.
     let offer = next_offer(&mut events).await?;
     let greedy = task("greedy", &offer.agent_id, "cpus:1000;mem:32");
-    session
-        .launch(vec![offer.id.clone()], vec![greedy], Some(0.0))
-        .await?;
+    session.launch(vec![offer.id.clone()], vec![greedy], Some(0.0)).await?;
     let status = next_update(&session, &mut events).await?;
     assert_eq!(status.state(), v1::TaskState::TaskError);
     assert_eq!(status.reason(), v1::task_status::Reason::TaskInvalid);
-    assert!(
-        status.message().contains("more than available"),
-        "{}",
-        status.message()
-    );
-    assert!(
-        status.uuid.is_none(),
-        "master-generated updates carry no uuid"
-    );
+    assert!(status.message().contains("more than available"), "{}", status.message());
+    assert!(status.uuid.is_none(), "master-generated updates carry no uuid");
 
     // The same (now used) offer again: the task is lost with REASON_INVALID_OFFERS.
     let stale = task("stale", &offer.agent_id, "cpus:0.1;mem:32");
-    session
-        .launch(vec![offer.id.clone()], vec![stale], Some(0.0))
-        .await?;
+    session.launch(vec![offer.id.clone()], vec![stale], Some(0.0)).await?;
     let status = next_update(&session, &mut events).await?;
     assert_eq!(status.state(), v1::TaskState::TaskLost);
     assert_eq!(status.reason(), v1::task_status::Reason::InvalidOffers);
@@ -262,27 +220,19 @@ async fn stream_id_rules_and_bad_tasks_change_nothing() -> anyhow::Result<()> {
     };
     accept.set_type(call::Type::Accept);
     let refused = session.call(accept).await;
-    assert!(
-        refused.is_err(),
-        "RESERVE is not supported yet and must say so"
-    );
+    assert!(refused.is_err(), "RESERVE is not supported yet and must say so");
 
     // Nothing else changed: the framework still gets offers and runs a valid task.
     let offer = next_offer(&mut events).await?;
     let good = task("good", &offer.agent_id, "cpus:0.1;mem:32");
-    session
-        .launch(vec![offer.id.clone()], vec![good], Some(0.0))
-        .await?;
+    session.launch(vec![offer.id.clone()], vec![good], Some(0.0)).await?;
     loop {
         let status = next_update(&session, &mut events).await?;
         session.acknowledge(&status).await?;
         if status.state() == v1::TaskState::TaskFinished {
             break;
         }
-        assert!(
-            !agora_core::status::is_terminal(status.state()),
-            "{status:?}"
-        );
+        assert!(!agora_core::status::is_terminal(status.state()), "{status:?}");
     }
     Ok(())
 }
@@ -291,15 +241,7 @@ async fn stream_id_rules_and_bad_tasks_change_nothing() -> anyhow::Result<()> {
 fn an_agent_with_a_bad_resource_string_refuses_to_start() -> anyhow::Result<()> {
     let work_dir = tempfile::tempdir()?;
     let output = Command::new(agora_bin())
-        .args([
-            "agent",
-            "--master",
-            "127.0.0.1:1",
-            "--port",
-            "0",
-            "--resources",
-            "cpus:4;mem:lots",
-        ])
+        .args(["agent", "--master", "127.0.0.1:1", "--port", "0", "--resources", "cpus:4;mem:lots"])
         .arg("--work_dir")
         .arg(work_dir.path())
         .output()?;

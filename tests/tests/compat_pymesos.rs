@@ -27,14 +27,7 @@ fn pymesos_scheduler_and_executor() -> anyhow::Result<()> {
     })?;
     let output = Command::new(&python)
         .arg(scripts.join("pymesos_scheduler.py"))
-        .args([
-            "--master",
-            &cluster.master,
-            "--tasks",
-            "20",
-            "--per-offer",
-            "3",
-        ])
+        .args(["--master", &cluster.master, "--tasks", "20", "--per-offer", "3"])
         .arg("--executor-python")
         .arg(&python)
         .args(["--timeout", "150"])

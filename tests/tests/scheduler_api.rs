@@ -15,11 +15,7 @@ use agora_tests::{Cluster, agora_bin};
 use anyhow::{Context, bail};
 
 fn framework(name: &str) -> v1::FrameworkInfo {
-    v1::FrameworkInfo {
-        user: "root".into(),
-        name: name.into(),
-        ..Default::default()
-    }
+    v1::FrameworkInfo { user: "root".into(), name: name.into(), ..Default::default() }
 }
 
 /// The next event that is not a heartbeat, within a deadline.
@@ -70,10 +66,7 @@ fn command_task(id: &str, agent: &v1::AgentId, command: &str) -> v1::TaskInfo {
         task_id: v1::TaskId { value: id.into() },
         agent_id: agent.clone(),
         resources: convert::resources_to_proto(&resources, None),
-        command: Some(v1::CommandInfo {
-            value: Some(command.into()),
-            ..Default::default()
-        }),
+        command: Some(v1::CommandInfo { value: Some(command.into()), ..Default::default() }),
         ..Default::default()
     }
 }
@@ -113,24 +106,15 @@ async fn json_and_protobuf_frameworks_run_command_tasks() -> anyhow::Result<()> 
         let offer = &offers[0];
         assert!(offer.url.is_some(), "offers carry the agent's address");
         let task = command_task("t1", &offer.agent_id, command);
-        session
-            .launch(vec![offer.id.clone()], vec![task], Some(0.0))
-            .await?;
+        session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
         let (states, last) = run_to_end(&session, &mut events).await?;
         assert_eq!(
             states,
-            vec![
-                v1::TaskState::TaskStarting,
-                v1::TaskState::TaskRunning,
-                expected
-            ],
+            vec![v1::TaskState::TaskStarting, v1::TaskState::TaskRunning, expected],
             "{format:?}"
         );
         if expected == v1::TaskState::TaskFailed {
-            assert_eq!(
-                last.message.as_deref(),
-                Some("Command exited with status 3")
-            );
+            assert_eq!(last.message.as_deref(), Some("Command exited with status 3"));
         }
         session.teardown().await?;
     }
@@ -145,9 +129,7 @@ async fn a_killed_task_ends_killed_and_resources_return() -> anyhow::Result<()> 
     let offer = next_offers(&mut events).await?.remove(0);
     let total = convert::resources_from_proto(&offer.resources).expect("valid offer");
     let task = command_task("sleeper", &offer.agent_id, "sleep 60");
-    session
-        .launch(vec![offer.id.clone()], vec![task], Some(0.0))
-        .await?;
+    session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
     loop {
         let status = next_update(&session, &mut events).await?;
         session.acknowledge(&status).await?;
@@ -155,11 +137,7 @@ async fn a_killed_task_ends_killed_and_resources_return() -> anyhow::Result<()> 
             break;
         }
     }
-    session
-        .kill(v1::TaskId {
-            value: "sleeper".into(),
-        })
-        .await?;
+    session.kill(v1::TaskId { value: "sleeper".into() }).await?;
     let (states, _) = run_to_end(&session, &mut events).await?;
     assert_eq!(states.last(), Some(&v1::TaskState::TaskKilled));
     // Everything comes back once the task is gone.
@@ -169,9 +147,7 @@ async fn a_killed_task_ends_killed_and_resources_return() -> anyhow::Result<()> 
         if offered == total {
             break;
         }
-        session
-            .decline(offers.iter().map(|o| o.id.clone()).collect(), Some(0.0))
-            .await?;
+        session.decline(offers.iter().map(|o| o.id.clone()).collect(), Some(0.0)).await?;
     }
     Ok(())
 }
@@ -198,16 +174,10 @@ async fn heartbeats_follow_subscribed_at_once_and_periodically() -> anyhow::Resu
 async fn version_and_health() -> anyhow::Result<()> {
     let cluster = Cluster::start()?;
     let version: serde_json::Value = serde_json::from_slice(
-        &reqwest::get(cluster.master_url("/version"))
-            .await?
-            .bytes()
-            .await?,
+        &reqwest::get(cluster.master_url("/version")).await?.bytes().await?,
     )?;
     assert_eq!(version["version"], "1.11.0");
-    assert_eq!(
-        reqwest::get(cluster.master_url("/health")).await?.status(),
-        200
-    );
+    assert_eq!(reqwest::get(cluster.master_url("/health")).await?.status(), 200);
     Ok(())
 }
 
@@ -216,15 +186,7 @@ fn agora_execute_prints_output_and_exits_with_the_task_status() -> anyhow::Resul
     let cluster = Cluster::start()?;
     let run = |name: &str, command: &str, format: &str| {
         Command::new(agora_bin())
-            .args([
-                "execute",
-                "--master",
-                &cluster.master,
-                "--name",
-                name,
-                "--command",
-                command,
-            ])
+            .args(["execute", "--master", &cluster.master, "--name", name, "--command", command])
             .args(["--content_type", format])
             .output()
     };

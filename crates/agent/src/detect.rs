@@ -10,9 +10,7 @@ use std::path::Path;
 use agora_core::resources::{Resources, default_agent_resources};
 
 pub(crate) fn resources(work_dir: &Path) -> Resources {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mem_mb = total_memory_mb().unwrap_or(2048);
     let disk_mb = filesystem_mb(work_dir).unwrap_or(10 * 1024 + 5 * 1024);
     default_agent_resources(cpus, mem_mb, disk_mb)

@@ -35,11 +35,7 @@ pub(crate) enum Command {
     /// The master link asks for the REGISTER call of its next connection.
     RegisterCall(oneshot::Sender<internal::AgentCall>),
     /// An executor process started with this process id (also its process group id).
-    Launched {
-        framework_id: String,
-        executor_id: String,
-        pid: i32,
-    },
+    Launched { framework_id: String, executor_id: String, pid: i32 },
 }
 
 #[derive(Clone)]
@@ -60,15 +56,7 @@ impl Handle {
     ) -> Result<(), CallError> {
         let (reply, answer) = oneshot::channel();
         let gone = || Err(CallError::Forbidden("The agent is shutting down".into()));
-        if self
-            .tx
-            .send(Command::Input {
-                input,
-                reply,
-                stream,
-            })
-            .is_err()
-        {
+        if self.tx.send(Command::Input { input, reply, stream }).is_err() {
             return gone();
         }
         answer.await.unwrap_or_else(|_| gone())
@@ -76,17 +64,12 @@ impl Handle {
 }
 
 fn now() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
 pub(crate) fn spawn(config: AgentConfig, master: String) -> Handle {
     let (tx, rx) = mpsc::unbounded_channel();
-    let handle = Handle {
-        tx,
-        ids: Arc::new(AtomicU64::new(1)),
-    };
+    let handle = Handle { tx, ids: Arc::new(AtomicU64::new(1)) };
     let to_master = master_link::spawn(master, handle.clone());
     let dispatcher = Dispatcher {
         agent: Agent::new(config),
@@ -172,10 +155,7 @@ impl Dispatcher {
                 Output::LaunchExecutor(launch) => {
                     tokio::spawn(launcher::run(*launch, self.handle.tx.clone()));
                 }
-                Output::KillExecutor {
-                    framework_id,
-                    executor_id,
-                } => {
+                Output::KillExecutor { framework_id, executor_id } => {
                     if let Some(pid) = self.pids.get(&(framework_id, executor_id)) {
                         launcher::kill_group(*pid);
                     }

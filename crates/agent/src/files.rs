@@ -43,24 +43,17 @@ pub(crate) fn read(
         .len();
     let offset = match offset {
         None | Some(-1) => {
-            return Ok(ReadResult {
-                data: String::new(),
-                offset: size,
-            });
+            return Ok(ReadResult { data: String::new(), offset: size });
         }
         Some(o) if o < 0 => {
-            return Err(FilesError::BadRequest(format!(
-                "Negative offset provided: {o}"
-            )));
+            return Err(FilesError::BadRequest(format!("Negative offset provided: {o}")));
         }
         Some(o) => (o as u64).min(size),
     };
     let length = match length {
         None | Some(-1) => MAX_READ,
         Some(l) if l < 0 => {
-            return Err(FilesError::BadRequest(format!(
-                "Negative length provided: {l}"
-            )));
+            return Err(FilesError::BadRequest(format!("Negative length provided: {l}")));
         }
         Some(l) => (l as u64).min(MAX_READ),
     };
@@ -72,10 +65,7 @@ pub(crate) fn read(
         .take(length)
         .read_to_end(&mut buffer)
         .map_err(|e| FilesError::NotFound(format!("Failed to read file {path}: {e}")))?;
-    Ok(ReadResult {
-        data: String::from_utf8_lossy(&buffer).into_owned(),
-        offset,
-    })
+    Ok(ReadResult { data: String::from_utf8_lossy(&buffer).into_owned(), offset })
 }
 
 /// Maps a requested path to a file inside `<work_dir>/slaves`, refusing escapes.
@@ -83,9 +73,7 @@ fn resolve(work_dir: &Path, path: &str) -> Result<PathBuf, FilesError> {
     let root = work_dir.join("slaves");
     let not_found = || FilesError::NotFound(format!("File {path} not found"));
     if path.split('/').any(|part| part == "..") {
-        return Err(FilesError::BadRequest(format!(
-            "Path {path} must not contain '..'"
-        )));
+        return Err(FilesError::BadRequest(format!("Path {path} must not contain '..'")));
     }
     let candidates: Vec<PathBuf> = if let Some(rest) = path.strip_prefix("/frameworks/") {
         // Virtual sandbox paths: look in every agent id this work directory has used.
@@ -103,9 +91,7 @@ fn resolve(work_dir: &Path, path: &str) -> Result<PathBuf, FilesError> {
             continue;
         };
         if !real.starts_with(&root) {
-            return Err(FilesError::BadRequest(format!(
-                "Path {path} is outside the sandboxes"
-            )));
+            return Err(FilesError::BadRequest(format!("Path {path} is outside the sandboxes")));
         }
         if real.is_file() {
             return Ok(real);
@@ -135,29 +121,11 @@ mod tests {
         let virt = "/frameworks/F0/executors/E0/runs/latest/stdout";
         for path in [real.as_str(), virt] {
             let r = |o, l| read(dir.path(), path, o, l);
-            assert_eq!(
-                r(None, None),
-                Ok(ReadResult {
-                    data: String::new(),
-                    offset: 12
-                })
-            );
-            assert_eq!(
-                r(Some(-1), None),
-                Ok(ReadResult {
-                    data: String::new(),
-                    offset: 12
-                })
-            );
+            assert_eq!(r(None, None), Ok(ReadResult { data: String::new(), offset: 12 }));
+            assert_eq!(r(Some(-1), None), Ok(ReadResult { data: String::new(), offset: 12 }));
             assert_eq!(r(Some(0), None).expect("read").data, "hello world\n");
             assert_eq!(r(Some(6), Some(5)).expect("read").data, "world");
-            assert_eq!(
-                r(Some(100), None),
-                Ok(ReadResult {
-                    data: String::new(),
-                    offset: 12
-                })
-            );
+            assert_eq!(r(Some(100), None), Ok(ReadResult { data: String::new(), offset: 12 }));
             assert!(matches!(r(Some(-5), None), Err(FilesError::BadRequest(_))));
         }
     }

@@ -38,10 +38,7 @@ pub(crate) fn router(handle: Handle, work_dir: PathBuf) -> Router {
         .route("/files/read.json", get(files_read))
         .route("/version", get(version))
         .route("/health", get(|| async { StatusCode::OK }))
-        .with_state(AppState {
-            handle,
-            work_dir: Arc::new(work_dir),
-        })
+        .with_state(AppState { handle, work_dir: Arc::new(work_dir) })
 }
 
 fn refusal(error: CallError) -> Refusal {
@@ -70,10 +67,7 @@ async fn executor_api(
     let conn = handle.next_id();
     let (tx, rx) = mpsc::unbounded_channel();
     match handle
-        .call(
-            Input::ExecutorSubscribe { req, conn, call },
-            Some((conn, response_format, tx)),
-        )
+        .call(Input::ExecutorSubscribe { req, conn, call }, Some((conn, response_format, tx)))
         .await
     {
         Ok(()) => {
@@ -85,9 +79,7 @@ async fn executor_api(
             Ok(stream_response(response_format, None, body))
         }
         Err(e) => {
-            let _ = handle
-                .tx
-                .send(Command::Event(Input::ExecutorClosed { conn }));
+            let _ = handle.tx.send(Command::Event(Input::ExecutorClosed { conn }));
             Err(refusal(e))
         }
     }
@@ -124,11 +116,9 @@ async fn files_read(
             .into_response(),
         Ok(Err(FilesError::BadRequest(m))) => refuse(StatusCode::BAD_REQUEST, m).into_response(),
         Ok(Err(FilesError::NotFound(m))) => refuse(StatusCode::NOT_FOUND, m).into_response(),
-        Err(e) => refuse(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("read failed: {e}"),
-        )
-        .into_response(),
+        Err(e) => {
+            refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("read failed: {e}")).into_response()
+        }
     }
 }
 

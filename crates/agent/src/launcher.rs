@@ -45,11 +45,7 @@ pub(crate) async fn run(launch: Launch, tx: mpsc::UnboundedSender<Command>) {
     tracing::info!(%framework_id, %executor_id, sandbox = %launch.sandbox, "executor started");
     let status = child.wait().await.ok().map(|s| s.into_raw());
     tracing::info!(%framework_id, %executor_id, ?status, "executor exited");
-    let _ = tx.send(Command::Event(Input::ExecutorExited {
-        framework_id,
-        executor_id,
-        status,
-    }));
+    let _ = tx.send(Command::Event(Input::ExecutorExited { framework_id, executor_id, status }));
 }
 
 fn spawn(launch: &Launch) -> Result<tokio::process::Child, String> {

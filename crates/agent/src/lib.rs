@@ -84,15 +84,9 @@ pub enum AgentError {
     #[error("invalid --attributes: {0}")]
     Attributes(#[from] AttributeParseError),
     #[error("cannot bind {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot use work directory {path}: {source}")]
-    WorkDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    WorkDir { path: PathBuf, source: std::io::Error },
 }
 
 /// An agent that is serving.
@@ -112,10 +106,7 @@ impl RunningAgent {
         }
         // Graceful shutdown waits for open streams, which subscribers keep open for as long
         // as they live; give them a moment, then stop serving regardless.
-        if tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await.is_err() {
             self.task.abort();
         }
     }
@@ -135,32 +126,19 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
         Some(text) => Attributes::parse(text)?,
         None => Attributes::default(),
     };
-    std::fs::create_dir_all(&options.work_dir).map_err(|source| AgentError::WorkDir {
-        path: options.work_dir.clone(),
-        source,
-    })?;
-    let work_dir =
-        std::fs::canonicalize(&options.work_dir).map_err(|source| AgentError::WorkDir {
-            path: options.work_dir.clone(),
-            source,
-        })?;
+    std::fs::create_dir_all(&options.work_dir)
+        .map_err(|source| AgentError::WorkDir { path: options.work_dir.clone(), source })?;
+    let work_dir = std::fs::canonicalize(&options.work_dir)
+        .map_err(|source| AgentError::WorkDir { path: options.work_dir.clone(), source })?;
     let resources = given.with_defaults(&detect::resources(&work_dir));
 
     let requested = SocketAddr::new(options.ip, options.port);
     let listener = TcpListener::bind(requested)
         .await
-        .map_err(|source| AgentError::Bind {
-            addr: requested,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| AgentError::Bind {
-        addr: requested,
-        source,
-    })?;
-    let hostname = options
-        .hostname
-        .clone()
-        .unwrap_or_else(|| addr.ip().to_string());
+        .map_err(|source| AgentError::Bind { addr: requested, source })?;
+    let addr =
+        listener.local_addr().map_err(|source| AgentError::Bind { addr: requested, source })?;
+    let hostname = options.hostname.clone().unwrap_or_else(|| addr.ip().to_string());
     let config = AgentConfig {
         agent_info: v1::AgentInfo {
             hostname,
@@ -189,12 +167,7 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
         }
     });
     tracing::info!(%addr, master = %options.master, %resources, "agent listening");
-    Ok(RunningAgent {
-        addr,
-        resources,
-        stop: Some(stop_tx),
-        task,
-    })
+    Ok(RunningAgent { addr, resources, stop: Some(stop_tx), task })
 }
 
 /// Seeds the core's uuid generator from the operating system's randomness.

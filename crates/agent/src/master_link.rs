@@ -62,11 +62,7 @@ async fn keep_registered(url: String, handle: Handle, stream_id: watch::Sender<O
                             if let Some(error) = &event.error {
                                 tracing::error!(message = %error.message, "the master refused this agent");
                             }
-                            if handle
-                                .tx
-                                .send(Command::Event(Input::Master(event)))
-                                .is_err()
-                            {
+                            if handle.tx.send(Command::Event(Input::Master(event))).is_err() {
                                 return;
                             }
                         }
@@ -85,11 +81,7 @@ async fn keep_registered(url: String, handle: Handle, stream_id: watch::Sender<O
                     }
                 }
                 stream_id.send_replace(None);
-                if handle
-                    .tx
-                    .send(Command::Event(Input::MasterDisconnected))
-                    .is_err()
-                {
+                if handle.tx.send(Command::Event(Input::MasterDisconnected)).is_err() {
                     return;
                 }
             }

@@ -33,11 +33,7 @@ pub(crate) struct ExecuteFlags {
     #[arg(long, default_value = "*")]
     role: String,
     /// Wire format to talk to the master in: `json` or `protobuf`.
-    #[arg(
-        long = "content_type",
-        alias = "content-type",
-        default_value = "protobuf"
-    )]
+    #[arg(long = "content_type", alias = "content-type", default_value = "protobuf")]
     content_type: String,
 }
 
@@ -49,10 +45,7 @@ pub(crate) async fn run(flags: ExecuteFlags) -> anyhow::Result<i32> {
         "protobuf" => Format::Protobuf,
         other => bail!("--content_type must be json or protobuf, not '{other}'"),
     };
-    #[expect(
-        deprecated,
-        reason = "a single-role framework names its role in `role`"
-    )]
+    #[expect(deprecated, reason = "a single-role framework names its role in `role`")]
     let info = v1::FrameworkInfo {
         user: std::env::var("USER").unwrap_or_else(|_| "root".into()),
         name: format!("agora-execute ({})", flags.name),
@@ -80,9 +73,7 @@ pub(crate) async fn run(flags: ExecuteFlags) -> anyhow::Result<i32> {
                     }
                     let task = v1::TaskInfo {
                         name: flags.name.clone(),
-                        task_id: v1::TaskId {
-                            value: flags.name.clone(),
-                        },
+                        task_id: v1::TaskId { value: flags.name.clone() },
                         agent_id: offer.agent_id.clone(),
                         resources: convert::resources_to_proto(&wanted, None),
                         command: Some(v1::CommandInfo {
@@ -92,13 +83,8 @@ pub(crate) async fn run(flags: ExecuteFlags) -> anyhow::Result<i32> {
                         }),
                         ..Default::default()
                     };
-                    session
-                        .launch(vec![offer.id.clone()], vec![task], None)
-                        .await?;
-                    println!(
-                        "Submitted task '{}' to agent '{}'",
-                        flags.name, offer.agent_id.value
-                    );
+                    session.launch(vec![offer.id.clone()], vec![task], None).await?;
+                    println!("Submitted task '{}' to agent '{}'", flags.name, offer.agent_id.value);
                     launched = Some(offer);
                 }
             }
@@ -155,21 +141,13 @@ fn exit_status(status: &v1::TaskStatus) -> i32 {
 /// Prints the task's stdout, read through the agent's files API.
 async fn print_stdout(offer: &v1::Offer, framework_id: &str, task_id: &str) {
     let Some(url) = &offer.url else { return };
-    let host = url
-        .address
-        .ip
-        .clone()
-        .or_else(|| url.address.hostname.clone())
-        .unwrap_or_default();
+    let host = url.address.ip.clone().or_else(|| url.address.hostname.clone()).unwrap_or_default();
     let path = format!("/frameworks/{framework_id}/executors/{task_id}/runs/latest/stdout");
     let client = agora_client::http::client();
     let request = client
         // Ids never contain characters that need escaping in a query (they cannot hold '/',
         // and Agora's own ids are UUIDs and counters).
-        .get(format!(
-            "http://{host}:{}/files/read?path={path}&offset=0",
-            url.address.port
-        ))
+        .get(format!("http://{host}:{}/files/read?path={path}&offset=0", url.address.port))
         .timeout(Duration::from_secs(10));
     let body = match request.send().await {
         Ok(response) if response.status().is_success() => {

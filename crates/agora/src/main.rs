@@ -20,11 +20,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "agora",
-    version,
-    about = "A cluster resource manager in the Apache Mesos family"
-)]
+#[command(name = "agora", version, about = "A cluster resource manager in the Apache Mesos family")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -172,10 +168,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AGORA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 fn master_options(
@@ -216,18 +209,10 @@ fn agent_options(
 }
 
 async fn run_master(flags: MasterFlags) -> anyhow::Result<()> {
-    let options = master_options(
-        flags.ip,
-        flags.port,
-        flags.hostname,
-        flags.work_dir,
-        &flags.timing,
-    );
+    let options =
+        master_options(flags.ip, flags.port, flags.hostname, flags.work_dir, &flags.timing);
     let master = agora_master::start(options).await?;
-    println!(
-        "agora master listening on http://{} (id {})",
-        master.addr, master.master_info.id
-    );
+    println!("agora master listening on http://{} (id {})", master.addr, master.master_info.id);
     wait_for_signal().await;
     master.shutdown().await;
     Ok(())
@@ -243,26 +228,16 @@ async fn run_agent(flags: AgentFlags) -> anyhow::Result<()> {
         flags.shape,
     )?;
     let agent = agora_agent::start(options).await?;
-    println!(
-        "agora agent listening on http://{} (resources {})",
-        agent.addr, agent.resources
-    );
+    println!("agora agent listening on http://{} (resources {})", agent.addr, agent.resources);
     wait_for_signal().await;
     agent.shutdown().await;
     Ok(())
 }
 
 async fn run_dev(flags: DevFlags) -> anyhow::Result<()> {
-    let work_dir = flags
-        .work_dir
-        .unwrap_or_else(|| std::env::temp_dir().join("agora-dev"));
-    let master_options = master_options(
-        flags.ip,
-        flags.port,
-        None,
-        work_dir.join("master"),
-        &flags.timing,
-    );
+    let work_dir = flags.work_dir.unwrap_or_else(|| std::env::temp_dir().join("agora-dev"));
+    let master_options =
+        master_options(flags.ip, flags.port, None, work_dir.join("master"), &flags.timing);
     let agent_shape = flags.shape.clone();
     let master = agora_master::start(master_options).await?;
     let agent_options = agent_options(
@@ -280,19 +255,10 @@ async fn run_dev(flags: DevFlags) -> anyhow::Result<()> {
             return Err(e.into());
         }
     };
-    println!(
-        "agora master listening on http://{} (id {})",
-        master.addr, master.master_info.id
-    );
-    println!(
-        "agora agent listening on http://{} (resources {})",
-        agent.addr, agent.resources
-    );
+    println!("agora master listening on http://{} (id {})", master.addr, master.master_info.id);
+    println!("agora agent listening on http://{} (resources {})", agent.addr, agent.resources);
     println!("agora work directory: {}", work_dir.display());
-    println!(
-        "try: agora execute --master {} --name hello --command 'echo hi'",
-        master.addr
-    );
+    println!("try: agora execute --master {} --name hello --command 'echo hi'", master.addr);
     wait_for_signal().await;
     agent.shutdown().await;
     master.shutdown().await;

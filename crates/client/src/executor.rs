@@ -54,12 +54,8 @@ impl ExecutorSession {
             client: http::client(),
             url: format!("http://{}/api/v1/executor", env.agent_endpoint),
             format,
-            framework_id: v1::FrameworkId {
-                value: env.framework_id.clone(),
-            },
-            executor_id: v1::ExecutorId {
-                value: env.executor_id.clone(),
-            },
+            framework_id: v1::FrameworkId { value: env.framework_id.clone() },
+            executor_id: v1::ExecutorId { value: env.executor_id.clone() },
         }
     }
 
@@ -80,18 +76,13 @@ impl ExecutorSession {
         unacknowledged_updates: Vec<call::Update>,
     ) -> Result<Subscription<Event>, ClientError> {
         let mut message = self.call_of(call::Type::Subscribe);
-        message.subscribe = Some(call::Subscribe {
-            unacknowledged_tasks,
-            unacknowledged_updates,
-        });
+        message.subscribe = Some(call::Subscribe { unacknowledged_tasks, unacknowledged_updates });
         Subscription::open(&self.client, &self.url, self.format, &message).await
     }
 
     pub async fn update(&self, status: v1::TaskStatus) -> Result<(), ClientError> {
         let mut message = self.call_of(call::Type::Update);
         message.update = Some(call::Update { status });
-        http::call(&self.client, &self.url, self.format, None, &message)
-            .await
-            .map(|_| ())
+        http::call(&self.client, &self.url, self.format, None, &message).await.map(|_| ())
     }
 }

@@ -21,18 +21,11 @@ pub enum ClientError {
     #[error("request to {url} failed: {source}")]
     Http { url: String, source: reqwest::Error },
     #[error("{url} answered {status}: {body}")]
-    Status {
-        url: String,
-        status: u16,
-        body: String,
-    },
+    Status { url: String, status: u16, body: String },
     #[error("cannot decode a message from {url}: {source}")]
     Decode { url: String, source: DecodeError },
     #[error("malformed RecordIO stream from {url}: {source}")]
-    RecordIo {
-        url: String,
-        source: recordio::RecordIoError,
-    },
+    RecordIo { url: String, source: recordio::RecordIoError },
 }
 
 /// Builds the shared HTTP client; one per process is enough.
@@ -59,15 +52,15 @@ pub async fn call<C: prost::Message + prost::Name>(
     if let Some(id) = stream_id {
         request = request.header("Mesos-Stream-Id", id);
     }
-    let response = request.send().await.map_err(|source| ClientError::Http {
-        url: url.to_string(),
-        source,
-    })?;
+    let response = request
+        .send()
+        .await
+        .map_err(|source| ClientError::Http { url: url.to_string(), source })?;
     let status = response.status();
-    let body = response.bytes().await.map_err(|source| ClientError::Http {
-        url: url.to_string(),
-        source,
-    })?;
+    let body = response
+        .bytes()
+        .await
+        .map_err(|source| ClientError::Http { url: url.to_string(), source })?;
     if !status.is_success() {
         return Err(ClientError::Status {
             url: url.to_string(),
@@ -106,10 +99,7 @@ impl<E: prost::Message + prost::Name + Default> Subscription<E> {
             .body(format.encode(message))
             .send()
             .await
-            .map_err(|source| ClientError::Http {
-                url: url.to_string(),
-                source,
-            })?;
+            .map_err(|source| ClientError::Http { url: url.to_string(), source })?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
@@ -139,28 +129,21 @@ impl<E: prost::Message + prost::Name + Default> Subscription<E> {
         loop {
             match self.decoder.next_record() {
                 Ok(Some(record)) => {
-                    return self.format.decode(&record).map(Some).map_err(|source| {
-                        ClientError::Decode {
-                            url: self.url.clone(),
-                            source,
-                        }
-                    });
+                    return self
+                        .format
+                        .decode(&record)
+                        .map(Some)
+                        .map_err(|source| ClientError::Decode { url: self.url.clone(), source });
                 }
                 Ok(None) => {}
                 Err(source) => {
-                    return Err(ClientError::RecordIo {
-                        url: self.url.clone(),
-                        source,
-                    });
+                    return Err(ClientError::RecordIo { url: self.url.clone(), source });
                 }
             }
             match self.body.next().await {
                 Some(Ok(chunk)) => self.decoder.feed(&chunk),
                 Some(Err(source)) => {
-                    return Err(ClientError::Http {
-                        url: self.url.clone(),
-                        source,
-                    });
+                    return Err(ClientError::Http { url: self.url.clone(), source });
                 }
                 None => return Ok(None),
             }

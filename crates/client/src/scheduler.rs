@@ -45,10 +45,7 @@ impl SchedulerSession {
         let url = format!("http://{master}/api/v1/scheduler");
         let mut subscribe = Call {
             framework_id: info.id.clone(),
-            subscribe: Some(call::Subscribe {
-                framework_info: info,
-                ..Default::default()
-            }),
+            subscribe: Some(call::Subscribe { framework_info: info, ..Default::default() }),
             ..Default::default()
         };
         subscribe.set_type(call::Type::Subscribe);
@@ -78,15 +75,9 @@ impl SchedulerSession {
     /// Sends a call with this session's framework id and stream id.
     pub async fn call(&self, mut message: Call) -> Result<(), ClientError> {
         message.framework_id = Some(self.framework_id.clone());
-        http::call(
-            &self.client,
-            &self.url,
-            self.format,
-            Some(&self.stream_id),
-            &message,
-        )
-        .await
-        .map(|_| ())
+        http::call(&self.client, &self.url, self.format, Some(&self.stream_id), &message)
+            .await
+            .map(|_| ())
     }
 
     pub async fn launch(
@@ -104,9 +95,7 @@ impl SchedulerSession {
             accept: Some(call::Accept {
                 offer_ids,
                 operations: vec![operation],
-                filters: refuse_seconds.map(|s| v1::Filters {
-                    refuse_seconds: Some(s),
-                }),
+                filters: refuse_seconds.map(|s| v1::Filters { refuse_seconds: Some(s) }),
             }),
             ..Default::default()
         };
@@ -122,9 +111,7 @@ impl SchedulerSession {
         let mut message = Call {
             decline: Some(call::Decline {
                 offer_ids,
-                filters: refuse_seconds.map(|s| v1::Filters {
-                    refuse_seconds: Some(s),
-                }),
+                filters: refuse_seconds.map(|s| v1::Filters { refuse_seconds: Some(s) }),
             }),
             ..Default::default()
         };
@@ -151,11 +138,7 @@ impl SchedulerSession {
 
     pub async fn kill(&self, task_id: v1::TaskId) -> Result<(), ClientError> {
         let mut message = Call {
-            kill: Some(call::Kill {
-                task_id,
-                agent_id: None,
-                kill_policy: None,
-            }),
+            kill: Some(call::Kill { task_id, agent_id: None, kill_policy: None }),
             ..Default::default()
         };
         message.set_type(call::Type::Kill);

@@ -185,10 +185,7 @@ impl Agent {
     /// The REGISTER call for the next (re)connection to the master.
     pub fn register_call(&self) -> internal::AgentCall {
         let mut info = self.config.agent_info.clone();
-        info.id = self
-            .agent_id
-            .as_ref()
-            .map(|id| v1::AgentId { value: id.clone() });
+        info.id = self.agent_id.as_ref().map(|id| v1::AgentId { value: id.clone() });
         let mut call = internal::AgentCall::default();
         call.set_type(internal::agent_call::Type::Register);
         call.register = Some(internal::agent_call::Register {
@@ -206,9 +203,7 @@ impl Agent {
         self.frameworks
             .iter()
             .flat_map(|(f, fw)| {
-                fw.executors
-                    .iter()
-                    .map(|(e, ex)| (f.clone(), e.clone(), ex.sandbox.clone()))
+                fw.executors.iter().map(|(e, ex)| (f.clone(), e.clone(), ex.sandbox.clone()))
             })
             .collect()
     }
@@ -240,11 +235,7 @@ impl Agent {
                     executor.conn = None;
                 }
             }
-            Input::ExecutorLaunchFailed {
-                framework_id,
-                executor_id,
-                message,
-            } => {
+            Input::ExecutorLaunchFailed { framework_id, executor_id, message } => {
                 self.executor_gone(
                     &framework_id,
                     &executor_id,
@@ -255,11 +246,7 @@ impl Agent {
                     &mut out,
                 );
             }
-            Input::ExecutorExited {
-                framework_id,
-                executor_id,
-                status,
-            } => {
+            Input::ExecutorExited { framework_id, executor_id, status } => {
                 let message = match status {
                     Some(s) => format!("Executor terminated ({})", describe_wait_status(s)),
                     None => "Executor terminated".to_string(),
@@ -295,10 +282,7 @@ impl Agent {
     }
 
     fn executor_mut(&mut self, framework_id: &str, executor_id: &str) -> Option<&mut Executor> {
-        self.frameworks
-            .get_mut(framework_id)?
-            .executors
-            .get_mut(executor_id)
+        self.frameworks.get_mut(framework_id)?.executors.get_mut(executor_id)
     }
 
     fn master_event(&mut self, event: internal::AgentEvent, now: Duration, out: &mut Vec<Output>) {
@@ -366,14 +350,11 @@ impl Agent {
         };
         let executor_id = executor_info.executor_id.value.clone();
         let agent_id = self.agent_id.clone().unwrap_or_default();
-        let framework = self
-            .frameworks
-            .entry(framework_id.clone())
-            .or_insert_with(|| Framework {
-                info: framework_info.clone(),
-                executors: BTreeMap::new(),
-                terminating: false,
-            });
+        let framework = self.frameworks.entry(framework_id.clone()).or_insert_with(|| Framework {
+            info: framework_info.clone(),
+            executors: BTreeMap::new(),
+            terminating: false,
+        });
         framework.info = framework_info;
         if let Some(executor) = framework.executors.get_mut(&executor_id) {
             if executor.kill_at.is_some() {
@@ -392,13 +373,8 @@ impl Agent {
             }
             match executor.conn {
                 Some(conn) => {
-                    executor
-                        .launched
-                        .insert(task.task_id.value.clone(), TaskState::TaskStaging);
-                    out.push(Output::ToExecutor {
-                        conn,
-                        event: launch_event(task),
-                    });
+                    executor.launched.insert(task.task_id.value.clone(), TaskState::TaskStaging);
+                    out.push(Output::ToExecutor { conn, event: launch_event(task) });
                 }
                 None => executor.queued.push_back(task),
             }
@@ -410,10 +386,7 @@ impl Agent {
             self.config.work_dir.trim_end_matches('/')
         );
         let command = executor_info.command.clone().unwrap_or_default();
-        let user = command
-            .user
-            .clone()
-            .or_else(|| Some(framework.info.user.clone()));
+        let user = command.user.clone().or_else(|| Some(framework.info.user.clone()));
         let env = executor_environment(
             &self.config,
             &agent_id,
@@ -457,23 +430,15 @@ impl Agent {
         let command = task.command.clone().unwrap_or_default();
         let shown = if command.shell() {
             let text: String = command.value().chars().take(12).collect();
-            let more = if command.value().chars().count() > 12 {
-                "..."
-            } else {
-                ""
-            };
+            let more = if command.value().chars().count() > 12 { "..." } else { "" };
             format!("sh -c '{text}{more}'")
         } else {
             format!("[{}]", command.arguments.join(", "))
         };
         let launcher = &self.config.command_executor;
         v1::ExecutorInfo {
-            executor_id: v1::ExecutorId {
-                value: task.task_id.value.clone(),
-            },
-            framework_id: Some(v1::FrameworkId {
-                value: framework_id.to_string(),
-            }),
+            executor_id: v1::ExecutorId { value: task.task_id.value.clone() },
+            framework_id: Some(v1::FrameworkId { value: framework_id.to_string() }),
             name: Some(format!(
                 "Command Executor (Task: {}) (Command: {shown})",
                 task.task_id.value
@@ -532,10 +497,7 @@ impl Agent {
         if let Some(conn) = executor.conn {
             let mut e = executor::Event::default();
             e.set_type(executor::event::Type::Kill);
-            e.kill = Some(executor::event::Kill {
-                task_id,
-                kill_policy,
-            });
+            e.kill = Some(executor::event::Kill { task_id, kill_policy });
             out.push(Output::ToExecutor { conn, event: e });
         }
     }
@@ -609,10 +571,7 @@ impl Agent {
         let executor_id = call.executor_id.value.clone();
         let agent_info = {
             let mut info = self.config.agent_info.clone();
-            info.id = self
-                .agent_id
-                .as_ref()
-                .map(|id| v1::AgentId { value: id.clone() });
+            info.id = self.agent_id.as_ref().map(|id| v1::AgentId { value: id.clone() });
             info
         };
         let Some(framework) = self.frameworks.get_mut(&framework_id) else {
@@ -642,16 +601,10 @@ impl Agent {
         });
         out.push(Output::ToExecutor { conn, event: e });
         while let Some(task) = executor.queued.pop_front() {
-            executor
-                .launched
-                .insert(task.task_id.value.clone(), TaskState::TaskStaging);
-            out.push(Output::ToExecutor {
-                conn,
-                event: launch_event(task),
-            });
+            executor.launched.insert(task.task_id.value.clone(), TaskState::TaskStaging);
+            out.push(Output::ToExecutor { conn, event: launch_event(task) });
         }
-        self.executor_conns
-            .insert(conn, (framework_id, executor_id));
+        self.executor_conns.insert(conn, (framework_id, executor_id));
         Ok(())
     }
 
@@ -675,9 +628,7 @@ impl Agent {
         match call.r#type() {
             ExecutorCallType::Update => {
                 let Some(update) = call.update else {
-                    return Err(CallError::BadRequest(
-                        "Expecting 'update' to be present".into(),
-                    ));
+                    return Err(CallError::BadRequest("Expecting 'update' to be present".into()));
                 };
                 let status = validate_executor_update(update.status, &executor_id)?;
                 self.executor_update(&framework_id, &executor_id, conn, status, now, out);
@@ -688,12 +639,12 @@ impl Agent {
                 "Executor MESSAGE is not supported by this version of Agora".into(),
             )),
             ExecutorCallType::Heartbeat => Ok(()),
-            ExecutorCallType::Subscribe => Err(CallError::BadRequest(
-                "SUBSCRIBE must be sent as a streaming request".into(),
-            )),
-            ExecutorCallType::Unknown => Err(CallError::BadRequest(
-                "Expecting 'type' to be present".into(),
-            )),
+            ExecutorCallType::Subscribe => {
+                Err(CallError::BadRequest("SUBSCRIBE must be sent as a streaming request".into()))
+            }
+            ExecutorCallType::Unknown => {
+                Err(CallError::BadRequest("Expecting 'type' to be present".into()))
+            }
         }
     }
 
@@ -706,13 +657,8 @@ impl Agent {
         now: Duration,
         out: &mut Vec<Output>,
     ) {
-        status.agent_id = self
-            .agent_id
-            .as_ref()
-            .map(|a| v1::AgentId { value: a.clone() });
-        status.executor_id = Some(v1::ExecutorId {
-            value: executor_id.to_string(),
-        });
+        status.agent_id = self.agent_id.as_ref().map(|a| v1::AgentId { value: a.clone() });
+        status.executor_id = Some(v1::ExecutorId { value: executor_id.to_string() });
         if status.timestamp.is_none() {
             status.timestamp = Some(now.as_secs_f64());
         }
@@ -733,10 +679,7 @@ impl Agent {
 
     /// Handles the end of an executor: every task it left unfinished fails, and the master
     /// learns that the executor exited.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one call site per cause, each reads best flat"
-    )]
+    #[expect(clippy::too_many_arguments, reason = "one call site per cause, each reads best flat")]
     fn executor_gone(
         &mut self,
         framework_id: &str,
@@ -788,17 +731,10 @@ impl Agent {
         if self.registered {
             let mut call = internal::AgentCall::default();
             call.set_type(internal::agent_call::Type::ExecutorExited);
-            call.agent_id = self
-                .agent_id
-                .as_ref()
-                .map(|a| v1::AgentId { value: a.clone() });
+            call.agent_id = self.agent_id.as_ref().map(|a| v1::AgentId { value: a.clone() });
             call.executor_exited = Some(internal::agent_call::ExecutorExited {
-                framework_id: v1::FrameworkId {
-                    value: framework_id.to_string(),
-                },
-                executor_id: v1::ExecutorId {
-                    value: executor_id.to_string(),
-                },
+                framework_id: v1::FrameworkId { value: framework_id.to_string() },
+                executor_id: v1::ExecutorId { value: executor_id.to_string() },
                 status: wait_status,
             });
             out.push(Output::ToMaster(call));
@@ -817,19 +753,13 @@ impl Agent {
             }
         }
         for (framework_id, executor_id) in overdue {
-            out.push(Output::KillExecutor {
-                framework_id,
-                executor_id,
-            });
+            out.push(Output::KillExecutor { framework_id, executor_id });
         }
     }
 
     /// A status update the agent itself generates; unlike the master's it carries a uuid and
     /// goes through the update stream, so it is retried until acknowledged.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "mirrors the fields of the status it builds"
-    )]
+    #[expect(clippy::too_many_arguments, reason = "mirrors the fields of the status it builds")]
     fn agent_status(
         &mut self,
         _framework_id: &str,
@@ -867,11 +797,8 @@ fn validate_executor_update(
     status: v1::TaskStatus,
     executor_id: &str,
 ) -> Result<v1::TaskStatus, CallError> {
-    let bad = |m: &str| {
-        Err(CallError::BadRequest(format!(
-            "Failed to validate executor::Call: {m}"
-        )))
-    };
+    let bad =
+        |m: &str| Err(CallError::BadRequest(format!("Failed to validate executor::Call: {m}")));
     match &status.uuid {
         None => return bad("'TaskStatus.uuid' must be present"),
         Some(uuid) if uuid.len() != 16 => return bad("'TaskStatus.uuid' must be a valid UUID"),
@@ -907,49 +834,26 @@ fn executor_environment(
         .as_ref()
         .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
         .unwrap_or(config.executor_shutdown_grace_period);
-    let framework_id = framework
-        .id
-        .as_ref()
-        .map(|f| f.value.clone())
-        .unwrap_or_default();
+    let framework_id = framework.id.as_ref().map(|f| f.value.clone()).unwrap_or_default();
     let checkpoint = framework.checkpoint();
     let mut env = vec![
         ("MESOS_FRAMEWORK_ID".to_string(), framework_id),
-        (
-            "MESOS_EXECUTOR_ID".to_string(),
-            executor.executor_id.value.clone(),
-        ),
+        ("MESOS_EXECUTOR_ID".to_string(), executor.executor_id.value.clone()),
         ("MESOS_DIRECTORY".to_string(), sandbox.to_string()),
         ("MESOS_SANDBOX".to_string(), sandbox.to_string()),
         ("MESOS_AGENT_ENDPOINT".to_string(), config.endpoint.clone()),
         ("MESOS_SLAVE_ID".to_string(), agent_id.to_string()),
-        (
-            "MESOS_SLAVE_PID".to_string(),
-            format!("slave(1)@{}", config.endpoint),
-        ),
-        (
-            "MESOS_CHECKPOINT".to_string(),
-            if checkpoint { "1" } else { "0" }.to_string(),
-        ),
+        ("MESOS_SLAVE_PID".to_string(), format!("slave(1)@{}", config.endpoint)),
+        ("MESOS_CHECKPOINT".to_string(), if checkpoint { "1" } else { "0" }.to_string()),
         ("MESOS_HTTP_COMMAND_EXECUTOR".to_string(), "1".to_string()),
-        (
-            "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD".to_string(),
-            crate::duration::format(grace),
-        ),
+        ("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD".to_string(), crate::duration::format(grace)),
         ("LIBPROCESS_PORT".to_string(), "0".to_string()),
     ];
     if checkpoint {
         env.push(("MESOS_RECOVERY_TIMEOUT".to_string(), "15mins".to_string()));
-        env.push((
-            "MESOS_SUBSCRIPTION_BACKOFF_MAX".to_string(),
-            "2secs".to_string(),
-        ));
+        env.push(("MESOS_SUBSCRIPTION_BACKOFF_MAX".to_string(), "2secs".to_string()));
     }
-    if let Some(variables) = executor
-        .command
-        .as_ref()
-        .and_then(|c| c.environment.as_ref())
-    {
+    if let Some(variables) = executor.command.as_ref().and_then(|c| c.environment.as_ref()) {
         for variable in &variables.variables {
             if let Some(value) = &variable.value {
                 env.retain(|(name, _)| *name != variable.name);

@@ -37,12 +37,8 @@ impl Default for AllocatorConfig {
     fn default() -> AllocatorConfig {
         let single = |name: &str, milli: i64| {
             let mut r = Resources::new();
-            r.push(Resource::new(
-                name,
-                UNRESERVED,
-                Value::Scalar(Scalar::from_milli(milli)),
-            ))
-            .expect("a one-entry collection has no type conflict");
+            r.push(Resource::new(name, UNRESERVED, Value::Scalar(Scalar::from_milli(milli))))
+                .expect("a one-entry collection has no type conflict");
             r
         };
         AllocatorConfig {
@@ -115,11 +111,7 @@ impl Framework {
 
     /// The given roles, or all of the framework's roles when none are given.
     fn select_roles(&self, roles: &[String]) -> BTreeSet<String> {
-        if roles.is_empty() {
-            self.roles.clone()
-        } else {
-            roles.iter().cloned().collect()
-        }
+        if roles.is_empty() { self.roles.clone() } else { roles.iter().cloned().collect() }
     }
 }
 
@@ -167,23 +159,12 @@ impl Allocator {
         for (name, amount) in scalar_quantities(&total) {
             *self.totals.entry(name).or_default() += amount;
         }
-        let mut agent = Agent {
-            available: total.clone(),
-            total,
-            allocated: BTreeMap::new(),
-        };
+        let mut agent = Agent { available: total.clone(), total, allocated: BTreeMap::new() };
         for (framework_id, role, resources) in used {
             agent.available -= resources;
-            agent
-                .allocated
-                .entry((framework_id.clone(), role.clone()))
-                .or_default()
-                .add(resources);
+            agent.allocated.entry((framework_id.clone(), role.clone())).or_default().add(resources);
             self.role_sorter.used(role, resources);
-            self.framework_sorters
-                .entry(role.clone())
-                .or_default()
-                .used(framework_id, resources);
+            self.framework_sorters.entry(role.clone()).or_default().used(framework_id, resources);
         }
         self.agents.insert(agent_id.to_string(), agent);
     }
@@ -220,21 +201,11 @@ impl Allocator {
     ) {
         let roles: BTreeSet<String> = roles.iter().cloned().collect();
         let suppressed = suppressed_roles.iter().cloned().collect();
-        let mut filters = self
-            .frameworks
-            .remove(framework_id)
-            .map(|f| f.filters)
-            .unwrap_or_default();
+        let mut filters =
+            self.frameworks.remove(framework_id).map(|f| f.filters).unwrap_or_default();
         filters.retain(|f| roles.contains(&f.role));
-        self.frameworks.insert(
-            framework_id.to_string(),
-            Framework {
-                roles,
-                suppressed,
-                active,
-                filters,
-            },
-        );
+        self.frameworks
+            .insert(framework_id.to_string(), Framework { roles, suppressed, active, filters });
     }
 
     /// Removes a framework; everything allocated to it returns to its agents.
@@ -242,12 +213,8 @@ impl Allocator {
         self.frameworks.remove(framework_id);
         let mut freed = Vec::new();
         for agent in self.agents.values_mut() {
-            let keys: Vec<(String, String)> = agent
-                .allocated
-                .keys()
-                .filter(|(fw, _)| fw == framework_id)
-                .cloned()
-                .collect();
+            let keys: Vec<(String, String)> =
+                agent.allocated.keys().filter(|(fw, _)| fw == framework_id).cloned().collect();
             for key in keys {
                 if let Some(resources) = agent.allocated.remove(&key) {
                     agent.available += &resources;
@@ -363,10 +330,7 @@ impl Allocator {
         let mut eligible: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (framework_id, framework) in &self.frameworks {
             for role in framework.roles.iter().filter(|r| framework.wants(r)) {
-                eligible
-                    .entry(role.clone())
-                    .or_default()
-                    .push(framework_id.clone());
+                eligible.entry(role.clone()).or_default().push(framework_id.clone());
             }
         }
         let agent_ids: Vec<String> = self.agents.keys().cloned().collect();
@@ -398,10 +362,7 @@ impl Allocator {
         if candidate.is_empty() || !self.meets_minimum(&candidate) {
             return None;
         }
-        let ctx = ShareContext {
-            totals: &self.totals,
-            excluded: &self.excluded,
-        };
+        let ctx = ShareContext { totals: &self.totals, excluded: &self.excluded };
         let no_history = DrfSorter::default();
         let sorter = self.framework_sorters.get(role).unwrap_or(&no_history);
         let framework_id = sorter
@@ -413,10 +374,7 @@ impl Allocator {
                     .is_some_and(|f| !f.refuses(role, agent_id, &candidate, now))
             })?
             .to_string();
-        let agent = self
-            .agents
-            .get_mut(agent_id)
-            .expect("the agent was found above");
+        let agent = self.agents.get_mut(agent_id).expect("the agent was found above");
         agent.available -= &candidate;
         agent
             .allocated
@@ -438,16 +396,9 @@ impl Allocator {
 
     /// The roles with eligible frameworks, in DRF order.
     fn role_order(&self, eligible: &BTreeMap<String, Vec<String>>) -> Vec<String> {
-        let ctx = ShareContext {
-            totals: &self.totals,
-            excluded: &self.excluded,
-        };
+        let ctx = ShareContext { totals: &self.totals, excluded: &self.excluded };
         self.role_sorter
-            .sort(
-                eligible.keys().map(String::as_str),
-                |role| self.weight(role),
-                &ctx,
-            )
+            .sort(eligible.keys().map(String::as_str), |role| self.weight(role), &ctx)
             .into_iter()
             .map(str::to_string)
             .collect()
@@ -465,11 +416,7 @@ impl Allocator {
     /// True when `candidate` holds at least one of the configured minimum quantity sets.
     fn meets_minimum(&self, candidate: &Resources) -> bool {
         self.config.min_allocatable.is_empty()
-            || self
-                .config
-                .min_allocatable
-                .iter()
-                .any(|min| candidate.contains_quantities(min))
+            || self.config.min_allocatable.iter().any(|min| candidate.contains_quantities(min))
     }
 
     /// Removes freed resources from the sorters.
@@ -501,10 +448,7 @@ impl Allocator {
 
     /// The weighted dominant share of a role, for state endpoints and tests.
     pub fn role_share(&self, role: &str) -> f64 {
-        let ctx = ShareContext {
-            totals: &self.totals,
-            excluded: &self.excluded,
-        };
+        let ctx = ShareContext { totals: &self.totals, excluded: &self.excluded };
         self.role_sorter.share(role, self.weight(role), &ctx)
     }
 }

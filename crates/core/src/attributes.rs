@@ -161,22 +161,16 @@ impl FromStr for Attributes {
 
 /// Parses one trimmed, non-empty `name:value` token.
 fn parse_token(token: &str) -> Result<Attribute, AttributeParseError> {
-    let fail = |problem: AttributeProblem| AttributeParseError::Attribute {
-        token: token.into(),
-        problem,
-    };
-    let (name, value) = token
-        .split_once(':')
-        .ok_or_else(|| fail(AttributeProblem::MissingColon))?;
+    let fail =
+        |problem: AttributeProblem| AttributeParseError::Attribute { token: token.into(), problem };
+    let (name, value) =
+        token.split_once(':').ok_or_else(|| fail(AttributeProblem::MissingColon))?;
     let (name, value) = (name.trim(), value.trim());
     if name.is_empty() {
         return Err(fail(AttributeProblem::EmptyName));
     }
     if let Some(ch) = name.chars().find(|c| c.is_whitespace() || c.is_control()) {
-        return Err(fail(AttributeProblem::BadName {
-            name: name.into(),
-            ch,
-        }));
+        return Err(fail(AttributeProblem::BadName { name: name.into(), ch }));
     }
     if value.is_empty() {
         return Err(fail(ValueProblem::Empty.into()));
@@ -184,11 +178,9 @@ fn parse_token(token: &str) -> Result<Attribute, AttributeParseError> {
     let value = if value.starts_with('[') {
         let ranges = parse_ranges_text(value).map_err(|err| match err {
             TextValueError::Value(problem) => fail(problem.into()),
-            TextValueError::Range { range, problem } => AttributeParseError::Range {
-                token: token.into(),
-                range,
-                problem,
-            },
+            TextValueError::Range { range, problem } => {
+                AttributeParseError::Range { token: token.into(), range, problem }
+            }
         })?;
         AttributeValue::Ranges(ranges)
     } else {
@@ -203,10 +195,7 @@ fn parse_token(token: &str) -> Result<Attribute, AttributeParseError> {
             _ => AttributeValue::Text(value.into()),
         }
     };
-    Ok(Attribute {
-        name: name.into(),
-        value,
-    })
+    Ok(Attribute { name: name.into(), value })
 }
 
 #[cfg(test)]
@@ -233,38 +222,22 @@ mod tests {
             ),
             ("zone", text("b")),
         ];
-        let got: Vec<_> = parsed
-            .iter()
-            .map(|a| (a.name.as_str(), a.value.clone()))
-            .collect();
+        let got: Vec<_> = parsed.iter().map(|a| (a.name.as_str(), a.value.clone())).collect();
         assert_eq!(got, expected);
         assert_eq!(parsed.get("zone"), Some(&text("a")));
-        assert_eq!(
-            parsed.to_string(),
-            "rack:r1;zone:a;level:3;weight:-0.5;ports:[1-2,5-5];zone:b"
-        );
+        assert_eq!(parsed.to_string(), "rack:r1;zone:a;level:3;weight:-0.5;ports:[1-2,5-5];zone:b");
     }
 
     #[test]
     fn display_then_parse_is_identity() {
-        let cases = [
-            "",
-            "rack:r1",
-            "a:1.25;b:[3-4,9-10];c:x-y;c:inf;os:ubuntu 24.04",
-            "url:http://x",
-        ];
+        let cases =
+            ["", "rack:r1", "a:1.25;b:[3-4,9-10];c:x-y;c:inf;os:ubuntu 24.04", "url:http://x"];
         for case in cases {
             let parsed = Attributes::parse(case).expect("valid attributes");
             assert_eq!(parsed.to_string(), case);
-            assert_eq!(
-                Attributes::parse(&parsed.to_string()).expect("round trip"),
-                parsed
-            );
+            assert_eq!(Attributes::parse(&parsed.to_string()).expect("round trip"), parsed);
         }
-        assert_eq!(
-            Attributes::parse("c:inf").expect("text").get("c"),
-            Some(&text("inf"))
-        );
+        assert_eq!(Attributes::parse("c:inf").expect("text").get("c"), Some(&text("inf")));
         assert_eq!(
             Attributes::parse("url:http://x").expect("text").get("url"),
             Some(&text("http://x"))
@@ -274,32 +247,14 @@ mod tests {
     #[test]
     fn error_messages_name_the_token_and_the_reason() {
         let cases = [
-            (
-                "rack",
-                "invalid attribute 'rack': missing ':' between name and value",
-            ),
+            ("rack", "invalid attribute 'rack': missing ':' between name and value"),
             ("rack:r1; :x", "invalid attribute ':x': empty name"),
-            (
-                "my rack:r1",
-                "invalid attribute 'my rack:r1': name 'my rack' contains ' '",
-            ),
+            ("my rack:r1", "invalid attribute 'my rack:r1': name 'my rack' contains ' '"),
             ("rack:", "invalid attribute 'rack:': empty value"),
-            (
-                "ports:[1-2",
-                "invalid attribute 'ports:[1-2': unbalanced brackets in '[1-2'",
-            ),
-            (
-                "ports:[2-1]",
-                "invalid range '2-1' in 'ports:[2-1]': begin is greater than end",
-            ),
-            (
-                "ports:[x]",
-                "invalid range 'x' in 'ports:[x]': 'x' is not a non-negative integer",
-            ),
-            (
-                "big:1e300",
-                "invalid attribute 'big:1e300': '1e300' is too large (at most 1e15)",
-            ),
+            ("ports:[1-2", "invalid attribute 'ports:[1-2': unbalanced brackets in '[1-2'"),
+            ("ports:[2-1]", "invalid range '2-1' in 'ports:[2-1]': begin is greater than end"),
+            ("ports:[x]", "invalid range 'x' in 'ports:[x]': 'x' is not a non-negative integer"),
+            ("big:1e300", "invalid attribute 'big:1e300': '1e300' is too large (at most 1e15)"),
         ];
         for (input, expected) in cases {
             let err = Attributes::parse(input).expect_err(input);

@@ -42,9 +42,7 @@ pub fn resources_to_proto(
                 }
                 Value::Set(items) => {
                     out.set_type(value::Type::Set);
-                    out.set = Some(value::Set {
-                        item: items.iter().cloned().collect(),
-                    });
+                    out.set = Some(value::Set { item: items.iter().cloned().collect() });
                 }
             }
             out
@@ -54,19 +52,12 @@ pub fn resources_to_proto(
 
 fn ranges_to_proto(ranges: &Ranges) -> value::Ranges {
     value::Ranges {
-        range: ranges
-            .intervals()
-            .iter()
-            .map(|&(begin, end)| value::Range { begin, end })
-            .collect(),
+        range: ranges.intervals().iter().map(|&(begin, end)| value::Range { begin, end }).collect(),
     }
 }
 
 /// Domain resources from wire resources, or a message naming the first entry that does not fit.
-#[expect(
-    deprecated,
-    reason = "frameworks may still send the pre-refinement `role`"
-)]
+#[expect(deprecated, reason = "frameworks may still send the pre-refinement `role`")]
 pub fn resources_from_proto(resources: &[v1::Resource]) -> Result<Resources, String> {
     let mut out = Resources::new();
     for r in resources {
@@ -79,9 +70,7 @@ pub fn resources_from_proto(resources: &[v1::Resource]) -> Result<Resources, Str
                 .iter()
                 .any(|res| res.r#type() != v1::resource::reservation_info::Type::Static)
         {
-            return Err(format!(
-                "resource '{name}': dynamic reservations are not supported yet"
-            ));
+            return Err(format!("resource '{name}': dynamic reservations are not supported yet"));
         }
         if r.disk.is_some() || r.revocable.is_some() || r.shared.is_some() {
             return Err(format!(
@@ -89,10 +78,7 @@ pub fn resources_from_proto(resources: &[v1::Resource]) -> Result<Resources, Str
             ));
         }
         let role = match (r.reservations.last(), &r.role) {
-            (Some(reservation), _) => reservation
-                .role
-                .clone()
-                .unwrap_or_else(|| UNRESERVED.into()),
+            (Some(reservation), _) => reservation.role.clone().unwrap_or_else(|| UNRESERVED.into()),
             (None, Some(role)) => role.clone(),
             (None, None) => UNRESERVED.into(),
         };
@@ -128,8 +114,7 @@ pub fn resources_from_proto(resources: &[v1::Resource]) -> Result<Resources, Str
                 }
                 value::Type::Text => return Err(format!("resource '{name}' cannot be TEXT")),
             };
-        out.push(Resource::new(name.clone(), role, value))
-            .map_err(|e| e.to_string())?;
+        out.push(Resource::new(name.clone(), role, value)).map_err(|e| e.to_string())?;
     }
     Ok(out)
 }
@@ -139,10 +124,7 @@ pub fn attributes_to_proto(attributes: &Attributes) -> Vec<v1::Attribute> {
     attributes
         .iter()
         .map(|a| {
-            let mut out = v1::Attribute {
-                name: a.name.clone(),
-                ..Default::default()
-            };
+            let mut out = v1::Attribute { name: a.name.clone(), ..Default::default() };
             match &a.value {
                 AttributeValue::Scalar(s) => {
                     out.set_type(value::Type::Scalar);
@@ -175,19 +157,14 @@ mod tests {
         .expect("valid");
         let wire = resources_to_proto(&resources, None);
         assert_eq!(resources_from_proto(&wire), Ok(resources));
-        let ads = wire
-            .iter()
-            .find(|r| r.role.as_deref() == Some("ads"))
-            .expect("reserved entry");
+        let ads = wire.iter().find(|r| r.role.as_deref() == Some("ads")).expect("reserved entry");
         assert_eq!(ads.name, "cpus");
     }
 
     #[test]
     fn allocation_info_is_attached_when_asked() {
         let resources = Resources::parse("cpus:1").expect("valid");
-        let info = v1::resource::AllocationInfo {
-            role: Some("dev".into()),
-        };
+        let info = v1::resource::AllocationInfo { role: Some("dev".into()) };
         let wire = resources_to_proto(&resources, Some(&info));
         assert_eq!(wire[0].allocation_info, Some(info));
     }
@@ -196,30 +173,16 @@ mod tests {
     fn bad_wire_resources_are_refused_with_the_name() {
         let mut negative = resources_to_proto(&Resources::parse("cpus:1").expect("valid"), None);
         negative[0].scalar = Some(value::Scalar { value: -1.0 });
-        assert!(
-            resources_from_proto(&negative)
-                .expect_err("negative")
-                .contains("cpus")
-        );
+        assert!(resources_from_proto(&negative).expect_err("negative").contains("cpus"));
 
         let mut missing = negative.clone();
         missing[0].scalar = None;
-        assert!(
-            resources_from_proto(&missing)
-                .expect_err("missing")
-                .contains("no 'scalar'")
-        );
+        assert!(resources_from_proto(&missing).expect_err("missing").contains("no 'scalar'"));
 
         let mut inverted =
             resources_to_proto(&Resources::parse("ports:[1-2]").expect("valid"), None);
-        inverted[0].ranges = Some(value::Ranges {
-            range: vec![value::Range { begin: 5, end: 1 }],
-        });
-        assert!(
-            resources_from_proto(&inverted)
-                .expect_err("inverted")
-                .contains("ports")
-        );
+        inverted[0].ranges = Some(value::Ranges { range: vec![value::Range { begin: 5, end: 1 }] });
+        assert!(resources_from_proto(&inverted).expect_err("inverted").contains("ports"));
     }
 
     #[test]

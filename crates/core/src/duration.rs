@@ -18,13 +18,8 @@ const UNITS: [(&str, f64); 8] = [
     ("ns", 1e-9),
 ];
 
-const ALIASES: [(&str, &str); 5] = [
-    ("s", "secs"),
-    ("m", "mins"),
-    ("h", "hrs"),
-    ("d", "days"),
-    ("w", "weeks"),
-];
+const ALIASES: [(&str, &str); 5] =
+    [("s", "secs"), ("m", "mins"), ("h", "hrs"), ("d", "days"), ("w", "weeks")];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid duration '{input}': {reason}")]
@@ -36,21 +31,13 @@ pub struct DurationError {
 /// Parses `5secs`, `0.5secs`, `100ms`, `2mins`, ...
 pub fn parse(input: &str) -> Result<Duration, DurationError> {
     let text = input.trim();
-    let error = |reason| DurationError {
-        input: input.to_string(),
-        reason,
-    };
+    let error = |reason| DurationError { input: input.to_string(), reason };
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .ok_or_else(|| error("missing unit (ns, us, ms, secs, mins, hrs, days, weeks)"))?;
     let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| error("not a non-negative number"))?;
-    let unit = ALIASES
-        .iter()
-        .find(|(short, _)| *short == unit)
-        .map_or(unit, |(_, long)| long);
+    let value: f64 = number.parse().map_err(|_| error("not a non-negative number"))?;
+    let unit = ALIASES.iter().find(|(short, _)| *short == unit).map_or(unit, |(_, long)| long);
     let (_, scale) = UNITS
         .iter()
         .find(|(name, _)| *name == unit)
@@ -64,11 +51,8 @@ pub fn format(duration: Duration) -> String {
     if seconds == 0.0 {
         return "0ns".into();
     }
-    let (name, scale) = UNITS
-        .iter()
-        .find(|(_, scale)| seconds >= *scale)
-        .copied()
-        .unwrap_or(("ns", 1e-9));
+    let (name, scale) =
+        UNITS.iter().find(|(_, scale)| seconds >= *scale).copied().unwrap_or(("ns", 1e-9));
     let value = seconds / scale;
     let rounded = (value * 1000.0).round() / 1000.0;
     format!("{rounded}{name}")

@@ -43,14 +43,7 @@ impl UuidGen {
 /// Formats 16 bytes as `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
 pub fn format_uuid(bytes: &[u8; 16]) -> String {
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
 /// Checks an id the way Mesos does for task, executor, agent and framework ids: non-empty, at
@@ -60,19 +53,13 @@ pub fn validate_id(id: &str) -> Result<(), String> {
         return Err("ID must not be empty".into());
     }
     if id.len() > 255 {
-        return Err(format!(
-            "ID must not be longer than 255 characters, got {}",
-            id.len()
-        ));
+        return Err(format!("ID must not be longer than 255 characters, got {}", id.len()));
     }
     if id == "." || id == ".." {
         return Err(format!("'{id}' is disallowed"));
     }
     if id.chars().any(|c| c.is_control()) {
-        return Err(format!(
-            "'{}' contains control characters",
-            id.escape_debug()
-        ));
+        return Err(format!("'{}' contains control characters", id.escape_debug()));
     }
     if id.contains('/') || id.contains('\\') {
         return Err(format!("'{id}' contains invalid characters"));

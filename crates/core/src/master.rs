@@ -216,32 +216,18 @@ impl Master {
     pub fn handle(&mut self, input: Input, now: Duration) -> Vec<Output> {
         let mut out = Vec::new();
         match input {
-            Input::Subscribe {
-                req,
-                conn,
-                stream_id,
-                call,
-            } => self.subscribe(req, conn, stream_id, call, now, &mut out),
-            Input::SchedulerCall {
-                req,
-                stream_id,
-                call,
-            } => {
+            Input::Subscribe { req, conn, stream_id, call } => {
+                self.subscribe(req, conn, stream_id, call, now, &mut out)
+            }
+            Input::SchedulerCall { req, stream_id, call } => {
                 let result = self.scheduler_call(stream_id, call, now, &mut out);
                 out.push(Output::Reply { req, result });
             }
             Input::SchedulerClosed { conn } => self.scheduler_closed(conn, now, &mut out),
-            Input::AgentRegister {
-                req,
-                conn,
-                stream_id,
-                call,
-            } => self.agent_register(req, conn, stream_id, call, now, &mut out),
-            Input::AgentCall {
-                req,
-                stream_id,
-                call,
-            } => {
+            Input::AgentRegister { req, conn, stream_id, call } => {
+                self.agent_register(req, conn, stream_id, call, now, &mut out)
+            }
+            Input::AgentCall { req, stream_id, call } => {
                 let result = self.agent_call(stream_id, call, now, &mut out);
                 out.push(Output::Reply { req, result });
             }
@@ -269,11 +255,7 @@ impl Master {
     pub fn tasks(&self) -> Vec<(String, String, v1::TaskState)> {
         self.frameworks
             .values()
-            .flat_map(|f| {
-                f.tasks
-                    .iter()
-                    .map(|(t, task)| (f.id.clone(), t.clone(), task.state))
-            })
+            .flat_map(|f| f.tasks.iter().map(|(t, task)| (f.id.clone(), t.clone(), task.state)))
             .collect()
     }
 
@@ -287,10 +269,7 @@ impl Master {
 
     fn heartbeat(&self, out: &mut Vec<Output>) {
         for &conn in self.scheduler_conns.keys() {
-            out.push(Output::ToScheduler {
-                conn,
-                event: event(sched::event::Type::Heartbeat),
-            });
+            out.push(Output::ToScheduler { conn, event: event(sched::event::Type::Heartbeat) });
         }
         for &conn in self.agent_conns.keys() {
             let mut e = internal::AgentEvent::default();
@@ -305,10 +284,9 @@ impl Master {
         let allocations = self.allocator.allocate(now);
         let mut per_framework: BTreeMap<String, Vec<v1::Offer>> = BTreeMap::new();
         for a in allocations {
-            let (Some(framework), Some(agent)) = (
-                self.frameworks.get_mut(&a.framework_id),
-                self.agents.get(&a.agent_id),
-            ) else {
+            let (Some(framework), Some(agent)) =
+                (self.frameworks.get_mut(&a.framework_id), self.agents.get(&a.agent_id))
+            else {
                 // The allocator never hands out what it does not know; give it back if it did.
                 self.allocator.recover(
                     &a.framework_id,
@@ -322,13 +300,10 @@ impl Master {
             };
             let offer_id = format!("{}-O{}", self.config.master_info.id, self.next_offer);
             self.next_offer += 1;
-            let multi_role = has_capability(
-                &framework.info,
-                v1::framework_info::capability::Type::MultiRole,
-            );
-            let allocation_info = multi_role.then(|| v1::resource::AllocationInfo {
-                role: Some(a.role.clone()),
-            });
+            let multi_role =
+                has_capability(&framework.info, v1::framework_info::capability::Type::MultiRole);
+            let allocation_info =
+                multi_role.then(|| v1::resource::AllocationInfo { role: Some(a.role.clone()) });
             let executor_ids = framework
                 .executors
                 .keys()
@@ -336,15 +311,9 @@ impl Master {
                 .map(|(_, e)| v1::ExecutorId { value: e.clone() })
                 .collect();
             let offer = v1::Offer {
-                id: v1::OfferId {
-                    value: offer_id.clone(),
-                },
-                framework_id: v1::FrameworkId {
-                    value: framework.id.clone(),
-                },
-                agent_id: v1::AgentId {
-                    value: agent.id.clone(),
-                },
+                id: v1::OfferId { value: offer_id.clone() },
+                framework_id: v1::FrameworkId { value: framework.id.clone() },
+                agent_id: v1::AgentId { value: agent.id.clone() },
                 hostname: agent.info.hostname.clone(),
                 resources: convert::resources_to_proto(&a.resources, allocation_info.as_ref()),
                 executor_ids,
@@ -391,9 +360,7 @@ impl Master {
             if rescind && let Some(conn) = framework.conn {
                 let mut e = event(sched::event::Type::Rescind);
                 e.rescind = Some(sched::event::Rescind {
-                    offer_id: Some(v1::OfferId {
-                        value: offer_id.to_string(),
-                    }),
+                    offer_id: Some(v1::OfferId { value: offer_id.to_string() }),
                 });
                 out.push(Output::ToScheduler { conn, event: e });
             }
@@ -486,9 +453,7 @@ impl Master {
                 let mut e = internal::AgentEvent::default();
                 e.set_type(internal::agent_event::Type::ShutdownFramework);
                 e.shutdown_framework = Some(internal::agent_event::ShutdownFramework {
-                    framework_id: v1::FrameworkId {
-                        value: framework_id.to_string(),
-                    },
+                    framework_id: v1::FrameworkId { value: framework_id.to_string() },
                 });
                 out.push(Output::ToAgent { conn, event: e });
             }
@@ -498,8 +463,7 @@ impl Master {
             out.push(Output::CloseScheduler { conn });
         }
         self.removed_frameworks.insert(framework_id.to_string());
-        self.completed_frameworks
-            .push_back(framework_id.to_string());
+        self.completed_frameworks.push_back(framework_id.to_string());
         while self.completed_frameworks.len() > self.config.max_completed_frameworks {
             self.completed_frameworks.pop_front();
         }
@@ -524,9 +488,7 @@ impl Master {
     /// The filter a DECLINE or the leftovers of an ACCEPT install: `max(refuse_seconds,
     /// allocation_interval)`, none for zero, the default for negative values, capped at a year.
     fn refuse_duration(&self, filters: Option<&v1::Filters>) -> Option<Duration> {
-        let mut seconds = filters
-            .and_then(|f| f.refuse_seconds)
-            .unwrap_or(DEFAULT_REFUSE_SECONDS);
+        let mut seconds = filters.and_then(|f| f.refuse_seconds).unwrap_or(DEFAULT_REFUSE_SECONDS);
         if !seconds.is_finite() || seconds < 0.0 {
             seconds = DEFAULT_REFUSE_SECONDS;
         }
@@ -540,9 +502,7 @@ impl Master {
     fn send_update(&self, framework_id: &str, status: v1::TaskStatus, out: &mut Vec<Output>) {
         if let Some(conn) = self.frameworks.get(framework_id).and_then(|f| f.conn) {
             let mut e = event(sched::event::Type::Update);
-            e.update = Some(sched::event::Update {
-                status: Some(status),
-            });
+            e.update = Some(sched::event::Update { status: Some(status) });
             out.push(Output::ToScheduler { conn, event: e });
         }
     }
@@ -557,9 +517,7 @@ fn event(kind: sched::event::Type) -> sched::Event {
 
 fn error_event(message: impl Into<String>) -> sched::Event {
     let mut e = event(sched::event::Type::Error);
-    e.error = Some(sched::event::Error {
-        message: message.into(),
-    });
+    e.error = Some(sched::event::Error { message: message.into() });
     e
 }
 
@@ -584,11 +542,7 @@ fn agent_url(agent: &Agent) -> v1::Url {
     };
     v1::Url {
         scheme: "http".into(),
-        address: v1::Address {
-            hostname: Some(agent.info.hostname.clone()),
-            ip: Some(ip),
-            port,
-        },
+        address: v1::Address { hostname: Some(agent.info.hostname.clone()), ip: Some(ip), port },
         path: Some("/slave(1)".into()),
         ..Default::default()
     }

@@ -156,11 +156,7 @@ pub struct Resource {
 impl Resource {
     /// A resource reserved for `role` (pass [`UNRESERVED`] for none).
     pub fn new(name: impl Into<String>, role: impl Into<String>, value: Value) -> Resource {
-        Resource {
-            name: name.into(),
-            role: role.into(),
-            value,
-        }
+        Resource { name: name.into(), role: role.into(), value }
     }
 
     /// True unless the role is [`UNRESERVED`].
@@ -211,9 +207,7 @@ pub struct Resources {
 impl Resources {
     /// No resources.
     pub const fn new() -> Resources {
-        Resources {
-            entries: Vec::new(),
-        }
+        Resources { entries: Vec::new() }
     }
 
     /// Parses the `--resources` text syntax (`cpus:4;mem(ads):1024;ports:[31000-32000]`).
@@ -252,10 +246,7 @@ impl Resources {
 
     /// The kind this collection already uses for `name`, if any.
     pub fn kind_of(&self, name: &str) -> Option<ValueKind> {
-        self.entries
-            .iter()
-            .find(|entry| entry.name == name)
-            .map(|entry| entry.value.kind())
+        self.entries.iter().find(|entry| entry.name == name).map(|entry| entry.value.kind())
     }
 
     /// Adds one resource, refusing a value type that differs from the one already used for
@@ -264,11 +255,7 @@ impl Resources {
         if let Some(existing) = self.kind_of(&resource.name)
             && existing != resource.value.kind()
         {
-            return Err(TypeConflict {
-                name: resource.name,
-                existing,
-                new: resource.value.kind(),
-            });
+            return Err(TypeConflict { name: resource.name, existing, new: resource.value.kind() });
         }
         self.insert(&resource);
         Ok(())
@@ -306,13 +293,10 @@ impl Resources {
     /// True when `self` holds at least `other`, per (name, role): reserved resources never
     /// stand in for unreserved ones or for another role's.
     pub fn contains(&self, other: &Resources) -> bool {
-        other
-            .entries
-            .iter()
-            .all(|resource| match self.position(resource.key()) {
-                Ok(idx) => self.entries[idx].value.contains(&resource.value),
-                Err(_) => false,
-            })
+        other.entries.iter().all(|resource| match self.position(resource.key()) {
+            Ok(idx) => self.entries[idx].value.contains(&resource.value),
+            Err(_) => false,
+        })
     }
 
     /// The sum of the scalar `name` over all roles (zero when absent).
@@ -344,25 +328,18 @@ impl Resources {
 
     /// All `ports`, over all roles.
     pub fn ports(&self) -> Ranges {
-        self.entries
-            .iter()
-            .filter(|entry| entry.name == "ports")
-            .fold(Ranges::new(), |acc, entry| match &entry.value {
+        self.entries.iter().filter(|entry| entry.name == "ports").fold(
+            Ranges::new(),
+            |acc, entry| match &entry.value {
                 Value::Ranges(r) => acc.union(r),
                 _ => acc,
-            })
+            },
+        )
     }
 
     /// The entries whose role passes `keep`.
     fn filter_roles(&self, keep: impl Fn(&str) -> bool) -> Resources {
-        Resources {
-            entries: self
-                .entries
-                .iter()
-                .filter(|e| keep(&e.role))
-                .cloned()
-                .collect(),
-        }
+        Resources { entries: self.entries.iter().filter(|e| keep(&e.role)).cloned().collect() }
     }
 
     /// The resources reserved for exactly `role`.
@@ -383,11 +360,7 @@ impl Resources {
 
     /// The quantity of `name` over all roles; range and set items count one each.
     pub fn quantity(&self, name: &str) -> Scalar {
-        self.entries
-            .iter()
-            .filter(|e| e.name == name)
-            .map(|e| e.value.quantity())
-            .sum()
+        self.entries.iter().filter(|e| e.name == name).map(|e| e.value.quantity()).sum()
     }
 
     /// Every name with its quantity over all roles.
@@ -402,10 +375,7 @@ impl Resources {
     /// True when, for every name of `required`, `self` has at least that quantity regardless
     /// of roles and of which range or set items: the `min_allocatable_resources` test.
     pub fn contains_quantities(&self, required: &Resources) -> bool {
-        required
-            .quantities()
-            .iter()
-            .all(|(name, needed)| self.quantity(name) >= *needed)
+        required.quantities().iter().all(|(name, needed)| self.quantity(name) >= *needed)
     }
 
     /// Adds the entries of `detected` whose names `self` does not mention at all, so that an
@@ -445,11 +415,7 @@ pub fn default_agent_resources(cpus: usize, mem_total_mb: u64, disk_total_mb: u6
         Resource::new("cpus", UNRESERVED, whole(cpus as u64)),
         Resource::new("mem", UNRESERVED, whole(mem)),
         Resource::new("disk", UNRESERVED, whole(disk)),
-        Resource::new(
-            "ports",
-            UNRESERVED,
-            Value::Ranges(Ranges::interval(31000, 32000)),
-        ),
+        Resource::new("ports", UNRESERVED, Value::Ranges(Ranges::interval(31000, 32000))),
     ] {
         out.insert(&resource);
     }

@@ -40,16 +40,10 @@ impl Synthesized<'_> {
     /// uuid: such updates are never acknowledged, which is what clients expect of them.
     pub fn build(&self, now: Duration) -> v1::TaskStatus {
         let mut status = v1::TaskStatus {
-            task_id: v1::TaskId {
-                value: self.task_id.to_string(),
-            },
+            task_id: v1::TaskId { value: self.task_id.to_string() },
             message: Some(self.message.clone()),
-            agent_id: self.agent_id.map(|a| v1::AgentId {
-                value: a.to_string(),
-            }),
-            executor_id: self.executor_id.map(|e| v1::ExecutorId {
-                value: e.to_string(),
-            }),
+            agent_id: self.agent_id.map(|a| v1::AgentId { value: a.to_string() }),
+            executor_id: self.executor_id.map(|e| v1::ExecutorId { value: e.to_string() }),
             timestamp: Some(now.as_secs_f64()),
             ..Default::default()
         };

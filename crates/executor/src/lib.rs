@@ -88,13 +88,7 @@ struct Shell {
 impl Shell {
     fn new(env: ExecutorEnv, sandbox: PathBuf) -> Self {
         let session = Arc::new(ExecutorSession::new(&env, Format::Protobuf));
-        Self {
-            env,
-            sandbox,
-            session,
-            child: None,
-            pgid: None,
-        }
+        Self { env, sandbox, session, child: None, pgid: None }
     }
 
     async fn run(mut self, mut core: CommandExecutor) -> i32 {
@@ -159,9 +153,7 @@ impl Shell {
                             if let Some(pgid) = self.pgid
                                 && let Err(e) = signal_group(pgid, signal)
                             {
-                                log(&format!(
-                                    "cannot send {signal} to process group {pgid}: {e}"
-                                ));
+                                log(&format!("cannot send {signal} to process group {pgid}: {e}"));
                             }
                         }
                         Output::Log(line) => log(&line),
@@ -181,9 +173,7 @@ impl Shell {
     /// Starts the task and tells the core how that went.
     fn spawn(&mut self, command: Option<v1::CommandInfo>) -> Input {
         let Some(command) = command else {
-            return Input::SpawnFailed {
-                message: "the task has no CommandInfo".into(),
-            };
+            return Input::SpawnFailed { message: "the task has no CommandInfo".into() };
         };
         match process::spawn(&command, &self.sandbox) {
             Ok(child) => {
@@ -200,18 +190,13 @@ impl Shell {
 
     /// The wire form of an update, stamped now.
     fn status(&self, update: Update) -> v1::TaskStatus {
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
+        let timestamp =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         let mut status = v1::TaskStatus {
-            task_id: v1::TaskId {
-                value: update.task_id,
-            },
+            task_id: v1::TaskId { value: update.task_id },
             message: update.message,
             timestamp: Some(timestamp),
-            executor_id: Some(v1::ExecutorId {
-                value: self.env.executor_id.clone(),
-            }),
+            executor_id: Some(v1::ExecutorId { value: self.env.executor_id.clone() }),
             uuid: Some(Bytes::copy_from_slice(&update.uuid)),
             ..Default::default()
         };
@@ -240,10 +225,7 @@ async fn send_updates(
 fn translate(event: executor::Event) -> Option<Input> {
     let kind = event.r#type();
     let missing = |what: &str| {
-        log(&format!(
-            "ignoring a {} event without its {what}",
-            kind.as_str_name()
-        ));
+        log(&format!("ignoring a {} event without its {what}", kind.as_str_name()));
         None
     };
     match kind {
@@ -256,10 +238,8 @@ fn translate(event: executor::Event) -> Option<Input> {
                 "subscribed to agent {} for framework '{}'",
                 subscribed.agent_info.hostname, framework.name
             ));
-            let task_killing_state = framework
-                .capabilities
-                .iter()
-                .any(|c| c.r#type() == Capability::TaskKillingState);
+            let task_killing_state =
+                framework.capabilities.iter().any(|c| c.r#type() == Capability::TaskKillingState);
             Some(Input::Subscribed { task_killing_state })
         }
         EventType::Launch => {
@@ -277,12 +257,7 @@ fn translate(event: executor::Event) -> Option<Input> {
             let Some(group) = event.launch_group else {
                 return missing("task group");
             };
-            let task_ids = group
-                .task_group
-                .tasks
-                .into_iter()
-                .map(|t| t.task_id.value)
-                .collect();
+            let task_ids = group.task_group.tasks.into_iter().map(|t| t.task_id.value).collect();
             Some(Input::LaunchGroup { task_ids })
         }
         EventType::Kill => {
@@ -298,9 +273,7 @@ fn translate(event: executor::Event) -> Option<Input> {
             let Some(ack) = event.acknowledged else {
                 return missing("uuid");
             };
-            Some(Input::Acknowledged {
-                uuid: ack.uuid.to_vec(),
-            })
+            Some(Input::Acknowledged { uuid: ack.uuid.to_vec() })
         }
         EventType::Shutdown => Some(Input::Shutdown),
         EventType::Error => {
@@ -370,24 +343,15 @@ mod tests {
         launch.launch = Some(executor::event::Launch {
             task: v1::TaskInfo {
                 task_id: v1::TaskId { value: "t".into() },
-                command: Some(v1::CommandInfo {
-                    value: Some("true".into()),
-                    ..Default::default()
-                }),
+                command: Some(v1::CommandInfo { value: Some("true".into()), ..Default::default() }),
                 kill_policy: Some(v1::KillPolicy {
-                    grace_period: Some(v1::DurationInfo {
-                        nanoseconds: 2_000_000_000,
-                    }),
+                    grace_period: Some(v1::DurationInfo { nanoseconds: 2_000_000_000 }),
                 }),
                 ..Default::default()
             },
         });
         match translate(launch) {
-            Some(Input::Launch {
-                task_id,
-                command: Some(_),
-                kill_grace,
-            }) => {
+            Some(Input::Launch { task_id, command: Some(_), kill_grace }) => {
                 assert_eq!(task_id, "t");
                 assert_eq!(kill_grace, Some(Duration::from_secs(2)));
             }
@@ -404,10 +368,7 @@ mod tests {
         });
         assert_eq!(
             translate(kill),
-            Some(Input::Kill {
-                task_id: "t".into(),
-                grace: Some(Duration::ZERO)
-            })
+            Some(Input::Kill { task_id: "t".into(), grace: Some(Duration::ZERO) })
         );
 
         // A payload-less event of a type that needs one, heartbeats and unknown types are
@@ -418,13 +379,7 @@ mod tests {
         let mut heartbeat = executor::Event::default();
         heartbeat.set_type(EventType::Heartbeat);
         assert_eq!(translate(heartbeat), None);
-        assert_eq!(
-            translate(executor::Event {
-                r#type: Some(99),
-                ..Default::default()
-            }),
-            None
-        );
+        assert_eq!(translate(executor::Event { r#type: Some(99), ..Default::default() }), None);
 
         let mut shutdown = executor::Event::default();
         shutdown.set_type(EventType::Shutdown);

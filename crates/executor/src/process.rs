@@ -85,10 +85,7 @@ pub fn build_command(
             // Secrets need a secret resolver, which this executor does not have; skipping them
             // is better than exporting an empty or reference value in their place.
             if variable.r#type() == VariableType::Value {
-                process.env(
-                    &variable.name,
-                    variable.value.as_deref().unwrap_or_default(),
-                );
+                process.env(&variable.name, variable.value.as_deref().unwrap_or_default());
             }
         }
     }
@@ -131,10 +128,7 @@ mod tests {
     use agora_proto::v1::environment::Variable;
 
     fn shell(value: &str) -> v1::CommandInfo {
-        v1::CommandInfo {
-            value: Some(value.into()),
-            ..Default::default()
-        }
+        v1::CommandInfo { value: Some(value.into()), ..Default::default() }
     }
 
     fn tmp() -> std::path::PathBuf {
@@ -149,10 +143,7 @@ mod tests {
         assert_eq!(termination, Termination::Exited(3));
         assert_eq!(
             terminal_state(termination, false),
-            (
-                TaskState::TaskFailed,
-                "Command exited with status 3".to_string()
-            )
+            (TaskState::TaskFailed, "Command exited with status 3".to_string())
         );
     }
 
@@ -169,10 +160,7 @@ mod tests {
         assert_eq!(termination, Termination::Signaled(Signal::SIGTERM as i32));
         assert_eq!(
             terminal_state(termination, true),
-            (
-                TaskState::TaskKilled,
-                "Command terminated with signal SIGTERM".to_string()
-            )
+            (TaskState::TaskKilled, "Command terminated with signal SIGTERM".to_string())
         );
         // The group is gone now; signalling it again is not an error.
         signal_group(pid, Signal::SIGKILL).expect("a vanished group is fine");
@@ -183,11 +171,7 @@ mod tests {
         let command = v1::CommandInfo {
             value: Some("/bin/sh".into()),
             shell: Some(false),
-            arguments: vec![
-                "renamed".into(),
-                "-c".into(),
-                "echo \"$0 $GREETING\"".into(),
-            ],
+            arguments: vec!["renamed".into(), "-c".into(), "echo \"$0 $GREETING\"".into()],
             environment: Some(v1::Environment {
                 variables: vec![
                     Variable {
@@ -232,17 +216,8 @@ mod tests {
 
     #[test]
     fn termination_messages_name_the_signal() {
-        assert_eq!(
-            Termination::Exited(0).to_string(),
-            "Command exited with status 0"
-        );
-        assert_eq!(
-            Termination::Signaled(9).to_string(),
-            "Command terminated with signal SIGKILL"
-        );
-        assert_eq!(
-            Termination::Signaled(200).to_string(),
-            "Command terminated with signal 200"
-        );
+        assert_eq!(Termination::Exited(0).to_string(), "Command exited with status 0");
+        assert_eq!(Termination::Signaled(9).to_string(), "Command terminated with signal SIGKILL");
+        assert_eq!(Termination::Signaled(200).to_string(), "Command terminated with signal 200");
     }
 }

@@ -76,18 +76,11 @@ pub enum Input {
     /// SUBSCRIBED; `task_killing_state` says whether the framework wants TASK_KILLING updates.
     Subscribed { task_killing_state: bool },
     /// LAUNCH of one task; `kill_grace` is the task's own kill policy.
-    Launch {
-        task_id: String,
-        command: Option<v1::CommandInfo>,
-        kill_grace: Option<Duration>,
-    },
+    Launch { task_id: String, command: Option<v1::CommandInfo>, kill_grace: Option<Duration> },
     /// LAUNCH_GROUP, which a command executor cannot run.
     LaunchGroup { task_ids: Vec<String> },
     /// KILL; `grace` is the event's kill policy, which overrides the task's.
-    Kill {
-        task_id: String,
-        grace: Option<Duration>,
-    },
+    Kill { task_id: String, grace: Option<Duration> },
     /// ACKNOWLEDGED of the update with this uuid.
     Acknowledged { uuid: Vec<u8> },
     /// SHUTDOWN: kill the task, report it, exit.
@@ -145,10 +138,7 @@ enum Phase {
     /// The task was launched and has not ended.
     Active(Task),
     /// The terminal update was sent; waiting for its ack until `deadline`.
-    Finishing {
-        terminal: [u8; 16],
-        deadline: Instant,
-    },
+    Finishing { terminal: [u8; 16], deadline: Instant },
     /// `Exit` was emitted.
     Gone,
 }
@@ -185,11 +175,7 @@ impl CommandExecutor {
         match &self.phase {
             Phase::Active(Task {
                 spawned: true,
-                kill:
-                    Some(Killing {
-                        deadline,
-                        escalated: false,
-                    }),
+                kill: Some(Killing { deadline, escalated: false }),
                 ..
             }) => Some(*deadline),
             Phase::Finishing { deadline, .. } => Some(*deadline),
@@ -207,11 +193,7 @@ impl CommandExecutor {
             Input::Subscribed { task_killing_state } => {
                 self.task_killing_state = task_killing_state;
             }
-            Input::Launch {
-                task_id,
-                command,
-                kill_grace,
-            } => {
+            Input::Launch { task_id, command, kill_grace } => {
                 self.launch(task_id, command, kill_grace, &mut out);
             }
             Input::LaunchGroup { task_ids } => {
@@ -235,9 +217,7 @@ impl CommandExecutor {
             Input::SpawnFailed { message } => {
                 if let Phase::Active(task) = &self.phase {
                     let task_id = task.id.clone();
-                    out.push(Output::Log(format!(
-                        "cannot start task {task_id}: {message}"
-                    )));
+                    out.push(Output::Log(format!("cannot start task {task_id}: {message}")));
                     self.finish(task_id, TaskState::TaskFailed, message, now, &mut out);
                 }
             }
@@ -255,15 +235,8 @@ impl CommandExecutor {
         out: &mut Vec<Output>,
     ) {
         if !matches!(self.phase, Phase::Idle) {
-            out.push(Output::Log(format!(
-                "refusing task {task_id}: {MULTIPLE_TASKS}"
-            )));
-            self.send(
-                task_id,
-                TaskState::TaskFailed,
-                Some(MULTIPLE_TASKS.into()),
-                out,
-            );
+            out.push(Output::Log(format!("refusing task {task_id}: {MULTIPLE_TASKS}")));
+            self.send(task_id, TaskState::TaskFailed, Some(MULTIPLE_TASKS.into()), out);
             return;
         }
         out.push(Output::Log(format!("starting task {task_id}")));
@@ -301,9 +274,7 @@ impl CommandExecutor {
     ) {
         let default_grace = self.config.default_kill_grace;
         let Phase::Active(task) = &mut self.phase else {
-            out.push(Output::Log(format!(
-                "ignoring kill of task {task_id}: it is not running"
-            )));
+            out.push(Output::Log(format!("ignoring kill of task {task_id}: it is not running")));
             return;
         };
         if task.id != task_id {
@@ -313,10 +284,7 @@ impl CommandExecutor {
             )));
             return;
         }
-        let grace = grace
-            .map(|g| g.min(MAX_GRACE))
-            .or(task.kill_grace)
-            .unwrap_or(default_grace);
+        let grace = grace.map(|g| g.min(MAX_GRACE)).or(task.kill_grace).unwrap_or(default_grace);
         let deadline = now + grace;
         match &mut task.kill {
             Some(killing) => {
@@ -329,10 +297,7 @@ impl CommandExecutor {
                 }
             }
             None => {
-                task.kill = Some(Killing {
-                    deadline,
-                    escalated: false,
-                });
+                task.kill = Some(Killing { deadline, escalated: false });
                 let spawned = task.spawned;
                 let task_id = task.id.clone();
                 out.push(Output::Log(format!(
@@ -350,12 +315,7 @@ impl CommandExecutor {
     }
 
     fn escalate_if_due(&mut self, now: Instant, out: &mut Vec<Output>) {
-        if let Phase::Active(Task {
-            spawned: true,
-            kill: Some(killing),
-            id,
-            ..
-        }) = &mut self.phase
+        if let Phase::Active(Task { spawned: true, kill: Some(killing), id, .. }) = &mut self.phase
             && !killing.escalated
             && now >= killing.deadline
         {
@@ -417,10 +377,7 @@ impl CommandExecutor {
         } else {
             self.config.ack_timeout
         };
-        self.phase = Phase::Finishing {
-            terminal,
-            deadline: now + wait,
-        };
+        self.phase = Phase::Finishing { terminal, deadline: now + wait };
     }
 
     fn acknowledged(&mut self, uuid: &[u8], out: &mut Vec<Output>) {
@@ -428,9 +385,7 @@ impl CommandExecutor {
         if let Phase::Finishing { terminal, .. } = &self.phase
             && terminal.as_slice() == uuid
         {
-            out.push(Output::Log(
-                "the terminal update was acknowledged; exiting".into(),
-            ));
+            out.push(Output::Log("the terminal update was acknowledged; exiting".into()));
             self.exit(0, out);
         }
     }
@@ -468,12 +423,7 @@ impl CommandExecutor {
         out: &mut Vec<Output>,
     ) -> [u8; 16] {
         let uuid = (self.uuids)();
-        let update = Update {
-            uuid,
-            task_id,
-            state,
-            message,
-        };
+        let update = Update { uuid, task_id, state, message };
         self.unacknowledged.push(update.clone());
         out.push(Output::Send(update));
         uuid

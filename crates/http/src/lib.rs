@@ -34,30 +34,20 @@ impl IntoResponse for Refusal {
 
 /// A refusal; handlers return it with `?` or turn it into a response.
 pub fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
-    Refusal {
-        status,
-        message: message.into(),
-    }
+    Refusal { status, message: message.into() }
 }
 
 /// The body format named by `Content-Type`: 400 when it is missing, 415 when unsupported.
 pub fn request_format(headers: &HeaderMap) -> Result<Format, Refusal> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Err(refuse(
-            StatusCode::BAD_REQUEST,
-            "Expecting 'Content-Type' to be present",
-        ));
+        return Err(refuse(StatusCode::BAD_REQUEST, "Expecting 'Content-Type' to be present"));
     };
-    value
-        .to_str()
-        .ok()
-        .and_then(Format::from_content_type)
-        .ok_or_else(|| {
-            refuse(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Expecting 'Content-Type' of application/json or application/x-protobuf",
-            )
-        })
+    value.to_str().ok().and_then(Format::from_content_type).ok_or_else(|| {
+        refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Expecting 'Content-Type' of application/json or application/x-protobuf",
+        )
+    })
 }
 
 /// The response format a streaming call asked for with `Accept`: 406 when neither is acceptable.
@@ -73,10 +63,7 @@ pub fn response_format(headers: &HeaderMap) -> Result<Format, Refusal> {
 
 /// The `Mesos-Stream-Id` of a request, if it has a readable one.
 pub fn stream_id(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(STREAM_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+    headers.get(STREAM_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 /// Decodes a call body, answering 400 with the decoder's message when it does not parse.
@@ -85,10 +72,7 @@ pub fn decode_call<M: prost::Message + prost::Name + Default>(
     body: &[u8],
 ) -> Result<M, Refusal> {
     format.decode(body).map_err(|e| {
-        refuse(
-            StatusCode::BAD_REQUEST,
-            format!("Failed to parse body into {}: {e}", M::NAME),
-        )
+        refuse(StatusCode::BAD_REQUEST, format!("Failed to parse body into {}: {e}", M::NAME))
     })
 }
 
@@ -105,10 +89,7 @@ pub fn stream_response<C: Send + Unpin + 'static>(
 ) -> Response {
     let mut response = axum::body::Body::from_stream(body).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.media_type()),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.media_type()));
     if let Some(id) = stream_id.and_then(|id| HeaderValue::from_str(id).ok()) {
         headers.insert(STREAM_ID_HEADER, id);
     }

@@ -23,10 +23,7 @@ impl<C: Send + 'static> EventBody<C> {
         notify: mpsc::UnboundedSender<C>,
         closed: C,
     ) -> Self {
-        Self {
-            rx,
-            on_close: Some((notify, closed)),
-        }
+        Self { rx, on_close: Some((notify, closed)) }
     }
 }
 

@@ -56,15 +56,7 @@ impl Handle {
         stream: Option<StreamSender>,
     ) -> Result<(), CallError> {
         let (reply, answer) = oneshot::channel();
-        if self
-            .tx
-            .send(Command::Input {
-                input,
-                reply,
-                stream,
-            })
-            .is_err()
-        {
+        if self.tx.send(Command::Input { input, reply, stream }).is_err() {
             return Err(CallError::Forbidden("The master is shutting down".into()));
         }
         answer
@@ -74,9 +66,7 @@ impl Handle {
 }
 
 fn now() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
 pub(crate) fn spawn(config: MasterConfig) -> Handle {
@@ -89,10 +79,7 @@ pub(crate) fn spawn(config: MasterConfig) -> Handle {
         streams: HashMap::new(),
     };
     tokio::spawn(dispatcher.run(rx, allocation_interval, heartbeat_interval));
-    Handle {
-        tx,
-        ids: Arc::new(AtomicU64::new(1)),
-    }
+    Handle { tx, ids: Arc::new(AtomicU64::new(1)) }
 }
 
 struct Dispatcher {

@@ -51,17 +51,7 @@ async fn scheduler_api(
     let stream_id = agora_http::stream_id(&headers);
     let req = handle.next_id();
     if call.r#type() != scheduler::call::Type::Subscribe {
-        return match handle
-            .call(
-                Input::SchedulerCall {
-                    req,
-                    stream_id,
-                    call,
-                },
-                None,
-            )
-            .await
-        {
+        return match handle.call(Input::SchedulerCall { req, stream_id, call }, None).await {
             Ok(()) => Ok(accepted()),
             Err(e) => Err(refusal(e)),
         };
@@ -76,17 +66,8 @@ async fn scheduler_api(
     let conn = handle.next_id();
     let stream_id = uuid::Uuid::new_v4().to_string();
     let (tx, rx) = mpsc::unbounded_channel();
-    let stream = StreamSender {
-        conn,
-        format: response_format,
-        tx,
-    };
-    let input = Input::Subscribe {
-        req,
-        conn,
-        stream_id: stream_id.clone(),
-        call,
-    };
+    let stream = StreamSender { conn, format: response_format, tx };
+    let input = Input::Subscribe { req, conn, stream_id: stream_id.clone(), call };
     match handle.call(input, Some(stream)).await {
         Ok(()) => {
             let body = EventBody::new(
@@ -97,9 +78,7 @@ async fn scheduler_api(
             Ok(stream_response(response_format, Some(&stream_id), body))
         }
         Err(e) => {
-            let _ = handle
-                .tx
-                .send(Command::Closed(Input::SchedulerClosed { conn }));
+            let _ = handle.tx.send(Command::Closed(Input::SchedulerClosed { conn }));
             Err(refusal(e))
         }
     }
@@ -115,17 +94,7 @@ async fn agent_api(
     let stream_id = agora_http::stream_id(&headers);
     let req = handle.next_id();
     if call.r#type() != internal::agent_call::Type::Register {
-        return match handle
-            .call(
-                Input::AgentCall {
-                    req,
-                    stream_id,
-                    call,
-                },
-                None,
-            )
-            .await
-        {
+        return match handle.call(Input::AgentCall { req, stream_id, call }, None).await {
             Ok(()) => Ok(accepted()),
             Err(e) => Err(refusal(e)),
         };
@@ -134,24 +103,12 @@ async fn agent_api(
     let conn = handle.next_id();
     let stream_id = uuid::Uuid::new_v4().to_string();
     let (tx, rx) = mpsc::unbounded_channel();
-    let stream = StreamSender {
-        conn,
-        format: response_format,
-        tx,
-    };
-    let input = Input::AgentRegister {
-        req,
-        conn,
-        stream_id: stream_id.clone(),
-        call,
-    };
+    let stream = StreamSender { conn, format: response_format, tx };
+    let input = Input::AgentRegister { req, conn, stream_id: stream_id.clone(), call };
     match handle.call(input, Some(stream)).await {
         Ok(()) => {
-            let body = EventBody::new(
-                rx,
-                handle.tx.clone(),
-                Command::Closed(Input::AgentClosed { conn }),
-            );
+            let body =
+                EventBody::new(rx, handle.tx.clone(), Command::Closed(Input::AgentClosed { conn }));
             Ok(stream_response(response_format, Some(&stream_id), body))
         }
         Err(e) => {

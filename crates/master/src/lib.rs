@@ -58,15 +58,9 @@ impl MasterOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum MasterError {
     #[error("cannot bind {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot create work directory {path}: {source}")]
-    WorkDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    WorkDir { path: PathBuf, source: std::io::Error },
 }
 
 /// A master that is serving; dropping it does not stop it, `shutdown` does.
@@ -85,10 +79,7 @@ impl RunningMaster {
         }
         // Graceful shutdown waits for open streams, which subscribers keep open for as long
         // as they live; give them a moment, then stop serving regardless.
-        if tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await.is_err() {
             self.task.abort();
         }
     }
@@ -101,21 +92,14 @@ impl RunningMaster {
 
 /// Binds, starts the dispatcher and serves until `shutdown`.
 pub async fn start(options: MasterOptions) -> Result<RunningMaster, MasterError> {
-    std::fs::create_dir_all(&options.work_dir).map_err(|source| MasterError::WorkDir {
-        path: options.work_dir.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(&options.work_dir)
+        .map_err(|source| MasterError::WorkDir { path: options.work_dir.clone(), source })?;
     let requested = SocketAddr::new(options.ip, options.port);
     let listener = TcpListener::bind(requested)
         .await
-        .map_err(|source| MasterError::Bind {
-            addr: requested,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| MasterError::Bind {
-        addr: requested,
-        source,
-    })?;
+        .map_err(|source| MasterError::Bind { addr: requested, source })?;
+    let addr =
+        listener.local_addr().map_err(|source| MasterError::Bind { addr: requested, source })?;
     let master_info = master_info(&options, addr);
     let config = MasterConfig {
         master_info: master_info.clone(),
@@ -137,21 +121,13 @@ pub async fn start(options: MasterOptions) -> Result<RunningMaster, MasterError>
         }
     });
     tracing::info!(%addr, id = %master_info.id, "master listening");
-    Ok(RunningMaster {
-        addr,
-        master_info,
-        stop: Some(stop_tx),
-        task,
-    })
+    Ok(RunningMaster { addr, master_info, stop: Some(stop_tx), task })
 }
 
 /// The MasterInfo clients see in SUBSCRIBED; `ip` is the raw network-order address read as a
 /// little-endian integer, which is how Mesos stores it (reference §2.3).
 fn master_info(options: &MasterOptions, addr: SocketAddr) -> v1::MasterInfo {
-    let hostname = options
-        .hostname
-        .clone()
-        .unwrap_or_else(|| addr.ip().to_string());
+    let hostname = options.hostname.clone().unwrap_or_else(|| addr.ip().to_string());
     let ip = match addr.ip() {
         IpAddr::V4(v4) => u32::from_le_bytes(v4.octets()),
         IpAddr::V6(_) => 0,

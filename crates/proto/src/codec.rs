@@ -137,10 +137,7 @@ mod tests {
             ("application/x-protobuf", Some(Format::Protobuf)),
             ("application/json; charset=utf-8", Some(Format::Json)),
             ("Application/JSON", Some(Format::Json)),
-            (
-                " application/x-protobuf ;charset=binary",
-                Some(Format::Protobuf),
-            ),
+            (" application/x-protobuf ;charset=binary", Some(Format::Protobuf)),
             ("text/plain", None),
             ("application/recordio", None),
             ("", None),
@@ -169,18 +166,9 @@ mod tests {
             (Some("application/*"), Some(Format::Json)),
             (Some("application/json"), Some(Format::Json)),
             (Some("application/x-protobuf"), Some(Format::Protobuf)),
-            (
-                Some("application/x-protobuf, application/json"),
-                Some(Format::Json),
-            ),
-            (
-                Some("application/json;q=0.1, application/x-protobuf"),
-                Some(Format::Json),
-            ),
-            (
-                Some("application/json;q=0, application/x-protobuf"),
-                Some(Format::Protobuf),
-            ),
+            (Some("application/x-protobuf, application/json"), Some(Format::Json)),
+            (Some("application/json;q=0.1, application/x-protobuf"), Some(Format::Json)),
+            (Some("application/json;q=0, application/x-protobuf"), Some(Format::Protobuf)),
             (Some("application/x-protobuf;q=0.5"), Some(Format::Protobuf)),
             (Some("application/x-protobuf;q=0"), None),
             (Some("text/html"), None),
@@ -225,23 +213,10 @@ mod tests {
 
     #[test]
     fn decode_errors_say_what_failed() {
-        let json = Format::Json
-            .decode::<Call>(b"{")
-            .expect_err("truncated JSON");
-        assert!(
-            json.to_string()
-                .starts_with("failed to parse JSON body: invalid JSON"),
-            "{json}"
-        );
-        let proto = Format::Protobuf
-            .decode::<Call>(&[0xff, 0xff])
-            .expect_err("garbage");
-        assert!(
-            proto
-                .to_string()
-                .starts_with("failed to parse protobuf body"),
-            "{proto}"
-        );
+        let json = Format::Json.decode::<Call>(b"{").expect_err("truncated JSON");
+        assert!(json.to_string().starts_with("failed to parse JSON body: invalid JSON"), "{json}");
+        let proto = Format::Protobuf.decode::<Call>(&[0xff, 0xff]).expect_err("garbage");
+        assert!(proto.to_string().starts_with("failed to parse protobuf body"), "{proto}");
         let missing = Format::Json
             .decode::<Call>(br#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"name":"n"}}}"#)
             .expect_err("user missing");
@@ -255,17 +230,12 @@ mod tests {
     fn protobuf_bodies_need_their_required_fields_too() {
         // Field 3 (`subscribe`) holding an empty message: no `framework_info`.
         let body = [0x1a, 0x00];
-        let err = Format::Protobuf
-            .decode::<Call>(&body)
-            .expect_err("framework_info missing");
+        let err = Format::Protobuf.decode::<Call>(&body).expect_err("framework_info missing");
         assert_eq!(
             err.to_string(),
             "failed to parse protobuf body: Missing required fields: subscribe.framework_info"
         );
         // Whereas the empty body is a valid Call: nothing at the top is required.
-        assert_eq!(
-            Format::Protobuf.decode::<Call>(&[]).ok(),
-            Some(Call::default())
-        );
+        assert_eq!(Format::Protobuf.decode::<Call>(&[]).ok(), Some(Call::default()));
     }
 }

@@ -42,20 +42,13 @@ pub enum JsonError {
     NotAnObject { path: String },
     /// A field's JSON type does not fit its protobuf type.
     #[error("field '{path}': expected {expected}")]
-    WrongType {
-        path: String,
-        expected: &'static str,
-    },
+    WrongType { path: String, expected: &'static str },
     /// An integer field got a fraction or a non-numeric string.
     #[error("field '{path}': {value} is not an integer")]
     NotAnInteger { path: String, value: String },
     /// An integer field got a value outside its type's range.
     #[error("field '{path}': {value} is out of range for {kind}")]
-    OutOfRange {
-        path: String,
-        value: String,
-        kind: &'static str,
-    },
+    OutOfRange { path: String, value: String, kind: &'static str },
     /// A floating-point field got a string that is not a number.
     #[error("field '{path}': {value} is not a number")]
     InvalidNumber { path: String, value: String },
@@ -85,11 +78,7 @@ pub enum JsonError {
 }
 
 fn describe_path(path: &str) -> String {
-    if path.is_empty() {
-        "the message".to_owned()
-    } else {
-        format!("field '{path}'")
-    }
+    if path.is_empty() { "the message".to_owned() } else { format!("field '{path}'") }
 }
 
 fn descriptor_of<M: prost::Name>() -> Option<MessageDescriptor> {
@@ -220,10 +209,7 @@ mod tests {
         assert_eq!(to_json(&back), text);
         let again: M = from_json(to_json(&back).as_bytes()).expect("second round");
         assert_eq!(again, back, "{text}");
-        assert_eq!(
-            M::decode(back.encode_to_vec().as_slice()).ok().as_ref(),
-            Some(&back)
-        );
+        assert_eq!(M::decode(back.encode_to_vec().as_slice()).ok().as_ref(), Some(&back));
     }
 
     /// Round trip of a message without unset defaulted fields: exact equality.
@@ -241,11 +227,7 @@ mod tests {
         let call: Call = parse(SUBSCRIBE);
         assert_eq!(call.r#type(), call::Type::Subscribe);
         assert!(call.framework_id.is_none());
-        let info = &call
-            .subscribe
-            .as_ref()
-            .expect("subscribe payload")
-            .framework_info;
+        let info = &call.subscribe.as_ref().expect("subscribe payload").framework_info;
         assert_eq!((info.user.as_str(), info.name.as_str()), ("alice", "demo"));
         assert_eq!(info.roles, ["dev"]);
         assert_eq!(info.failover_timeout, Some(604_800.0));
@@ -268,10 +250,7 @@ mod tests {
         assert_eq!(master.address.as_ref().map(|a| a.port), Some(5050));
         assert_round_trip(&event);
         let text = to_json(&event);
-        assert!(
-            text.contains(r#""heartbeat_interval_seconds":15"#),
-            "{text}"
-        );
+        assert!(text.contains(r#""heartbeat_interval_seconds":15"#), "{text}");
         assert!(text.contains(r#""ip":16777343"#), "{text}");
     }
 
@@ -284,22 +263,13 @@ mod tests {
         let offer = &offers[0];
         assert_eq!(offer.id.value, "9f1c...-O17");
         assert_eq!(offer.hostname, "agent7");
-        assert_eq!(
-            offer
-                .allocation_info
-                .as_ref()
-                .and_then(|a| a.role.as_deref()),
-            Some("dev")
-        );
+        assert_eq!(offer.allocation_info.as_ref().and_then(|a| a.role.as_deref()), Some("dev"));
         let url = offer.url.as_ref().expect("url");
         assert_eq!((url.scheme.as_str(), url.address.port), ("http", 5051));
         assert_eq!(url.path.as_deref(), Some("/slave(1)"));
         let names: Vec<_> = offer.resources.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["cpus", "mem", "ports"]);
-        assert_eq!(
-            offer.resources[0].scalar.as_ref().map(|s| s.value),
-            Some(4.0)
-        );
+        assert_eq!(offer.resources[0].scalar.as_ref().map(|s| s.value), Some(4.0));
         assert_eq!(offer.resources[2].r#type(), crate::v1::value::Type::Ranges);
         let range = &offer.resources[2].ranges.as_ref().expect("ranges").range[0];
         assert_eq!((range.begin, range.end), (31_000, 32_000));
@@ -314,35 +284,20 @@ mod tests {
     fn golden_accept_launch_call() {
         let call: Call = parse(ACCEPT);
         assert_eq!(call.r#type(), call::Type::Accept);
-        assert_eq!(
-            call.framework_id.as_ref().map(|f| f.value.as_str()),
-            Some("9f1c...-0000")
-        );
+        assert_eq!(call.framework_id.as_ref().map(|f| f.value.as_str()), Some("9f1c...-0000"));
         let accept = call.accept.as_ref().expect("accept payload");
         assert_eq!(accept.offer_ids[0].value, "9f1c...-O17");
-        assert_eq!(
-            accept.filters.as_ref().and_then(|f| f.refuse_seconds),
-            Some(5.0)
-        );
+        assert_eq!(accept.filters.as_ref().and_then(|f| f.refuse_seconds), Some(5.0));
         let operation = &accept.operations[0];
-        assert_eq!(
-            operation.r#type(),
-            crate::v1::offer::operation::Type::Launch
-        );
+        assert_eq!(operation.r#type(), crate::v1::offer::operation::Type::Launch);
         let task = &operation.launch.as_ref().expect("launch").task_infos[0];
-        assert_eq!(
-            (task.name.as_str(), task.task_id.value.as_str()),
-            ("hello", "hello-1")
-        );
+        assert_eq!((task.name.as_str(), task.task_id.value.as_str()), ("hello", "hello-1"));
         let cpus = &task.resources[0];
         assert_eq!(
             (cpus.name.as_str(), cpus.scalar.as_ref().map(|s| s.value)),
             ("cpus", Some(0.5))
         );
-        assert_eq!(
-            task.resources[1].scalar.as_ref().map(|s| s.value),
-            Some(128.0)
-        );
+        assert_eq!(task.resources[1].scalar.as_ref().map(|s| s.value), Some(128.0));
         let command = task.command.as_ref().expect("command");
         assert!(command.shell());
         assert_eq!(command.value.as_deref(), Some("echo hi && sleep 30"));
@@ -354,14 +309,8 @@ mod tests {
         let event: Event = parse(r#"{"type":"ERROR","error":{"message":"x"}}"#);
         assert_eq!(event.r#type(), event::Type::Error);
         assert_eq!(event.error.as_ref().map(|e| e.message.as_str()), Some("x"));
-        assert_eq!(
-            to_json_value(&event),
-            json!({"type": "ERROR", "error": {"message": "x"}})
-        );
-        let heartbeat = Event {
-            r#type: Some(event::Type::Heartbeat as i32),
-            ..Default::default()
-        };
+        assert_eq!(to_json_value(&event), json!({"type": "ERROR", "error": {"message": "x"}}));
+        let heartbeat = Event { r#type: Some(event::Type::Heartbeat as i32), ..Default::default() };
         assert_eq!(to_json(&heartbeat), r#"{"type":"HEARTBEAT"}"#);
         assert_eq!(
             parse_err::<Event>(r#"{"type":"ERROR","error":{}}"#),
@@ -378,10 +327,7 @@ mod tests {
         );
         let status = &call.update.as_ref().expect("update").status;
         assert_eq!(status.state(), TaskState::TaskRunning);
-        assert_eq!(
-            status.uuid.as_deref(),
-            Some(&(0u8..16).collect::<Vec<_>>()[..])
-        );
+        assert_eq!(status.uuid.as_deref(), Some(&(0u8..16).collect::<Vec<_>>()[..]));
         assert_round_trip(&call);
         assert_eq!(
             parse_err::<executor::Call>(r#"{"executor_id":{"value":"e"},"type":"HEARTBEAT"}"#),
@@ -390,29 +336,19 @@ mod tests {
         let register = AgentCall {
             r#type: Some(agent_call::Type::Register as i32),
             register: Some(agent_call::Register {
-                agent_info: AgentInfo {
-                    hostname: "a1".into(),
-                    ..Default::default()
-                },
+                agent_info: AgentInfo { hostname: "a1".into(), ..Default::default() },
                 protocol_version: 1,
                 ..Default::default()
             }),
             ..Default::default()
         };
         assert_round_trip(&register);
-        assert_eq!(
-            to_json_value(&register)["register"]["agent_info"]["port"],
-            json!(5051)
-        );
+        assert_eq!(to_json_value(&register)["register"]["agent_info"]["port"], json!(5051));
     }
 
     #[test]
     fn unset_fields_with_defaults_are_written() {
-        let info = FrameworkInfo {
-            user: "u".into(),
-            name: "n".into(),
-            ..Default::default()
-        };
+        let info = FrameworkInfo { user: "u".into(), name: "n".into(), ..Default::default() };
         let text = to_json(&info);
         assert!(text.contains(r#""failover_timeout":0"#), "{text}");
         assert!(text.contains(r#""checkpoint":false"#), "{text}");
@@ -421,61 +357,26 @@ mod tests {
             to_json_value(&info),
             json!({"user": "u", "name": "n", "failover_timeout": 0, "checkpoint": false})
         );
-        let command = CommandInfo {
-            value: Some("true".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            to_json_value(&command),
-            json!({"value": "true", "shell": true})
-        );
-        let uri = command_info::Uri {
-            value: "http://x/y.tgz".into(),
-            ..Default::default()
-        };
-        assert_eq!(
-            to_json_value(&uri),
-            json!({"value": "http://x/y.tgz", "extract": true})
-        );
-        let master = MasterInfo {
-            id: "m".into(),
-            ip: 1,
-            port: 5050,
-            ..Default::default()
-        };
-        assert_eq!(
-            to_json_value(&master),
-            json!({"id": "m", "ip": 1, "port": 5050})
-        );
-        let agent = AgentInfo {
-            hostname: "h".into(),
-            ..Default::default()
-        };
-        assert_eq!(
-            to_json_value(&agent),
-            json!({"hostname": "h", "port": 5051})
-        );
+        let command = CommandInfo { value: Some("true".into()), ..Default::default() };
+        assert_eq!(to_json_value(&command), json!({"value": "true", "shell": true}));
+        let uri = command_info::Uri { value: "http://x/y.tgz".into(), ..Default::default() };
+        assert_eq!(to_json_value(&uri), json!({"value": "http://x/y.tgz", "extract": true}));
+        let master = MasterInfo { id: "m".into(), ip: 1, port: 5050, ..Default::default() };
+        assert_eq!(to_json_value(&master), json!({"id": "m", "ip": 1, "port": 5050}));
+        let agent = AgentInfo { hostname: "h".into(), ..Default::default() };
+        assert_eq!(to_json_value(&agent), json!({"hostname": "h", "port": 5051}));
         assert_eq!(
             to_json_value(&HealthCheck::default()),
             json!({"delay_seconds": 15, "interval_seconds": 10, "timeout_seconds": 20,
                    "consecutive_failures": 3, "grace_period_seconds": 10})
         );
-        let resource = Resource {
-            name: "cpus".into(),
-            ..Default::default()
-        };
-        assert_eq!(
-            to_json_value(&resource),
-            json!({"name": "cpus", "type": "SCALAR"})
-        );
+        let resource = Resource { name: "cpus".into(), ..Default::default() };
+        assert_eq!(to_json_value(&resource), json!({"name": "cpus", "type": "SCALAR"}));
         // An explicitly set value wins over the default, deprecated or not.
         let info: FrameworkInfo =
             parse(r#"{"user":"u","name":"n","role":"web","checkpoint":true}"#);
         let value = to_json_value(&info);
-        assert_eq!(
-            (&value["role"], &value["checkpoint"]),
-            (&json!("web"), &json!(true))
-        );
+        assert_eq!((&value["role"], &value["checkpoint"]), (&json!("web"), &json!(true)));
     }
 
     #[test]
@@ -495,19 +396,13 @@ mod tests {
         assert_eq!(value["timestamp"], json!(1_700_000_000.25));
         assert_exact_round_trip(&status);
 
-        let range = crate::v1::value::Range {
-            begin: 1,
-            end: u64::MAX,
-        };
+        let range = crate::v1::value::Range { begin: 1, end: u64::MAX };
         let text = to_json(&range);
         assert!(text.contains(r#""end":18446744073709551615"#), "{text}");
         assert_exact_round_trip(&range);
 
         // An enum number the descriptor does not know is written as the number.
-        let status = TaskStatus {
-            state: 99,
-            ..status
-        };
+        let status = TaskStatus { state: 99, ..status };
         assert_eq!(to_json_value(&status)["state"], json!(99));
     }
 
@@ -520,10 +415,7 @@ mod tests {
         };
         let text = to_json(&info);
         assert!(text.is_ascii(), "{text}");
-        assert!(
-            text.contains(r#""name":"caf\u00e9 \ud83d\ude80""#),
-            "{text}"
-        );
+        assert!(text.contains(r#""name":"caf\u00e9 \ud83d\ude80""#), "{text}");
         assert_round_trip(&info);
     }
 
@@ -562,14 +454,8 @@ mod tests {
         );
         let no_value = r#"{"name":"t","task_id":{"value":"t"},"agent_id":{"value":"a"},
             "limits":{"cpus":{},"mem":{"value":1}}}"#;
-        assert_eq!(
-            parse_err::<TaskInfo>(no_value),
-            "Missing required fields: limits[cpus].value"
-        );
-        assert_eq!(
-            parse_err::<FrameworkInfo>("{}"),
-            "Missing required fields: user, name"
-        );
+        assert_eq!(parse_err::<TaskInfo>(no_value), "Missing required fields: limits[cpus].value");
+        assert_eq!(parse_err::<FrameworkInfo>("{}"), "Missing required fields: user, name");
     }
 
     #[test]
@@ -580,10 +466,7 @@ mod tests {
         // Repeated: the unknown element is dropped.
         let caps: CapabilityInfo = parse(r#"{"capabilities":["CHOWN","NOT_A_CAP","KILL"]}"#);
         use capability_info::Capability;
-        assert_eq!(
-            caps.capabilities,
-            [Capability::Chown as i32, Capability::Kill as i32]
-        );
+        assert_eq!(caps.capabilities, [Capability::Chown as i32, Capability::Kill as i32]);
         // Required: an error naming the field.
         let err = parse_err::<TaskStatus>(r#"{"task_id":{"value":"t"},"state":"TASK_NOPE"}"#);
         assert_eq!(err, r#"field 'state': unknown enum value "TASK_NOPE""#);
@@ -617,40 +500,22 @@ mod tests {
         assert_eq!(task.limits["cpus"].value, f64::INFINITY);
         assert_eq!(task.limits["mem"].value, 256.0);
         let value = to_json_value(&task);
-        assert_eq!(
-            value["limits"],
-            json!({"cpus": {"value": "Infinity"}, "mem": {"value": 256}})
-        );
+        assert_eq!(value["limits"], json!({"cpus": {"value": "Infinity"}, "mem": {"value": 256}}));
         assert_round_trip(&task);
     }
 
     #[test]
     fn type_errors_name_the_field() {
         let cases: [(&str, &str); 9] = [
-            (
-                r#"{"id":"m","ip":1.5,"port":1}"#,
-                "field 'ip': 1.5 is not an integer",
-            ),
-            (
-                r#"{"id":"m","ip":"x","port":1}"#,
-                r#"field 'ip': "x" is not an integer"#,
-            ),
-            (
-                r#"{"id":"m","ip":-1,"port":1}"#,
-                "field 'ip': -1 is out of range for uint32",
-            ),
+            (r#"{"id":"m","ip":1.5,"port":1}"#, "field 'ip': 1.5 is not an integer"),
+            (r#"{"id":"m","ip":"x","port":1}"#, r#"field 'ip': "x" is not an integer"#),
+            (r#"{"id":"m","ip":-1,"port":1}"#, "field 'ip': -1 is out of range for uint32"),
             (
                 r#"{"id":"m","ip":4294967296,"port":1}"#,
                 "field 'ip': 4294967296 is out of range for uint32",
             ),
-            (
-                r#"{"id":"m","ip":true,"port":1}"#,
-                "field 'ip': expected an integer",
-            ),
-            (
-                r#"{"id":7,"ip":1,"port":1}"#,
-                "field 'id': expected a string",
-            ),
+            (r#"{"id":"m","ip":true,"port":1}"#, "field 'ip': expected an integer"),
+            (r#"{"id":7,"ip":1,"port":1}"#, "field 'id': expected a string"),
             (
                 r#"{"id":"m","ip":1,"port":1,"capabilities":{"type":"AGENT_UPDATE"}}"#,
                 "field 'capabilities': expected an array",
@@ -711,10 +576,7 @@ mod tests {
         for _ in 0..100 {
             text = format!(r#"{{"value":"c","parent":{text}}}"#);
         }
-        assert_eq!(
-            parse_err::<ContainerId>(&text),
-            "messages nest deeper than 64 levels"
-        );
+        assert_eq!(parse_err::<ContainerId>(&text), "messages nest deeper than 64 levels");
         let mut text = String::from(r#"{"value":"c"}"#);
         for _ in 0..30 {
             text = format!(r#"{{"value":"c","parent":{text}}}"#);
@@ -734,14 +596,11 @@ mod tests {
         assert!(descriptor_of::<crate::v1::offer::operation::Launch>().is_some());
         assert!(descriptor_of::<executor::Event>().is_some());
         assert!(descriptor_of::<crate::internal::AgentEvent>().is_some());
-        let info = descriptor_pool()
-            .get_message_by_name("mesos.v1.FrameworkInfo")
-            .expect("FrameworkInfo");
+        let info =
+            descriptor_pool().get_message_by_name("mesos.v1.FrameworkInfo").expect("FrameworkInfo");
         let role = info.get_field_by_name("role").expect("role field");
         assert!(write::is_deprecated(&role) && write::has_explicit_default(&role));
-        let timeout = info
-            .get_field_by_name("failover_timeout")
-            .expect("failover_timeout");
+        let timeout = info.get_field_by_name("failover_timeout").expect("failover_timeout");
         assert!(!write::is_deprecated(&timeout) && write::has_explicit_default(&timeout));
     }
 

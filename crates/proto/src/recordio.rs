@@ -63,12 +63,7 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder that refuses records longer than `max_record_len` bytes.
     pub fn new(max_record_len: usize) -> Decoder {
-        Decoder {
-            buf: BytesMut::new(),
-            max_record_len,
-            pending: None,
-            failed: None,
-        }
+        Decoder { buf: BytesMut::new(), max_record_len, pending: None, failed: None }
     }
 
     /// Appends received bytes. Input after an error is discarded.
@@ -126,10 +121,7 @@ impl Decoder {
                 if len == 0 {
                     return Err(RecordIoError::ZeroLength);
                 }
-                let too_large = RecordIoError::TooLarge {
-                    len,
-                    max: self.max_record_len,
-                };
+                let too_large = RecordIoError::TooLarge { len, max: self.max_record_len };
                 let len = usize::try_from(len).map_err(|_| too_large.clone())?;
                 if len > self.max_record_len {
                     return Err(too_large);
@@ -173,10 +165,7 @@ mod tests {
 
     #[test]
     fn encodes_like_mesos() {
-        assert_eq!(
-            encode(br#"{"type":"HEARTBEAT"}"#),
-            b"20\n{\"type\":\"HEARTBEAT\"}"
-        );
+        assert_eq!(encode(br#"{"type":"HEARTBEAT"}"#), b"20\n{\"type\":\"HEARTBEAT\"}");
         let mut buf = Vec::new();
         encode_into(&mut buf, b"a");
         encode_into(&mut buf, b"0123456789");
@@ -203,10 +192,7 @@ mod tests {
         assert!(!decoder.is_at_boundary());
         assert_eq!(decoder.buffered_len(), 3);
         decoder.feed(b"de3\n");
-        assert_eq!(
-            decoder.next_record(),
-            Ok(Some(Bytes::from_static(b"abcde")))
-        );
+        assert_eq!(decoder.next_record(), Ok(Some(Bytes::from_static(b"abcde"))));
         assert_eq!(decoder.next_record(), Ok(None));
         decoder.feed(b"xyz");
         assert_eq!(decoder.next_record(), Ok(Some(Bytes::from_static(b"xyz"))));
@@ -226,13 +212,7 @@ mod tests {
             (b"101\n", RecordIoError::TooLarge { len: 101, max: 100 }),
             (b"000000000000000000001", RecordIoError::PrefixTooLong),
             (b"99999999999999999999\n", RecordIoError::Overflow),
-            (
-                b"18446744073709551615\n",
-                RecordIoError::TooLarge {
-                    len: u64::MAX,
-                    max: 100,
-                },
-            ),
+            (b"18446744073709551615\n", RecordIoError::TooLarge { len: u64::MAX, max: 100 }),
         ];
         for (input, expected) in table {
             assert_eq!(decode_chunks(100, &[input]), Err(expected), "{input:?}");
@@ -242,17 +222,11 @@ mod tests {
         decoder.feed(b"00000000000000000005");
         assert_eq!(decoder.next_record(), Ok(None));
         decoder.feed(b"\nhello");
-        assert_eq!(
-            decoder.next_record(),
-            Ok(Some(Bytes::from_static(b"hello")))
-        );
+        assert_eq!(decoder.next_record(), Ok(Some(Bytes::from_static(b"hello"))));
         // A bad byte fails before the newline arrives.
         let mut decoder = Decoder::new(100);
         decoder.feed(b"1x");
-        assert_eq!(
-            decoder.next_record(),
-            Err(RecordIoError::NonDigit { byte: b'x' })
-        );
+        assert_eq!(decoder.next_record(), Err(RecordIoError::NonDigit { byte: b'x' }));
     }
 
     #[test]

@@ -53,9 +53,7 @@ fn framework(checkpoint: bool) -> v1::FrameworkInfo {
     v1::FrameworkInfo {
         user: "alice".into(),
         name: "demo".into(),
-        id: Some(v1::FrameworkId {
-            value: FRAMEWORK_ID.into(),
-        }),
+        id: Some(v1::FrameworkId { value: FRAMEWORK_ID.into() }),
         checkpoint: Some(checkpoint),
         ..Default::default()
     }
@@ -65,9 +63,7 @@ fn command_task(id: &str) -> v1::TaskInfo {
     v1::TaskInfo {
         name: id.into(),
         task_id: v1::TaskId { value: id.into() },
-        agent_id: v1::AgentId {
-            value: AGENT_ID.into(),
-        },
+        agent_id: v1::AgentId { value: AGENT_ID.into() },
         command: Some(v1::CommandInfo {
             value: Some("echo hello world && sleep 30".into()),
             shell: Some(true),
@@ -81,12 +77,8 @@ fn custom_task(id: &str, executor_id: &str) -> v1::TaskInfo {
     let mut task = command_task(id);
     task.command = None;
     task.executor = Some(v1::ExecutorInfo {
-        executor_id: v1::ExecutorId {
-            value: executor_id.into(),
-        },
-        framework_id: Some(v1::FrameworkId {
-            value: FRAMEWORK_ID.into(),
-        }),
+        executor_id: v1::ExecutorId { value: executor_id.into() },
+        framework_id: Some(v1::FrameworkId { value: FRAMEWORK_ID.into() }),
         command: Some(v1::CommandInfo {
             value: Some("./my-executor".into()),
             environment: Some(v1::Environment {
@@ -98,9 +90,7 @@ fn custom_task(id: &str, executor_id: &str) -> v1::TaskInfo {
             }),
             ..Default::default()
         }),
-        shutdown_grace_period: Some(v1::DurationInfo {
-            nanoseconds: 2_000_000_000,
-        }),
+        shutdown_grace_period: Some(v1::DurationInfo { nanoseconds: 2_000_000_000 }),
         ..Default::default()
     });
     task
@@ -116,10 +106,7 @@ fn registered(id: &str) -> Input {
     let mut e = master_event(MasterEventType::Registered);
     e.registered = Some(internal::agent_event::Registered {
         agent_id: v1::AgentId { value: id.into() },
-        master_info: v1::MasterInfo {
-            id: "c0ffee".into(),
-            ..Default::default()
-        },
+        master_info: v1::MasterInfo { id: "c0ffee".into(), ..Default::default() },
         heartbeat_interval_seconds: Some(15.0),
     });
     Input::Master(e)
@@ -127,22 +114,15 @@ fn registered(id: &str) -> Input {
 
 fn run_task(info: v1::FrameworkInfo, task: v1::TaskInfo) -> Input {
     let mut e = master_event(MasterEventType::RunTask);
-    e.run_task = Some(internal::agent_event::RunTask {
-        framework_info: info,
-        task,
-    });
+    e.run_task = Some(internal::agent_event::RunTask { framework_info: info, task });
     Input::Master(e)
 }
 
 fn kill_task(task_id: &str) -> Input {
     let mut e = master_event(MasterEventType::KillTask);
     e.kill_task = Some(internal::agent_event::KillTask {
-        framework_id: v1::FrameworkId {
-            value: FRAMEWORK_ID.into(),
-        },
-        task_id: v1::TaskId {
-            value: task_id.into(),
-        },
+        framework_id: v1::FrameworkId { value: FRAMEWORK_ID.into() },
+        task_id: v1::TaskId { value: task_id.into() },
         kill_policy: Some(v1::KillPolicy {
             grace_period: Some(v1::DurationInfo { nanoseconds: 1_000 }),
         }),
@@ -157,12 +137,8 @@ fn acknowledge(task_id: &str, n: u8) -> Input {
 fn acknowledge_uuid(task_id: &str, uuid: Bytes) -> Input {
     let mut e = master_event(MasterEventType::Acknowledge);
     e.acknowledge = Some(internal::agent_event::Acknowledge {
-        framework_id: v1::FrameworkId {
-            value: FRAMEWORK_ID.into(),
-        },
-        task_id: v1::TaskId {
-            value: task_id.into(),
-        },
+        framework_id: v1::FrameworkId { value: FRAMEWORK_ID.into() },
+        task_id: v1::TaskId { value: task_id.into() },
         uuid,
     });
     Input::Master(e)
@@ -171,9 +147,7 @@ fn acknowledge_uuid(task_id: &str, uuid: Bytes) -> Input {
 fn shutdown_framework() -> Input {
     let mut e = master_event(MasterEventType::ShutdownFramework);
     e.shutdown_framework = Some(internal::agent_event::ShutdownFramework {
-        framework_id: v1::FrameworkId {
-            value: FRAMEWORK_ID.into(),
-        },
+        framework_id: v1::FrameworkId { value: FRAMEWORK_ID.into() },
     });
     Input::Master(e)
 }
@@ -185,9 +159,7 @@ fn uuid(n: u8) -> Bytes {
 /// What an executor reports: `state` for `task_id` with `uuid(n)`.
 fn status(task_id: &str, state: TaskState, n: u8) -> v1::TaskStatus {
     let mut s = v1::TaskStatus {
-        task_id: v1::TaskId {
-            value: task_id.into(),
-        },
+        task_id: v1::TaskId { value: task_id.into() },
         uuid: Some(uuid(n)),
         ..Default::default()
     };
@@ -198,12 +170,8 @@ fn status(task_id: &str, state: TaskState, n: u8) -> v1::TaskStatus {
 
 fn executor_call(executor_id: &str, kind: CallType) -> executor::Call {
     let mut c = executor::Call {
-        executor_id: v1::ExecutorId {
-            value: executor_id.into(),
-        },
-        framework_id: v1::FrameworkId {
-            value: FRAMEWORK_ID.into(),
-        },
+        executor_id: v1::ExecutorId { value: executor_id.into() },
+        framework_id: v1::FrameworkId { value: FRAMEWORK_ID.into() },
         ..Default::default()
     };
     c.set_type(kind);
@@ -218,11 +186,7 @@ fn reply(out: &[Output], req: u64) -> Result<(), CallError> {
             _ => None,
         })
         .collect();
-    assert_eq!(
-        replies.len(),
-        1,
-        "exactly one reply to request {req}: {out:?}"
-    );
+    assert_eq!(replies.len(), 1, "exactly one reply to request {req}: {out:?}");
     replies.into_iter().next().expect("one reply")
 }
 
@@ -261,11 +225,7 @@ fn sent_short(out: &[Output]) -> Vec<(String, TaskState, u8)> {
     sent(out)
         .into_iter()
         .map(|(s, _)| {
-            let n = s
-                .uuid
-                .as_ref()
-                .and_then(|u| u.first().copied())
-                .unwrap_or(0);
+            let n = s.uuid.as_ref().and_then(|u| u.first().copied()).unwrap_or(0);
             (s.task_id.value.clone(), s.state(), n)
         })
         .collect()
@@ -281,19 +241,11 @@ fn exec_events(out: &[Output], conn: ConnId) -> Vec<executor::Event> {
 }
 
 fn exec_kinds(out: &[Output], conn: ConnId) -> Vec<EventType> {
-    exec_events(out, conn)
-        .iter()
-        .map(executor::Event::r#type)
-        .collect()
+    exec_events(out, conn).iter().map(executor::Event::r#type).collect()
 }
 
 fn env_of(launch: &Launch, name: &str) -> Option<String> {
-    launch
-        .env
-        .iter()
-        .rev()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.clone())
+    launch.env.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.clone())
 }
 
 struct Harness {
@@ -304,11 +256,7 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
-        Self {
-            agent: Agent::new(config()),
-            now: Duration::from_secs(1_700_000_000),
-            next_id: 0,
-        }
+        Self { agent: Agent::new(config()), now: Duration::from_secs(1_700_000_000), next_id: 0 }
     }
 
     /// An agent the master has registered as `AGENT_ID`.
@@ -375,10 +323,7 @@ fn register_call_carries_info_and_then_the_id() {
     let call = h.agent.register_call();
     assert_eq!(call.r#type(), internal::agent_call::Type::Register);
     let register = call.register.expect("payload");
-    assert_eq!(
-        register.protocol_version,
-        crate::master::AGENT_PROTOCOL_VERSION
-    );
+    assert_eq!(register.protocol_version, crate::master::AGENT_PROTOCOL_VERSION);
     assert_eq!(register.endpoint.as_deref(), Some("10.0.0.7:5051"));
     assert_eq!(register.agent_info.hostname, "agent7");
     assert_eq!(register.agent_info.resources, config().agent_info.resources);
@@ -388,16 +333,9 @@ fn register_call_carries_info_and_then_the_id() {
     assert!(h.handle(registered(AGENT_ID)).is_empty());
     assert_eq!(h.agent.agent_id(), Some(AGENT_ID));
     let again = h.agent.register_call().register.expect("payload");
-    assert_eq!(
-        again.agent_info.id.map(|i| i.value),
-        Some(AGENT_ID.to_string())
-    );
+    assert_eq!(again.agent_info.id.map(|i| i.value), Some(AGENT_ID.to_string()));
     // Heartbeats and errors from the master change nothing.
-    for kind in [
-        MasterEventType::Heartbeat,
-        MasterEventType::Error,
-        MasterEventType::Unknown,
-    ] {
+    for kind in [MasterEventType::Heartbeat, MasterEventType::Error, MasterEventType::Unknown] {
         assert!(h.handle(Input::Master(master_event(kind))).is_empty());
     }
 }
@@ -439,10 +377,7 @@ fn command_tasks_launch_the_command_executor() {
             assert_eq!(env_of(launch, name).as_deref(), Some(value), "{name}");
         }
         assert_eq!(env_of(launch, "MESOS_RECOVERY_TIMEOUT").is_some(), recovery);
-        assert_eq!(
-            env_of(launch, "MESOS_SUBSCRIPTION_BACKOFF_MAX").is_some(),
-            recovery
-        );
+        assert_eq!(env_of(launch, "MESOS_SUBSCRIPTION_BACKOFF_MAX").is_some(), recovery);
         assert_eq!(
             h.agent.executors(),
             vec![(FRAMEWORK_ID.into(), "t1".into(), launch.sandbox.clone())]
@@ -458,10 +393,7 @@ fn custom_executors_run_once_and_take_further_tasks() {
     let launch = launches(&out).pop().expect("LaunchExecutor");
     assert_eq!(launch.executor_id, "e1");
     assert_eq!(launch.command.value.as_deref(), Some("./my-executor"));
-    assert_eq!(
-        env_of(&launch, "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD").as_deref(),
-        Some("2secs")
-    );
+    assert_eq!(env_of(&launch, "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD").as_deref(), Some("2secs"));
     assert_eq!(
         env_of(&launch, "MESOS_CHECKPOINT").as_deref(),
         Some("overridden"),
@@ -492,66 +424,36 @@ fn custom_executors_run_once_and_take_further_tasks() {
 #[test]
 fn executor_subscribe() {
     let mut h = Harness::registered();
-    let launch = launches(&h.handle(run_task(framework(true), command_task("t1"))))
-        .pop()
-        .expect("launch");
+    let launch =
+        launches(&h.handle(run_task(framework(true), command_task("t1")))).pop().expect("launch");
     for (framework_id, executor_id, message) in [
         ("nope", "t1", "Framework cannot be found"),
         (FRAMEWORK_ID, "nope", "Executor cannot be found"),
     ] {
         let mut call = executor_call(executor_id, CallType::Subscribe);
         call.framework_id.value = framework_id.into();
-        let out = h.handle(Input::ExecutorSubscribe {
-            req: 1,
-            conn: 2,
-            call,
-        });
+        let out = h.handle(Input::ExecutorSubscribe { req: 1, conn: 2, call });
         assert_eq!(
             out,
-            vec![Output::Reply {
-                req: 1,
-                result: Err(CallError::BadRequest(message.into()))
-            }]
+            vec![Output::Reply { req: 1, result: Err(CallError::BadRequest(message.into())) }]
         );
     }
     let (conn, result, out) = h.subscribe("t1");
     assert_eq!(result, Ok(()));
-    assert!(
-        matches!(out[0], Output::Reply { .. }),
-        "the reply goes first: {out:?}"
-    );
+    assert!(matches!(out[0], Output::Reply { .. }), "the reply goes first: {out:?}");
     let events = exec_events(&out, conn);
     let subscribed = events[0].subscribed.clone().expect("SUBSCRIBED");
     assert_eq!(subscribed.executor_info.executor_id.value, "t1");
-    assert_eq!(
-        subscribed.framework_info.id.map(|i| i.value),
-        Some(FRAMEWORK_ID.to_string())
-    );
-    assert_eq!(
-        subscribed.agent_info.id.map(|i| i.value),
-        Some(AGENT_ID.to_string())
-    );
-    assert_eq!(
-        subscribed.container_id.map(|c| c.value),
-        Some(launch.container_id)
-    );
-    assert_eq!(
-        events[1]
-            .launch
-            .as_ref()
-            .map(|l| l.task.task_id.value.as_str()),
-        Some("t1")
-    );
+    assert_eq!(subscribed.framework_info.id.map(|i| i.value), Some(FRAMEWORK_ID.to_string()));
+    assert_eq!(subscribed.agent_info.id.map(|i| i.value), Some(AGENT_ID.to_string()));
+    assert_eq!(subscribed.container_id.map(|c| c.value), Some(launch.container_id));
+    assert_eq!(events[1].launch.as_ref().map(|l| l.task.task_id.value.as_str()), Some("t1"));
 
     // A second subscription replaces the first stream.
     let (second, result, out) = h.subscribe("t1");
     assert_eq!(result, Ok(()));
     assert!(out.contains(&Output::CloseExecutor { conn }));
-    assert_eq!(
-        exec_kinds(&out, second),
-        vec![EventType::Subscribed],
-        "nothing queued any more"
-    );
+    assert_eq!(exec_kinds(&out, second), vec![EventType::Subscribed], "nothing queued any more");
     // Other call types on the subscribe path are refused.
     let out = h.handle(Input::ExecutorSubscribe {
         req: 9,
@@ -572,20 +474,8 @@ fn executor_update_validation() {
 
     let valid = status("t1", TaskState::TaskRunning, 1);
     let cases: Vec<(&str, v1::TaskStatus)> = vec![
-        (
-            "missing uuid",
-            v1::TaskStatus {
-                uuid: None,
-                ..valid.clone()
-            },
-        ),
-        (
-            "short uuid",
-            v1::TaskStatus {
-                uuid: Some(Bytes::from_static(b"abc")),
-                ..valid.clone()
-            },
-        ),
+        ("missing uuid", v1::TaskStatus { uuid: None, ..valid.clone() }),
+        ("short uuid", v1::TaskStatus { uuid: Some(Bytes::from_static(b"abc")), ..valid.clone() }),
         ("source", {
             let mut s = valid.clone();
             s.set_source(Source::Agent);
@@ -595,60 +485,34 @@ fn executor_update_validation() {
         (
             "executor id",
             v1::TaskStatus {
-                executor_id: Some(v1::ExecutorId {
-                    value: "other".into(),
-                }),
+                executor_id: Some(v1::ExecutorId { value: "other".into() }),
                 ..valid.clone()
             },
         ),
-        (
-            "task id",
-            v1::TaskStatus {
-                task_id: v1::TaskId::default(),
-                ..valid.clone()
-            },
-        ),
+        ("task id", v1::TaskStatus { task_id: v1::TaskId::default(), ..valid.clone() }),
     ];
     for (name, status) in cases {
         let (result, out) = h.update("t1", status);
-        assert!(
-            matches!(result, Err(CallError::BadRequest(_))),
-            "{name}: {result:?}"
-        );
+        assert!(matches!(result, Err(CallError::BadRequest(_))), "{name}: {result:?}");
         assert_eq!(out.len(), 1, "{name}: only the reply");
     }
     let (result, _) = h.call(executor_call("t1", CallType::Update));
-    assert!(
-        matches!(result, Err(CallError::BadRequest(_))),
-        "no payload"
-    );
+    assert!(matches!(result, Err(CallError::BadRequest(_))), "no payload");
     assert_eq!(h.call(executor_call("t1", CallType::Heartbeat)).0, Ok(()));
     assert_eq!(h.agent.pending_updates(), 0);
 
     let (result, out) = h.update("t1", valid);
     assert_eq!(result, Ok(()));
-    let ack = exec_events(&out, conn)
-        .pop()
-        .and_then(|e| e.acknowledged)
-        .expect("ACKNOWLEDGED");
+    let ack = exec_events(&out, conn).pop().and_then(|e| e.acknowledged).expect("ACKNOWLEDGED");
     assert_eq!((ack.task_id.value.as_str(), &ack.uuid), ("t1", &uuid(1)));
     let calls = to_master(&out);
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].r#type(), internal::agent_call::Type::StatusUpdate);
-    assert_eq!(
-        calls[0].agent_id.as_ref().map(|a| a.value.as_str()),
-        Some(AGENT_ID)
-    );
+    assert_eq!(calls[0].agent_id.as_ref().map(|a| a.value.as_str()), Some(AGENT_ID));
     let update = calls[0].status_update.clone().expect("payload");
     assert_eq!(update.framework_id.value, FRAMEWORK_ID);
-    assert_eq!(
-        update.status.agent_id.as_ref().map(|a| a.value.as_str()),
-        Some(AGENT_ID)
-    );
-    assert_eq!(
-        update.status.executor_id.as_ref().map(|e| e.value.as_str()),
-        Some("t1")
-    );
+    assert_eq!(update.status.agent_id.as_ref().map(|a| a.value.as_str()), Some(AGENT_ID));
+    assert_eq!(update.status.executor_id.as_ref().map(|e| e.value.as_str()), Some("t1"));
     assert_eq!(update.status.uuid, Some(uuid(1)));
     assert_eq!(update.latest_state(), TaskState::TaskRunning);
     assert!(update.status.timestamp.is_some());
@@ -663,10 +527,7 @@ fn closed_executor_streams_need_a_new_subscription() {
     assert!(matches!(result, Err(CallError::Forbidden(_))));
     let (_, result, _) = h.subscribe("t1");
     assert_eq!(result, Ok(()));
-    assert_eq!(
-        h.update("t1", status("t1", TaskState::TaskRunning, 1)).0,
-        Ok(())
-    );
+    assert_eq!(h.update("t1", status("t1", TaskState::TaskRunning, 1)).0, Ok(()));
     // Executor MESSAGE is not forwarded yet and says so.
     assert!(matches!(
         h.call(executor_call("t1", CallType::Message)).0,

@@ -53,11 +53,7 @@ impl Agent {
     ) {
         // The master removed a terminating framework and would never acknowledge the update,
         // which would then be retried forever.
-        if self
-            .frameworks
-            .get(framework_id)
-            .is_some_and(|f| f.terminating)
-        {
+        if self.frameworks.get(framework_id).is_some_and(|f| f.terminating) {
             return;
         }
         let key = (framework_id.to_string(), status.task_id.value.clone());
@@ -140,9 +136,7 @@ impl Agent {
         call.set_type(internal::agent_call::Type::StatusUpdate);
         call.agent_id = agent_id.map(|a| v1::AgentId { value: a });
         let mut update = internal::agent_call::StatusUpdate {
-            framework_id: v1::FrameworkId {
-                value: key.0.clone(),
-            },
+            framework_id: v1::FrameworkId { value: key.0.clone() },
             status: head.clone(),
             latest_state: None,
         };

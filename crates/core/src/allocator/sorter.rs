@@ -107,9 +107,7 @@ impl DrfSorter {
             .filter(|(name, _)| !ctx.excluded.contains(*name))
             .filter_map(|(name, amount)| {
                 let total = ctx.totals.get(name).copied().unwrap_or_default();
-                total
-                    .is_positive()
-                    .then(|| amount.milli() as f64 / total.milli() as f64)
+                total.is_positive().then(|| amount.milli() as f64 / total.milli() as f64)
             })
             .fold(0.0_f64, f64::max);
         dominant / weight
@@ -129,19 +127,9 @@ impl DrfSorter {
     ) -> Vec<&'a str> {
         let mut keyed: Vec<(f64, u64, &'a str)> = candidates
             .into_iter()
-            .map(|client| {
-                (
-                    self.share(client, weight(client), ctx),
-                    self.count(client),
-                    client,
-                )
-            })
+            .map(|client| (self.share(client, weight(client), ctx), self.count(client), client))
             .collect();
-        keyed.sort_by(|a, b| {
-            a.0.total_cmp(&b.0)
-                .then(a.1.cmp(&b.1))
-                .then_with(|| a.2.cmp(b.2))
-        });
+        keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then_with(|| a.2.cmp(b.2)));
         keyed.into_iter().map(|(_, _, client)| client).collect()
     }
 }
@@ -168,20 +156,14 @@ mod tests {
         let mut sorter = DrfSorter::default();
         sorter.allocated("a", &res("cpus:1;mem:500;ports:[1-100]"));
         sorter.allocated("b", &res("cpus:4;mem:100;gpus:2"));
-        let ctx = ShareContext {
-            totals: &totals,
-            excluded: &excluded,
-        };
+        let ctx = ShareContext { totals: &totals, excluded: &excluded };
         assert_eq!(sorter.share("a", 1.0, &ctx), 0.5);
         assert_eq!(sorter.share("a", 2.0, &ctx), 0.25);
         assert_eq!(sorter.share("b", 1.0, &ctx), 1.0);
         assert_eq!(sorter.share("nobody", 1.0, &ctx), 0.0);
         assert_eq!(sorter.sort(["b", "a", "c"], |_| 1.0, &ctx), ["c", "a", "b"]);
         excluded.insert("gpus".to_string());
-        let ctx = ShareContext {
-            totals: &totals,
-            excluded: &excluded,
-        };
+        let ctx = ShareContext { totals: &totals, excluded: &excluded };
         assert_eq!(sorter.share("b", 1.0, &ctx), 0.4);
         assert_eq!(sorter.sort(["b", "a"], |_| 1.0, &ctx), ["b", "a"]);
     }
@@ -190,10 +172,7 @@ mod tests {
     fn ties_break_on_count_then_name() {
         let totals = scalar_quantities(&res("cpus:10"));
         let excluded = BTreeSet::new();
-        let ctx = ShareContext {
-            totals: &totals,
-            excluded: &excluded,
-        };
+        let ctx = ShareContext { totals: &totals, excluded: &excluded };
         let mut sorter = DrfSorter::default();
         assert_eq!(sorter.sort(["b", "a"], |_| 1.0, &ctx), ["a", "b"]);
         sorter.allocated("a", &res("cpus:1"));

@@ -25,17 +25,11 @@ fn secs(s: f64) -> Duration {
 
 /// (framework, agent) of each allocation, in order.
 fn who(allocations: &[Allocation]) -> Vec<(String, String)> {
-    allocations
-        .iter()
-        .map(|a| (a.framework_id.clone(), a.agent_id.clone()))
-        .collect()
+    allocations.iter().map(|a| (a.framework_id.clone(), a.agent_id.clone())).collect()
 }
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-    items
-        .iter()
-        .map(|(f, a)| (f.to_string(), a.to_string()))
-        .collect()
+    items.iter().map(|(f, a)| (f.to_string(), a.to_string())).collect()
 }
 
 /// An allocator with `agents` (id, resources) and frameworks (id, roles), all active.
@@ -57,14 +51,7 @@ fn setup(
 /// Recovers every allocation without installing filters.
 fn recover_all(allocator: &mut Allocator, allocations: &[Allocation], now: Duration) {
     for a in allocations {
-        allocator.recover(
-            &a.framework_id,
-            &a.role,
-            &a.agent_id,
-            &a.resources,
-            None,
-            now,
-        );
+        allocator.recover(&a.framework_id, &a.role, &a.agent_id, &a.resources, None, now);
     }
 }
 
@@ -72,19 +59,12 @@ const AGENT: &str = "cpus:4;mem:4096;ports:[31000-32000]";
 
 #[test]
 fn the_first_framework_takes_the_whole_agent_once() {
-    let mut allocator = setup(
-        AllocatorConfig::default(),
-        &[("a1", AGENT)],
-        &[("f1", &["r"])],
-    );
+    let mut allocator = setup(AllocatorConfig::default(), &[("a1", AGENT)], &[("f1", &["r"])]);
     let offers = allocator.allocate(secs(0.0));
     assert_eq!(who(&offers), pairs(&[("f1", "a1")]));
     assert_eq!(offers[0].resources, res(AGENT));
     assert_eq!(offers[0].role, "r");
-    assert!(
-        allocator.allocate(secs(1.0)).is_empty(),
-        "offered resources stay allocated"
-    );
+    assert!(allocator.allocate(secs(1.0)).is_empty(), "offered resources stay allocated");
     assert_eq!(allocator.allocated("f1"), res(AGENT));
     assert_eq!(allocator.available("a1"), Some(&Resources::new()));
     assert_eq!(allocator.role_share("r"), 1.0);
@@ -92,11 +72,8 @@ fn the_first_framework_takes_the_whole_agent_once() {
 
 #[test]
 fn two_frameworks_of_one_role_alternate_when_everything_comes_back() {
-    let mut allocator = setup(
-        AllocatorConfig::default(),
-        &[("a1", AGENT)],
-        &[("fa", &["r"]), ("fb", &["r"])],
-    );
+    let mut allocator =
+        setup(AllocatorConfig::default(), &[("a1", AGENT)], &[("fa", &["r"]), ("fb", &["r"])]);
     let mut order = Vec::new();
     for cycle in 0..10 {
         let now = secs(f64::from(cycle));
@@ -106,25 +83,16 @@ fn two_frameworks_of_one_role_alternate_when_everything_comes_back() {
         recover_all(&mut allocator, &offers, now);
     }
     // With equal shares after each recovery, fewer allocations so far wins the tie.
-    assert_eq!(
-        order,
-        strings(&["fa", "fb", "fa", "fb", "fa", "fb", "fa", "fb", "fa", "fb"])
-    );
+    assert_eq!(order, strings(&["fa", "fb", "fa", "fb", "fa", "fb", "fa", "fb", "fa", "fb"]));
 }
 
 #[test]
 fn drf_spreads_agents_over_the_frameworks_of_a_role() {
     let agents = [("a1", AGENT), ("a2", AGENT), ("a3", AGENT), ("a4", AGENT)];
-    let mut allocator = setup(
-        AllocatorConfig::default(),
-        &agents,
-        &[("fa", &["r"]), ("fb", &["r"])],
-    );
+    let mut allocator =
+        setup(AllocatorConfig::default(), &agents, &[("fa", &["r"]), ("fb", &["r"])]);
     let offers = allocator.allocate(secs(0.0));
-    assert_eq!(
-        who(&offers),
-        pairs(&[("fa", "a1"), ("fb", "a2"), ("fa", "a3"), ("fb", "a4")])
-    );
+    assert_eq!(who(&offers), pairs(&[("fa", "a1"), ("fb", "a2"), ("fa", "a3"), ("fb", "a4")]));
 }
 
 #[test]
@@ -149,24 +117,16 @@ fn the_dominant_resource_decides() {
 fn weights_two_to_one_give_two_thirds_of_the_agents() {
     let mut config = AllocatorConfig::default();
     config.weights.insert("heavy".into(), 2.0);
-    let agents: Vec<(String, &str)> = (0..30)
-        .map(|i| (format!("a{i:02}"), "cpus:1;mem:1024"))
-        .collect();
+    let agents: Vec<(String, &str)> =
+        (0..30).map(|i| (format!("a{i:02}"), "cpus:1;mem:1024")).collect();
     let agent_refs: Vec<(&str, &str)> = agents.iter().map(|(id, r)| (id.as_str(), *r)).collect();
-    let mut allocator = setup(
-        config,
-        &agent_refs,
-        &[("fh", &["heavy"]), ("fl", &["light"])],
-    );
+    let mut allocator = setup(config, &agent_refs, &[("fh", &["heavy"]), ("fl", &["light"])]);
     let offers = allocator.allocate(secs(0.0));
     assert_eq!(offers.len(), 30);
     let heavy = offers.iter().filter(|a| a.role == "heavy").count();
     assert!((19..=21).contains(&heavy), "heavy got {heavy} of 30 agents");
     let (h, l) = (allocator.role_share("heavy"), allocator.role_share("light"));
-    assert!(
-        (h - l).abs() < 0.05,
-        "weighted shares {h} and {l} end up close"
-    );
+    assert!((h - l).abs() < 0.05, "weighted shares {h} and {l} end up close");
 }
 
 #[test]
@@ -178,11 +138,7 @@ fn excluded_resources_do_not_count_for_fairness() {
             ..AllocatorConfig::default()
         };
         let mut allocator = Allocator::new(config);
-        let used = [(
-            "fa".to_string(),
-            "r".to_string(),
-            res("gpus:4;cpus:0.1;mem:1"),
-        )];
+        let used = [("fa".to_string(), "r".to_string(), res("gpus:4;cpus:0.1;mem:1"))];
         allocator.add_agent("z-gpu", res("gpus:4;cpus:0.1;mem:1"), &used);
         allocator.add_agent("a-x", res("cpus:1;mem:100"), &[]);
         allocator.add_agent("b-y", res("cpus:1;mem:100"), &[]);
@@ -196,25 +152,13 @@ fn excluded_resources_do_not_count_for_fairness() {
 
 #[test]
 fn a_refuse_filter_blocks_until_it_expires() {
-    let cases = [
-        (None, true),
-        (Some(secs(0.0)), true),
-        (Some(secs(5.0)), false),
-    ];
+    let cases = [(None, true), (Some(secs(0.0)), true), (Some(secs(5.0)), false)];
     for (refuse, offered_at_once) in cases {
-        let mut allocator = setup(
-            AllocatorConfig::default(),
-            &[("a1", AGENT)],
-            &[("f1", &["r"])],
-        );
+        let mut allocator = setup(AllocatorConfig::default(), &[("a1", AGENT)], &[("f1", &["r"])]);
         let offers = allocator.allocate(secs(0.0));
         let a = &offers[0];
         allocator.recover("f1", "r", "a1", &a.resources, refuse, secs(0.0));
-        assert_eq!(
-            !allocator.allocate(secs(1.0)).is_empty(),
-            offered_at_once,
-            "{refuse:?}"
-        );
+        assert_eq!(!allocator.allocate(secs(1.0)).is_empty(), offered_at_once, "{refuse:?}");
         if !offered_at_once {
             assert!(allocator.allocate(secs(4.999)).is_empty());
             assert_eq!(who(&allocator.allocate(secs(5.0))), pairs(&[("f1", "a1")]));
@@ -224,20 +168,13 @@ fn a_refuse_filter_blocks_until_it_expires() {
 
 #[test]
 fn a_larger_offer_passes_a_filter() {
-    let mut allocator = setup(
-        AllocatorConfig::default(),
-        &[("a1", AGENT)],
-        &[("f1", &["r"])],
-    );
+    let mut allocator = setup(AllocatorConfig::default(), &[("a1", AGENT)], &[("f1", &["r"])]);
     allocator.allocate(secs(0.0));
     // The framework launches a task on part of the offer and declines the rest for an hour.
     let task = res("cpus:1;mem:1024;ports:[31000-31000]");
     let declined = res(AGENT) - &task;
     allocator.recover("f1", "r", "a1", &declined, Some(secs(3600.0)), secs(0.0));
-    assert!(
-        allocator.allocate(secs(1.0)).is_empty(),
-        "the declined part is filtered"
-    );
+    assert!(allocator.allocate(secs(1.0)).is_empty(), "the declined part is filtered");
     // The task ends: the whole agent is free, which is more than was refused.
     allocator.recover("f1", "r", "a1", &task, None, secs(2.0));
     let offers = allocator.allocate(secs(3.0));
@@ -251,14 +188,7 @@ fn filters_are_per_agent_and_per_framework() {
     let mut allocator = setup(AllocatorConfig::default(), &agents, &[("f1", &["r"])]);
     let offers = allocator.allocate(secs(0.0));
     assert_eq!(offers.len(), 2);
-    allocator.recover(
-        "f1",
-        "r",
-        "a1",
-        &offers[0].resources,
-        Some(secs(60.0)),
-        secs(0.0),
-    );
+    allocator.recover("f1", "r", "a1", &offers[0].resources, Some(secs(60.0)), secs(0.0));
     allocator.recover("f1", "r", "a2", &offers[1].resources, None, secs(0.0));
     assert_eq!(who(&allocator.allocate(secs(1.0))), pairs(&[("f1", "a2")]));
     // Another framework of the same role is not bound by f1's filter.
@@ -268,32 +198,19 @@ fn filters_are_per_agent_and_per_framework() {
 
 #[test]
 fn suppress_and_revive() {
-    let mut allocator = setup(
-        AllocatorConfig::default(),
-        &[("a1", AGENT)],
-        &[("f1", &["r"]), ("f2", &["r"])],
-    );
+    let mut allocator =
+        setup(AllocatorConfig::default(), &[("a1", AGENT)], &[("f1", &["r"]), ("f2", &["r"])]);
     allocator.suppress("f1", &[]);
     let offers = allocator.allocate(secs(0.0));
     assert_eq!(who(&offers), pairs(&[("f2", "a1")]));
     recover_all(&mut allocator, &offers, secs(0.0));
     allocator.suppress("f2", &strings(&["r"]));
-    assert!(
-        allocator.allocate(secs(1.0)).is_empty(),
-        "everyone is suppressed"
-    );
+    assert!(allocator.allocate(secs(1.0)).is_empty(), "everyone is suppressed");
     allocator.revive("f1", &[]);
     let offers = allocator.allocate(secs(2.0));
     assert_eq!(who(&offers), pairs(&[("f1", "a1")]));
     // Revive also clears the filters of the revived roles.
-    allocator.recover(
-        "f1",
-        "r",
-        "a1",
-        &offers[0].resources,
-        Some(secs(600.0)),
-        secs(2.0),
-    );
+    allocator.recover("f1", "r", "a1", &offers[0].resources, Some(secs(600.0)), secs(2.0));
     assert!(allocator.allocate(secs(3.0)).is_empty());
     allocator.revive("f1", &strings(&["r"]));
     assert_eq!(who(&allocator.allocate(secs(4.0))), pairs(&[("f1", "a1")]));
@@ -301,11 +218,8 @@ fn suppress_and_revive() {
 
 #[test]
 fn suppressing_one_role_keeps_the_others() {
-    let mut allocator = setup(
-        AllocatorConfig::default(),
-        &[("a1", AGENT)],
-        &[("f1", &["r1", "r2"])],
-    );
+    let mut allocator =
+        setup(AllocatorConfig::default(), &[("a1", AGENT)], &[("f1", &["r1", "r2"])]);
     allocator.suppress("f1", &strings(&["r1"]));
     let offers = allocator.allocate(secs(0.0));
     assert_eq!(offers.len(), 1);
@@ -320,22 +234,11 @@ fn inactive_frameworks_get_nothing_and_lose_their_filters() {
     allocator.activate_framework("f1");
     let offers = allocator.allocate(secs(1.0));
     assert_eq!(offers.len(), 1);
-    allocator.recover(
-        "f1",
-        "r",
-        "a1",
-        &offers[0].resources,
-        Some(secs(600.0)),
-        secs(1.0),
-    );
+    allocator.recover("f1", "r", "a1", &offers[0].resources, Some(secs(600.0)), secs(1.0));
     allocator.deactivate_framework("f1");
     assert!(allocator.allocate(secs(2.0)).is_empty());
     allocator.activate_framework("f1");
-    assert_eq!(
-        who(&allocator.allocate(secs(3.0))),
-        pairs(&[("f1", "a1")]),
-        "the filter is gone"
-    );
+    assert_eq!(who(&allocator.allocate(secs(3.0))), pairs(&[("f1", "a1")]), "the filter is gone");
 }
 
 #[test]
@@ -355,11 +258,7 @@ fn removing_an_agent_frees_its_allocations() {
 
 #[test]
 fn removing_a_framework_frees_its_allocations() {
-    let mut allocator = setup(
-        AllocatorConfig::default(),
-        &[("a1", AGENT)],
-        &[("f1", &["r"])],
-    );
+    let mut allocator = setup(AllocatorConfig::default(), &[("a1", AGENT)], &[("f1", &["r"])]);
     allocator.allocate(secs(0.0));
     allocator.remove_framework("f1");
     assert_eq!(allocator.allocated("f1"), Resources::new());
@@ -374,11 +273,7 @@ fn removing_a_framework_frees_its_allocations() {
 #[test]
 fn reserved_resources_go_only_to_their_role() {
     let agent = "cpus:2;mem:1024;cpus(ads):4;mem(ads):2048";
-    let mut allocator = setup(
-        AllocatorConfig::default(),
-        &[("a1", agent)],
-        &[("web", &["web"])],
-    );
+    let mut allocator = setup(AllocatorConfig::default(), &[("a1", agent)], &[("web", &["web"])]);
     let offers = allocator.allocate(secs(0.0));
     assert_eq!(offers[0].resources, res("cpus:2;mem:1024"));
     recover_all(&mut allocator, &offers, secs(0.0));
@@ -386,19 +281,12 @@ fn reserved_resources_go_only_to_their_role() {
     allocator.suppress("web", &[]);
     let offers = allocator.allocate(secs(1.0));
     assert_eq!(who(&offers), pairs(&[("ads", "a1")]));
-    assert_eq!(
-        offers[0].resources,
-        res(agent),
-        "the reservation role also gets unreserved"
-    );
+    assert_eq!(offers[0].resources, res(agent), "the reservation role also gets unreserved");
     recover_all(&mut allocator, &offers, secs(1.0));
     allocator.revive("web", &[]);
     // Both compete: whoever goes first, web never sees the reservation.
     for offer in allocator.allocate(secs(2.0)) {
-        let foreign = offer
-            .resources
-            .iter()
-            .any(|r| r.is_reserved() && r.role != offer.role);
+        let foreign = offer.resources.iter().any(|r| r.is_reserved() && r.role != offer.role);
         assert!(!foreign, "{} got {}", offer.framework_id, offer.resources);
     }
 }
@@ -406,66 +294,35 @@ fn reserved_resources_go_only_to_their_role() {
 #[test]
 fn offers_below_the_minimum_are_held_back() {
     let cases = [
-        (
-            AllocatorConfig::default(),
-            "cpus:0.005;mem:16;disk:100",
-            false,
-        ),
+        (AllocatorConfig::default(), "cpus:0.005;mem:16;disk:100", false),
         (AllocatorConfig::default(), "cpus:0.01", true),
         (AllocatorConfig::default(), "mem:32", true),
         (
-            AllocatorConfig {
-                min_allocatable: vec![res("cpus:1;mem:64")],
-                ..Default::default()
-            },
+            AllocatorConfig { min_allocatable: vec![res("cpus:1;mem:64")], ..Default::default() },
             "cpus:1;mem:63",
             false,
         ),
-        (
-            AllocatorConfig {
-                min_allocatable: Vec::new(),
-                ..Default::default()
-            },
-            "disk:1",
-            true,
-        ),
+        (AllocatorConfig { min_allocatable: Vec::new(), ..Default::default() }, "disk:1", true),
     ];
     for (config, agent, offered) in cases {
         let mut allocator = setup(config, &[("a1", agent)], &[("f1", &["r"])]);
-        assert_eq!(
-            !allocator.allocate(secs(0.0)).is_empty(),
-            offered,
-            "{agent}"
-        );
+        assert_eq!(!allocator.allocate(secs(0.0)).is_empty(), offered, "{agent}");
     }
 }
 
 /// One step of the random operation sequences.
 #[derive(Debug, Clone)]
 enum Op {
-    AddAgent {
-        agent: usize,
-        template: usize,
-        used_by: Option<(usize, usize)>,
-    },
+    AddAgent { agent: usize, template: usize, used_by: Option<(usize, usize)> },
     RemoveAgent(usize),
-    AddFramework {
-        framework: usize,
-        roles: Vec<usize>,
-        suppressed: Vec<usize>,
-        active: bool,
-    },
+    AddFramework { framework: usize, roles: Vec<usize>, suppressed: Vec<usize>, active: bool },
     RemoveFramework(usize),
     Activate(usize),
     Deactivate(usize),
     Suppress(usize, Vec<usize>),
     Revive(usize, Vec<usize>),
     Allocate,
-    Recover {
-        pick: usize,
-        part: usize,
-        refuse_secs: u64,
-    },
+    Recover { pick: usize, part: usize, refuse_secs: u64 },
     Advance(u64),
 }
 
@@ -482,16 +339,8 @@ fn role_list() -> impl Strategy<Value = Vec<usize>> {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let add_agent = (
-        0..4usize,
-        0..TEMPLATES.len(),
-        prop::option::of((0..3usize, 0..ROLES.len())),
-    )
-        .prop_map(|(agent, template, used_by)| Op::AddAgent {
-            agent,
-            template,
-            used_by,
-        });
+    let add_agent = (0..4usize, 0..TEMPLATES.len(), prop::option::of((0..3usize, 0..ROLES.len())))
+        .prop_map(|(agent, template, used_by)| Op::AddAgent { agent, template, used_by });
     let add_framework = (0..3usize, role_list(), role_list(), any::<bool>()).prop_map(
         |(framework, roles, suppressed, active)| Op::AddFramework {
             framework,
@@ -500,12 +349,8 @@ fn op() -> impl Strategy<Value = Op> {
             active,
         },
     );
-    let recover =
-        (any::<usize>(), 0..3usize, 0..3u64).prop_map(|(pick, part, refuse_secs)| Op::Recover {
-            pick,
-            part,
-            refuse_secs,
-        });
+    let recover = (any::<usize>(), 0..3usize, 0..3u64)
+        .prop_map(|(pick, part, refuse_secs)| Op::Recover { pick, part, refuse_secs });
     // Allocation and recovery are weighted up so that sequences reach busy states.
     prop_oneof![
         2 => add_agent,
@@ -548,26 +393,14 @@ fn step(
 ) -> Result<(), TestCaseError> {
     let fw = |i: usize| format!("f{i}");
     let ag = |i: usize| format!("a{i}");
-    let roles = |list: &[usize]| {
-        list.iter()
-            .map(|&i| ROLES[i].to_string())
-            .collect::<Vec<_>>()
-    };
+    let roles = |list: &[usize]| list.iter().map(|&i| ROLES[i].to_string()).collect::<Vec<_>>();
     match op {
-        Op::AddAgent {
-            agent,
-            template,
-            used_by,
-        } => {
-            let used: Vec<_> = used_by
-                .iter()
-                .map(|&(f, r)| (fw(f), ROLES[r].to_string(), res(USED)))
-                .collect();
+        Op::AddAgent { agent, template, used_by } => {
+            let used: Vec<_> =
+                used_by.iter().map(|&(f, r)| (fw(f), ROLES[r].to_string(), res(USED))).collect();
             allocator.add_agent(&ag(*agent), res(TEMPLATES[*template]), &used);
             model.outstanding.retain(|(_, _, a, _)| *a != ag(*agent));
-            model
-                .outstanding
-                .extend(used.into_iter().map(|(f, r, x)| (f, r, ag(*agent), x)));
+            model.outstanding.extend(used.into_iter().map(|(f, r, x)| (f, r, ag(*agent), x)));
             model.totals.insert(ag(*agent), res(TEMPLATES[*template]));
         }
         Op::RemoveAgent(agent) => {
@@ -575,12 +408,7 @@ fn step(
             model.outstanding.retain(|(_, _, a, _)| *a != ag(*agent));
             model.totals.remove(&ag(*agent));
         }
-        Op::AddFramework {
-            framework,
-            roles: r,
-            suppressed,
-            active,
-        } => {
+        Op::AddFramework { framework, roles: r, suppressed, active } => {
             allocator.add_framework(&fw(*framework), &roles(r), &roles(suppressed), *active);
         }
         Op::RemoveFramework(f) => {
@@ -593,17 +421,9 @@ fn step(
         Op::Revive(f, r) => allocator.revive(&fw(*f), &roles(r)),
         Op::Allocate => {
             for offer in allocator.allocate(*now) {
-                let total = model
-                    .totals
-                    .get(&offer.agent_id)
-                    .cloned()
-                    .unwrap_or_default();
+                let total = model.totals.get(&offer.agent_id).cloned().unwrap_or_default();
                 let free = total.checked_sub(&model.held_on(&offer.agent_id));
-                prop_assert!(
-                    free.is_some(),
-                    "the model over-allocated {}",
-                    offer.agent_id
-                );
+                prop_assert!(free.is_some(), "the model over-allocated {}", offer.agent_id);
                 let free = free.unwrap_or_default();
                 prop_assert!(
                     free.contains(&offer.resources),
@@ -613,10 +433,7 @@ fn step(
                     free
                 );
                 prop_assert!(
-                    offer
-                        .resources
-                        .iter()
-                        .all(|r| !r.is_reserved() || r.role == offer.role)
+                    offer.resources.iter().all(|r| !r.is_reserved() || r.role == offer.role)
                 );
                 model.outstanding.push((
                     offer.framework_id,
@@ -626,11 +443,7 @@ fn step(
                 ));
             }
         }
-        Op::Recover {
-            pick,
-            part,
-            refuse_secs,
-        } => {
+        Op::Recover { pick, part, refuse_secs } => {
             if model.outstanding.is_empty() {
                 return Ok(());
             }
@@ -667,24 +480,14 @@ fn step(
     for (agent, total) in &model.totals {
         let expected = total.checked_sub(&model.held_on(agent));
         prop_assert!(expected.is_some(), "{agent} is over-allocated");
-        prop_assert_eq!(
-            allocator.available(agent),
-            expected.as_ref(),
-            "available on {}",
-            agent
-        );
+        prop_assert_eq!(allocator.available(agent), expected.as_ref(), "available on {}", agent);
     }
     for f in 0..3 {
         let mut expected = Resources::new();
         for (_, _, _, r) in model.outstanding.iter().filter(|(x, _, _, _)| *x == fw(f)) {
             expected += r;
         }
-        prop_assert_eq!(
-            allocator.allocated(&fw(f)),
-            expected,
-            "allocated to {}",
-            fw(f)
-        );
+        prop_assert_eq!(allocator.allocated(&fw(f)), expected, "allocated to {}", fw(f));
     }
     Ok(())
 }

@@ -21,9 +21,7 @@ use crate::status::Synthesized;
 fn agent_error(message: impl Into<String>) -> internal::AgentEvent {
     let mut e = internal::AgentEvent::default();
     e.set_type(internal::agent_event::Type::Error);
-    e.error = Some(internal::agent_event::Error {
-        message: message.into(),
-    });
+    e.error = Some(internal::agent_event::Error { message: message.into() });
     e
 }
 
@@ -40,21 +38,12 @@ impl Master {
         let is_register = call.r#type() == AgentCallType::Register;
         let Some(register) = call.register.filter(|_| is_register) else {
             let e = CallError::BadRequest("Expecting a REGISTER call with 'register' set".into());
-            out.push(Output::Reply {
-                req,
-                result: Err(e),
-            });
+            out.push(Output::Reply { req, result: Err(e) });
             return;
         };
-        out.push(Output::Reply {
-            req,
-            result: Ok(()),
-        });
+        out.push(Output::Reply { req, result: Ok(()) });
         let fail = |out: &mut Vec<Output>, message: String| {
-            out.push(Output::ToAgent {
-                conn,
-                event: agent_error(message),
-            });
+            out.push(Output::ToAgent { conn, event: agent_error(message) });
             out.push(Output::CloseAgent { conn });
         };
         if register.protocol_version != AGENT_PROTOCOL_VERSION {
@@ -71,9 +60,8 @@ impl Master {
             Ok(total) => total,
             Err(e) => return fail(out, format!("Invalid agent resources: {e}")),
         };
-        let endpoint = register
-            .endpoint
-            .unwrap_or_else(|| format!("{}:{}", info.hostname, info.port()));
+        let endpoint =
+            register.endpoint.unwrap_or_else(|| format!("{}:{}", info.hostname, info.port()));
 
         let id = match info.id.as_ref().map(|id| id.value.clone()) {
             Some(id) => {
@@ -133,16 +121,8 @@ impl Master {
         // What the master's own records say is running there still holds the resources.
         let mut used: Vec<(String, String, Resources)> = Vec::new();
         for framework in self.frameworks.values() {
-            for task in framework
-                .tasks
-                .values()
-                .filter(|t| t.agent_id == id && !t.released)
-            {
-                used.push((
-                    framework.id.clone(),
-                    task.role.clone(),
-                    task.resources.clone(),
-                ));
+            for task in framework.tasks.values().filter(|t| t.agent_id == id && !t.released) {
+                used.push((framework.id.clone(), task.role.clone(), task.resources.clone()));
             }
             for ((agent_id, _), executor) in &framework.executors {
                 if *agent_id == id {
@@ -175,19 +155,13 @@ impl Master {
         out: &mut Vec<Output>,
     ) -> Result<(), CallError> {
         let Some(agent_id) = call.agent_id.as_ref().map(|a| a.value.clone()) else {
-            return Err(CallError::BadRequest(
-                "Expecting 'agent_id' to be present".into(),
-            ));
+            return Err(CallError::BadRequest("Expecting 'agent_id' to be present".into()));
         };
         let Some(agent) = self.agents.get(&agent_id) else {
-            return Err(CallError::BadRequest(format!(
-                "Agent {agent_id} is not registered"
-            )));
+            return Err(CallError::BadRequest(format!("Agent {agent_id} is not registered")));
         };
         if agent.conn.is_none() {
-            return Err(CallError::Forbidden(format!(
-                "Agent {agent_id} is not connected"
-            )));
+            return Err(CallError::Forbidden(format!("Agent {agent_id} is not connected")));
         }
         if stream_id.is_none() || agent.stream_id != stream_id {
             return Err(CallError::BadRequest(
@@ -203,9 +177,7 @@ impl Master {
                 let framework_id = update.framework_id.value;
                 let mut status = update.status;
                 status.agent_id = Some(v1::AgentId { value: agent_id });
-                let latest = update
-                    .latest_state
-                    .and_then(|s| v1::TaskState::try_from(s).ok());
+                let latest = update.latest_state.and_then(|s| v1::TaskState::try_from(s).ok());
                 self.apply_status(&framework_id, &status, latest, now);
                 self.send_update(&framework_id, status, out);
             }
@@ -244,9 +216,7 @@ impl Master {
                 ));
             }
             AgentCallType::Unknown => {
-                return Err(CallError::BadRequest(
-                    "Expecting 'type' to be present".into(),
-                ));
+                return Err(CallError::BadRequest("Expecting 'type' to be present".into()));
             }
         }
         Ok(())
@@ -296,10 +266,8 @@ impl Master {
                 executor_id: None,
             }
             .build(now);
-            if let Some(task) = self
-                .frameworks
-                .get_mut(&framework_id)
-                .and_then(|f| f.tasks.get_mut(&task_id))
+            if let Some(task) =
+                self.frameworks.get_mut(&framework_id).and_then(|f| f.tasks.get_mut(&task_id))
             {
                 // The allocator already forgot the agent, so nothing goes back to it.
                 task.released = true;

@@ -47,14 +47,12 @@ fn validate_shape(call: &sched::Call) -> Result<(), CallError> {
         CallType::Reconcile => Some(("reconcile", call.reconcile.is_some())),
         CallType::Message => Some(("message", call.message.is_some())),
         CallType::Request => Some(("request", call.request.is_some())),
-        CallType::AcceptInverseOffers => Some((
-            "accept_inverse_offers",
-            call.accept_inverse_offers.is_some(),
-        )),
-        CallType::DeclineInverseOffers => Some((
-            "decline_inverse_offers",
-            call.decline_inverse_offers.is_some(),
-        )),
+        CallType::AcceptInverseOffers => {
+            Some(("accept_inverse_offers", call.accept_inverse_offers.is_some()))
+        }
+        CallType::DeclineInverseOffers => {
+            Some(("decline_inverse_offers", call.decline_inverse_offers.is_some()))
+        }
         CallType::UpdateFramework => Some(("update_framework", call.update_framework.is_some())),
         CallType::Unknown => return Err(invalid("Expecting 'type' to be present")),
         _ => None,
@@ -66,10 +64,7 @@ fn validate_shape(call: &sched::Call) -> Result<(), CallError> {
 }
 
 /// The roles a framework subscribes with, per the MULTI_ROLE rules of reference §2.2.
-#[expect(
-    deprecated,
-    reason = "the single `role` is how non-MULTI_ROLE frameworks name theirs"
-)]
+#[expect(deprecated, reason = "the single `role` is how non-MULTI_ROLE frameworks name theirs")]
 fn framework_roles(info: &v1::FrameworkInfo) -> Result<Vec<String>, String> {
     let roles: Vec<String> = if has_capability(info, Capability::MultiRole) {
         if info.role.is_some() {
@@ -101,17 +96,9 @@ fn validate_role(role: &str) -> Result<(), String> {
     }
     let bad = role.is_empty()
         || role.starts_with('-')
-        || role
-            .split('/')
-            .any(|part| part.is_empty() || part == "." || part == "..")
-        || role
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '\\' || c == '*');
-    if bad {
-        Err(format!("Role '{role}' is invalid"))
-    } else {
-        Ok(())
-    }
+        || role.split('/').any(|part| part.is_empty() || part == "." || part == "..")
+        || role.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\\' || c == '*');
+    if bad { Err(format!("Role '{role}' is invalid")) } else { Ok(()) }
 }
 
 impl Master {
@@ -125,10 +112,7 @@ impl Master {
         out: &mut Vec<Output>,
     ) {
         if let Err(e) = validate_shape(&call) {
-            out.push(Output::Reply {
-                req,
-                result: Err(e),
-            });
+            out.push(Output::Reply { req, result: Err(e) });
             return;
         }
         let Some(subscribe) = call.subscribe else {
@@ -143,24 +127,15 @@ impl Master {
             && top.value != inner.value
         {
             let e = invalid("'framework_id' differs from 'subscribe.framework_info.id'");
-            out.push(Output::Reply {
-                req,
-                result: Err(e),
-            });
+            out.push(Output::Reply { req, result: Err(e) });
             return;
         }
         let requested_id = info.id.clone().or(call.framework_id).map(|id| id.value);
-        out.push(Output::Reply {
-            req,
-            result: Ok(()),
-        });
+        out.push(Output::Reply { req, result: Ok(()) });
 
         // From here on errors travel on the stream, which then closes (reference §1.2 step 3).
         let fail = |out: &mut Vec<Output>, message: String| {
-            out.push(Output::ToScheduler {
-                conn,
-                event: error_event(message),
-            });
+            out.push(Output::ToScheduler { conn, event: error_event(message) });
             out.push(Output::CloseScheduler { conn });
         };
         let roles = match framework_roles(&info) {
@@ -215,8 +190,7 @@ impl Master {
                 self.allocator.suppress(&id, &subscribe.suppressed_roles);
             }
         } else {
-            self.allocator
-                .add_framework(&id, &roles, &subscribe.suppressed_roles, true);
+            self.allocator.add_framework(&id, &roles, &subscribe.suppressed_roles, true);
             self.frameworks.insert(
                 id.clone(),
                 Framework {
@@ -240,14 +214,8 @@ impl Master {
             heartbeat_interval_seconds: Some(self.config.heartbeat_interval.as_secs_f64()),
             master_info: Some(self.config.master_info.clone()),
         });
-        out.push(Output::ToScheduler {
-            conn,
-            event: subscribed,
-        });
-        out.push(Output::ToScheduler {
-            conn,
-            event: event(sched::event::Type::Heartbeat),
-        });
+        out.push(Output::ToScheduler { conn, event: subscribed });
+        out.push(Output::ToScheduler { conn, event: event(sched::event::Type::Heartbeat) });
         self.allocate(now, out);
     }
 
@@ -284,11 +252,7 @@ impl Master {
         if call.r#type() == CallType::Subscribe {
             return Err(invalid("SUBSCRIBE must be sent as a streaming request"));
         }
-        let framework_id = call
-            .framework_id
-            .as_ref()
-            .map(|f| f.value.clone())
-            .unwrap_or_default();
+        let framework_id = call.framework_id.as_ref().map(|f| f.value.clone()).unwrap_or_default();
         let Some(framework) = self.frameworks.get(&framework_id) else {
             return Err(CallError::BadRequest("Framework cannot be found".into()));
         };
@@ -353,11 +317,8 @@ impl Master {
             }
             CallType::Acknowledge => {
                 let ack = call.acknowledge.unwrap_or_default();
-                let parts = (
-                    ack.agent_id.value.clone(),
-                    ack.task_id.value.clone(),
-                    ack.uuid.clone(),
-                );
+                let parts =
+                    (ack.agent_id.value.clone(), ack.task_id.value.clone(), ack.uuid.clone());
                 self.acknowledge(&framework_id, ack)?;
                 self.forward_acknowledgement(&framework_id, &parts, out);
             }
@@ -390,10 +351,7 @@ impl Master {
         // Every named offer of this framework is used up by the call, valid or not.
         let mut offers = Vec::new();
         for offer_id in &accept.offer_ids {
-            if self
-                .offers
-                .get(&offer_id.value)
-                .is_some_and(|o| o.framework_id == framework_id)
+            if self.offers.get(&offer_id.value).is_some_and(|o| o.framework_id == framework_id)
                 && let Some(offer) = self.offers.remove(&offer_id.value)
             {
                 if let Some(f) = self.frameworks.get_mut(framework_id) {
@@ -408,11 +366,7 @@ impl Master {
                 .frameworks
                 .get(framework_id)
                 .is_some_and(|f| has_capability(&f.info, Capability::PartitionAware));
-            let state = if partition_aware {
-                TaskState::TaskDropped
-            } else {
-                TaskState::TaskLost
-            };
+            let state = if partition_aware { TaskState::TaskDropped } else { TaskState::TaskLost };
             let statuses: Vec<v1::TaskStatus> = tasks
                 .map(|task| {
                     Synthesized {
@@ -474,8 +428,7 @@ impl Master {
                 }
             }
         }
-        self.allocator
-            .recover(framework_id, &role, &agent_id, &available, refuse, now);
+        self.allocator.recover(framework_id, &role, &agent_id, &available, refuse, now);
     }
 
     /// The offer-level checks of reference §5.5; the first failure is the message every task
@@ -505,11 +458,7 @@ impl Master {
             }
             agent = Some(&offer.agent_id);
             role = Some(&offer.role);
-            if self
-                .agents
-                .get(&offer.agent_id)
-                .is_none_or(|a| a.conn.is_none())
-            {
+            if self.agents.get(&offer.agent_id).is_none_or(|a| a.conn.is_none()) {
                 return Some(format!("Agent {} is not available", offer.agent_id));
             }
         }
@@ -525,10 +474,7 @@ impl Master {
         task: &v1::TaskInfo,
         available: &Resources,
     ) -> Result<(Resources, Option<(String, ExecutorRecord)>), String> {
-        let framework = self
-            .frameworks
-            .get(framework_id)
-            .ok_or("Unknown framework")?;
+        let framework = self.frameworks.get(framework_id).ok_or("Unknown framework")?;
         let task_id = &task.task_id.value;
         validate_id(task_id).map_err(|e| format!("Task ID '{task_id}' is invalid: {e}"))?;
         if framework.tasks.contains_key(task_id) {
@@ -541,27 +487,20 @@ impl Master {
             ));
         }
         if let Some(policy) = &task.kill_policy
-            && policy
-                .grace_period
-                .as_ref()
-                .is_some_and(|g| g.nanoseconds < 0)
+            && policy.grace_period.as_ref().is_some_and(|g| g.nanoseconds < 0)
         {
             return Err("Task's 'kill_policy.grace_period' must be non-negative".into());
         }
         match (&task.command, &task.executor) {
             (Some(_), Some(_)) => {
-                return Err(
-                    "Task should have at least one (but not both) of CommandInfo or \
+                return Err("Task should have at least one (but not both) of CommandInfo or \
                             ExecutorInfo present"
-                        .into(),
-                );
+                    .into());
             }
             (None, None) => {
-                return Err(
-                    "Task should have at least one (but not both) of CommandInfo or \
+                return Err("Task should have at least one (but not both) of CommandInfo or \
                             ExecutorInfo present"
-                        .into(),
-                );
+                    .into());
             }
             _ => {}
         }
@@ -594,10 +533,7 @@ impl Master {
                 total += &executor_resources;
                 new_executor = Some((
                     executor_id.clone(),
-                    ExecutorRecord {
-                        role: String::new(),
-                        resources: executor_resources,
-                    },
+                    ExecutorRecord { role: String::new(), resources: executor_resources },
                 ));
             }
         }
@@ -625,15 +561,11 @@ impl Master {
         if let Some(executor) = task.executor.as_mut()
             && executor.framework_id.is_none()
         {
-            executor.framework_id = Some(v1::FrameworkId {
-                value: framework_id.to_string(),
-            });
+            executor.framework_id = Some(v1::FrameworkId { value: framework_id.to_string() });
         }
         if let Some((executor_id, mut record)) = new_executor {
             record.role = role.to_string();
-            framework
-                .executors
-                .insert((agent_id.to_string(), executor_id), record);
+            framework.executors.insert((agent_id.to_string(), executor_id), record);
         }
         // The task's own resources; an executor's are tracked with the executor.
         let resources = convert::resources_from_proto(&task.resources).unwrap_or_default();
@@ -655,10 +587,7 @@ impl Master {
         if let Some(conn) = self.agents.get(agent_id).and_then(|a| a.conn) {
             let mut e = internal::AgentEvent::default();
             e.set_type(internal::agent_event::Type::RunTask);
-            e.run_task = Some(internal::agent_event::RunTask {
-                framework_info,
-                task,
-            });
+            e.run_task = Some(internal::agent_event::RunTask { framework_info, task });
             out.push(Output::ToAgent { conn, event: e });
         }
     }
@@ -670,19 +599,14 @@ impl Master {
         now: Duration,
         out: &mut Vec<Output>,
     ) {
-        let task = self
-            .frameworks
-            .get(framework_id)
-            .and_then(|f| f.tasks.get(&kill.task_id.value));
+        let task = self.frameworks.get(framework_id).and_then(|f| f.tasks.get(&kill.task_id.value));
         match task {
             Some(task) => {
                 if let Some(conn) = self.agents.get(&task.agent_id).and_then(|a| a.conn) {
                     let mut e = internal::AgentEvent::default();
                     e.set_type(internal::agent_event::Type::KillTask);
                     e.kill_task = Some(internal::agent_event::KillTask {
-                        framework_id: v1::FrameworkId {
-                            value: framework_id.to_string(),
-                        },
+                        framework_id: v1::FrameworkId { value: framework_id.to_string() },
                         task_id: kill.task_id.clone(),
                         kill_policy: kill.kill_policy.or(task.info.kill_policy),
                     });
@@ -722,9 +646,7 @@ impl Master {
             return Ok(());
         };
         if task.status_update_uuid.as_ref() == Some(&ack.uuid)
-            && task
-                .status_update_state
-                .is_some_and(crate::status::is_terminal)
+            && task.status_update_state.is_some_and(crate::status::is_terminal)
         {
             self.complete_task(framework_id, &ack.task_id.value);
         } else if task.status_update_uuid.as_ref() == Some(&ack.uuid)
@@ -749,12 +671,8 @@ impl Master {
             let mut e = internal::AgentEvent::default();
             e.set_type(internal::agent_event::Type::Acknowledge);
             e.acknowledge = Some(internal::agent_event::Acknowledge {
-                framework_id: v1::FrameworkId {
-                    value: framework_id.to_string(),
-                },
-                task_id: v1::TaskId {
-                    value: task_id.clone(),
-                },
+                framework_id: v1::FrameworkId { value: framework_id.to_string() },
+                task_id: v1::TaskId { value: task_id.clone() },
                 uuid: uuid.clone(),
             });
             out.push(Output::ToAgent { conn, event: e });
@@ -773,22 +691,16 @@ impl Master {
             return;
         };
         let statuses: Vec<v1::TaskStatus> = if reconcile.tasks.is_empty() {
-            framework
-                .tasks
-                .values()
-                .map(|t| reconciled(t, now))
-                .collect()
+            framework.tasks.values().map(|t| reconciled(t, now)).collect()
         } else {
             reconcile
                 .tasks
                 .iter()
                 .filter_map(|r| Some((r.task_id.as_ref()?, r.agent_id.as_ref())))
-                .map(
-                    |(task_id, agent_id)| match framework.tasks.get(&task_id.value) {
-                        Some(task) => reconciled(task, now),
-                        None => self.reconcile_unknown(framework_id, &task_id.value, agent_id, now),
-                    },
-                )
+                .map(|(task_id, agent_id)| match framework.tasks.get(&task_id.value) {
+                    Some(task) => reconciled(task, now),
+                    None => self.reconcile_unknown(framework_id, &task_id.value, agent_id, now),
+                })
                 .collect()
         };
         for status in statuses {

@@ -80,10 +80,7 @@ fn call(kind: CallType) -> sched::Call {
 
 fn subscribe_call(info: v1::FrameworkInfo) -> sched::Call {
     let mut c = call(CallType::Subscribe);
-    c.subscribe = Some(sched::call::Subscribe {
-        framework_info: info,
-        ..Default::default()
-    });
+    c.subscribe = Some(sched::call::Subscribe { framework_info: info, ..Default::default() });
     c
 }
 
@@ -94,16 +91,9 @@ fn accept(
 ) -> sched::Call {
     let mut c = call(CallType::Accept);
     c.accept = Some(sched::call::Accept {
-        offer_ids: offer_ids
-            .iter()
-            .map(|id| v1::OfferId {
-                value: id.to_string(),
-            })
-            .collect(),
+        offer_ids: offer_ids.iter().map(|id| v1::OfferId { value: id.to_string() }).collect(),
         operations,
-        filters: refuse.map(|s| v1::Filters {
-            refuse_seconds: Some(s),
-        }),
+        filters: refuse.map(|s| v1::Filters { refuse_seconds: Some(s) }),
     });
     c
 }
@@ -111,15 +101,8 @@ fn accept(
 fn decline(offer_ids: &[&str], refuse: Option<f64>) -> sched::Call {
     let mut c = call(CallType::Decline);
     c.decline = Some(sched::call::Decline {
-        offer_ids: offer_ids
-            .iter()
-            .map(|id| v1::OfferId {
-                value: id.to_string(),
-            })
-            .collect(),
-        filters: refuse.map(|s| v1::Filters {
-            refuse_seconds: Some(s),
-        }),
+        offer_ids: offer_ids.iter().map(|id| v1::OfferId { value: id.to_string() }).collect(),
+        filters: refuse.map(|s| v1::Filters { refuse_seconds: Some(s) }),
     });
     c
 }
@@ -136,14 +119,9 @@ fn task(id: &str, agent_id: &str, resources: &str) -> v1::TaskInfo {
     v1::TaskInfo {
         name: id.into(),
         task_id: v1::TaskId { value: id.into() },
-        agent_id: v1::AgentId {
-            value: agent_id.into(),
-        },
+        agent_id: v1::AgentId { value: agent_id.into() },
         resources: convert::resources_to_proto(&res(resources), None),
-        command: Some(v1::CommandInfo {
-            value: Some("sleep 30".into()),
-            ..Default::default()
-        }),
+        command: Some(v1::CommandInfo { value: Some("sleep 30".into()), ..Default::default() }),
         ..Default::default()
     }
 }
@@ -159,9 +137,7 @@ fn executor_task(
     let mut t = task(id, agent_id, resources);
     t.command = None;
     t.executor = Some(v1::ExecutorInfo {
-        executor_id: v1::ExecutorId {
-            value: executor_id.into(),
-        },
+        executor_id: v1::ExecutorId { value: executor_id.into() },
         resources: convert::resources_to_proto(&res(executor_resources), None),
         command: Some(v1::CommandInfo {
             value: Some("./my-executor".into()),
@@ -207,11 +183,7 @@ fn reply(out: &[Output], req: u64) -> Result<(), CallError> {
             _ => None,
         })
         .collect();
-    assert_eq!(
-        replies.len(),
-        1,
-        "exactly one reply to request {req}: {out:?}"
-    );
+    assert_eq!(replies.len(), 1, "exactly one reply to request {req}: {out:?}");
     replies.into_iter().next().expect("one reply")
 }
 
@@ -229,25 +201,15 @@ fn kinds(out: &[Output], conn: ConnId) -> Vec<EventType> {
 }
 
 fn offers(out: &[Output], conn: ConnId) -> Vec<v1::Offer> {
-    events(out, conn)
-        .into_iter()
-        .filter_map(|e| e.offers)
-        .flat_map(|o| o.offers)
-        .collect()
+    events(out, conn).into_iter().filter_map(|e| e.offers).flat_map(|o| o.offers).collect()
 }
 
 fn updates(out: &[Output], conn: ConnId) -> Vec<v1::TaskStatus> {
-    events(out, conn)
-        .into_iter()
-        .filter_map(|e| e.update?.status)
-        .collect()
+    events(out, conn).into_iter().filter_map(|e| e.update?.status).collect()
 }
 
 fn errors(out: &[Output], conn: ConnId) -> Vec<String> {
-    events(out, conn)
-        .into_iter()
-        .filter_map(|e| Some(e.error?.message))
-        .collect()
+    events(out, conn).into_iter().filter_map(|e| Some(e.error?.message)).collect()
 }
 
 fn agent_events(out: &[Output], conn: ConnId) -> Vec<internal::AgentEvent> {
@@ -309,16 +271,10 @@ impl Harness {
         let req = self.next();
         let conn = self.next();
         let stream_id = format!("stream-{conn}");
-        let out = self.handle(Input::Subscribe {
-            req,
-            conn,
-            stream_id: stream_id.clone(),
-            call,
-        });
+        let out = self.handle(Input::Subscribe { req, conn, stream_id: stream_id.clone(), call });
         for e in events(&out, conn) {
             if let Some(s) = e.subscribed {
-                self.frameworks
-                    .insert(s.framework_id.value, (conn, stream_id.clone()));
+                self.frameworks.insert(s.framework_id.value, (conn, stream_id.clone()));
             }
         }
         (conn, req, out)
@@ -348,11 +304,7 @@ impl Harness {
         call: sched::Call,
     ) -> (Result<(), CallError>, Vec<Output>) {
         let req = self.next();
-        let out = self.handle(Input::SchedulerCall {
-            req,
-            stream_id,
-            call,
-        });
+        let out = self.handle(Input::SchedulerCall { req, stream_id, call });
         (reply(&out, req), out)
     }
 
@@ -360,17 +312,12 @@ impl Harness {
         let req = self.next();
         let conn = self.next();
         let stream_id = format!("agent-stream-{conn}");
-        let out = self.handle(Input::AgentRegister {
-            req,
-            conn,
-            stream_id: stream_id.clone(),
-            call,
-        });
+        let out =
+            self.handle(Input::AgentRegister { req, conn, stream_id: stream_id.clone(), call });
         assert_eq!(reply(&out, req), Ok(()));
         for e in agent_events(&out, conn) {
             if let Some(r) = e.registered {
-                self.agents
-                    .insert(r.agent_id.value, (conn, stream_id.clone()));
+                self.agents.insert(r.agent_id.value, (conn, stream_id.clone()));
             }
         }
         (conn, out)
@@ -378,10 +325,8 @@ impl Harness {
 
     fn register_agent(&mut self, resources: &str) -> (ConnId, String) {
         let (conn, out) = self.register(register_call(resources, "rack:r1", None));
-        let id = agent_events(&out, conn)
-            .into_iter()
-            .find_map(|e| e.registered)
-            .expect("REGISTERED");
+        let id =
+            agent_events(&out, conn).into_iter().find_map(|e| e.registered).expect("REGISTERED");
         (conn, id.agent_id.value)
     }
 
@@ -390,16 +335,10 @@ impl Harness {
         agent_id: &str,
         mut call: internal::AgentCall,
     ) -> (Result<(), CallError>, Vec<Output>) {
-        call.agent_id = Some(v1::AgentId {
-            value: agent_id.into(),
-        });
+        call.agent_id = Some(v1::AgentId { value: agent_id.into() });
         let stream_id = self.agents.get(agent_id).map(|(_, s)| s.clone());
         let req = self.next();
-        let out = self.handle(Input::AgentCall {
-            req,
-            stream_id,
-            call,
-        });
+        let out = self.handle(Input::AgentCall { req, stream_id, call });
         (reply(&out, req), out)
     }
 
@@ -413,9 +352,7 @@ impl Harness {
         n: Option<u8>,
     ) -> Vec<Output> {
         let mut status = v1::TaskStatus {
-            task_id: v1::TaskId {
-                value: task_id.into(),
-            },
+            task_id: v1::TaskId { value: task_id.into() },
             uuid: n.map(uuid),
             ..Default::default()
         };
@@ -424,9 +361,7 @@ impl Harness {
         let mut c = internal::AgentCall::default();
         c.set_type(internal::agent_call::Type::StatusUpdate);
         c.status_update = Some(internal::agent_call::StatusUpdate {
-            framework_id: v1::FrameworkId {
-                value: framework_id.into(),
-            },
+            framework_id: v1::FrameworkId { value: framework_id.into() },
             status,
             latest_state: None,
         });
@@ -444,12 +379,8 @@ impl Harness {
     ) -> (Result<(), CallError>, Vec<Output>) {
         let mut c = call(CallType::Acknowledge);
         c.acknowledge = Some(sched::call::Acknowledge {
-            agent_id: v1::AgentId {
-                value: agent_id.into(),
-            },
-            task_id: v1::TaskId {
-                value: task_id.into(),
-            },
+            agent_id: v1::AgentId { value: agent_id.into() },
+            task_id: v1::TaskId { value: task_id.into() },
             uuid,
         });
         self.call(framework_id, c)
@@ -458,11 +389,7 @@ impl Harness {
 
 /// The id of an outstanding offer to `framework_id`.
 fn outstanding_offer(h: &Harness, framework_id: &str) -> Option<String> {
-    h.master
-        .offer_ids()
-        .into_iter()
-        .find(|(_, f, _)| f == framework_id)
-        .map(|(id, _, _)| id)
+    h.master.offer_ids().into_iter().find(|(_, f, _)| f == framework_id).map(|(id, _, _)| id)
 }
 
 /// One framework, one agent, and the first offer.
@@ -485,31 +412,17 @@ fn cluster(info: v1::FrameworkInfo) -> Cluster {
         .expect("REGISTERED")
         .agent_id
         .value;
-    let offer = offers(&out, fconn)
-        .into_iter()
-        .next()
-        .expect("an offer after the agent registered");
-    Cluster {
-        h,
-        fconn,
-        fid,
-        aconn,
-        aid,
-        offer,
-    }
+    let offer =
+        offers(&out, fconn).into_iter().next().expect("an offer after the agent registered");
+    Cluster { h, fconn, fid, aconn, aid, offer }
 }
 
 impl Cluster {
     fn launch(&mut self, tasks: Vec<v1::TaskInfo>, refuse: Option<f64>) -> Vec<Output> {
         let offer_id = self.offer.id.value.clone();
-        let (result, out) = self
-            .h
-            .call(&self.fid, accept(&[&offer_id], vec![launch(tasks)], refuse));
-        assert_eq!(
-            result,
-            Ok(()),
-            "ACCEPT replies 202 whatever happens to its tasks"
-        );
+        let (result, out) =
+            self.h.call(&self.fid, accept(&[&offer_id], vec![launch(tasks)], refuse));
+        assert_eq!(result, Ok(()), "ACCEPT replies 202 whatever happens to its tasks");
         out
     }
 }

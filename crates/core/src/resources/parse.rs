@@ -125,10 +125,7 @@ pub(crate) enum TextValueError {
     /// The value as a whole.
     Value(ValueProblem),
     /// One interval, with its text.
-    Range {
-        range: String,
-        problem: RangeProblem,
-    },
+    Range { range: String, problem: RangeProblem },
 }
 
 /// Parses a whole `--resources` string.
@@ -166,21 +163,15 @@ pub(super) fn parse_resources(text: &str) -> Result<Resources, ParseError> {
 
 /// Parses one `name(role):value` token (already trimmed and non-empty).
 fn parse_token(token: &str) -> Result<Resource, ParseError> {
-    let fail = |problem: ResourceProblem| ParseError::Resource {
-        token: token.to_string(),
-        problem,
-    };
-    let (head, value) = token
-        .split_once(':')
-        .ok_or_else(|| fail(ResourceProblem::MissingColon))?;
+    let fail =
+        |problem: ResourceProblem| ParseError::Resource { token: token.to_string(), problem };
+    let (head, value) = token.split_once(':').ok_or_else(|| fail(ResourceProblem::MissingColon))?;
     let (name, role) = split_role(head.trim()).map_err(fail)?;
     let value = parse_value(value.trim()).map_err(|err| match err {
         TextValueError::Value(problem) => fail(problem.into()),
-        TextValueError::Range { range, problem } => ParseError::Range {
-            token: token.to_string(),
-            range,
-            problem,
-        },
+        TextValueError::Range { range, problem } => {
+            ParseError::Range { token: token.to_string(), range, problem }
+        }
     })?;
     Ok(Resource::new(name, role, value))
 }
@@ -209,14 +200,8 @@ fn check_name(name: &str) -> Result<(), ResourceProblem> {
     if name.is_empty() {
         return Err(ResourceProblem::EmptyName);
     }
-    match name
-        .chars()
-        .find(|&c| c.is_whitespace() || c.is_control() || "():;".contains(c))
-    {
-        Some(ch) => Err(ResourceProblem::BadName {
-            name: name.into(),
-            ch,
-        }),
+    match name.chars().find(|&c| c.is_whitespace() || c.is_control() || "():;".contains(c)) {
+        Some(ch) => Err(ResourceProblem::BadName { name: name.into(), ch }),
         None => Ok(()),
     }
 }
@@ -240,10 +225,7 @@ fn check_role(role: &str) -> Result<(), ResourceProblem> {
     } else {
         return Ok(());
     };
-    Err(ResourceProblem::BadRole {
-        role: role.into(),
-        reason,
-    })
+    Err(ResourceProblem::BadRole { role: role.into(), reason })
 }
 
 /// Parses a trimmed resource value: `[...]`, `{...}` or a non-negative scalar.
@@ -255,20 +237,14 @@ fn parse_value(text: &str) -> Result<Value, TextValueError> {
         return parse_ranges_text(text).map(Value::Ranges);
     }
     if text.starts_with('{') || text.ends_with('}') {
-        return parse_set_text(text)
-            .map(Value::Set)
-            .map_err(TextValueError::Value);
+        return parse_set_text(text).map(Value::Set).map_err(TextValueError::Value);
     }
-    parse_scalar_text(text)
-        .map(Value::Scalar)
-        .map_err(TextValueError::Value)
+    parse_scalar_text(text).map(Value::Scalar).map_err(TextValueError::Value)
 }
 
 /// Parses a non-negative, finite scalar and rounds it to thousandths.
 fn parse_scalar_text(text: &str) -> Result<Scalar, ValueProblem> {
-    let number: f64 = text
-        .parse()
-        .map_err(|_| ValueProblem::NotAValue(text.into()))?;
+    let number: f64 = text.parse().map_err(|_| ValueProblem::NotAValue(text.into()))?;
     if !number.is_finite() {
         return Err(ValueProblem::NotFinite(text.into()));
     }
@@ -284,10 +260,7 @@ fn parse_scalar_text(text: &str) -> Result<Scalar, ValueProblem> {
 /// Parses `[b-e,b-e,...]` (a lone `n` means `n-n`); `[]` is the empty list.
 pub(crate) fn parse_ranges_text(text: &str) -> Result<Ranges, TextValueError> {
     let unbalanced = || TextValueError::Value(ValueProblem::UnbalancedBrackets(text.into()));
-    let inner = text
-        .strip_prefix('[')
-        .and_then(|t| t.strip_suffix(']'))
-        .ok_or_else(unbalanced)?;
+    let inner = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).ok_or_else(unbalanced)?;
     if inner.contains(['[', ']']) {
         return Err(unbalanced());
     }
@@ -296,10 +269,7 @@ pub(crate) fn parse_ranges_text(text: &str) -> Result<Ranges, TextValueError> {
     }
     let mut intervals = Vec::new();
     for item in inner.split(',').map(str::trim) {
-        let fail = |problem| TextValueError::Range {
-            range: item.into(),
-            problem,
-        };
+        let fail = |problem| TextValueError::Range { range: item.into(), problem };
         if item.is_empty() {
             return Err(fail(RangeProblem::Empty));
         }
@@ -310,8 +280,7 @@ pub(crate) fn parse_ranges_text(text: &str) -> Result<Ranges, TextValueError> {
             if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(RangeProblem::NotAnInteger(s.into()));
             }
-            s.parse::<u64>()
-                .map_err(|_| RangeProblem::NotAnInteger(s.into()))
+            s.parse::<u64>().map_err(|_| RangeProblem::NotAnInteger(s.into()))
         };
         let begin = bound(begin).map_err(fail)?;
         let end = bound(end).map_err(fail)?;
@@ -326,10 +295,7 @@ pub(crate) fn parse_ranges_text(text: &str) -> Result<Ranges, TextValueError> {
 /// Parses `{a,b,c}`; items are trimmed, `{}` is the empty set.
 fn parse_set_text(text: &str) -> Result<Set, ValueProblem> {
     let unbalanced = || ValueProblem::UnbalancedBraces(text.into());
-    let inner = text
-        .strip_prefix('{')
-        .and_then(|t| t.strip_suffix('}'))
-        .ok_or_else(unbalanced)?;
+    let inner = text.strip_prefix('{').and_then(|t| t.strip_suffix('}')).ok_or_else(unbalanced)?;
     if inner.contains(['{', '}']) {
         return Err(unbalanced());
     }
@@ -370,45 +336,21 @@ mod tests {
                 "invalid range '32000-31000' in 'ports:[32000-31000]': begin is greater than end",
             ),
             ("cpus:-1", "invalid resource 'cpus:-1': '-1' is negative"),
-            (
-                "cpus:NaN",
-                "invalid resource 'cpus:NaN': 'NaN' is not a finite number",
-            ),
-            (
-                "mem:inf",
-                "invalid resource 'mem:inf': 'inf' is not a finite number",
-            ),
-            (
-                "mem:1e16",
-                "invalid resource 'mem:1e16': '1e16' is too large (at most 1e15)",
-            ),
-            (
-                "cpus4",
-                "invalid resource 'cpus4': missing ':' between name and value",
-            ),
+            ("cpus:NaN", "invalid resource 'cpus:NaN': 'NaN' is not a finite number"),
+            ("mem:inf", "invalid resource 'mem:inf': 'inf' is not a finite number"),
+            ("mem:1e16", "invalid resource 'mem:1e16': '1e16' is too large (at most 1e15)"),
+            ("cpus4", "invalid resource 'cpus4': missing ':' between name and value"),
             (" :4", "invalid resource ':4': empty name"),
             ("(ads):4", "invalid resource '(ads):4': empty name"),
-            (
-                "cp us:4",
-                "invalid resource 'cp us:4': name 'cp us' contains ' '",
-            ),
+            ("cp us:4", "invalid resource 'cp us:4': name 'cp us' contains ' '"),
             ("cpus:", "invalid resource 'cpus:': empty value"),
-            (
-                "cpus(ads:4",
-                "invalid resource 'cpus(ads:4': unbalanced parentheses in 'cpus(ads'",
-            ),
-            (
-                "cpusads):4",
-                "invalid resource 'cpusads):4': unbalanced parentheses in 'cpusads)'",
-            ),
+            ("cpus(ads:4", "invalid resource 'cpus(ads:4': unbalanced parentheses in 'cpus(ads'"),
+            ("cpusads):4", "invalid resource 'cpusads):4': unbalanced parentheses in 'cpusads)'"),
             (
                 "cpus(a)(b):4",
                 "invalid resource 'cpus(a)(b):4': unbalanced parentheses in 'cpus(a)(b)'",
             ),
-            (
-                "cpus():4",
-                "invalid resource 'cpus():4': invalid role '': empty role",
-            ),
+            ("cpus():4", "invalid resource 'cpus():4': invalid role '': empty role"),
             (
                 "cpus(-x):4",
                 "invalid resource 'cpus(-x):4': invalid role '-x': a role cannot start with '-'",
@@ -417,22 +359,10 @@ mod tests {
                 "cpus(..):4",
                 "invalid resource 'cpus(..):4': invalid role '..': '.' and '..' are not roles",
             ),
-            (
-                "ports:[1-2",
-                "invalid resource 'ports:[1-2': unbalanced brackets in '[1-2'",
-            ),
-            (
-                "ports:1-2]",
-                "invalid resource 'ports:1-2]': unbalanced brackets in '1-2]'",
-            ),
-            (
-                "ports:[[1-2]]",
-                "invalid resource 'ports:[[1-2]]': unbalanced brackets in '[[1-2]]'",
-            ),
-            (
-                "ports:[1-2,]",
-                "invalid range '' in 'ports:[1-2,]': empty range",
-            ),
+            ("ports:[1-2", "invalid resource 'ports:[1-2': unbalanced brackets in '[1-2'"),
+            ("ports:1-2]", "invalid resource 'ports:1-2]': unbalanced brackets in '1-2]'"),
+            ("ports:[[1-2]]", "invalid resource 'ports:[[1-2]]': unbalanced brackets in '[[1-2]]'"),
+            ("ports:[1-2,]", "invalid range '' in 'ports:[1-2,]': empty range"),
             (
                 "ports:[a-2]",
                 "invalid range 'a-2' in 'ports:[a-2]': 'a' is not a non-negative integer",
@@ -445,14 +375,8 @@ mod tests {
                 "ports:[1-2-3]",
                 "invalid range '1-2-3' in 'ports:[1-2-3]': '2-3' is not a non-negative integer",
             ),
-            (
-                "disks:{a,b",
-                "invalid resource 'disks:{a,b': unbalanced braces in '{a,b'",
-            ),
-            (
-                "disks:{a,,b}",
-                "invalid resource 'disks:{a,,b}': empty item in set '{a,,b}'",
-            ),
+            ("disks:{a,b", "invalid resource 'disks:{a,b': unbalanced braces in '{a,b'"),
+            ("disks:{a,,b}", "invalid resource 'disks:{a,,b}': empty item in set '{a,,b}'"),
             (
                 "cpus:1;cpus(ads):[1-2]",
                 "invalid resource 'cpus(ads):[1-2]': 'cpus' was given as a scalar before and as ranges here",
@@ -472,20 +396,14 @@ mod tests {
         let cases = [
             ("", ""),
             ("  ;  ", ""),
-            (
-                "cpus:4;mem:1024;ports:[31000-32000]",
-                "cpus:4;mem:1024;ports:[31000-32000]",
-            ),
+            ("cpus:4;mem:1024;ports:[31000-32000]", "cpus:4;mem:1024;ports:[31000-32000]"),
             (" mem : 1024 ; cpus:4 ;", "cpus:4;mem:1024"),
             ("cpus(ads):8;cpus:2", "cpus:2;cpus(ads):8"),
             ("cpus(*):2;cpus:1", "cpus:3"),
             ("cpus:0.1;cpus:0.2", "cpus:0.3"),
             ("cpus:1.23456", "cpus:1.235"),
             ("cpus:0;mem:0.0004", ""),
-            (
-                "ports:[33000-34000, 31000-32000,32001-32002]",
-                "ports:[31000-32002,33000-34000]",
-            ),
+            ("ports:[33000-34000, 31000-32000,32001-32002]", "ports:[31000-32002,33000-34000]"),
             ("ports:[5];ports:[6-7]", "ports:[5-7]"),
             ("ports:[]", ""),
             ("disks:{ sdb , sda,sda}", "disks:{sda,sdb}"),

@@ -27,9 +27,7 @@ pub struct InvertedRange {
 impl Ranges {
     /// The empty set.
     pub const fn new() -> Ranges {
-        Ranges {
-            intervals: Vec::new(),
-        }
+        Ranges { intervals: Vec::new() }
     }
 
     /// The values `begin..=end`; empty when `begin > end`, because such an interval holds nothing.
@@ -37,9 +35,7 @@ impl Ranges {
         if begin > end {
             return Ranges::new();
         }
-        Ranges {
-            intervals: vec![(begin, end)],
-        }
+        Ranges { intervals: vec![(begin, end)] }
     }
 
     /// Builds the union of arbitrary (unsorted, overlapping) intervals, rejecting inverted ones,
@@ -84,9 +80,9 @@ impl Ranges {
 
     /// The number of values in the set (saturating at `u64::MAX` for the full domain).
     pub fn len(&self) -> u64 {
-        self.intervals.iter().fold(0u64, |acc, (begin, end)| {
-            acc.saturating_add((end - begin).saturating_add(1))
-        })
+        self.intervals
+            .iter()
+            .fold(0u64, |acc, (begin, end)| acc.saturating_add((end - begin).saturating_add(1)))
     }
 
     /// True when `value` is in the set.
@@ -108,10 +104,10 @@ impl Ranges {
     pub fn contains(&self, other: &Ranges) -> bool {
         // Canonical intervals are maximal, so each interval of `other` must fit inside one
         // interval of `self`.
-        other.intervals.iter().all(|&(begin, end)| {
-            self.find(begin)
-                .is_some_and(|idx| self.intervals[idx].1 >= end)
-        })
+        other
+            .intervals
+            .iter()
+            .all(|&(begin, end)| self.find(begin).is_some_and(|idx| self.intervals[idx].1 >= end))
     }
 
     /// The values in either set.
@@ -210,10 +206,7 @@ mod tests {
     fn algebra_table() {
         let a = r(&[(31000, 32000), (33000, 34000)]);
         let cases = [
-            (
-                r(&[(31500, 31600)]),
-                r(&[(31000, 31499), (31601, 32000), (33000, 34000)]),
-            ),
+            (r(&[(31500, 31600)]), r(&[(31000, 31499), (31601, 32000), (33000, 34000)])),
             (r(&[(30000, 31000)]), r(&[(31001, 32000), (33000, 34000)])),
             (r(&[(31000, 34000)]), r(&[])),
             (r(&[(32000, 33000)]), r(&[(31000, 31999), (33001, 34000)])),
@@ -239,10 +232,7 @@ mod tests {
 
     #[test]
     fn display_uses_the_text_syntax() {
-        assert_eq!(
-            r(&[(31000, 32000), (33000, 34000)]).to_string(),
-            "[31000-32000,33000-34000]"
-        );
+        assert_eq!(r(&[(31000, 32000), (33000, 34000)]).to_string(), "[31000-32000,33000-34000]");
         assert_eq!(r(&[(7, 7)]).to_string(), "[7-7]");
         assert_eq!(Ranges::new().to_string(), "[]");
     }

@@ -138,11 +138,7 @@ mod tests {
             (-2_000, "-2"),
         ];
         for (milli, text) in cases {
-            assert_eq!(
-                Scalar::from_milli(milli).to_string(),
-                text,
-                "{milli} thousandths"
-            );
+            assert_eq!(Scalar::from_milli(milli).to_string(), text, "{milli} thousandths");
         }
     }
 
@@ -183,14 +179,8 @@ mod tests {
             Scalar::from_milli(i64::MIN) - Scalar::from_int(1),
             Scalar::from_milli(i64::MIN)
         );
-        assert_eq!(
-            Scalar::from_int(1).saturating_sub_to_zero(Scalar::from_int(3)),
-            Scalar::ZERO
-        );
-        assert_eq!(
-            Scalar::from_int(3) - Scalar::from_int(1),
-            Scalar::from_int(2)
-        );
+        assert_eq!(Scalar::from_int(1).saturating_sub_to_zero(Scalar::from_int(3)), Scalar::ZERO);
+        assert_eq!(Scalar::from_int(3) - Scalar::from_int(1), Scalar::from_int(2));
         assert!(Scalar::from_int(1) < Scalar::from_f64(1.001));
         let total: Scalar = [1, 2, 3].into_iter().map(Scalar::from_int).sum();
         assert_eq!(total.as_f64(), 6.0);

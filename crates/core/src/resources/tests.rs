@@ -22,43 +22,13 @@ fn point_one_plus_point_two_cpus_is_point_three() {
 fn addition_and_subtraction_table() {
     // (left, right, left + right, left - right saturating, checked_sub is defined)
     let cases = [
-        (
-            "cpus:2;mem:512",
-            "cpus:1",
-            "cpus:3;mem:512",
-            "cpus:1;mem:512",
-            true,
-        ),
+        ("cpus:2;mem:512", "cpus:1", "cpus:3;mem:512", "cpus:1;mem:512", true),
         ("cpus:1", "cpus:2", "cpus:3", "", false),
         ("cpus:1", "cpus:1", "cpus:2", "", true),
-        (
-            "cpus:1",
-            "cpus(ads):1",
-            "cpus:1;cpus(ads):1",
-            "cpus:1",
-            false,
-        ),
-        (
-            "cpus(ads):2",
-            "cpus(ads):0.5",
-            "cpus(ads):2.5",
-            "cpus(ads):1.5",
-            true,
-        ),
-        (
-            "ports:[1-10]",
-            "ports:[3-4]",
-            "ports:[1-10]",
-            "ports:[1-2,5-10]",
-            true,
-        ),
-        (
-            "ports:[1-10]",
-            "ports:[9-12]",
-            "ports:[1-12]",
-            "ports:[1-8]",
-            false,
-        ),
+        ("cpus:1", "cpus(ads):1", "cpus:1;cpus(ads):1", "cpus:1", false),
+        ("cpus(ads):2", "cpus(ads):0.5", "cpus(ads):2.5", "cpus(ads):1.5", true),
+        ("ports:[1-10]", "ports:[3-4]", "ports:[1-10]", "ports:[1-2,5-10]", true),
+        ("ports:[1-10]", "ports:[9-12]", "ports:[1-12]", "ports:[1-8]", false),
         ("disks:{a,b}", "disks:{b}", "disks:{a,b}", "disks:{a}", true),
         ("disks:{a}", "disks:{c}", "disks:{a,c}", "disks:{a}", false),
         ("", "mem:1", "mem:1", "", false),
@@ -70,20 +40,13 @@ fn addition_and_subtraction_table() {
         assert_eq!(&l - &r, res(diff), "{left} - {right}");
         assert_eq!(l.contains(&r), contained, "{left} contains {right}");
         let checked = l.checked_sub(&r);
-        assert_eq!(
-            checked,
-            contained.then(|| res(diff)),
-            "{left} checked_sub {right}"
-        );
+        assert_eq!(checked, contained.then(|| res(diff)), "{left} checked_sub {right}");
         let mut acc = l.clone();
         acc += &r;
         acc -= &r;
         // Adding then removing the same thing restores the start only for disjoint ranges and
         // sets, which is why the saturating sum is compared with `contains` instead.
-        assert!(
-            l.contains(&acc),
-            "{left} + {right} - {right} stays within {left}"
-        );
+        assert!(l.contains(&acc), "{left} + {right} - {right} stays within {left}");
     }
 }
 
@@ -107,10 +70,7 @@ fn accessors_sum_over_roles() {
     assert_eq!(r.mem(), Scalar::from_int(1024));
     assert_eq!(r.disk(), Scalar::from_int(20));
     assert_eq!(r.scalar("gpus"), Scalar::ZERO);
-    assert_eq!(
-        r.ports(),
-        Ranges::try_from_intervals([(1, 2), (5, 5)]).expect("valid")
-    );
+    assert_eq!(r.ports(), Ranges::try_from_intervals([(1, 2), (5, 5)]).expect("valid"));
     assert_eq!(r.quantity("ports"), Scalar::from_int(3));
     assert_eq!(r.quantities().get("cpus"), Some(&Scalar::from_milli(3500)));
 }
@@ -123,11 +83,7 @@ fn role_filters() {
     assert_eq!(r.reserved("nobody"), Resources::new());
     assert_eq!(r.allocatable_to("ads"), res("cpus:2;cpus(ads):1;mem:32"));
     assert_eq!(r.allocatable_to("web"), res("cpus:2;mem:32;mem(web):64"));
-    assert!(
-        r.iter()
-            .filter(|e| e.role == "ads")
-            .all(Resource::is_reserved)
-    );
+    assert!(r.iter().filter(|e| e.role == "ads").all(Resource::is_reserved));
 }
 
 #[test]
@@ -143,29 +99,12 @@ fn min_allocatable_quantities_ignore_roles() {
 #[test]
 fn push_refuses_a_second_value_type_for_a_name() {
     let mut r = Resources::new();
-    r.push(Resource::new(
-        "cpus",
-        UNRESERVED,
-        Value::Scalar(Scalar::from_int(1)),
-    ))
-    .expect("first");
-    r.push(Resource::new(
-        "cpus",
-        "ads",
-        Value::Scalar(Scalar::from_int(1)),
-    ))
-    .expect("same kind");
+    r.push(Resource::new("cpus", UNRESERVED, Value::Scalar(Scalar::from_int(1)))).expect("first");
+    r.push(Resource::new("cpus", "ads", Value::Scalar(Scalar::from_int(1)))).expect("same kind");
     let err = r
-        .push(Resource::new(
-            "cpus",
-            "ads",
-            Value::Set(Set::from(["x".to_string()])),
-        ))
+        .push(Resource::new("cpus", "ads", Value::Set(Set::from(["x".to_string()]))))
         .expect_err("kind conflict");
-    assert_eq!(
-        err.to_string(),
-        "resource 'cpus' is a scalar and cannot also be a set"
-    );
+    assert_eq!(err.to_string(), "resource 'cpus' is a scalar and cannot also be a set");
     assert_eq!(r, res("cpus:1;cpus(ads):1"));
     assert_eq!(r.kind_of("cpus"), Some(ValueKind::Scalar));
 }
@@ -182,11 +121,7 @@ fn default_agent_resources_arithmetic() {
     ];
     for (cpus, mem, disk, expected) in cases {
         let expected = res(expected) + res("ports:[31000-32000]");
-        assert_eq!(
-            default_agent_resources(cpus, mem, disk),
-            expected,
-            "{cpus} {mem} {disk}"
-        );
+        assert_eq!(default_agent_resources(cpus, mem, disk), expected, "{cpus} {mem} {disk}");
     }
 }
 
@@ -194,10 +129,7 @@ fn default_agent_resources_arithmetic() {
 fn with_defaults_fills_only_missing_names() {
     let detected = default_agent_resources(4, 8192, 51200);
     let given = res("cpus(ads):2;mem:100").with_defaults(&detected);
-    assert_eq!(
-        given,
-        res("cpus(ads):2;mem:100;disk:46080;ports:[31000-32000]")
-    );
+    assert_eq!(given, res("cpus(ads):2;mem:100;disk:46080;ports:[31000-32000]"));
     assert_eq!(Resources::new().with_defaults(&detected), detected);
 }
 
@@ -221,8 +153,7 @@ fn resources() -> impl Strategy<Value = Resources> {
     prop::collection::vec(prop_oneof![scalar, ports, disks], 0..8).prop_map(|entries| {
         let mut out = Resources::new();
         for entry in entries {
-            out.push(entry)
-                .expect("the generator keeps one kind per name");
+            out.push(entry).expect("the generator keeps one kind per name");
         }
         out
     })

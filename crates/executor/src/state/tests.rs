@@ -28,19 +28,13 @@ fn executor() -> CommandExecutor {
 fn launch(task_id: &str, kill_grace: Option<Duration>) -> Input {
     Input::Launch {
         task_id: task_id.into(),
-        command: Some(v1::CommandInfo {
-            value: Some("true".into()),
-            ..Default::default()
-        }),
+        command: Some(v1::CommandInfo { value: Some("true".into()), ..Default::default() }),
         kill_grace,
     }
 }
 
 fn kill(grace: Option<Duration>) -> Input {
-    Input::Kill {
-        task_id: "t".into(),
-        grace,
-    }
+    Input::Kill { task_id: "t".into(), grace }
 }
 
 /// The updates among `outputs`, as (task, state, message).
@@ -55,10 +49,7 @@ fn sent(outputs: &[Output]) -> Vec<(String, TaskState, Option<String>)> {
 }
 
 fn states(outputs: &[Output]) -> Vec<TaskState> {
-    sent(outputs)
-        .into_iter()
-        .map(|(_, state, _)| state)
-        .collect()
+    sent(outputs).into_iter().map(|(_, state, _)| state).collect()
 }
 
 fn signals(outputs: &[Output]) -> Vec<Signal> {
@@ -82,12 +73,7 @@ fn exit(outputs: &[Output]) -> Option<i32> {
 fn running(kill_grace: Option<Duration>) -> (CommandExecutor, Instant) {
     let t0 = Instant::now();
     let mut ex = executor();
-    ex.handle(
-        Input::Subscribed {
-            task_killing_state: false,
-        },
-        t0,
-    );
+    ex.handle(Input::Subscribed { task_killing_state: false }, t0);
     ex.handle(launch("t", kill_grace), t0);
     ex.handle(Input::Spawned, t0);
     (ex, t0)
@@ -97,15 +83,7 @@ fn running(kill_grace: Option<Duration>) -> (CommandExecutor, Instant) {
 fn a_task_goes_starting_running_finished_and_the_ack_ends_the_executor() {
     let t0 = Instant::now();
     let mut ex = executor();
-    assert!(
-        ex.handle(
-            Input::Subscribed {
-                task_killing_state: false
-            },
-            t0
-        )
-        .is_empty()
-    );
+    assert!(ex.handle(Input::Subscribed { task_killing_state: false }, t0).is_empty());
 
     let out = ex.handle(launch("t", None), t0);
     assert_eq!(states(&out), [TaskState::TaskStarting]);
@@ -115,10 +93,7 @@ fn a_task_goes_starting_running_finished_and_the_ack_ends_the_executor() {
     let spawn = out.iter().position(|o| matches!(o, Output::Spawn(_)));
     assert!(send < spawn);
 
-    assert_eq!(
-        states(&ex.handle(Input::Spawned, t0)),
-        [TaskState::TaskRunning]
-    );
+    assert_eq!(states(&ex.handle(Input::Spawned, t0)), [TaskState::TaskRunning]);
     assert_eq!(ex.next_deadline(), None);
 
     let out = ex.handle(Input::Exited(Termination::Exited(0)), t0);
@@ -138,10 +113,7 @@ fn a_task_goes_starting_running_finished_and_the_ack_ends_the_executor() {
     assert!(exit(&ex.handle(Input::Acknowledged { uuid: uuid(1) }, t0)).is_none());
     assert!(exit(&ex.handle(Input::Acknowledged { uuid: uuid(2) }, t0)).is_none());
     assert_eq!(ex.unacknowledged().len(), 1);
-    assert_eq!(
-        exit(&ex.handle(Input::Acknowledged { uuid: uuid(3) }, t0)),
-        Some(0)
-    );
+    assert_eq!(exit(&ex.handle(Input::Acknowledged { uuid: uuid(3) }, t0)), Some(0));
     assert!(ex.unacknowledged().is_empty());
     // Nothing happens after the exit.
     assert!(ex.handle(launch("u", None), t0).is_empty());
@@ -151,66 +123,16 @@ fn a_task_goes_starting_running_finished_and_the_ack_ends_the_executor() {
 fn exit_mapping() {
     use TaskState::*;
     let table = [
-        (
-            Termination::Exited(0),
-            false,
-            TaskFinished,
-            "Command exited with status 0",
-        ),
-        (
-            Termination::Exited(1),
-            false,
-            TaskFailed,
-            "Command exited with status 1",
-        ),
-        (
-            Termination::Exited(137),
-            false,
-            TaskFailed,
-            "Command exited with status 137",
-        ),
-        (
-            Termination::Signaled(9),
-            false,
-            TaskFailed,
-            "Command terminated with signal SIGKILL",
-        ),
-        (
-            Termination::Signaled(15),
-            false,
-            TaskFailed,
-            "Command terminated with signal SIGTERM",
-        ),
-        (
-            Termination::Unknown,
-            false,
-            TaskFailed,
-            "Command terminated with an unknown status",
-        ),
-        (
-            Termination::Signaled(15),
-            true,
-            TaskKilled,
-            "Command terminated with signal SIGTERM",
-        ),
-        (
-            Termination::Signaled(9),
-            true,
-            TaskKilled,
-            "Command terminated with signal SIGKILL",
-        ),
-        (
-            Termination::Exited(0),
-            true,
-            TaskKilled,
-            "Command exited with status 0",
-        ),
-        (
-            Termination::Exited(2),
-            true,
-            TaskKilled,
-            "Command exited with status 2",
-        ),
+        (Termination::Exited(0), false, TaskFinished, "Command exited with status 0"),
+        (Termination::Exited(1), false, TaskFailed, "Command exited with status 1"),
+        (Termination::Exited(137), false, TaskFailed, "Command exited with status 137"),
+        (Termination::Signaled(9), false, TaskFailed, "Command terminated with signal SIGKILL"),
+        (Termination::Signaled(15), false, TaskFailed, "Command terminated with signal SIGTERM"),
+        (Termination::Unknown, false, TaskFailed, "Command terminated with an unknown status"),
+        (Termination::Signaled(15), true, TaskKilled, "Command terminated with signal SIGTERM"),
+        (Termination::Signaled(9), true, TaskKilled, "Command terminated with signal SIGKILL"),
+        (Termination::Exited(0), true, TaskKilled, "Command exited with status 0"),
+        (Termination::Exited(2), true, TaskKilled, "Command exited with status 2"),
     ];
     for (termination, killed, state, message) in table {
         assert_eq!(
@@ -246,11 +168,7 @@ fn kill_grace_comes_from_the_event_then_the_task_then_the_default() {
             assert_eq!(ex.next_deadline(), None);
         } else {
             assert_eq!(signals(&out), [Signal::SIGTERM]);
-            assert_eq!(
-                ex.next_deadline(),
-                Some(t0 + expected),
-                "{task_grace:?} {event_grace:?}"
-            );
+            assert_eq!(ex.next_deadline(), Some(t0 + expected), "{task_grace:?} {event_grace:?}");
         }
     }
 }
@@ -260,10 +178,7 @@ fn kill_escalates_to_sigkill_after_the_grace_period_and_ends_killed() {
     let (mut ex, t0) = running(None);
     let out = ex.handle(kill(None), t0);
     assert_eq!(signals(&out), [Signal::SIGTERM]);
-    assert!(
-        states(&out).is_empty(),
-        "no TASK_KILLING without the capability"
-    );
+    assert!(states(&out).is_empty(), "no TASK_KILLING without the capability");
 
     // A tick before the deadline changes nothing.
     assert!(signals(&ex.handle(Input::Tick, t0 + Duration::from_secs(2))).is_empty());
@@ -274,10 +189,7 @@ fn kill_escalates_to_sigkill_after_the_grace_period_and_ends_killed() {
     assert!(signals(&ex.handle(Input::Tick, t0 + Duration::from_secs(10))).is_empty());
     assert!(signals(&ex.handle(kill(Some(Duration::ZERO)), t0)).is_empty());
 
-    let out = ex.handle(
-        Input::Exited(Termination::Signaled(9)),
-        t0 + DEFAULT_KILL_GRACE,
-    );
+    let out = ex.handle(Input::Exited(Termination::Signaled(9)), t0 + DEFAULT_KILL_GRACE);
     assert_eq!(states(&out), [TaskState::TaskKilled]);
 }
 
@@ -285,10 +197,7 @@ fn kill_escalates_to_sigkill_after_the_grace_period_and_ends_killed() {
 fn a_task_that_stops_on_sigterm_is_killed_without_sigkill() {
     let (mut ex, t0) = running(None);
     ex.handle(kill(None), t0);
-    let out = ex.handle(
-        Input::Exited(Termination::Signaled(15)),
-        t0 + Duration::from_millis(5),
-    );
+    let out = ex.handle(Input::Exited(Termination::Signaled(15)), t0 + Duration::from_millis(5));
     assert_eq!(
         sent(&out),
         [(
@@ -299,10 +208,7 @@ fn a_task_that_stops_on_sigterm_is_killed_without_sigkill() {
     );
     // Only the clean-up of the group, no escalation timer left.
     assert_eq!(signals(&out), [Signal::SIGKILL]);
-    assert_eq!(
-        ex.next_deadline(),
-        Some(t0 + Duration::from_millis(5) + ACK_TIMEOUT)
-    );
+    assert_eq!(ex.next_deadline(), Some(t0 + Duration::from_millis(5) + ACK_TIMEOUT));
 }
 
 #[test]
@@ -331,12 +237,7 @@ fn a_later_kill_can_shorten_but_never_extend_the_grace_period() {
 fn task_killing_is_sent_when_the_framework_asks_for_it() {
     let t0 = Instant::now();
     let mut ex = executor();
-    ex.handle(
-        Input::Subscribed {
-            task_killing_state: true,
-        },
-        t0,
-    );
+    ex.handle(Input::Subscribed { task_killing_state: true }, t0);
     ex.handle(launch("t", None), t0);
     ex.handle(Input::Spawned, t0);
     let out = ex.handle(kill(None), t0);
@@ -354,13 +255,7 @@ fn kills_of_other_or_absent_tasks_are_ignored() {
     assert!(signals(&out).is_empty() && states(&out).is_empty() && exit(&out).is_none());
 
     let (mut ex, t0) = running(None);
-    let out = ex.handle(
-        Input::Kill {
-            task_id: "other".into(),
-            grace: None,
-        },
-        t0,
-    );
+    let out = ex.handle(Input::Kill { task_id: "other".into(), grace: None }, t0);
     assert!(signals(&out).is_empty() && states(&out).is_empty());
     assert_eq!(ex.next_deadline(), None);
 }
@@ -384,18 +279,11 @@ fn a_second_launch_is_refused() {
     let out = ex.handle(launch("second", None), t0);
     assert_eq!(
         sent(&out),
-        [(
-            "second".to_string(),
-            TaskState::TaskFailed,
-            Some(MULTIPLE_TASKS.to_string())
-        )]
+        [("second".to_string(), TaskState::TaskFailed, Some(MULTIPLE_TASKS.to_string()))]
     );
     assert!(!out.iter().any(|o| matches!(o, Output::Spawn(_))));
     // The refusal's ack does not end the executor; the first task still runs.
-    assert_eq!(
-        exit(&ex.handle(Input::Acknowledged { uuid: uuid(3) }, t0)),
-        None
-    );
+    assert_eq!(exit(&ex.handle(Input::Acknowledged { uuid: uuid(3) }, t0)), None);
     assert_eq!(
         states(&ex.handle(Input::Exited(Termination::Exited(0)), t0)),
         [TaskState::TaskFinished]
@@ -406,22 +294,11 @@ fn a_second_launch_is_refused() {
 fn a_task_group_is_refused_task_by_task() {
     let t0 = Instant::now();
     let mut ex = executor();
-    let out = ex.handle(
-        Input::LaunchGroup {
-            task_ids: vec!["a".into(), "b".into()],
-        },
-        t0,
-    );
-    let refused: Vec<_> = sent(&out)
-        .into_iter()
-        .map(|(id, state, _)| (id, state))
-        .collect();
+    let out = ex.handle(Input::LaunchGroup { task_ids: vec!["a".into(), "b".into()] }, t0);
+    let refused: Vec<_> = sent(&out).into_iter().map(|(id, state, _)| (id, state)).collect();
     assert_eq!(
         refused,
-        [
-            ("a".to_string(), TaskState::TaskFailed),
-            ("b".to_string(), TaskState::TaskFailed)
-        ]
+        [("a".to_string(), TaskState::TaskFailed), ("b".to_string(), TaskState::TaskFailed)]
     );
 }
 
@@ -431,28 +308,13 @@ fn a_failed_spawn_reports_failed_after_starting() {
     let mut ex = executor();
     let out = ex.handle(launch("t", None), t0);
     assert_eq!(states(&out), [TaskState::TaskStarting]);
-    let out = ex.handle(
-        Input::SpawnFailed {
-            message: "no such file".into(),
-        },
-        t0,
-    );
+    let out = ex.handle(Input::SpawnFailed { message: "no such file".into() }, t0);
     assert_eq!(
         sent(&out),
-        [(
-            "t".to_string(),
-            TaskState::TaskFailed,
-            Some("no such file".to_string())
-        )]
+        [("t".to_string(), TaskState::TaskFailed, Some("no such file".to_string()))]
     );
-    assert!(
-        signals(&out).is_empty(),
-        "there is no process group to signal"
-    );
-    assert_eq!(
-        exit(&ex.handle(Input::Acknowledged { uuid: uuid(2) }, t0)),
-        Some(0)
-    );
+    assert!(signals(&out).is_empty(), "there is no process group to signal");
+    assert_eq!(exit(&ex.handle(Input::Acknowledged { uuid: uuid(2) }, t0)), Some(0));
 }
 
 #[test]
@@ -464,18 +326,12 @@ fn shutdown_kills_with_the_shutdown_grace_minus_one_second_and_waits_briefly_for
     assert_eq!(exit(&out), None);
     // 5 s configured, 1 s kept back for the terminal update.
     assert_eq!(ex.next_deadline(), Some(t0 + secs(4)));
-    assert_eq!(
-        signals(&ex.handle(Input::Tick, t0 + secs(4))),
-        [Signal::SIGKILL]
-    );
+    assert_eq!(signals(&ex.handle(Input::Tick, t0 + secs(4))), [Signal::SIGKILL]);
 
     let out = ex.handle(Input::Exited(Termination::Signaled(9)), t0 + secs(4));
     assert_eq!(states(&out), [TaskState::TaskKilled]);
     assert_eq!(ex.next_deadline(), Some(t0 + secs(4) + SHUTDOWN_RESERVE));
-    assert_eq!(
-        exit(&ex.handle(Input::Acknowledged { uuid: uuid(3) }, t0 + secs(4))),
-        Some(0)
-    );
+    assert_eq!(exit(&ex.handle(Input::Acknowledged { uuid: uuid(3) }, t0 + secs(4))), Some(0));
 }
 
 #[test]
@@ -492,10 +348,7 @@ fn shutdown_while_waiting_for_the_ack_shortens_the_wait() {
     let out = ex.handle(Input::Shutdown, t0);
     assert!(signals(&out).is_empty() && exit(&out).is_none());
     assert_eq!(ex.next_deadline(), Some(t0 + SHUTDOWN_RESERVE));
-    assert_eq!(
-        exit(&ex.handle(Input::Tick, t0 + SHUTDOWN_RESERVE)),
-        Some(1)
-    );
+    assert_eq!(exit(&ex.handle(Input::Tick, t0 + SHUTDOWN_RESERVE)), Some(1));
 }
 
 #[test]
@@ -504,31 +357,21 @@ fn shutdown_grace_shorter_than_the_reserve_kills_at_once() {
     let mut ex = CommandExecutor::new(Config::new(Duration::from_millis(500)), counter());
     ex.handle(launch("t", None), t0);
     ex.handle(Input::Spawned, t0);
-    assert_eq!(
-        signals(&ex.handle(Input::Shutdown, t0)),
-        [Signal::SIGTERM, Signal::SIGKILL]
-    );
+    assert_eq!(signals(&ex.handle(Input::Shutdown, t0)), [Signal::SIGTERM, Signal::SIGKILL]);
 }
 
 #[test]
 fn without_an_ack_the_executor_gives_up_after_the_fail_safe() {
     let (mut ex, t0) = running(None);
     ex.handle(Input::Exited(Termination::Exited(0)), t0);
-    assert_eq!(
-        exit(&ex.handle(Input::Tick, t0 + Duration::from_secs(59))),
-        None
-    );
+    assert_eq!(exit(&ex.handle(Input::Tick, t0 + Duration::from_secs(59))), None);
     assert_eq!(exit(&ex.handle(Input::Tick, t0 + ACK_TIMEOUT)), Some(1));
 }
 
 #[test]
 fn losing_the_agent_or_an_error_kills_the_task_and_exits_non_zero() {
-    let lost = || Input::Disconnected {
-        reason: "stream ended".into(),
-    };
-    let error = || Input::Error {
-        message: "bad".into(),
-    };
+    let lost = || Input::Disconnected { reason: "stream ended".into() };
+    let error = || Input::Error { message: "bad".into() };
     for input in [lost(), error()] {
         let (mut ex, t0) = running(None);
         let out = ex.handle(input.clone(), t0);
@@ -548,19 +391,8 @@ fn losing_the_agent_or_an_error_kills_the_task_and_exits_non_zero() {
 fn unknown_acks_and_stray_exits_change_nothing() {
     let t0 = Instant::now();
     let mut ex = executor();
-    assert!(
-        ex.handle(
-            Input::Acknowledged {
-                uuid: vec![1, 2, 3]
-            },
-            t0
-        )
-        .is_empty()
-    );
-    assert!(
-        ex.handle(Input::Exited(Termination::Exited(0)), t0)
-            .is_empty()
-    );
+    assert!(ex.handle(Input::Acknowledged { uuid: vec![1, 2, 3] }, t0).is_empty());
+    assert!(ex.handle(Input::Exited(Termination::Exited(0)), t0).is_empty());
     assert!(ex.handle(Input::Spawned, t0).is_empty());
     assert!(ex.handle(Input::Tick, t0).is_empty());
 }

@@ -104,10 +104,7 @@ pub(crate) fn read_message(
             msg.set_field(&field, Value::Map(map));
         } else if field.is_list() {
             let Json::Array(items) = value else {
-                return Err(JsonError::WrongType {
-                    path: here.render(),
-                    expected: "an array",
-                });
+                return Err(JsonError::WrongType { path: here.render(), expected: "an array" });
             };
             let kind = field.kind();
             let mut list = Vec::with_capacity(items.len());
@@ -145,10 +142,7 @@ fn read_map(
     depth: usize,
 ) -> Result<HashMap<MapKey, Value>, JsonError> {
     let Json::Object(object) = json else {
-        return Err(JsonError::WrongType {
-            path: path.render(),
-            expected: "an object",
-        });
+        return Err(JsonError::WrongType { path: path.render(), expected: "an object" });
     };
     let key_kind = entry.map_entry_key_field().kind();
     let value_kind = entry.map_entry_value_field().kind();
@@ -158,10 +152,8 @@ fn read_map(
             continue;
         }
         let at = child(Some(path), Step::Key(key));
-        let map_key = read_map_key(&key_kind, key).ok_or_else(|| JsonError::InvalidMapKey {
-            path: path.render(),
-            key: key.clone(),
-        })?;
+        let map_key = read_map_key(&key_kind, key)
+            .ok_or_else(|| JsonError::InvalidMapKey { path: path.render(), key: key.clone() })?;
         if let Some(v) = read_value(&value_kind, value, &at, depth)? {
             map.insert(map_key, v);
         }
@@ -226,10 +218,9 @@ fn read_value(
         Kind::Enum(desc) => {
             let found = match json {
                 Json::String(name) => desc.get_value_by_name(name),
-                Json::Number(n) => n
-                    .as_i64()
-                    .and_then(|n| i32::try_from(n).ok())
-                    .and_then(|n| desc.get_value(n)),
+                Json::Number(n) => {
+                    n.as_i64().and_then(|n| i32::try_from(n).ok()).and_then(|n| desc.get_value(n))
+                }
                 _ => return Err(wrong_type(path, "an enum name")),
             };
             match found {
@@ -243,19 +234,13 @@ fn read_value(
 }
 
 fn wrong_type(path: &Path<'_>, expected: &'static str) -> JsonError {
-    JsonError::WrongType {
-        path: path.render(),
-        expected,
-    }
+    JsonError::WrongType { path: path.render(), expected }
 }
 
 /// Reads an integer given as a JSON number or a numeric string. Integral
 /// floats such as `5.0` or `1e3` are accepted; fractions are not.
 fn read_integer(json: &Json, path: &Path<'_>) -> Result<i128, JsonError> {
-    let not_integer = || JsonError::NotAnInteger {
-        path: path.render(),
-        value: json.to_string(),
-    };
+    let not_integer = || JsonError::NotAnInteger { path: path.render(), value: json.to_string() };
     match json {
         Json::Number(n) => {
             if let Some(i) = n.as_i64() {
@@ -268,11 +253,7 @@ fn read_integer(json: &Json, path: &Path<'_>) -> Result<i128, JsonError> {
         }
         Json::String(s) => match s.parse::<i128>() {
             Ok(i) => Ok(i),
-            Err(_) => s
-                .parse::<f64>()
-                .ok()
-                .and_then(integral_float)
-                .ok_or_else(not_integer),
+            Err(_) => s.parse::<f64>().ok().and_then(integral_float).ok_or_else(not_integer),
         },
         _ => Err(wrong_type(path, "an integer")),
     }

@@ -43,10 +43,7 @@ fn field_to_value(msg: &DynamicMessage, field: &FieldDescriptor) -> Option<Json>
         let value_field = map_value_field(field)?;
         let mut object = Map::new();
         for (key, value) in entries {
-            object.insert(
-                map_key_to_string(key),
-                scalar_to_value(&value_field.kind(), value),
-            );
+            object.insert(map_key_to_string(key), scalar_to_value(&value_field.kind(), value));
         }
         return Some(Json::Object(object));
     }
@@ -59,12 +56,7 @@ fn field_to_value(msg: &DynamicMessage, field: &FieldDescriptor) -> Option<Json>
             return None;
         }
         let kind = field.kind();
-        return Some(Json::Array(
-            items
-                .iter()
-                .map(|item| scalar_to_value(&kind, item))
-                .collect(),
-        ));
+        return Some(Json::Array(items.iter().map(|item| scalar_to_value(&kind, item)).collect()));
     }
     if msg.has_field(field) {
         return Some(scalar_to_value(&field.kind(), &msg.get_field(field)));
@@ -194,14 +186,8 @@ mod tests {
         assert_eq!(float_to_value(0.1).to_string(), "0.1");
         assert_eq!(float_to_value(1e300).to_string(), "1e+300");
         assert_eq!(float_to_value(f64::NAN), Json::String("NaN".into()));
-        assert_eq!(
-            float_to_value(f64::INFINITY),
-            Json::String("Infinity".into())
-        );
-        assert_eq!(
-            float_to_value(f64::NEG_INFINITY),
-            Json::String("-Infinity".into())
-        );
+        assert_eq!(float_to_value(f64::INFINITY), Json::String("Infinity".into()));
+        assert_eq!(float_to_value(f64::NEG_INFINITY), Json::String("-Infinity".into()));
     }
 
     #[test]
@@ -217,9 +203,6 @@ mod tests {
     #[test]
     fn ascii_text_is_untouched() {
         let value = serde_json::json!({"a": [1, 2.5, "x"], "b": {"c": true}});
-        assert_eq!(
-            value_to_ascii_string(&value),
-            r#"{"a":[1,2.5,"x"],"b":{"c":true}}"#
-        );
+        assert_eq!(value_to_ascii_string(&value), r#"{"a":[1,2.5,"x"],"b":{"c":true}}"#);
     }
 }

@@ -9,15 +9,9 @@ fn one_update_in_flight_per_task() {
     let mut h = Harness::registered();
     let conn = h.running("t1");
     let (_, out) = h.update("t1", status("t1", TaskState::TaskRunning, 1));
-    assert_eq!(
-        sent_short(&out),
-        vec![("t1".into(), TaskState::TaskRunning, 1)]
-    );
+    assert_eq!(sent_short(&out), vec![("t1".into(), TaskState::TaskRunning, 1)]);
     let (_, out) = h.update("t1", status("t1", TaskState::TaskFinished, 2));
-    assert!(
-        sent(&out).is_empty(),
-        "waits for the acknowledgement of the first"
-    );
+    assert!(sent(&out).is_empty(), "waits for the acknowledgement of the first");
     assert_eq!(
         exec_kinds(&out, conn),
         vec![EventType::Acknowledged],
@@ -34,27 +28,18 @@ fn one_update_in_flight_per_task() {
     let out = h.handle(Input::Tick);
     let latest: Vec<Option<TaskState>> = sent(&out).into_iter().map(|(_, l)| l).collect();
     assert_eq!(latest, vec![Some(TaskState::TaskFinished)]);
-    assert_eq!(
-        sent_short(&out),
-        vec![("t1".into(), TaskState::TaskRunning, 1)]
-    );
+    assert_eq!(sent_short(&out), vec![("t1".into(), TaskState::TaskRunning, 1)]);
 
     // Stale acknowledgements change nothing; the right one releases the next update.
     assert!(h.handle(acknowledge("t1", 9)).is_empty());
     assert!(h.handle(acknowledge("other", 1)).is_empty());
     let out = h.handle(acknowledge("t1", 1));
-    assert_eq!(
-        sent_short(&out),
-        vec![("t1".into(), TaskState::TaskFinished, 2)]
-    );
+    assert_eq!(sent_short(&out), vec![("t1".into(), TaskState::TaskFinished, 2)]);
     assert_eq!(h.agent.pending_updates(), 1);
     assert!(h.handle(acknowledge("t1", 2)).is_empty());
     assert_eq!(h.agent.pending_updates(), 0);
     h.advance(1000);
-    assert!(
-        sent(&h.handle(Input::Tick)).is_empty(),
-        "nothing left to retry"
-    );
+    assert!(sent(&h.handle(Input::Tick)).is_empty(), "nothing left to retry");
 }
 
 #[test]
@@ -88,10 +73,7 @@ fn disconnection_holds_updates_and_registration_resends_them() {
     let mut h = Harness::registered();
     h.running_for(framework(true), "t1");
     h.running_for(framework(true), "t2");
-    assert_eq!(
-        h.update("t1", status("t1", TaskState::TaskRunning, 1)).0,
-        Ok(())
-    );
+    assert_eq!(h.update("t1", status("t1", TaskState::TaskRunning, 1)).0, Ok(()));
     assert!(h.handle(Input::MasterDisconnected).is_empty());
     let (result, out) = h.update("t2", status("t2", TaskState::TaskRunning, 2));
     assert_eq!(result, Ok(()));
@@ -105,10 +87,7 @@ fn disconnection_holds_updates_and_registration_resends_them() {
     heads.sort();
     assert_eq!(
         heads,
-        vec![
-            ("t1".into(), TaskState::TaskRunning, 1),
-            ("t2".into(), TaskState::TaskRunning, 2)
-        ]
+        vec![("t1".into(), TaskState::TaskRunning, 1), ("t2".into(), TaskState::TaskRunning, 2)]
     );
     // The backoff starts over from the minimum.
     h.advance(10);
@@ -168,10 +147,7 @@ fn executor_exit_fails_unfinished_tasks() {
         let launched = matches!(input, Input::ExecutorExited { .. });
         let conn = if launched {
             let conn = h.running("t1");
-            assert_eq!(
-                h.update("t1", status("t1", TaskState::TaskRunning, 1)).0,
-                Ok(())
-            );
+            assert_eq!(h.update("t1", status("t1", TaskState::TaskRunning, 1)).0, Ok(()));
             h.handle(acknowledge("t1", 1));
             Some(conn)
         } else {
@@ -187,23 +163,11 @@ fn executor_exit_fails_unfinished_tasks() {
             (TaskState::TaskFailed, Source::Agent, reason)
         );
         assert!(failed.message().contains(message), "{:?}", failed.message());
-        assert_eq!(
-            failed.uuid.as_ref().map(Bytes::len),
-            Some(16),
-            "retried until acknowledged"
-        );
-        assert_eq!(
-            failed.executor_id.as_ref().map(|e| e.value.as_str()),
-            Some("t1")
-        );
-        let exited = to_master(&out)
-            .into_iter()
-            .find_map(|c| c.executor_exited)
-            .expect("EXECUTOR_EXITED");
-        assert_eq!(
-            (exited.executor_id.value.as_str(), exited.status),
-            ("t1", wait_status)
-        );
+        assert_eq!(failed.uuid.as_ref().map(Bytes::len), Some(16), "retried until acknowledged");
+        assert_eq!(failed.executor_id.as_ref().map(|e| e.value.as_str()), Some("t1"));
+        let exited =
+            to_master(&out).into_iter().find_map(|c| c.executor_exited).expect("EXECUTOR_EXITED");
+        assert_eq!((exited.executor_id.value.as_str(), exited.status), ("t1", wait_status));
         if let Some(conn) = conn {
             assert!(out.contains(&Output::CloseExecutor { conn }));
         }
@@ -215,10 +179,7 @@ fn executor_exit_fails_unfinished_tasks() {
 fn executor_exit_after_a_terminal_update_reports_nothing_more() {
     let mut h = Harness::registered();
     h.running("t1");
-    assert_eq!(
-        h.update("t1", status("t1", TaskState::TaskFinished, 1)).0,
-        Ok(())
-    );
+    assert_eq!(h.update("t1", status("t1", TaskState::TaskFinished, 1)).0, Ok(()));
     let out = h.handle(Input::ExecutorExited {
         framework_id: FRAMEWORK_ID.into(),
         executor_id: "t1".into(),
@@ -245,11 +206,7 @@ fn killing_queued_and_delivered_tasks() {
     let killed = sent(&out).pop().expect("TASK_KILLED").0;
     assert_eq!(
         (killed.state(), killed.reason(), killed.source()),
-        (
-            TaskState::TaskKilled,
-            Reason::TaskKilledDuringLaunch,
-            Source::Agent
-        )
+        (TaskState::TaskKilled, Reason::TaskKilledDuringLaunch, Source::Agent)
     );
     assert!(killed.uuid.is_some());
     assert!(out.contains(&Output::KillExecutor {
@@ -262,24 +219,13 @@ fn killing_queued_and_delivered_tasks() {
     let out = h.handle(run_task(framework(false), command_task("t1")));
     assert!(launches(&out).is_empty());
     let lost = sent(&out).pop().expect("TASK_LOST").0;
-    assert_eq!(
-        (lost.state(), lost.message()),
-        (TaskState::TaskLost, "Executor is shutting down")
-    );
+    assert_eq!((lost.state(), lost.message()), (TaskState::TaskLost, "Executor is shutting down"));
 
     let conn = h.running("t2");
     let out = h.handle(kill_task("t2"));
-    let kill = exec_events(&out, conn)
-        .pop()
-        .and_then(|e| e.kill)
-        .expect("KILL");
+    let kill = exec_events(&out, conn).pop().and_then(|e| e.kill).expect("KILL");
     assert_eq!(kill.task_id.value, "t2");
-    assert_eq!(
-        kill.kill_policy
-            .and_then(|p| p.grace_period)
-            .map(|g| g.nanoseconds),
-        Some(1_000)
-    );
+    assert_eq!(kill.kill_policy.and_then(|p| p.grace_period).map(|g| g.nanoseconds), Some(1_000));
     assert!(sent(&out).is_empty(), "the executor reports the kill");
     assert!(h.handle(kill_task("unknown")).is_empty());
 }
@@ -289,37 +235,17 @@ fn shutdown_framework_asks_then_kills() {
     let mut h = Harness::registered();
     let conn = h.running("t1");
     h.handle(run_task(framework(false), command_task("t2"))); // never subscribes
-    assert_eq!(
-        h.update("t1", status("t1", TaskState::TaskRunning, 1)).0,
-        Ok(())
-    );
+    assert_eq!(h.update("t1", status("t1", TaskState::TaskRunning, 1)).0, Ok(()));
     let out = h.handle(shutdown_framework());
     assert_eq!(exec_kinds(&out, conn), vec![EventType::Shutdown]);
-    let kill = |e: &str| Output::KillExecutor {
-        framework_id: FRAMEWORK_ID.into(),
-        executor_id: e.into(),
-    };
-    assert_eq!(
-        out.iter()
-            .filter(|o| matches!(o, Output::KillExecutor { .. }))
-            .count(),
-        1
-    );
-    assert!(
-        out.contains(&kill("t2")),
-        "an executor that never subscribed is killed at once"
-    );
-    assert_eq!(
-        h.agent.pending_updates(),
-        0,
-        "nobody will acknowledge them any more"
-    );
+    let kill =
+        |e: &str| Output::KillExecutor { framework_id: FRAMEWORK_ID.into(), executor_id: e.into() };
+    assert_eq!(out.iter().filter(|o| matches!(o, Output::KillExecutor { .. })).count(), 1);
+    assert!(out.contains(&kill("t2")), "an executor that never subscribed is killed at once");
+    assert_eq!(h.agent.pending_updates(), 0, "nobody will acknowledge them any more");
 
     h.advance(4);
-    assert!(
-        !h.handle(Input::Tick).contains(&kill("t1")),
-        "within the grace period"
-    );
+    assert!(!h.handle(Input::Tick).contains(&kill("t1")), "within the grace period");
     h.advance(1);
     assert!(h.handle(Input::Tick).contains(&kill("t1")));
 }

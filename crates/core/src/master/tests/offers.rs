@@ -6,12 +6,8 @@ use super::*;
 #[test]
 fn accept_launches_and_filters_the_leftovers() {
     // (refuse_seconds, allocation interval, seconds after which the leftovers come back)
-    let cases = [
-        (Some(0.0), 1.0, 0.0),
-        (None, 1.0, 5.0),
-        (Some(2.0), 1.0, 2.0),
-        (Some(0.5), 3.0, 3.0),
-    ];
+    let cases =
+        [(Some(0.0), 1.0, 0.0), (None, 1.0, 5.0), (Some(2.0), 1.0, 2.0), (Some(0.5), 3.0, 3.0)];
     for (refuse, interval, back_after) in cases {
         let mut h = Harness::with(MasterConfig {
             allocation_interval: Duration::from_secs_f64(interval),
@@ -36,22 +32,13 @@ fn accept_launches_and_filters_the_leftovers() {
         let run = run[0].run_task.clone().expect("payload");
         assert_eq!(run.framework_info.id.map(|i| i.value), Some(fid.clone()));
         assert_eq!(run.task.task_id.value, "t1");
-        assert_eq!(
-            h.master.tasks(),
-            vec![(fid.clone(), "t1".to_string(), TaskState::TaskStaging)]
-        );
+        assert_eq!(h.master.tasks(), vec![(fid.clone(), "t1".to_string(), TaskState::TaskStaging)]);
         assert!(h.master.offer_ids().is_empty());
 
         if back_after > 0.0 {
-            assert!(
-                offers(&h.tick(), fconn).is_empty(),
-                "{refuse:?}: filtered right after"
-            );
+            assert!(offers(&h.tick(), fconn).is_empty(), "{refuse:?}: filtered right after");
             h.advance(back_after - 0.1);
-            assert!(
-                offers(&h.tick(), fconn).is_empty(),
-                "{refuse:?}: still filtered"
-            );
+            assert!(offers(&h.tick(), fconn).is_empty(), "{refuse:?}: still filtered");
             h.advance(0.1);
         }
         let again = offers(&h.tick(), fconn);
@@ -65,44 +52,20 @@ fn custom_executors_get_the_framework_id_and_show_in_offers() {
     let mut c = cluster(framework("f"));
     let aid = c.aid.clone();
     let out = c.launch(
-        vec![executor_task(
-            "t1",
-            &aid,
-            "cpus:1;mem:128",
-            "e1",
-            "cpus:0.5;mem:32",
-        )],
+        vec![executor_task("t1", &aid, "cpus:1;mem:128", "e1", "cpus:0.5;mem:32")],
         Some(0.0),
     );
-    let run = agent_events(&out, c.aconn)
-        .pop()
-        .and_then(|e| e.run_task)
-        .expect("RUN_TASK");
+    let run = agent_events(&out, c.aconn).pop().and_then(|e| e.run_task).expect("RUN_TASK");
     let executor = run.task.executor.expect("executor");
     assert_eq!(executor.framework_id.map(|f| f.value), Some(c.fid.clone()));
     let offer = offers(&c.h.tick(), c.fconn).pop().expect("leftovers");
-    assert_eq!(
-        offered(&offer),
-        res("cpus:2.5;mem:864"),
-        "the executor's resources are used too"
-    );
-    assert_eq!(
-        offer.executor_ids,
-        vec![v1::ExecutorId { value: "e1".into() }]
-    );
+    assert_eq!(offered(&offer), res("cpus:2.5;mem:864"), "the executor's resources are used too");
+    assert_eq!(offer.executor_ids, vec![v1::ExecutorId { value: "e1".into() }]);
 
     // A second task for the running executor does not pay for the executor again.
     c.offer = offer;
-    let out = c.launch(
-        vec![executor_task(
-            "t2",
-            &aid,
-            "cpus:2.5;mem:864",
-            "e1",
-            "cpus:0.5;mem:32",
-        )],
-        None,
-    );
+    let out = c
+        .launch(vec![executor_task("t2", &aid, "cpus:2.5;mem:864", "e1", "cpus:0.5;mem:32")], None);
     assert!(updates(&out, c.fconn).is_empty(), "{out:?}");
     assert_eq!(c.h.master.tasks().len(), 2);
 
@@ -110,25 +73,18 @@ fn custom_executors_get_the_framework_id_and_show_in_offers() {
     let mut exited = internal::AgentCall::default();
     exited.set_type(internal::agent_call::Type::ExecutorExited);
     exited.executor_exited = Some(internal::agent_call::ExecutorExited {
-        framework_id: v1::FrameworkId {
-            value: c.fid.clone(),
-        },
+        framework_id: v1::FrameworkId { value: c.fid.clone() },
         executor_id: v1::ExecutorId { value: "e1".into() },
         status: Some(256),
     });
     let (result, out) = c.h.agent_call(&aid, exited);
     assert_eq!(result, Ok(()));
-    let failure = events(&out, c.fconn)
-        .pop()
-        .and_then(|e| e.failure)
-        .expect("FAILURE");
+    let failure = events(&out, c.fconn).pop().and_then(|e| e.failure).expect("FAILURE");
     assert_eq!(failure.agent_id.map(|a| a.value), Some(aid.clone()));
     assert_eq!(failure.executor_id.map(|e| e.value), Some("e1".to_string()));
     assert_eq!(failure.status, Some(256));
     c.h.advance(10.0);
-    let offer = offers(&c.h.tick(), c.fconn)
-        .pop()
-        .expect("executor resources back");
+    let offer = offers(&c.h.tick(), c.fconn).pop().expect("executor resources back");
     assert_eq!(offered(&offer), res("cpus:0.5;mem:32"));
     assert!(offer.executor_ids.is_empty());
 }
@@ -143,35 +99,15 @@ fn invalid_tasks_get_task_error_while_the_call_succeeds() {
     let mut neither = task("t", aid, "cpus:1");
     neither.command = None;
     let cases: Vec<(&str, Vec<v1::TaskInfo>, &str)> = vec![
-        (
-            "too big",
-            vec![task("t", aid, "cpus:8")],
-            "more than available",
-        ),
-        (
-            "duplicate",
-            vec![task("t", aid, "cpus:1"), task("t", aid, "cpus:1")],
-            "duplicate ID",
-        ),
+        ("too big", vec![task("t", aid, "cpus:8")], "more than available"),
+        ("duplicate", vec![task("t", aid, "cpus:1"), task("t", aid, "cpus:1")], "duplicate ID"),
         ("both", vec![both], "(but not both)"),
         ("neither", vec![neither], "(but not both)"),
-        (
-            "agent",
-            vec![task("t", "elsewhere", "cpus:1")],
-            "invalid agent",
-        ),
+        ("agent", vec![task("t", "elsewhere", "cpus:1")], "invalid agent"),
         ("task id", vec![task("a/b", aid, "cpus:1")], "is invalid"),
         ("no resources", vec![task("t", aid, "")], "no resources"),
-        (
-            "second task",
-            vec![task("t", aid, "cpus:3"), task("u", aid, "cpus:2")],
-            "more than",
-        ),
-        (
-            "executor id",
-            vec![executor_task("t", aid, "cpus:1", "e/1", "cpus:0.1")],
-            "Executor ID",
-        ),
+        ("second task", vec![task("t", aid, "cpus:3"), task("u", aid, "cpus:2")], "more than"),
+        ("executor id", vec![executor_task("t", aid, "cpus:1", "e/1", "cpus:0.1")], "Executor ID"),
     ];
     for (name, tasks, message) in cases {
         let mut c = cluster(framework("f"));
@@ -184,15 +120,8 @@ fn invalid_tasks_get_task_error_while_the_call_succeeds() {
         assert_eq!(status.state(), TaskState::TaskError, "{name}");
         assert_eq!(status.reason(), Reason::TaskInvalid, "{name}");
         assert_eq!(status.source(), Source::Master, "{name}");
-        assert!(
-            status.uuid.is_none(),
-            "{name}: master updates are never acknowledged"
-        );
-        assert!(
-            status.message().contains(message),
-            "{name}: {:?}",
-            status.message()
-        );
+        assert!(status.uuid.is_none(), "{name}: master updates are never acknowledged");
+        assert!(status.message().contains(message), "{name}: {:?}", status.message());
         assert_eq!(agent_events(&out, c.aconn).len(), count - 1, "{name}");
         assert_eq!(c.h.master.tasks().len(), count - 1, "{name}");
     }
@@ -200,20 +129,15 @@ fn invalid_tasks_get_task_error_while_the_call_succeeds() {
 
 #[test]
 fn invalid_offers_lose_or_drop_the_tasks() {
-    for (caps, state) in [
-        (vec![], TaskState::TaskLost),
-        (vec![Capability::PartitionAware], TaskState::TaskDropped),
-    ] {
+    for (caps, state) in
+        [(vec![], TaskState::TaskLost), (vec![Capability::PartitionAware], TaskState::TaskDropped)]
+    {
         let mut c = cluster(with_capabilities(framework("f"), &caps));
         let aid = c.aid.clone();
         let offer_id = c.offer.id.value.clone();
         let (_, out) = c.h.call(
             &c.fid,
-            accept(
-                &["no-such-offer"],
-                vec![launch(vec![task("t1", &aid, "cpus:1")])],
-                None,
-            ),
+            accept(&["no-such-offer"], vec![launch(vec![task("t1", &aid, "cpus:1")])], None),
         );
         let status = updates(&out, c.fconn).pop().expect("update");
         assert_eq!(
@@ -221,26 +145,15 @@ fn invalid_offers_lose_or_drop_the_tasks() {
             (state, Reason::InvalidOffers, Source::Master)
         );
         assert!(status.uuid.is_none());
-        assert_eq!(
-            c.h.master.offer_ids().len(),
-            1,
-            "an unknown id consumes nothing"
-        );
+        assert_eq!(c.h.master.offer_ids().len(), 1, "an unknown id consumes nothing");
 
         // An offer can be used once.
         c.launch(vec![task("t1", &aid, "cpus:1")], Some(0.0));
         let (_, out) = c.h.call(
             &c.fid,
-            accept(
-                &[&offer_id],
-                vec![launch(vec![task("t2", &aid, "cpus:1")])],
-                None,
-            ),
+            accept(&[&offer_id], vec![launch(vec![task("t2", &aid, "cpus:1")])], None),
         );
-        assert_eq!(
-            updates(&out, c.fconn).pop().map(|s| s.reason()),
-            Some(Reason::InvalidOffers)
-        );
+        assert_eq!(updates(&out, c.fconn).pop().map(|s| s.reason()), Some(Reason::InvalidOffers));
         assert_eq!(c.h.master.tasks().len(), 1);
     }
 }
@@ -252,29 +165,16 @@ fn offers_of_two_agents_cannot_be_combined() {
     let (_, a1) = h.register_agent(AGENT_RESOURCES);
     let (_, a2) = h.register_agent(AGENT_RESOURCES);
     assert_ne!(a1, a2);
-    let ids: Vec<String> = h
-        .master
-        .offer_ids()
-        .into_iter()
-        .map(|(id, _, _)| id)
-        .collect();
+    let ids: Vec<String> = h.master.offer_ids().into_iter().map(|(id, _, _)| id).collect();
     assert_eq!(ids.len(), 2);
     let (result, out) = h.call(
         &fid,
-        accept(
-            &[&ids[0], &ids[1]],
-            vec![launch(vec![task("t", &a1, "cpus:1")])],
-            None,
-        ),
+        accept(&[&ids[0], &ids[1]], vec![launch(vec![task("t", &a1, "cpus:1")])], None),
     );
     assert_eq!(result, Ok(()));
     let status = updates(&out, fconn).pop().expect("update");
     assert_eq!(status.reason(), Reason::InvalidOffers);
-    assert!(
-        status.message().contains("single agent"),
-        "{:?}",
-        status.message()
-    );
+    assert!(status.message().contains("single agent"), "{:?}", status.message());
     assert!(h.master.offer_ids().is_empty(), "both offers are used up");
     assert!(h.master.tasks().is_empty());
 }
@@ -283,10 +183,7 @@ fn offers_of_two_agents_cannot_be_combined() {
 fn decline_revive_and_suppress() {
     let mut c = cluster(framework("f"));
     let offer_id = c.offer.id.value.clone();
-    assert_eq!(
-        c.h.call(&c.fid, decline(&[&offer_id], Some(10.0))).0,
-        Ok(())
-    );
+    assert_eq!(c.h.call(&c.fid, decline(&[&offer_id], Some(10.0))).0, Ok(()));
     assert!(c.h.master.offer_ids().is_empty());
     c.h.advance(9.0);
     assert!(offers(&c.h.tick(), c.fconn).is_empty(), "declined for 10 s");
@@ -294,21 +191,14 @@ fn decline_revive_and_suppress() {
     let offer = offers(&c.h.tick(), c.fconn).pop().expect("filter expired");
 
     // REVIVE clears the filter and allocates at once.
-    assert_eq!(
-        c.h.call(&c.fid, decline(&[&offer.id.value], Some(1000.0)))
-            .0,
-        Ok(())
-    );
+    assert_eq!(c.h.call(&c.fid, decline(&[&offer.id.value], Some(1000.0))).0, Ok(()));
     let (result, out) = c.h.call(&c.fid, call(CallType::Revive));
     assert_eq!(result, Ok(()));
     let offer = offers(&out, c.fconn).pop().expect("revived");
 
     // SUPPRESS stops offers until the next REVIVE.
     assert_eq!(c.h.call(&c.fid, call(CallType::Suppress)).0, Ok(()));
-    assert_eq!(
-        c.h.call(&c.fid, decline(&[&offer.id.value], Some(0.0))).0,
-        Ok(())
-    );
+    assert_eq!(c.h.call(&c.fid, decline(&[&offer.id.value], Some(0.0))).0, Ok(()));
     c.h.advance(100.0);
     assert!(offers(&c.h.tick(), c.fconn).is_empty(), "suppressed");
     let (_, out) = c.h.call(&c.fid, call(CallType::Revive));
@@ -328,14 +218,8 @@ fn refuse_durations() {
         (Some(30.0), Some(Duration::from_secs(30))),
         (Some(1e12), Some(year)),
     ] {
-        let filters = refuse.map(|s| v1::Filters {
-            refuse_seconds: Some(s),
-        });
-        assert_eq!(
-            master.refuse_duration(filters.as_ref()),
-            expected,
-            "{refuse:?}"
-        );
+        let filters = refuse.map(|s| v1::Filters { refuse_seconds: Some(s) });
+        assert_eq!(master.refuse_duration(filters.as_ref()), expected, "{refuse:?}");
     }
 }
 

@@ -8,10 +8,7 @@ fn subscribe_sends_subscribed_then_heartbeat_and_offers_follow_agents() {
     let mut h = Harness::new();
     let (conn, req, out) = h.subscribe_raw(subscribe_call(framework("demo")));
     assert_eq!(reply(&out, req), Ok(()));
-    assert_eq!(
-        kinds(&out, conn),
-        vec![EventType::Subscribed, EventType::Heartbeat]
-    );
+    assert_eq!(kinds(&out, conn), vec![EventType::Subscribed, EventType::Heartbeat]);
     let subscribed = events(&out, conn)[0].subscribed.clone().expect("payload");
     assert_eq!(subscribed.framework_id.value, format!("{MASTER_ID}-0000"));
     assert_eq!(subscribed.heartbeat_interval_seconds, Some(15.0));
@@ -21,10 +18,7 @@ fn subscribe_sends_subscribed_then_heartbeat_and_offers_follow_agents() {
     assert_eq!(second, format!("{MASTER_ID}-0001"));
 
     let (aconn, out) = h.register(register_call(AGENT_RESOURCES, "rack:r1;level:3", None));
-    let registered = agent_events(&out, aconn)[0]
-        .registered
-        .clone()
-        .expect("REGISTERED first");
+    let registered = agent_events(&out, aconn)[0].registered.clone().expect("REGISTERED first");
     assert_eq!(registered.agent_id.value, format!("{MASTER_ID}-S0"));
     assert_eq!(registered.master_info.id, MASTER_ID);
     // Coarse-grained offers: the whole agent goes to one framework, in one OFFERS event.
@@ -39,18 +33,11 @@ fn subscribe_sends_subscribed_then_heartbeat_and_offers_follow_agents() {
     assert_eq!(offered(offer), res(AGENT_RESOURCES));
     assert_eq!(offer.attributes.len(), 2);
     assert_eq!(offer.attributes[0].name, "rack");
-    assert!(
-        offer.allocation_info.is_none(),
-        "stripped for non-MULTI_ROLE frameworks"
-    );
+    assert!(offer.allocation_info.is_none(), "stripped for non-MULTI_ROLE frameworks");
     assert!(offer.resources.iter().all(|r| r.allocation_info.is_none()));
     let url = offer.url.clone().expect("url");
     assert_eq!(
-        (
-            url.scheme.as_str(),
-            url.address.ip.as_deref(),
-            url.address.port
-        ),
+        (url.scheme.as_str(), url.address.ip.as_deref(), url.address.port),
         ("http", Some("10.0.0.7"), 5051)
     );
     assert!(offer.executor_ids.is_empty());
@@ -67,10 +54,7 @@ fn malformed_subscribe_calls_are_refused_synchronously() {
     for c in [mismatch, call(CallType::Subscribe), sched::Call::default()] {
         let mut h = Harness::new();
         let (_, req, out) = h.subscribe_raw(c.clone());
-        assert!(
-            matches!(reply(&out, req), Err(CallError::BadRequest(_))),
-            "{c:?}"
-        );
+        assert!(matches!(reply(&out, req), Err(CallError::BadRequest(_))), "{c:?}");
         assert_eq!(out.len(), 1, "no stream events: {out:?}");
         assert!(h.master.framework_ids().is_empty());
     }
@@ -84,9 +68,7 @@ fn multi_role_frameworks_get_allocation_info() {
     let (conn, _) = h.subscribe(info);
     let (_, out) = h.register(register_call(AGENT_RESOURCES, "", None));
     let offer = offers(&out, conn).pop().expect("offer");
-    let dev = Some(v1::resource::AllocationInfo {
-        role: Some("dev".into()),
-    });
+    let dev = Some(v1::resource::AllocationInfo { role: Some("dev".into()) });
     assert_eq!(offer.allocation_info, dev);
     assert!(offer.resources.iter().all(|r| r.allocation_info == dev));
 }
@@ -132,17 +114,10 @@ fn invalid_roles_arrive_as_error_event_and_close() {
     for (info, message) in cases {
         let mut h = Harness::new();
         let (conn, req, out) = h.subscribe_raw(subscribe_call(info.clone()));
-        assert_eq!(
-            reply(&out, req),
-            Ok(()),
-            "{info:?}: the 200 stream opens first"
-        );
+        assert_eq!(reply(&out, req), Ok(()), "{info:?}: the 200 stream opens first");
         let errors = errors(&out, conn);
         assert_eq!(errors.len(), 1, "{info:?}");
-        assert!(
-            errors[0].contains(message),
-            "{errors:?} should mention {message}"
-        );
+        assert!(errors[0].contains(message), "{errors:?} should mention {message}");
         assert_eq!(out.last(), Some(&Output::CloseScheduler { conn }));
         assert!(h.master.framework_ids().is_empty());
     }
@@ -154,10 +129,7 @@ fn stream_id_and_framework_state_checks() {
     let (_, fid) = h.subscribe(framework("a"));
     let (_, gone) = h.subscribe(framework("b"));
     let (gone_conn, _) = h.frameworks[&gone].clone();
-    assert!(
-        h.handle(Input::SchedulerClosed { conn: gone_conn })
-            .is_empty()
-    );
+    assert!(h.handle(Input::SchedulerClosed { conn: gone_conn }).is_empty());
     let stream = h.frameworks[&fid].1.clone();
     let with_id = |id: &str| {
         let mut c = call(CallType::Revive);
@@ -179,11 +151,7 @@ fn stream_id_and_framework_state_checks() {
                 "The stream ID 'nope' included in this request didn't match the stream ID currently associated with framework ID {fid}"
             )),
         ),
-        (
-            Some(stream.clone()),
-            with_id("unknown"),
-            bad("Framework cannot be found"),
-        ),
+        (Some(stream.clone()), with_id("unknown"), bad("Framework cannot be found")),
         (
             Some(stream.clone()),
             with_id(&gone),
@@ -238,17 +206,11 @@ fn zero_failover_timeout_removes_the_framework_for_good() {
     info.id = Some(v1::FrameworkId { value: fid.clone() });
     let (conn, req, out) = h.subscribe_raw(subscribe_call(info));
     assert_eq!(reply(&out, req), Ok(()));
-    assert_eq!(
-        errors(&out, conn),
-        vec!["Framework has been removed".to_string()]
-    );
+    assert_eq!(errors(&out, conn), vec!["Framework has been removed".to_string()]);
     assert_eq!(out.last(), Some(&Output::CloseScheduler { conn }));
     assert!(h.master.framework_ids().is_empty());
     let (result, _) = h.call(&fid, call(CallType::Revive));
-    assert_eq!(
-        result,
-        Err(CallError::BadRequest("Framework cannot be found".into()))
-    );
+    assert_eq!(result, Err(CallError::BadRequest("Framework cannot be found".into())));
 }
 
 #[test]
@@ -257,19 +219,14 @@ fn failover_timeout_keeps_the_framework_until_it_runs_out() {
     c.launch(vec![task("t1", &c.aid, "cpus:1;mem:128")], None);
     let out = c.h.handle(Input::SchedulerClosed { conn: c.fconn });
     assert!(out.is_empty(), "nobody to tell: {out:?}");
-    assert!(
-        c.h.master.offer_ids().is_empty(),
-        "offers of a disconnected framework are recovered"
-    );
+    assert!(c.h.master.offer_ids().is_empty(), "offers of a disconnected framework are recovered");
     c.h.advance(3599.0);
     assert!(offers(&c.h.tick(), c.fconn).is_empty());
     assert_eq!(c.h.master.framework_ids(), vec![c.fid.clone()]);
 
     // Re-subscribing with the id within the timeout keeps the tasks.
     let mut info = framework("long");
-    info.id = Some(v1::FrameworkId {
-        value: c.fid.clone(),
-    });
+    info.id = Some(v1::FrameworkId { value: c.fid.clone() });
     let (conn, fid) = c.h.subscribe(info);
     assert_eq!(fid, c.fid);
     assert_eq!(c.h.master.tasks().len(), 1);
@@ -281,10 +238,7 @@ fn failover_timeout_keeps_the_framework_until_it_runs_out() {
     assert!(c.h.master.tasks().is_empty());
     let shutdown = agent_events(&out, c.aconn);
     assert_eq!(shutdown.len(), 1);
-    assert_eq!(
-        shutdown[0].r#type(),
-        internal::agent_event::Type::ShutdownFramework
-    );
+    assert_eq!(shutdown[0].r#type(), internal::agent_event::Type::ShutdownFramework);
 }
 
 #[test]
@@ -292,23 +246,14 @@ fn resubscribing_while_connected_fails_over_the_old_stream() {
     let mut c = cluster(framework("f"));
     let old_stream = c.h.frameworks[&c.fid].1.clone();
     let mut info = framework("f");
-    info.id = Some(v1::FrameworkId {
-        value: c.fid.clone(),
-    });
+    info.id = Some(v1::FrameworkId { value: c.fid.clone() });
     let (conn, out_req, out) = c.h.subscribe_raw(subscribe_call(info));
     assert_eq!(reply(&out, out_req), Ok(()));
-    assert_eq!(
-        errors(&out, c.fconn),
-        vec!["Framework failed over".to_string()]
-    );
+    assert_eq!(errors(&out, c.fconn), vec!["Framework failed over".to_string()]);
     assert!(out.contains(&Output::CloseScheduler { conn: c.fconn }));
     assert_eq!(
         kinds(&out, conn),
-        vec![
-            EventType::Subscribed,
-            EventType::Heartbeat,
-            EventType::Offers
-        ]
+        vec![EventType::Subscribed, EventType::Heartbeat, EventType::Offers]
     );
     // The old offer was withdrawn and its resources offered again on the new stream.
     let new_offer = offers(&out, conn).pop().expect("re-offer");
@@ -317,13 +262,8 @@ fn resubscribing_while_connected_fails_over_the_old_stream() {
     assert_eq!(c.h.master.framework_ids().len(), 1);
 
     let mut revive = call(CallType::Revive);
-    revive.framework_id = Some(v1::FrameworkId {
-        value: c.fid.clone(),
-    });
-    assert!(matches!(
-        c.h.raw_call(Some(old_stream), revive).0,
-        Err(CallError::BadRequest(_))
-    ));
+    revive.framework_id = Some(v1::FrameworkId { value: c.fid.clone() });
+    assert!(matches!(c.h.raw_call(Some(old_stream), revive).0, Err(CallError::BadRequest(_))));
     assert_eq!(c.h.call(&c.fid, call(CallType::Revive)).0, Ok(()));
     // The old conn closing later does not disconnect the framework.
     c.h.handle(Input::SchedulerClosed { conn: c.fconn });
@@ -344,10 +284,7 @@ fn resubscribing_can_change_roles() {
     info.id = Some(v1::FrameworkId { value: fid });
     let (conn, _, out) = h.subscribe_raw(subscribe_call(info));
     let offer = offers(&out, conn).pop().expect("re-offer");
-    assert_eq!(
-        offer.allocation_info.and_then(|a| a.role).as_deref(),
-        Some("b")
-    );
+    assert_eq!(offer.allocation_info.and_then(|a| a.role).as_deref(), Some("b"));
 }
 
 #[test]
@@ -361,10 +298,7 @@ fn heartbeats_go_to_every_stream() {
     assert_eq!(kinds(&out, b), vec![EventType::Heartbeat]);
     let agent_events = agent_events(&out, agent);
     assert_eq!(agent_events.len(), 1);
-    assert_eq!(
-        agent_events[0].r#type(),
-        internal::agent_event::Type::Heartbeat
-    );
+    assert_eq!(agent_events[0].r#type(), internal::agent_event::Type::Heartbeat);
     assert_eq!(out.len(), 3);
     // Output order is deterministic (the simulator replays runs exactly).
     assert_eq!(out, h.handle(Input::HeartbeatTick));

@@ -9,57 +9,31 @@ fn status_updates_acknowledgements_and_resource_release() {
     let (aid, fid) = (c.aid.clone(), c.fid.clone());
     c.launch(vec![task("t1", &aid, AGENT_RESOURCES)], None);
 
-    let out =
-        c.h.status_update(&aid, &fid, "t1", TaskState::TaskRunning, Some(1));
+    let out = c.h.status_update(&aid, &fid, "t1", TaskState::TaskRunning, Some(1));
     let status = updates(&out, c.fconn).pop().expect("UPDATE");
     assert_eq!(status.agent_id.map(|a| a.value), Some(aid.clone()));
     assert_eq!(status.uuid, Some(uuid(1)));
-    assert_eq!(
-        c.h.master.tasks(),
-        vec![(fid.clone(), "t1".to_string(), TaskState::TaskRunning)]
-    );
+    assert_eq!(c.h.master.tasks(), vec![(fid.clone(), "t1".to_string(), TaskState::TaskRunning)]);
 
-    for bad in [
-        Bytes::from_static(b"abc"),
-        Bytes::new(),
-        Bytes::from(vec![1; 17]),
-    ] {
+    for bad in [Bytes::from_static(b"abc"), Bytes::new(), Bytes::from(vec![1; 17])] {
         let (result, out) = c.h.acknowledge(&fid, &aid, "t1", bad);
-        assert!(
-            matches!(result, Err(CallError::BadRequest(_))),
-            "{result:?}"
-        );
+        assert!(matches!(result, Err(CallError::BadRequest(_))), "{result:?}");
         assert!(agent_events(&out, c.aconn).is_empty());
     }
     let (result, out) = c.h.acknowledge(&fid, &aid, "t1", uuid(1));
     assert_eq!(result, Ok(()));
-    let ack = agent_events(&out, c.aconn)
-        .pop()
-        .and_then(|e| e.acknowledge)
-        .expect("ACKNOWLEDGE");
+    let ack = agent_events(&out, c.aconn).pop().and_then(|e| e.acknowledge).expect("ACKNOWLEDGE");
     assert_eq!(
-        (
-            ack.framework_id.value.as_str(),
-            ack.task_id.value.as_str(),
-            &ack.uuid
-        ),
+        (ack.framework_id.value.as_str(), ack.task_id.value.as_str(), &ack.uuid),
         (fid.as_str(), "t1", &uuid(1))
     );
 
     c.h.advance(10.0);
-    assert!(
-        offers(&c.h.tick(), c.fconn).is_empty(),
-        "the running task holds the agent"
-    );
+    assert!(offers(&c.h.tick(), c.fconn).is_empty(), "the running task holds the agent");
     c.h.status_update(&aid, &fid, "t1", TaskState::TaskFinished, Some(2));
-    let offer = offers(&c.h.tick(), c.fconn)
-        .pop()
-        .expect("released before the acknowledgement");
+    let offer = offers(&c.h.tick(), c.fconn).pop().expect("released before the acknowledgement");
     assert_eq!(offered(&offer), res(AGENT_RESOURCES));
-    assert_eq!(
-        c.h.master.tasks(),
-        vec![(fid.clone(), "t1".to_string(), TaskState::TaskFinished)]
-    );
+    assert_eq!(c.h.master.tasks(), vec![(fid.clone(), "t1".to_string(), TaskState::TaskFinished)]);
     // A retry of the same update does not release anything twice.
     c.h.status_update(&aid, &fid, "t1", TaskState::TaskFinished, Some(2));
     assert!(offers(&c.h.tick(), c.fconn).is_empty());
@@ -88,10 +62,7 @@ fn latest_state_drives_the_task_state() {
     call.set_type(internal::agent_call::Type::StatusUpdate);
     call.status_update = Some(update);
     assert_eq!(c.h.agent_call(&aid, call).0, Ok(()));
-    assert_eq!(
-        c.h.master.tasks(),
-        vec![(fid.clone(), "t1".to_string(), TaskState::TaskFailed)]
-    );
+    assert_eq!(c.h.master.tasks(), vec![(fid.clone(), "t1".to_string(), TaskState::TaskFailed)]);
     assert_eq!(
         offers(&c.h.tick(), c.fconn).len(),
         1,
@@ -107,15 +78,9 @@ fn agent_calls_need_the_agent_stream() {
     let mut c = cluster(framework("f"));
     let mut call = internal::AgentCall::default();
     call.set_type(internal::agent_call::Type::StatusUpdate);
-    call.agent_id = Some(v1::AgentId {
-        value: c.aid.clone(),
-    });
+    call.agent_id = Some(v1::AgentId { value: c.aid.clone() });
     for stream_id in [None, Some("wrong".to_string())] {
-        let out = c.h.handle(Input::AgentCall {
-            req: 99,
-            stream_id,
-            call: call.clone(),
-        });
+        let out = c.h.handle(Input::AgentCall { req: 99, stream_id, call: call.clone() });
         assert!(matches!(reply(&out, 99), Err(CallError::BadRequest(_))));
     }
     let (result, _) = c.h.agent_call("unknown-agent", call.clone());
@@ -140,20 +105,13 @@ fn kill_known_and_unknown_tasks() {
     };
     let (result, out) = c.h.call(&c.fid, kill("t1", None));
     assert_eq!(result, Ok(()));
-    let k = agent_events(&out, c.aconn)
-        .pop()
-        .and_then(|e| e.kill_task)
-        .expect("KILL_TASK");
-    assert_eq!(
-        (k.framework_id.value, k.task_id.value),
-        (c.fid.clone(), "t1".to_string())
-    );
+    let k = agent_events(&out, c.aconn).pop().and_then(|e| e.kill_task).expect("KILL_TASK");
+    assert_eq!((k.framework_id.value, k.task_id.value), (c.fid.clone(), "t1".to_string()));
     assert!(updates(&out, c.fconn).is_empty());
 
-    for (agent, message) in [
-        (None, "Task is unknown"),
-        (Some(aid.as_str()), "Task is unknown to the agent"),
-    ] {
+    for (agent, message) in
+        [(None, "Task is unknown"), (Some(aid.as_str()), "Task is unknown to the agent")]
+    {
         let (result, out) = c.h.call(&c.fid, kill("ghost", agent));
         assert_eq!(result, Ok(()));
         assert!(agent_events(&out, c.aconn).is_empty());
@@ -175,9 +133,7 @@ fn reconciliation_implicit_and_explicit() {
             tasks: tasks
                 .iter()
                 .map(|(t, a)| sched::call::reconcile::Task {
-                    task_id: Some(v1::TaskId {
-                        value: t.to_string(),
-                    }),
+                    task_id: Some(v1::TaskId { value: t.to_string() }),
                     agent_id: a.map(|a| v1::AgentId { value: a.into() }),
                 })
                 .collect(),
@@ -186,60 +142,37 @@ fn reconciliation_implicit_and_explicit() {
     };
     for (caps, unknown, unknown_on_agent) in [
         (vec![], TaskState::TaskLost, TaskState::TaskLost),
-        (
-            vec![Capability::PartitionAware],
-            TaskState::TaskUnknown,
-            TaskState::TaskGone,
-        ),
+        (vec![Capability::PartitionAware], TaskState::TaskUnknown, TaskState::TaskGone),
     ] {
         let mut c = cluster(with_capabilities(framework("f"), &caps));
         let (aid, fid) = (c.aid.clone(), c.fid.clone());
-        c.launch(
-            vec![task("t1", &aid, "cpus:1"), task("t2", &aid, "cpus:1")],
-            None,
-        );
+        c.launch(vec![task("t1", &aid, "cpus:1"), task("t2", &aid, "cpus:1")], None);
         c.h.status_update(&aid, &fid, "t2", TaskState::TaskRunning, Some(1));
 
         let (result, out) = c.h.call(&fid, reconcile(&[]));
         assert_eq!(result, Ok(()));
-        let states: Vec<(String, TaskState)> = updates(&out, c.fconn)
-            .iter()
-            .map(|s| (s.task_id.value.clone(), s.state()))
-            .collect();
+        let states: Vec<(String, TaskState)> =
+            updates(&out, c.fconn).iter().map(|s| (s.task_id.value.clone(), s.state())).collect();
         assert_eq!(
             states,
-            vec![
-                ("t1".into(), TaskState::TaskStaging),
-                ("t2".into(), TaskState::TaskRunning)
-            ]
+            vec![("t1".into(), TaskState::TaskStaging), ("t2".into(), TaskState::TaskRunning)]
         );
         for s in updates(&out, c.fconn) {
             assert_eq!(
                 (s.reason(), s.source(), s.message()),
-                (
-                    Reason::Reconciliation,
-                    Source::Master,
-                    "Reconciliation: Latest task state"
-                )
+                (Reason::Reconciliation, Source::Master, "Reconciliation: Latest task state")
             );
             assert!(s.uuid.is_none());
         }
 
-        let (_, out) = c.h.call(
-            &fid,
-            reconcile(&[("t2", None), ("ghost", None), ("ghost", Some(&aid))]),
-        );
-        let got: Vec<(TaskState, String)> = updates(&out, c.fconn)
-            .iter()
-            .map(|s| (s.state(), s.message().to_string()))
-            .collect();
+        let (_, out) =
+            c.h.call(&fid, reconcile(&[("t2", None), ("ghost", None), ("ghost", Some(&aid))]));
+        let got: Vec<(TaskState, String)> =
+            updates(&out, c.fconn).iter().map(|s| (s.state(), s.message().to_string())).collect();
         assert_eq!(
             got,
             vec![
-                (
-                    TaskState::TaskRunning,
-                    "Reconciliation: Latest task state".to_string()
-                ),
+                (TaskState::TaskRunning, "Reconciliation: Latest task state".to_string()),
                 (unknown, "Task is unknown".to_string()),
                 (unknown_on_agent, "Task is unknown to the agent".to_string()),
             ]
@@ -253,11 +186,7 @@ fn teardown_shuts_the_framework_down() {
     let aid = c.aid.clone();
     let (a2conn, _) = c.h.register_agent(AGENT_RESOURCES);
     c.launch(vec![task("t1", &aid, "cpus:1")], None);
-    assert_eq!(
-        c.h.master.offer_ids().len(),
-        1,
-        "the second agent's offer is outstanding"
-    );
+    assert_eq!(c.h.master.offer_ids().len(), 1, "the second agent's offer is outstanding");
     let (result, out) = c.h.call(&c.fid, call(CallType::Teardown));
     assert_eq!(result, Ok(()));
     let shutdown = agent_events(&out, c.aconn)
@@ -277,14 +206,9 @@ fn teardown_shuts_the_framework_down() {
     assert_eq!(offers.len(), 2);
     assert!(offers.iter().all(|(_, f, _)| *f == other));
     let mut info = framework("f");
-    info.id = Some(v1::FrameworkId {
-        value: c.fid.clone(),
-    });
+    info.id = Some(v1::FrameworkId { value: c.fid.clone() });
     let (conn, _, out) = c.h.subscribe_raw(subscribe_call(info));
-    assert_eq!(
-        errors(&out, conn),
-        vec!["Framework has been removed".to_string()]
-    );
+    assert_eq!(errors(&out, conn), vec!["Framework has been removed".to_string()]);
 }
 
 #[test]
@@ -301,11 +225,7 @@ fn agent_disconnection_rescinds_offers_and_loses_tasks() {
         let offer_id = outstanding_offer(&h, fid).expect("an offer for each framework");
         let (result, _) = h.call(
             fid,
-            accept(
-                &[&offer_id],
-                vec![launch(vec![task(id, &aid, "cpus:1;mem:128")])],
-                Some(0.0),
-            ),
+            accept(&[&offer_id], vec![launch(vec![task(id, &aid, "cpus:1;mem:128")])], Some(0.0)),
         );
         assert_eq!(result, Ok(()));
     }
@@ -313,17 +233,10 @@ fn agent_disconnection_rescinds_offers_and_loses_tasks() {
     let outstanding = h.master.offer_ids();
     assert_eq!(outstanding.len(), 1);
     let (offer_id, owner, _) = outstanding[0].clone();
-    let owner_conn = if owner == lost_fid {
-        lost_conn
-    } else {
-        kept_conn
-    };
+    let owner_conn = if owner == lost_fid { lost_conn } else { kept_conn };
 
     let out = h.handle(Input::AgentClosed { conn: aconn });
-    let rescind = events(&out, owner_conn)
-        .into_iter()
-        .find_map(|e| e.rescind)
-        .expect("RESCIND");
+    let rescind = events(&out, owner_conn).into_iter().find_map(|e| e.rescind).expect("RESCIND");
     assert_eq!(rescind.offer_id.map(|o| o.value), Some(offer_id));
     let lost = updates(&out, lost_conn);
     assert_eq!(lost.len(), 1);
@@ -331,14 +244,8 @@ fn agent_disconnection_rescinds_offers_and_loses_tasks() {
         (lost[0].state(), lost[0].reason()),
         (TaskState::TaskLost, Reason::AgentDisconnected)
     );
-    assert_eq!(
-        lost[0].agent_id.as_ref().map(|a| a.value.as_str()),
-        Some(aid.as_str())
-    );
-    assert!(
-        updates(&out, kept_conn).is_empty(),
-        "checkpointing frameworks keep their tasks"
-    );
+    assert_eq!(lost[0].agent_id.as_ref().map(|a| a.value.as_str()), Some(aid.as_str()));
+    assert!(updates(&out, kept_conn).is_empty(), "checkpointing frameworks keep their tasks");
     assert_eq!(
         h.master.tasks(),
         vec![(kept_fid.clone(), "kept".to_string(), TaskState::TaskStaging)]
@@ -347,25 +254,22 @@ fn agent_disconnection_rescinds_offers_and_loses_tasks() {
 
     // The agent comes back with its id; the surviving task still holds its resources.
     let (conn, out) = h.register(register_call("cpus:4;mem:1024", "", Some(&aid)));
-    let registered = agent_events(&out, conn)
-        .into_iter()
-        .find_map(|e| e.registered);
+    let registered = agent_events(&out, conn).into_iter().find_map(|e| e.registered);
     assert_eq!(registered.map(|r| r.agent_id.value), Some(aid.clone()));
-    let offered_now: Resources = [lost_conn, kept_conn]
-        .iter()
-        .flat_map(|c| offers(&out, *c))
-        .fold(Resources::new(), |mut acc, o| {
+    let offered_now: Resources = [lost_conn, kept_conn].iter().flat_map(|c| offers(&out, *c)).fold(
+        Resources::new(),
+        |mut acc, o| {
             acc += &offered(&o);
             acc
-        });
+        },
+    );
     assert_eq!(offered_now, res("cpus:3;mem:896"));
 }
 
 #[test]
 fn agent_reregistering_on_a_new_stream_rescinds_its_offers() {
     let mut c = cluster(framework("f"));
-    let (_, out) =
-        c.h.register(register_call(AGENT_RESOURCES, "", Some(&c.aid.clone())));
+    let (_, out) = c.h.register(register_call(AGENT_RESOURCES, "", Some(&c.aid.clone())));
     assert!(out.contains(&Output::CloseAgent { conn: c.aconn }));
     let rescinded: Vec<String> = events(&out, c.fconn)
         .into_iter()
@@ -390,19 +294,13 @@ fn bad_agent_registrations_are_refused() {
     }
     let mut bad_id = register_call(AGENT_RESOURCES, "", Some("a/b"));
     bad_id.set_type(internal::agent_call::Type::Register);
-    for (call, message) in [
-        (wrong_version, "protocol version"),
-        (bad_id, "Invalid agent id"),
-    ] {
+    for (call, message) in [(wrong_version, "protocol version"), (bad_id, "Invalid agent id")] {
         let (conn, out) = h.register(call);
         let events = agent_events(&out, conn);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].r#type(), internal::agent_event::Type::Error);
         assert!(
-            events[0]
-                .error
-                .as_ref()
-                .is_some_and(|e| e.message.contains(message)),
+            events[0].error.as_ref().is_some_and(|e| e.message.contains(message)),
             "{events:?}"
         );
         assert_eq!(out.last(), Some(&Output::CloseAgent { conn }));
@@ -412,12 +310,8 @@ fn bad_agent_registrations_are_refused() {
     // A REGISTER without its payload is refused synchronously.
     let mut empty = internal::AgentCall::default();
     empty.set_type(internal::agent_call::Type::Register);
-    let out = h.handle(Input::AgentRegister {
-        req: 7,
-        conn: 8,
-        stream_id: "s".into(),
-        call: empty,
-    });
+    let out =
+        h.handle(Input::AgentRegister { req: 7, conn: 8, stream_id: "s".into(), call: empty });
     assert!(matches!(reply(&out, 7), Err(CallError::BadRequest(_))));
     assert_eq!(out.len(), 1);
 }
