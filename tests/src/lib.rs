@@ -1,7 +1,8 @@
 //! Harness for the integration tests: starts the real `agora` binary on 127.0.0.1 with free
 //! ports and a temporary work directory, and stops exactly the processes it started.
 //!
-//! The tests themselves live in `tests/tests/`. The binary is found next to the test
+//! It also has the event helpers the scheduler tests share. The tests themselves live in
+//! `tests/tests/`. The binary is found next to the test
 //! executable's `target/<profile>/` directory (the README's test command builds it first), or
 //! through `AGORA_BIN`.
 
@@ -11,6 +12,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use agora_client::Subscription;
+use agora_client::scheduler::SchedulerSession;
+use agora_core::convert;
+use agora_core::resources::Resources;
+use agora_proto::scheduler::{Event, event};
+use agora_proto::v1;
 use anyhow::{Context, bail};
 
 /// Path of the `agora` binary under test.
@@ -149,4 +156,58 @@ pub fn required_in_ci(what: &str, reason: &str) {
         panic!("{what} must run in CI but cannot: {reason}");
     }
     eprintln!("SKIPPED {what}: {reason}");
+}
+
+/// The next event that is not a heartbeat. Heartbeats do not count: the 30 s deadline is for
+/// the next event that says something.
+pub async fn next_event(events: &mut Subscription<Event>) -> anyhow::Result<Event> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .context("no event other than heartbeats within 30 s")??
+            .context("stream closed")?;
+        if event.r#type() != event::Type::Heartbeat {
+            return Ok(event);
+        }
+    }
+}
+
+/// The offers of the next OFFERS event.
+pub async fn next_offers(events: &mut Subscription<Event>) -> anyhow::Result<Vec<v1::Offer>> {
+    loop {
+        if let Some(offers) = next_event(events).await?.offers {
+            return Ok(offers.offers);
+        }
+    }
+}
+
+/// The next status update; offers that arrive meanwhile are declined so that the resources
+/// they hold come back in later offers.
+pub async fn next_update(
+    session: &SchedulerSession,
+    events: &mut Subscription<Event>,
+) -> anyhow::Result<v1::TaskStatus> {
+    loop {
+        let event = next_event(events).await?;
+        if let Some(offers) = event.offers {
+            let ids = offers.offers.into_iter().map(|o| o.id).collect();
+            session.decline(ids, Some(0.0)).await?;
+        } else if let Some(status) = event.update.and_then(|u| u.status) {
+            return Ok(status);
+        }
+    }
+}
+
+/// A command task asking for `resources`.
+pub fn command_task(id: &str, agent: &v1::AgentId, resources: &str, command: &str) -> v1::TaskInfo {
+    let resources = Resources::parse(resources).expect("the tests' resource strings are valid");
+    v1::TaskInfo {
+        name: id.into(),
+        task_id: v1::TaskId { value: id.into() },
+        agent_id: agent.clone(),
+        resources: convert::resources_to_proto(&resources, None),
+        command: Some(v1::CommandInfo { value: Some(command.into()), ..Default::default() }),
+        ..Default::default()
+    }
 }

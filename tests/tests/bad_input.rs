@@ -4,16 +4,11 @@
 //! resource string that does not parse.
 
 use std::process::Command;
-use std::time::Duration;
 
-use agora_client::Subscription;
 use agora_client::scheduler::SchedulerSession;
-use agora_core::convert;
-use agora_core::resources::Resources;
-use agora_proto::scheduler::{Call, Event, call, event::Type};
+use agora_proto::scheduler::{Call, call};
 use agora_proto::{Format, v1};
-use agora_tests::{Cluster, agora_bin};
-use anyhow::Context;
+use agora_tests::{Cluster, agora_bin, command_task, next_offers, next_update};
 
 async fn post(
     url: &str,
@@ -30,56 +25,6 @@ async fn post(
     }
     let response = request.send().await?;
     Ok((response.status().as_u16(), response.text().await?))
-}
-
-async fn next_event(events: &mut Subscription<Event>) -> anyhow::Result<Event> {
-    // Heartbeats do not count: the deadline is for the next event that says something.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let event = tokio::time::timeout_at(deadline, events.next())
-            .await
-            .context("no event other than heartbeats within 30 s")??
-            .context("stream closed")?;
-        if event.r#type() != Type::Heartbeat {
-            return Ok(event);
-        }
-    }
-}
-
-async fn next_offer(events: &mut Subscription<Event>) -> anyhow::Result<v1::Offer> {
-    loop {
-        if let Some(mut offers) = next_event(events).await?.offers {
-            return Ok(offers.offers.remove(0));
-        }
-    }
-}
-
-/// The next status update; offers that arrive meanwhile are declined so that the resources
-/// they hold come back in later offers.
-async fn next_update(
-    session: &SchedulerSession,
-    events: &mut Subscription<Event>,
-) -> anyhow::Result<v1::TaskStatus> {
-    loop {
-        let event = next_event(events).await?;
-        if let Some(offers) = event.offers {
-            let ids = offers.offers.into_iter().map(|o| o.id).collect();
-            session.decline(ids, Some(0.0)).await?;
-        } else if let Some(status) = event.update.and_then(|u| u.status) {
-            return Ok(status);
-        }
-    }
-}
-
-fn task(id: &str, agent: &v1::AgentId, resources: &str) -> v1::TaskInfo {
-    v1::TaskInfo {
-        name: id.into(),
-        task_id: v1::TaskId { value: id.into() },
-        agent_id: agent.clone(),
-        resources: convert::resources_to_proto(&Resources::parse(resources).expect("valid"), None),
-        command: Some(v1::CommandInfo { value: Some("true".into()), ..Default::default() }),
-        ..Default::default()
-    }
 }
 
 #[tokio::test]
@@ -191,8 +136,8 @@ async fn stream_id_rules_and_bad_tasks_change_nothing() -> anyhow::Result<()> {
     assert_eq!(status, 400, "{text}");
 
     // A task asking for more than its offer: TASK_ERROR on the stream, 202 for the call.
-    let offer = next_offer(&mut events).await?;
-    let greedy = task("greedy", &offer.agent_id, "cpus:1000;mem:32");
+    let offer = next_offers(&mut events).await?.remove(0);
+    let greedy = command_task("greedy", &offer.agent_id, "cpus:1000;mem:32", "true");
     session.launch(vec![offer.id.clone()], vec![greedy], Some(0.0)).await?;
     let status = next_update(&session, &mut events).await?;
     assert_eq!(status.state(), v1::TaskState::TaskError);
@@ -201,7 +146,7 @@ async fn stream_id_rules_and_bad_tasks_change_nothing() -> anyhow::Result<()> {
     assert!(status.uuid.is_none(), "master-generated updates carry no uuid");
 
     // The same (now used) offer again: the task is lost with REASON_INVALID_OFFERS.
-    let stale = task("stale", &offer.agent_id, "cpus:0.1;mem:32");
+    let stale = command_task("stale", &offer.agent_id, "cpus:0.1;mem:32", "true");
     session.launch(vec![offer.id.clone()], vec![stale], Some(0.0)).await?;
     let status = next_update(&session, &mut events).await?;
     assert_eq!(status.state(), v1::TaskState::TaskLost);
@@ -223,8 +168,8 @@ async fn stream_id_rules_and_bad_tasks_change_nothing() -> anyhow::Result<()> {
     assert!(refused.is_err(), "RESERVE is not supported yet and must say so");
 
     // Nothing else changed: the framework still gets offers and runs a valid task.
-    let offer = next_offer(&mut events).await?;
-    let good = task("good", &offer.agent_id, "cpus:0.1;mem:32");
+    let offer = next_offers(&mut events).await?.remove(0);
+    let good = command_task("good", &offer.agent_id, "cpus:0.1;mem:32", "true");
     session.launch(vec![offer.id.clone()], vec![good], Some(0.0)).await?;
     loop {
         let status = next_update(&session, &mut events).await?;

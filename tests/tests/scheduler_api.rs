@@ -8,67 +8,13 @@ use std::time::Duration;
 use agora_client::Subscription;
 use agora_client::scheduler::SchedulerSession;
 use agora_core::convert;
-use agora_core::resources::Resources;
 use agora_proto::scheduler::{Event, event::Type};
 use agora_proto::{Format, v1};
-use agora_tests::{Cluster, agora_bin};
+use agora_tests::{Cluster, agora_bin, command_task, next_offers, next_update};
 use anyhow::{Context, bail};
 
 fn framework(name: &str) -> v1::FrameworkInfo {
     v1::FrameworkInfo { user: "root".into(), name: name.into(), ..Default::default() }
-}
-
-/// The next event that is not a heartbeat, within a deadline.
-async fn next_event(events: &mut Subscription<Event>) -> anyhow::Result<Event> {
-    // Heartbeats do not count: the deadline is for the next event that says something.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let event = tokio::time::timeout_at(deadline, events.next())
-            .await
-            .context("no event other than heartbeats within 30 s")??
-            .context("stream closed")?;
-        if event.r#type() != Type::Heartbeat {
-            return Ok(event);
-        }
-    }
-}
-
-async fn next_offers(events: &mut Subscription<Event>) -> anyhow::Result<Vec<v1::Offer>> {
-    loop {
-        let event = next_event(events).await?;
-        if let Some(offers) = event.offers {
-            return Ok(offers.offers);
-        }
-    }
-}
-
-/// The next status update; offers that arrive meanwhile are declined so that the resources
-/// they hold come back in later offers.
-async fn next_update(
-    session: &SchedulerSession,
-    events: &mut Subscription<Event>,
-) -> anyhow::Result<v1::TaskStatus> {
-    loop {
-        let event = next_event(events).await?;
-        if let Some(offers) = event.offers {
-            let ids = offers.offers.into_iter().map(|o| o.id).collect();
-            session.decline(ids, Some(0.0)).await?;
-        } else if let Some(status) = event.update.and_then(|u| u.status) {
-            return Ok(status);
-        }
-    }
-}
-
-fn command_task(id: &str, agent: &v1::AgentId, command: &str) -> v1::TaskInfo {
-    let resources = Resources::parse("cpus:0.1;mem:32").expect("valid resources");
-    v1::TaskInfo {
-        name: id.into(),
-        task_id: v1::TaskId { value: id.into() },
-        agent_id: agent.clone(),
-        resources: convert::resources_to_proto(&resources, None),
-        command: Some(v1::CommandInfo { value: Some(command.into()), ..Default::default() }),
-        ..Default::default()
-    }
 }
 
 /// Runs a task to its end, acknowledging every update; returns the states seen.
@@ -105,7 +51,7 @@ async fn json_and_protobuf_frameworks_run_command_tasks() -> anyhow::Result<()> 
         let offers = next_offers(&mut events).await?;
         let offer = &offers[0];
         assert!(offer.url.is_some(), "offers carry the agent's address");
-        let task = command_task("t1", &offer.agent_id, command);
+        let task = command_task("t1", &offer.agent_id, "cpus:0.1;mem:32", command);
         session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
         let (states, last) = run_to_end(&session, &mut events).await?;
         assert_eq!(
@@ -128,7 +74,7 @@ async fn a_killed_task_ends_killed_and_resources_return() -> anyhow::Result<()> 
         SchedulerSession::subscribe(&cluster.master, framework("kill"), Format::Json).await?;
     let offer = next_offers(&mut events).await?.remove(0);
     let total = convert::resources_from_proto(&offer.resources).expect("valid offer");
-    let task = command_task("sleeper", &offer.agent_id, "sleep 60");
+    let task = command_task("sleeper", &offer.agent_id, "cpus:0.1;mem:32", "sleep 60");
     session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
     loop {
         let status = next_update(&session, &mut events).await?;

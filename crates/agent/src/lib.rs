@@ -23,13 +23,9 @@ use agora_core::agent::{AgentConfig, CommandExecutor};
 use agora_core::attributes::{AttributeParseError, Attributes};
 use agora_core::convert;
 use agora_core::resources::{ParseError, Resources};
+use agora_http::Server;
 use agora_proto::v1;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-/// How long `shutdown` waits for open connections to finish.
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
 /// How to run an agent; the `agora` binary fills this from Mesos-named flags.
 #[derive(Debug, Clone)]
@@ -93,26 +89,19 @@ pub enum AgentError {
 pub struct RunningAgent {
     pub addr: SocketAddr,
     pub resources: Resources,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    server: Server,
 }
 
 impl RunningAgent {
     /// Stops serving. Executors keep running; without checkpointing they exit on their own
     /// once their stream to the agent breaks.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        // Graceful shutdown waits for open streams, which subscribers keep open for as long
-        // as they live; give them a moment, then stop serving regardless.
-        if tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await.is_err() {
-            self.task.abort();
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 
+    /// Waits until the server stops by itself (it does not, short of an error).
     pub async fn wait(self) {
-        let _ = self.task.await;
+        self.server.wait().await;
     }
 }
 
@@ -157,17 +146,10 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
     };
     let handle = dispatcher::spawn(config, options.master.clone());
     let app = http::router(handle, work_dir);
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let server = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = stop_rx.await;
-        });
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "agent HTTP server failed");
-        }
-    });
+    let server = Server::spawn(listener, app, "agent")
+        .map_err(|source| AgentError::Bind { addr: requested, source })?;
     tracing::info!(%addr, master = %options.master, %resources, "agent listening");
-    Ok(RunningAgent { addr, resources, stop: Some(stop_tx), task })
+    Ok(RunningAgent { addr, resources, server })
 }
 
 /// Seeds the core's uuid generator from the operating system's randomness.

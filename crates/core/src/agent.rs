@@ -534,12 +534,7 @@ impl Agent {
         if executor.kill_at.is_some() {
             return;
         }
-        let grace = executor
-            .info
-            .shutdown_grace_period
-            .as_ref()
-            .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
-            .unwrap_or(default_grace);
+        let grace = shutdown_grace(&executor.info, default_grace);
         match executor.conn {
             Some(conn) => {
                 executor.kill_at = Some(now + grace);
@@ -821,6 +816,14 @@ fn validate_executor_update(
     Ok(status)
 }
 
+/// The executor's own shutdown grace period, else the agent's.
+fn shutdown_grace(executor: &v1::ExecutorInfo, default: Duration) -> Duration {
+    executor
+        .shutdown_grace_period
+        .as_ref()
+        .map_or(default, |d| Duration::from_nanos(u64::try_from(d.nanoseconds).unwrap_or(0)))
+}
+
 /// The environment of reference §3.4.
 fn executor_environment(
     config: &AgentConfig,
@@ -829,11 +832,7 @@ fn executor_environment(
     executor: &v1::ExecutorInfo,
     sandbox: &str,
 ) -> Vec<(String, String)> {
-    let grace = executor
-        .shutdown_grace_period
-        .as_ref()
-        .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
-        .unwrap_or(config.executor_shutdown_grace_period);
+    let grace = shutdown_grace(executor, config.executor_shutdown_grace_period);
     let framework_id = framework.id.as_ref().map(|f| f.value.clone()).unwrap_or_default();
     let checkpoint = framework.checkpoint();
     let mut env = vec![

@@ -2,9 +2,10 @@
 //! request's body format, the refusals Mesos answers before a call is even looked at, encoding
 //! events as RecordIO records, and streaming response bodies.
 //!
-//! It knows nothing of schedulers, agents or executors; each server's `http.rs` decides what a
-//! call means.
+//! It also runs a server (`Server`) with the shutdown both daemons need. It knows nothing of
+//! schedulers, agents or executors; each server's `http.rs` decides what a call means.
 
+mod server;
 mod stream;
 
 use agora_proto::Format;
@@ -13,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
+pub use server::Server;
 pub use stream::EventBody;
 
 /// The header that ties calls to a subscription stream.

@@ -6,12 +6,12 @@
 //! status codes in one place, `refusal`. They hold no state: everything goes through the
 //! dispatcher.
 
-use agora_core::master::{CallError, Input};
+use agora_core::master::{CallError, ConnId, Input};
 use agora_http::{
     EventBody, Refusal, accepted, decode_call, refuse, request_format, response_format,
     stream_response,
 };
-use agora_proto::{internal, scheduler};
+use agora_proto::{Format, internal, scheduler};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -51,37 +51,17 @@ async fn scheduler_api(
     let stream_id = agora_http::stream_id(&headers);
     let req = handle.next_id();
     if call.r#type() != scheduler::call::Type::Subscribe {
-        return match handle.call(Input::SchedulerCall { req, stream_id, call }, None).await {
-            Ok(()) => Ok(accepted()),
-            Err(e) => Err(refusal(e)),
-        };
+        return plain_call(&handle, Input::SchedulerCall { req, stream_id, call }).await;
     }
-    let response_format = response_format(&headers)?;
+    let format = response_format(&headers)?;
     if stream_id.is_some() {
         return Err(refuse(
             StatusCode::BAD_REQUEST,
             "Subscribe calls should not include the 'Mesos-Stream-Id' header",
         ));
     }
-    let conn = handle.next_id();
-    let stream_id = uuid::Uuid::new_v4().to_string();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let stream = StreamSender { conn, format: response_format, tx };
-    let input = Input::Subscribe { req, conn, stream_id: stream_id.clone(), call };
-    match handle.call(input, Some(stream)).await {
-        Ok(()) => {
-            let body = EventBody::new(
-                rx,
-                handle.tx.clone(),
-                Command::Closed(Input::SchedulerClosed { conn }),
-            );
-            Ok(stream_response(response_format, Some(&stream_id), body))
-        }
-        Err(e) => {
-            let _ = handle.tx.send(Command::Closed(Input::SchedulerClosed { conn }));
-            Err(refusal(e))
-        }
-    }
+    let open = |conn, stream_id| Input::Subscribe { req, conn, stream_id, call };
+    open_stream(&handle, format, open, |conn| Input::SchedulerClosed { conn }).await
 }
 
 async fn agent_api(
@@ -94,25 +74,38 @@ async fn agent_api(
     let stream_id = agora_http::stream_id(&headers);
     let req = handle.next_id();
     if call.r#type() != internal::agent_call::Type::Register {
-        return match handle.call(Input::AgentCall { req, stream_id, call }, None).await {
-            Ok(()) => Ok(accepted()),
-            Err(e) => Err(refusal(e)),
-        };
+        return plain_call(&handle, Input::AgentCall { req, stream_id, call }).await;
     }
-    let response_format = response_format(&headers)?;
+    let format = response_format(&headers)?;
+    let open = |conn, stream_id| Input::AgentRegister { req, conn, stream_id, call };
+    open_stream(&handle, format, open, |conn| Input::AgentClosed { conn }).await
+}
+
+/// A call answered 202 or refused.
+async fn plain_call(handle: &Handle, input: Input) -> Result<Response, Refusal> {
+    handle.call(input, None).await.map(|()| accepted()).map_err(refusal)
+}
+
+/// Opens a subscription stream: the dispatcher registers it under a fresh connection id
+/// together with the input that opens it, and the answer is the 200 stream or the refusal.
+/// `closed` is the input the dispatcher gets when the stream goes away.
+async fn open_stream(
+    handle: &Handle,
+    format: Format,
+    open: impl FnOnce(ConnId, String) -> Input,
+    closed: fn(ConnId) -> Input,
+) -> Result<Response, Refusal> {
     let conn = handle.next_id();
     let stream_id = uuid::Uuid::new_v4().to_string();
     let (tx, rx) = mpsc::unbounded_channel();
-    let stream = StreamSender { conn, format: response_format, tx };
-    let input = Input::AgentRegister { req, conn, stream_id: stream_id.clone(), call };
-    match handle.call(input, Some(stream)).await {
+    let stream = StreamSender { conn, format, tx };
+    match handle.call(open(conn, stream_id.clone()), Some(stream)).await {
         Ok(()) => {
-            let body =
-                EventBody::new(rx, handle.tx.clone(), Command::Closed(Input::AgentClosed { conn }));
-            Ok(stream_response(response_format, Some(&stream_id), body))
+            let body = EventBody::new(rx, handle.tx.clone(), Command::Closed(closed(conn)));
+            Ok(stream_response(format, Some(&stream_id), body))
         }
         Err(e) => {
-            let _ = handle.tx.send(Command::Closed(Input::AgentClosed { conn }));
+            let _ = handle.tx.send(Command::Closed(closed(conn)));
             Err(refusal(e))
         }
     }

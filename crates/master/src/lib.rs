@@ -15,13 +15,9 @@ use std::time::Duration;
 
 use agora_core::allocator::AllocatorConfig;
 use agora_core::master::MasterConfig;
+use agora_http::Server;
 use agora_proto::v1;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-/// How long `shutdown` waits for open connections to finish.
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
 /// The Mesos release whose API this master speaks; `/version` reports it because clients such
 /// as pymesos parse it as dotted numbers.
@@ -67,26 +63,18 @@ pub enum MasterError {
 pub struct RunningMaster {
     pub addr: SocketAddr,
     pub master_info: v1::MasterInfo,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    server: Server,
 }
 
 impl RunningMaster {
     /// Stops serving and waits for the server to finish.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        // Graceful shutdown waits for open streams, which subscribers keep open for as long
-        // as they live; give them a moment, then stop serving regardless.
-        if tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await.is_err() {
-            self.task.abort();
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 
     /// Waits until the server stops by itself (it does not, short of an error).
     pub async fn wait(self) {
-        let _ = self.task.await;
+        self.server.wait().await;
     }
 }
 
@@ -111,17 +99,10 @@ pub async fn start(options: MasterOptions) -> Result<RunningMaster, MasterError>
     };
     let handle = dispatcher::spawn(config);
     let app = http::router(handle);
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let server = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = stop_rx.await;
-        });
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "master HTTP server failed");
-        }
-    });
+    let server = Server::spawn(listener, app, "master")
+        .map_err(|source| MasterError::Bind { addr: requested, source })?;
     tracing::info!(%addr, id = %master_info.id, "master listening");
-    Ok(RunningMaster { addr, master_info, stop: Some(stop_tx), task })
+    Ok(RunningMaster { addr, master_info, server })
 }
 
 /// The MasterInfo clients see in SUBSCRIBED; `ip` is the raw network-order address read as a
