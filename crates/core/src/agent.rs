@@ -4,15 +4,16 @@
 //! Inputs are events from the master's stream, executor API calls, executor process exits and
 //! timer ticks; outputs are calls to the master, events to executors and orders to launch or
 //! kill executor processes. The `agent` crate owns the processes, the sandbox directories and
-//! the HTTP connections. Status updates live in `agent/updates.rs`. Not here yet: checkpointing
+//! the HTTP connections. Executor API calls live in `agent/executor_api.rs`, status updates in
+//! `agent/updates.rs`. Not here yet: checkpointing
 //! and recovery, executor registration timeouts, health checks.
 
+mod executor_api;
 mod updates;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use agora_proto::executor::call::Type as ExecutorCallType;
 use agora_proto::internal::agent_event::Type as MasterEventType;
 use agora_proto::v1::task_status::{Reason, Source};
 use agora_proto::v1::{self, TaskState};
@@ -553,125 +554,6 @@ impl Agent {
         }
     }
 
-    fn executor_subscribe(
-        &mut self,
-        conn: ConnId,
-        call: executor::Call,
-        out: &mut Vec<Output>,
-    ) -> Result<(), CallError> {
-        if call.r#type() != ExecutorCallType::Subscribe {
-            return Err(CallError::BadRequest("Expecting a SUBSCRIBE call".into()));
-        }
-        let framework_id = call.framework_id.value.clone();
-        let executor_id = call.executor_id.value.clone();
-        let agent_info = {
-            let mut info = self.config.agent_info.clone();
-            info.id = self.agent_id.as_ref().map(|id| v1::AgentId { value: id.clone() });
-            info
-        };
-        let Some(framework) = self.frameworks.get_mut(&framework_id) else {
-            return Err(CallError::BadRequest("Framework cannot be found".into()));
-        };
-        let framework_info = framework.info.clone();
-        let Some(executor) = framework.executors.get_mut(&executor_id) else {
-            return Err(CallError::BadRequest("Executor cannot be found".into()));
-        };
-        if executor.kill_at.is_some() {
-            return Err(CallError::Forbidden("Executor is terminating".into()));
-        }
-        if let Some(old) = executor.conn.replace(conn) {
-            self.executor_conns.remove(&old);
-            out.push(Output::CloseExecutor { conn: old });
-        }
-        let mut e = executor::Event::default();
-        e.set_type(executor::event::Type::Subscribed);
-        e.subscribed = Some(executor::event::Subscribed {
-            executor_info: executor.info.clone(),
-            framework_info,
-            agent_info,
-            container_id: Some(v1::ContainerId {
-                value: executor.container_id.clone(),
-                parent: None,
-            }),
-        });
-        out.push(Output::ToExecutor { conn, event: e });
-        while let Some(task) = executor.queued.pop_front() {
-            executor.launched.insert(task.task_id.value.clone(), TaskState::TaskStaging);
-            out.push(Output::ToExecutor { conn, event: launch_event(task) });
-        }
-        self.executor_conns.insert(conn, (framework_id, executor_id));
-        Ok(())
-    }
-
-    fn executor_call(
-        &mut self,
-        call: executor::Call,
-        now: Duration,
-        out: &mut Vec<Output>,
-    ) -> Result<(), CallError> {
-        let framework_id = call.framework_id.value.clone();
-        let executor_id = call.executor_id.value.clone();
-        let Some(framework) = self.frameworks.get(&framework_id) else {
-            return Err(CallError::BadRequest("Framework cannot be found".into()));
-        };
-        let Some(executor) = framework.executors.get(&executor_id) else {
-            return Err(CallError::BadRequest("Executor cannot be found".into()));
-        };
-        let Some(conn) = executor.conn else {
-            return Err(CallError::Forbidden("Executor is not subscribed".into()));
-        };
-        match call.r#type() {
-            ExecutorCallType::Update => {
-                let Some(update) = call.update else {
-                    return Err(CallError::BadRequest("Expecting 'update' to be present".into()));
-                };
-                let status = validate_executor_update(update.status, &executor_id)?;
-                self.executor_update(&framework_id, &executor_id, conn, status, now, out);
-                Ok(())
-            }
-            // Framework messages travel best-effort and are not forwarded yet.
-            ExecutorCallType::Message => Err(CallError::BadRequest(
-                "Executor MESSAGE is not supported by this version of Agora".into(),
-            )),
-            ExecutorCallType::Heartbeat => Ok(()),
-            ExecutorCallType::Subscribe => {
-                Err(CallError::BadRequest("SUBSCRIBE must be sent as a streaming request".into()))
-            }
-            ExecutorCallType::Unknown => {
-                Err(CallError::BadRequest("Expecting 'type' to be present".into()))
-            }
-        }
-    }
-
-    fn executor_update(
-        &mut self,
-        framework_id: &str,
-        executor_id: &str,
-        conn: ConnId,
-        mut status: v1::TaskStatus,
-        now: Duration,
-        out: &mut Vec<Output>,
-    ) {
-        status.agent_id = self.agent_id.as_ref().map(|a| v1::AgentId { value: a.clone() });
-        status.executor_id = Some(v1::ExecutorId { value: executor_id.to_string() });
-        if status.timestamp.is_none() {
-            status.timestamp = Some(now.as_secs_f64());
-        }
-        let task_id = status.task_id.clone();
-        let uuid = status.uuid.clone().unwrap_or_default();
-        if let Some(executor) = self.executor_mut(framework_id, executor_id)
-            && let Some(state) = executor.launched.get_mut(&task_id.value)
-        {
-            *state = status.state();
-        }
-        self.enqueue_update(framework_id, status, now, out);
-        // Accepted (in memory: nothing is checkpointed yet), so the executor may stop retrying.
-        let mut e = executor::Event::default();
-        e.set_type(executor::event::Type::Acknowledged);
-        e.acknowledged = Some(executor::event::Acknowledged { task_id, uuid });
-        out.push(Output::ToExecutor { conn, event: e });
-    }
-
     /// Handles the end of an executor: every task it left unfinished fails, and the master
     /// learns that the executor exited.
     #[expect(clippy::too_many_arguments, reason = "one call site per cause, each reads best flat")]
@@ -785,35 +667,6 @@ fn launch_event(task: v1::TaskInfo) -> executor::Event {
     e.set_type(executor::event::Type::Launch);
     e.launch = Some(executor::event::Launch { task });
     e
-}
-
-/// The executor UPDATE checks of reference §3.2.
-fn validate_executor_update(
-    status: v1::TaskStatus,
-    executor_id: &str,
-) -> Result<v1::TaskStatus, CallError> {
-    let bad =
-        |m: &str| Err(CallError::BadRequest(format!("Failed to validate executor::Call: {m}")));
-    match &status.uuid {
-        None => return bad("'TaskStatus.uuid' must be present"),
-        Some(uuid) if uuid.len() != 16 => return bad("'TaskStatus.uuid' must be a valid UUID"),
-        Some(_) => {}
-    }
-    if status.source() != Source::Executor {
-        return bad("'TaskStatus.source' must be SOURCE_EXECUTOR");
-    }
-    if status.state() == TaskState::TaskStaging {
-        return bad("'TaskStatus.state' must not be TASK_STAGING");
-    }
-    if let Some(id) = &status.executor_id
-        && id.value != executor_id
-    {
-        return bad("'TaskStatus.executor_id' does not match the call's 'executor_id'");
-    }
-    if status.task_id.value.is_empty() {
-        return bad("'TaskStatus.task_id' must be present");
-    }
-    Ok(status)
 }
 
 /// The executor's own shutdown grace period, else the agent's.
