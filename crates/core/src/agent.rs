@@ -5,8 +5,8 @@
 //! timer ticks; outputs are calls to the master, events to executors and orders to launch or
 //! kill executor processes. The `agent` crate owns the processes, the sandbox directories and
 //! the HTTP connections. Executor API calls live in `agent/executor_api.rs`, status updates in
-//! `agent/updates.rs`. Not here yet: checkpointing
-//! and recovery, executor registration timeouts, health checks.
+//! `agent/updates.rs`. Not here yet: checkpointing and recovery, executor registration
+//! timeouts, health checks.
 
 mod executor_api;
 mod updates;
