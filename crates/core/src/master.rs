@@ -147,6 +147,8 @@ struct Task {
     latest_status: Option<v1::TaskStatus>,
     /// Whether the resources went back to the allocator (on the first known terminal state).
     released: bool,
+    /// Set by KILL; the kill is sent again when the agent re-registers, in case it never got it.
+    kill: Option<Option<v1::KillPolicy>>,
 }
 
 #[derive(Debug)]

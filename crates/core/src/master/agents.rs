@@ -139,11 +139,25 @@ impl Master {
         let mut e = internal::AgentEvent::default();
         e.set_type(internal::agent_event::Type::Registered);
         e.registered = Some(internal::agent_event::Registered {
-            agent_id: v1::AgentId { value: id },
+            agent_id: v1::AgentId { value: id.clone() },
             master_info: self.config.master_info.clone(),
             heartbeat_interval_seconds: Some(self.config.heartbeat_interval.as_secs_f64()),
         });
         out.push(Output::ToAgent { conn, event: e });
+        // Kills the agent may have missed while it was away.
+        let kills: Vec<(String, String, Option<v1::KillPolicy>)> = self
+            .frameworks
+            .values()
+            .flat_map(|f| {
+                f.tasks
+                    .values()
+                    .filter(|t| t.agent_id == id && !t.released)
+                    .filter_map(|t| Some((f.id.clone(), t.info.task_id.value.clone(), t.kill?)))
+            })
+            .collect();
+        for (framework_id, task_id, policy) in kills {
+            self.send_kill(&framework_id, &id, &task_id, policy, out);
+        }
         self.allocate(now, out);
     }
 
@@ -175,6 +189,17 @@ impl Master {
                     CallError::BadRequest("Expecting 'status_update' to be present".into())
                 })?;
                 let framework_id = update.framework_id.value;
+                let runs_elsewhere = self
+                    .frameworks
+                    .get(&framework_id)
+                    .and_then(|f| f.tasks.get(&update.status.task_id.value))
+                    .is_some_and(|t| t.agent_id != agent_id);
+                if runs_elsewhere {
+                    return Err(CallError::BadRequest(format!(
+                        "Task {} does not run on agent {agent_id}",
+                        update.status.task_id.value
+                    )));
+                }
                 let mut status = update.status;
                 status.agent_id = Some(v1::AgentId { value: agent_id });
                 let latest = update.latest_state.and_then(|s| v1::TaskState::try_from(s).ok());

@@ -142,6 +142,12 @@ impl Master {
             Ok(roles) => roles,
             Err(message) => return fail(out, message),
         };
+        if let Some(role) = subscribe.suppressed_roles.iter().find(|r| !roles.contains(r)) {
+            return fail(
+                out,
+                format!("Suppressed role '{role}' is not one of the framework's roles"),
+            );
+        }
         if let Some(id) = &requested_id {
             if let Err(e) = validate_id(id) {
                 return fail(out, format!("Invalid framework id: {e}"));
@@ -581,6 +587,7 @@ impl Master {
                 status_update_uuid: None,
                 latest_status: None,
                 released: false,
+                kill: None,
             },
         );
         let framework_info = framework.info.clone();
@@ -599,19 +606,16 @@ impl Master {
         now: Duration,
         out: &mut Vec<Output>,
     ) {
-        let task = self.frameworks.get(framework_id).and_then(|f| f.tasks.get(&kill.task_id.value));
+        let task = self
+            .frameworks
+            .get_mut(framework_id)
+            .and_then(|f| f.tasks.get_mut(&kill.task_id.value));
         match task {
             Some(task) => {
-                if let Some(conn) = self.agents.get(&task.agent_id).and_then(|a| a.conn) {
-                    let mut e = internal::AgentEvent::default();
-                    e.set_type(internal::agent_event::Type::KillTask);
-                    e.kill_task = Some(internal::agent_event::KillTask {
-                        framework_id: v1::FrameworkId { value: framework_id.to_string() },
-                        task_id: kill.task_id.clone(),
-                        kill_policy: kill.kill_policy.or(task.info.kill_policy),
-                    });
-                    out.push(Output::ToAgent { conn, event: e });
-                }
+                let policy = kill.kill_policy.or(task.info.kill_policy);
+                task.kill = Some(policy);
+                let agent_id = task.agent_id.clone();
+                self.send_kill(framework_id, &agent_id, &kill.task_id.value, policy, out);
             }
             // Mesos answers a kill of an unknown task with explicit reconciliation.
             None => {
@@ -623,6 +627,28 @@ impl Master {
                 );
                 self.send_update(framework_id, status, out);
             }
+        }
+    }
+
+    /// Asks the agent running a task to kill it; a disconnected agent gets the kill when it
+    /// registers again.
+    pub(super) fn send_kill(
+        &self,
+        framework_id: &str,
+        agent_id: &str,
+        task_id: &str,
+        kill_policy: Option<v1::KillPolicy>,
+        out: &mut Vec<Output>,
+    ) {
+        if let Some(conn) = self.agents.get(agent_id).and_then(|a| a.conn) {
+            let mut e = internal::AgentEvent::default();
+            e.set_type(internal::agent_event::Type::KillTask);
+            e.kill_task = Some(internal::agent_event::KillTask {
+                framework_id: v1::FrameworkId { value: framework_id.to_string() },
+                task_id: v1::TaskId { value: task_id.to_string() },
+                kill_policy,
+            });
+            out.push(Output::ToAgent { conn, event: e });
         }
     }
 

@@ -311,3 +311,18 @@ fn heartbeats_go_to_every_stream() {
         .collect();
     assert_eq!(conns, vec![a, b]);
 }
+
+#[test]
+fn suppressed_roles_must_be_the_framework_roles() {
+    let mut h = Harness::new();
+    let mut c = subscribe_call(framework("x"));
+    if let Some(s) = c.subscribe.as_mut() {
+        s.suppressed_roles = vec!["other".into()];
+    }
+    let (conn, req, out) = h.subscribe_raw(c);
+    assert_eq!(reply(&out, req), Ok(()));
+    let errors = errors(&out, conn);
+    assert!(errors.iter().any(|e| e.contains("Suppressed role 'other'")), "{errors:?}");
+    assert_eq!(out.last(), Some(&Output::CloseScheduler { conn }));
+    assert!(h.master.framework_ids().is_empty());
+}

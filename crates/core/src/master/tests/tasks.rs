@@ -315,3 +315,56 @@ fn bad_agent_registrations_are_refused() {
     assert!(matches!(reply(&out, 7), Err(CallError::BadRequest(_))));
     assert_eq!(out.len(), 1);
 }
+
+#[test]
+fn a_kill_missed_by_a_disconnected_agent_is_sent_when_it_returns() {
+    let mut info = framework("durable");
+    info.checkpoint = Some(true);
+    let mut c = cluster(info);
+    let aid = c.aid.clone();
+    c.launch(vec![task("t1", &aid, "cpus:1")], None);
+    c.h.handle(Input::AgentClosed { conn: c.aconn });
+    let mut kill = call(CallType::Kill);
+    kill.kill = Some(sched::call::Kill {
+        task_id: v1::TaskId { value: "t1".into() },
+        agent_id: None,
+        kill_policy: None,
+    });
+    let (result, out) = c.h.call(&c.fid, kill);
+    assert_eq!(result, Ok(()));
+    assert!(!out.iter().any(|o| matches!(o, Output::ToAgent { .. })), "nobody to send it to");
+
+    let (conn, out) = c.h.register(register_call(AGENT_RESOURCES, "", Some(&aid)));
+    let kills: Vec<String> = agent_events(&out, conn)
+        .into_iter()
+        .filter_map(|e| Some(e.kill_task?.task_id.value))
+        .collect();
+    assert_eq!(kills, vec!["t1".to_string()]);
+}
+
+#[test]
+fn status_updates_only_count_from_the_task_s_agent() {
+    let mut c = cluster(framework("f"));
+    let aid = c.aid.clone();
+    c.launch(vec![task("t1", &aid, "cpus:1")], None);
+    let (_, other) = c.h.register_agent("cpus:1;mem:64");
+    let mut status = v1::TaskStatus {
+        task_id: v1::TaskId { value: "t1".into() },
+        uuid: Some(uuid(1)),
+        ..Default::default()
+    };
+    status.set_state(TaskState::TaskFinished);
+    let mut update = internal::AgentCall::default();
+    update.set_type(internal::agent_call::Type::StatusUpdate);
+    update.status_update = Some(internal::agent_call::StatusUpdate {
+        framework_id: v1::FrameworkId { value: c.fid.clone() },
+        status,
+        latest_state: None,
+    });
+    let (result, out) = c.h.agent_call(&other, update);
+    assert!(
+        matches!(result, Err(CallError::BadRequest(ref m)) if m.contains("does not run on agent"))
+    );
+    assert!(updates(&out, c.fconn).is_empty());
+    assert_eq!(c.h.master.tasks(), vec![(c.fid.clone(), "t1".to_string(), TaskState::TaskStaging)]);
+}
