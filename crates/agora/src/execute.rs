@@ -58,6 +58,7 @@ pub(crate) async fn run(flags: ExecuteFlags) -> anyhow::Result<i32> {
     println!("Subscribed with ID {}", session.framework_id.value);
 
     let mut launched: Option<v1::Offer> = None;
+    let mut told_waiting = false;
     loop {
         let Some(event) = events.next().await? else {
             bail!("the master closed the subscription stream");
@@ -68,6 +69,10 @@ pub(crate) async fn run(flags: ExecuteFlags) -> anyhow::Result<i32> {
                     let available =
                         convert::resources_from_proto(&offer.resources).unwrap_or_default();
                     if launched.is_some() || !available.contains(&wanted) {
+                        if launched.is_none() && !told_waiting {
+                            println!("Waiting for an offer with {wanted} (got {available})");
+                            told_waiting = true;
+                        }
                         session.decline(vec![offer.id.clone()], None).await?;
                         continue;
                     }
@@ -145,9 +150,11 @@ async fn print_stdout(offer: &v1::Offer, framework_id: &str, task_id: &str) {
     let path = format!("/frameworks/{framework_id}/executors/{task_id}/runs/latest/stdout");
     let client = agora_client::http::client();
     let request = client
-        // Ids never contain characters that need escaping in a query (they cannot hold '/',
-        // and Agora's own ids are UUIDs and counters).
-        .get(format!("http://{host}:{}/files/read?path={path}&offset=0", url.address.port))
+        .get(format!(
+            "http://{host}:{}/files/read?path={}&offset=0",
+            url.address.port,
+            escape(&path)
+        ))
         .timeout(Duration::from_secs(10));
     let body = match request.send().await {
         Ok(response) if response.status().is_success() => {
@@ -161,5 +168,44 @@ async fn print_stdout(offer: &v1::Offer, framework_id: &str, task_id: &str) {
     match data {
         Some(text) => print!("{text}"),
         None => eprintln!("agora execute: could not read the task's stdout from the agent"),
+    }
+}
+
+/// Percent-encodes a query value, keeping `/` and the unreserved characters readable.
+fn escape(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_status_comes_from_the_command_executor_message() {
+        let status = |state: v1::TaskState, message: &str| {
+            let mut s = v1::TaskStatus { message: Some(message.into()), ..Default::default() };
+            s.set_state(state);
+            exit_status(&s)
+        };
+        assert_eq!(status(v1::TaskState::TaskFinished, "Command exited with status 0"), 0);
+        assert_eq!(status(v1::TaskState::TaskFailed, "Command exited with status 42"), 42);
+        assert_eq!(status(v1::TaskState::TaskFailed, "Command terminated with signal SIGKILL"), 1);
+        assert_eq!(status(v1::TaskState::TaskKilled, ""), 1);
+    }
+
+    #[test]
+    fn query_values_are_escaped() {
+        assert_eq!(
+            escape("/frameworks/f-1/executors/my task&x/stdout"),
+            "/frameworks/f-1/executors/my%20task%26x/stdout"
+        );
     }
 }
