@@ -155,3 +155,74 @@ fn agora_execute_prints_output_and_exits_with_the_task_status() -> anyhow::Resul
     assert!(stdout.contains("partial"), "{stdout}");
     Ok(())
 }
+
+#[tokio::test]
+async fn unacknowledged_updates_are_retried_until_acknowledged() -> anyhow::Result<()> {
+    // The cluster retries after 500 ms (`--status_update_retry_interval` in the harness).
+    let cluster = Cluster::start()?;
+    let (session, mut events) =
+        SchedulerSession::subscribe(&cluster.master, framework("retry"), Format::Json).await?;
+    let offer = next_offers(&mut events).await?.remove(0);
+    let task = command_task("r1", &offer.agent_id, "cpus:0.1;mem:32", "exit 0");
+    session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
+    let first = next_update(&session, &mut events).await?;
+    assert_eq!(first.state(), v1::TaskState::TaskStarting);
+    // Not acknowledged: the same update (same uuid) comes again, and nothing overtakes it.
+    let again = next_update(&session, &mut events).await?;
+    assert_eq!((again.state(), &again.uuid), (first.state(), &first.uuid));
+    session.acknowledge(&again).await?;
+    let (states, _) = run_to_end(&session, &mut events).await?;
+    assert_eq!(states.first(), Some(&v1::TaskState::TaskRunning));
+    assert_eq!(states.last(), Some(&v1::TaskState::TaskFinished));
+    Ok(())
+}
+
+#[tokio::test]
+async fn sandboxes_follow_the_mesos_layout_and_executors_get_their_environment()
+-> anyhow::Result<()> {
+    let cluster = Cluster::start()?;
+    let (session, mut events) =
+        SchedulerSession::subscribe(&cluster.master, framework("env"), Format::Protobuf).await?;
+    let offer = next_offers(&mut events).await?.remove(0);
+    let command = "env | grep -E '^(MESOS|LIBPROCESS)_' | sort; echo oops >&2";
+    let task = command_task("env-task", &offer.agent_id, "cpus:0.1;mem:32", command);
+    session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
+    let (states, _) = run_to_end(&session, &mut events).await?;
+    assert_eq!(states.last(), Some(&v1::TaskState::TaskFinished));
+
+    let fid = &session.framework_id.value;
+    let aid = &offer.agent_id.value;
+    let executor_dir = cluster
+        .work_dir
+        .path()
+        .join(format!("agent/slaves/{aid}/frameworks/{fid}/executors/env-task/runs"));
+    let latest = executor_dir.join("latest");
+    let run = std::fs::read_link(&latest).context("runs/latest is a link to the run")?;
+    let sandbox = executor_dir.join(&run);
+    let stdout = std::fs::read_to_string(sandbox.join("stdout"))?;
+    assert!(std::fs::read_to_string(sandbox.join("stderr"))?.contains("oops"));
+    let sandbox_text = sandbox.canonicalize()?.to_string_lossy().into_owned();
+    for expected in [
+        format!("MESOS_FRAMEWORK_ID={fid}"),
+        "MESOS_EXECUTOR_ID=env-task".to_string(),
+        format!("MESOS_SLAVE_ID={aid}"),
+        format!("MESOS_AGENT_ENDPOINT={}", cluster.agent),
+        format!("MESOS_DIRECTORY={sandbox_text}"),
+        format!("MESOS_SANDBOX={sandbox_text}"),
+        "MESOS_CHECKPOINT=0".to_string(),
+        "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD=5secs".to_string(),
+        format!("MESOS_SLAVE_PID=slave(1)@{}", cluster.agent),
+        "LIBPROCESS_PORT=0".to_string(),
+    ] {
+        assert!(stdout.lines().any(|l| l == expected), "missing {expected} in:\n{stdout}");
+    }
+
+    // The same file through the agent's files API, by its virtual path.
+    let path = format!("/frameworks/{fid}/executors/env-task/runs/latest/stdout");
+    let url = format!("http://{}/files/read?path={path}&offset=0", cluster.agent);
+    let read: serde_json::Value =
+        serde_json::from_slice(&reqwest::get(&url).await?.bytes().await?)?;
+    assert_eq!(read["data"].as_str(), Some(stdout.as_str()));
+    assert_eq!(read["offset"], 0);
+    Ok(())
+}
