@@ -11,7 +11,7 @@
 mod executor_api;
 mod updates;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use agora_proto::internal::agent_event::Type as MasterEventType;
@@ -151,6 +151,10 @@ struct Executor {
     kill_at: Option<Duration>,
     /// Whether the kill was ordered; it is ordered once.
     killed: bool,
+    /// Synthesized by the agent for a command task; its exits are not reported to the master.
+    command: bool,
+    /// Tasks the master asked to kill; if the executor dies first they end TASK_KILLED.
+    kill_requested: BTreeSet<String>,
 }
 
 /// The agent's state. See the module documentation.
@@ -194,7 +198,8 @@ impl Agent {
             protocol_version: crate::master::AGENT_PROTOCOL_VERSION,
             endpoint: Some(self.config.endpoint.clone()),
             tasks: Vec::new(),
-            frameworks: Vec::new(),
+            // The master shuts down frameworks it removed while this agent was away.
+            frameworks: self.frameworks.values().map(|f| f.info.clone()).collect(),
         });
         call
     }
@@ -345,6 +350,7 @@ impl Agent {
         let Some(framework_id) = framework_info.id.as_ref().map(|f| f.value.clone()) else {
             return;
         };
+        let command_executor = task.executor.is_none();
         let executor_info = match &task.executor {
             Some(executor) => executor.clone(),
             None => self.command_executor_info(&framework_id, &task),
@@ -388,13 +394,19 @@ impl Agent {
         );
         let command = executor_info.command.clone().unwrap_or_default();
         let user = command.user.clone().or_else(|| Some(framework.info.user.clone()));
-        let env = executor_environment(
+        let mut env = executor_environment(
             &self.config,
             &agent_id,
             &framework.info,
             &executor_info,
             &sandbox,
         );
+        if command_executor {
+            env.push((
+                "MESOS_ALLOCATION_ROLE".to_string(),
+                allocation_role(&framework.info, &task),
+            ));
+        }
         let mut queued = VecDeque::new();
         queued.push_back(task);
         framework.executors.insert(
@@ -408,6 +420,8 @@ impl Agent {
                 launched: BTreeMap::new(),
                 kill_at: None,
                 killed: false,
+                command: command_executor,
+                kill_requested: BTreeSet::new(),
             },
         );
         out.push(Output::LaunchExecutor(Box::new(Launch {
@@ -467,12 +481,32 @@ impl Agent {
         now: Duration,
         out: &mut Vec<Output>,
     ) {
-        let Some(framework) = self.frameworks.get_mut(framework_id) else {
-            return;
-        };
-        let Some((executor_id, executor)) = framework.executors.iter_mut().find(|(_, e)| {
-            e.launched.contains_key(&task_id.value) || e.queued.iter().any(|t| t.task_id == task_id)
-        }) else {
+        let found = self.frameworks.get_mut(framework_id).and_then(|framework| {
+            framework.executors.iter_mut().find(|(_, e)| {
+                e.launched.contains_key(&task_id.value)
+                    || e.queued.iter().any(|t| t.task_id == task_id)
+            })
+        });
+        let Some((executor_id, executor)) = found else {
+            // The agent does not have the task (it never arrived, or the agent restarted):
+            // answer so that the kill ends it, as Mesos does, instead of leaving it staging.
+            let partition_aware = self.frameworks.get(framework_id).is_some_and(|f| {
+                f.info
+                    .capabilities
+                    .iter()
+                    .any(|c| c.r#type() == v1::framework_info::capability::Type::PartitionAware)
+            });
+            let state = if partition_aware { TaskState::TaskDropped } else { TaskState::TaskLost };
+            let status = self.agent_status(
+                framework_id,
+                &task_id.value,
+                None,
+                state,
+                Reason::TaskUnknown,
+                "Task is unknown to the agent",
+                now,
+            );
+            self.enqueue_update(framework_id, status, now, out);
             return;
         };
         let executor_id = executor_id.clone();
@@ -495,7 +529,14 @@ impl Agent {
             }
             return;
         }
-        if let Some(conn) = executor.conn {
+        executor.kill_requested.insert(task_id.value.clone());
+        let Some(conn) = executor.conn else {
+            // The executor is not connected and cannot hear the kill: end it, and the task
+            // with it (it ends TASK_KILLED because the kill was asked for).
+            self.shutdown_executor(framework_id, &executor_id, now, out);
+            return;
+        };
+        {
             let mut e = executor::Event::default();
             e.set_type(executor::event::Type::Kill);
             e.kill = Some(executor::event::Kill { task_id, kill_policy });
@@ -594,18 +635,25 @@ impl Agent {
             )
             .collect();
         for task_id in unfinished.into_iter().filter(|_| !terminating) {
+            let state = if executor.kill_requested.contains(&task_id) {
+                TaskState::TaskKilled
+            } else {
+                TaskState::TaskFailed
+            };
             let status = self.agent_status(
                 framework_id,
                 &task_id,
                 Some(executor_id),
-                TaskState::TaskFailed,
+                state,
                 reason,
                 message,
                 now,
             );
             self.enqueue_update(framework_id, status, now, out);
         }
-        if self.registered {
+        // Like Mesos, only custom executors' exits reach the master (and the scheduler as
+        // FAILURE); a command executor's exit is its task's terminal update.
+        if self.registered && !executor.command {
             let mut call = internal::AgentCall::default();
             call.set_type(internal::agent_call::Type::ExecutorExited);
             call.agent_id = self.agent_id.as_ref().map(|a| v1::AgentId { value: a.clone() });
@@ -667,6 +715,16 @@ fn launch_event(task: v1::TaskInfo) -> executor::Event {
     e.set_type(executor::event::Type::Launch);
     e.launch = Some(executor::event::Launch { task });
     e
+}
+
+/// The role a command task runs under, for `MESOS_ALLOCATION_ROLE`: the allocation role of its
+/// resources, else the framework's single role.
+fn allocation_role(framework: &v1::FrameworkInfo, task: &v1::TaskInfo) -> String {
+    task.resources
+        .iter()
+        .find_map(|r| r.allocation_info.as_ref().and_then(|a| a.role.clone()))
+        .or_else(|| framework.roles.first().cloned())
+        .unwrap_or_else(|| framework.role().to_string())
 }
 
 /// The executor's own shutdown grace period, else the agent's.

@@ -33,6 +33,8 @@ pub type ReqId = u64;
 const DEFAULT_REFUSE_SECONDS: f64 = 5.0;
 /// Refusals are capped at 365 days, like Mesos.
 const MAX_REFUSE_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+/// How many removed framework ids the master remembers (and refuses) at most.
+const MAX_REMOVED_FRAMEWORKS: usize = 100_000;
 /// The protocol version of `agora.internal.v1` this master speaks.
 pub const AGENT_PROTOCOL_VERSION: u32 = 1;
 
@@ -132,6 +134,8 @@ struct Framework {
 struct ExecutorRecord {
     role: String,
     resources: Resources,
+    /// As launched, with `framework_id` filled in; later tasks must name the same.
+    info: v1::ExecutorInfo,
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +186,8 @@ pub struct Master {
     frameworks: BTreeMap<String, Framework>,
     /// Ids of removed frameworks, which can never subscribe again.
     removed_frameworks: HashSet<String>,
+    /// The order ids were removed in, to bound `removed_frameworks`.
+    removed_order: VecDeque<String>,
     completed_frameworks: VecDeque<String>,
     agents: BTreeMap<String, Agent>,
     offers: BTreeMap<String, Offer>,
@@ -201,6 +207,7 @@ impl Master {
             next_agent: 0,
             frameworks: BTreeMap::new(),
             removed_frameworks: HashSet::new(),
+            removed_order: VecDeque::new(),
             completed_frameworks: VecDeque::new(),
             agents: BTreeMap::new(),
             offers: BTreeMap::new(),
@@ -465,6 +472,12 @@ impl Master {
             out.push(Output::CloseScheduler { conn });
         }
         self.removed_frameworks.insert(framework_id.to_string());
+        self.removed_order.push_back(framework_id.to_string());
+        while self.removed_order.len() > MAX_REMOVED_FRAMEWORKS {
+            if let Some(oldest) = self.removed_order.pop_front() {
+                self.removed_frameworks.remove(&oldest);
+            }
+        }
         self.completed_frameworks.push_back(framework_id.to_string());
         while self.completed_frameworks.len() > self.config.max_completed_frameworks {
             self.completed_frameworks.pop_front();

@@ -144,6 +144,20 @@ impl Master {
             heartbeat_interval_seconds: Some(self.config.heartbeat_interval.as_secs_f64()),
         });
         out.push(Output::ToAgent { conn, event: e });
+        // Frameworks removed while the agent was away must not keep running there.
+        for framework in &register.frameworks {
+            let Some(framework_id) = framework.id.as_ref().map(|f| f.value.clone()) else {
+                continue;
+            };
+            if self.removed_frameworks.contains(&framework_id) {
+                let mut e = internal::AgentEvent::default();
+                e.set_type(internal::agent_event::Type::ShutdownFramework);
+                e.shutdown_framework = Some(internal::agent_event::ShutdownFramework {
+                    framework_id: v1::FrameworkId { value: framework_id },
+                });
+                out.push(Output::ToAgent { conn, event: e });
+            }
+        }
         // Kills the agent may have missed while it was away.
         let kills: Vec<(String, String, Option<v1::KillPolicy>)> = self
             .frameworks

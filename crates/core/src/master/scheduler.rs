@@ -497,23 +497,16 @@ impl Master {
         {
             return Err("Task's 'kill_policy.grace_period' must be non-negative".into());
         }
-        match (&task.command, &task.executor) {
-            (Some(_), Some(_)) => {
-                return Err("Task should have at least one (but not both) of CommandInfo or \
-                            ExecutorInfo present"
-                    .into());
-            }
-            (None, None) => {
-                return Err("Task should have at least one (but not both) of CommandInfo or \
-                            ExecutorInfo present"
-                    .into());
-            }
-            _ => {}
-        }
         let resources = convert::resources_from_proto(&task.resources)
             .map_err(|e| format!("Task uses invalid resources: {e}"))?;
         if resources.is_empty() {
             return Err("Task uses no resources".into());
+        }
+        // Exactly one of CommandInfo and ExecutorInfo (step 6 of reference §5.5).
+        if task.command.is_some() == task.executor.is_some() {
+            return Err("Task should have at least one (but not both) of CommandInfo or \
+                        ExecutorInfo present"
+                .into());
         }
         let mut total = resources.clone();
         let mut new_executor = None;
@@ -535,12 +528,30 @@ impl Master {
             let executor_resources = convert::resources_from_proto(&executor.resources)
                 .map_err(|e| format!("Executor uses invalid resources: {e}"))?;
             let key = (agent_id.to_string(), executor_id.clone());
-            if !framework.executors.contains_key(&key) {
-                total += &executor_resources;
-                new_executor = Some((
-                    executor_id.clone(),
-                    ExecutorRecord { role: String::new(), resources: executor_resources },
-                ));
+            match framework.executors.get(&key) {
+                Some(running) => {
+                    let mut given = executor.clone();
+                    given
+                        .framework_id
+                        .get_or_insert_with(|| v1::FrameworkId { value: framework_id.to_string() });
+                    if running.info != given {
+                        return Err(format!(
+                            "ExecutorInfo is not compatible with the running executor \
+                             '{executor_id}'"
+                        ));
+                    }
+                }
+                None => {
+                    total += &executor_resources;
+                    new_executor = Some((
+                        executor_id.clone(),
+                        ExecutorRecord {
+                            role: String::new(),
+                            resources: executor_resources,
+                            info: executor.clone(),
+                        },
+                    ));
+                }
             }
         }
         if !available.contains(&total) {
@@ -571,6 +582,9 @@ impl Master {
         }
         if let Some((executor_id, mut record)) = new_executor {
             record.role = role.to_string();
+            if let Some(info) = &task.executor {
+                record.info = info.clone();
+            }
             framework.executors.insert((agent_id.to_string(), executor_id), record);
         }
         // The task's own resources; an executor's are tracked with the executor.

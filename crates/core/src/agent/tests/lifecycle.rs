@@ -165,9 +165,9 @@ fn executor_exit_fails_unfinished_tasks() {
         assert!(failed.message().contains(message), "{:?}", failed.message());
         assert_eq!(failed.uuid.as_ref().map(Bytes::len), Some(16), "retried until acknowledged");
         assert_eq!(failed.executor_id.as_ref().map(|e| e.value.as_str()), Some("t1"));
-        let exited =
-            to_master(&out).into_iter().find_map(|c| c.executor_exited).expect("EXECUTOR_EXITED");
-        assert_eq!((exited.executor_id.value.as_str(), exited.status), ("t1", wait_status));
+        // A command executor's exit is not reported to the master, only its task's end.
+        let _ = wait_status;
+        assert!(to_master(&out).iter().all(|c| c.executor_exited.is_none()), "{out:?}");
         if let Some(conn) = conn {
             assert!(out.contains(&Output::CloseExecutor { conn }));
         }
@@ -186,7 +186,7 @@ fn executor_exit_after_a_terminal_update_reports_nothing_more() {
         status: Some(0),
     });
     assert!(sent(&out).is_empty(), "{out:?}");
-    assert_eq!(to_master(&out).len(), 1, "only EXECUTOR_EXITED");
+    assert!(to_master(&out).is_empty(), "a command executor's exit is not reported");
     // An exit of an unknown executor is ignored.
     assert!(
         h.handle(Input::ExecutorExited {
@@ -227,7 +227,8 @@ fn killing_queued_and_delivered_tasks() {
     assert_eq!(kill.task_id.value, "t2");
     assert_eq!(kill.kill_policy.and_then(|p| p.grace_period).map(|g| g.nanoseconds), Some(1_000));
     assert!(sent(&out).is_empty(), "the executor reports the kill");
-    assert!(h.handle(kill_task("unknown")).is_empty());
+    // A kill for a task the agent does not have is answered (see the test below).
+    assert_eq!(sent(&h.handle(kill_task("unknown"))).len(), 1);
 }
 
 #[test]
@@ -280,4 +281,65 @@ fn wait_statuses_in_words() {
     ] {
         assert_eq!(crate::agent::describe_wait_status(status), text);
     }
+}
+
+#[test]
+fn custom_executor_exits_are_reported_to_the_master() {
+    let mut h = Harness::registered();
+    h.handle(run_task(framework(false), custom_task("t1", "ex")));
+    let (_, result, _) = h.subscribe("ex");
+    assert_eq!(result, Ok(()));
+    let out = h.handle(Input::ExecutorExited {
+        framework_id: FRAMEWORK_ID.into(),
+        executor_id: "ex".into(),
+        status: Some(256),
+    });
+    let exited =
+        to_master(&out).into_iter().find_map(|c| c.executor_exited).expect("EXECUTOR_EXITED");
+    assert_eq!((exited.executor_id.value.as_str(), exited.status), ("ex", Some(256)));
+    let failed = sent_short(&out);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].1, TaskState::TaskFailed);
+}
+
+#[test]
+fn kills_the_agent_cannot_deliver_still_end_the_task() {
+    // A task the agent does not have: TASK_LOST with REASON_TASK_UNKNOWN, retried until acked.
+    let mut h = Harness::registered();
+    let out = h.handle(kill_task("ghost"));
+    let lost = sent(&out);
+    assert_eq!(lost.len(), 1);
+    assert_eq!(
+        (lost[0].0.state(), lost[0].0.source(), lost[0].0.reason()),
+        (TaskState::TaskLost, Source::Agent, Reason::TaskUnknown)
+    );
+    assert!(lost[0].0.uuid.is_some());
+
+    // A task whose executor lost its stream: the executor is killed and the task ends KILLED.
+    let mut h = Harness::registered();
+    let conn = h.running("t1");
+    h.handle(Input::ExecutorClosed { conn });
+    let out = h.handle(kill_task("t1"));
+    assert!(out.contains(&Output::KillExecutor {
+        framework_id: FRAMEWORK_ID.into(),
+        executor_id: "t1".into()
+    }));
+    let out = h.handle(Input::ExecutorExited {
+        framework_id: FRAMEWORK_ID.into(),
+        executor_id: "t1".into(),
+        status: Some(9),
+    });
+    let killed = sent(&out);
+    assert_eq!(killed.len(), 1);
+    assert_eq!(killed[0].0.state(), TaskState::TaskKilled);
+}
+
+#[test]
+fn registration_reports_the_agent_s_frameworks() {
+    let mut h = Harness::registered();
+    h.running("t1");
+    let call = h.agent.register_call();
+    let frameworks = call.register.expect("register").frameworks;
+    assert_eq!(frameworks.len(), 1);
+    assert_eq!(frameworks[0].id.as_ref().map(|f| f.value.as_str()), Some(FRAMEWORK_ID));
 }

@@ -237,3 +237,19 @@ fn unsupported_operations_are_refused_without_consuming_offers() {
     assert!(updates(&out, c.fconn).is_empty());
     assert_eq!(c.h.master.offer_ids().len(), 1);
 }
+
+#[test]
+fn a_running_executor_must_be_named_with_the_same_executor_info() {
+    let mut c = cluster(framework("f"));
+    let aid = c.aid.clone();
+    c.launch(vec![executor_task("t1", &aid, "cpus:1;mem:128", "e1", "cpus:0.5;mem:32")], Some(0.0));
+    c.offer = offers(&c.h.tick(), c.fconn).pop().expect("leftovers");
+    let mut changed = executor_task("t2", &aid, "cpus:1;mem:128", "e1", "cpus:0.5;mem:32");
+    if let Some(e) = changed.executor.as_mut() {
+        e.command = Some(v1::CommandInfo { value: Some("./other".into()), ..Default::default() });
+    }
+    let out = c.launch(vec![changed], Some(0.0));
+    let error = updates(&out, c.fconn).pop().expect("TASK_ERROR");
+    assert_eq!(error.state(), TaskState::TaskError);
+    assert!(error.message().contains("not compatible"), "{}", error.message());
+}

@@ -368,3 +368,29 @@ fn status_updates_only_count_from_the_task_s_agent() {
     assert!(updates(&out, c.fconn).is_empty());
     assert_eq!(c.h.master.tasks(), vec![(c.fid.clone(), "t1".to_string(), TaskState::TaskStaging)]);
 }
+
+#[test]
+fn frameworks_removed_while_an_agent_was_away_are_shut_down_when_it_returns() {
+    let mut h = Harness::new();
+    let mut info = framework("gone");
+    info.failover_timeout = None;
+    let (fconn, fid) = h.subscribe(info);
+    let (aconn, aid) = h.register_agent("cpus:4;mem:1024");
+    h.handle(Input::AgentClosed { conn: aconn });
+    h.handle(Input::SchedulerClosed { conn: fconn });
+    assert!(h.master.framework_ids().is_empty(), "failover_timeout 0 removes it at once");
+
+    let mut call = register_call("cpus:4;mem:1024", "", Some(&aid));
+    if let Some(r) = call.register.as_mut() {
+        r.frameworks = vec![v1::FrameworkInfo {
+            id: Some(v1::FrameworkId { value: fid.clone() }),
+            ..framework("gone")
+        }];
+    }
+    let (conn, out) = h.register(call);
+    let shutdowns: Vec<String> = agent_events(&out, conn)
+        .into_iter()
+        .filter_map(|e| Some(e.shutdown_framework?.framework_id.value))
+        .collect();
+    assert_eq!(shutdowns, vec![fid]);
+}
