@@ -53,6 +53,7 @@ pub struct Cluster {
 /// Knobs for `agora dev` that tests change.
 pub struct ClusterOptions {
     pub resources: String,
+    pub heartbeat_interval: String,
     pub extra: Vec<String>,
 }
 
@@ -60,6 +61,7 @@ impl Default for ClusterOptions {
     fn default() -> Self {
         Self {
             resources: "cpus:4;mem:4096;disk:4096;ports:[31000-32000]".into(),
+            heartbeat_interval: "1secs".into(),
             extra: Vec::new(),
         }
     }
@@ -78,7 +80,8 @@ impl Cluster {
             .arg(work_dir.path())
             .args(["--resources", &options.resources])
             // Short intervals keep the tests fast; the values are flags, not test assertions.
-            .args(["--allocation_interval", "100ms", "--heartbeat_interval", "1secs"])
+            .args(["--allocation_interval", "100ms"])
+            .args(["--heartbeat_interval", &options.heartbeat_interval])
             .args(["--status_update_retry_interval", "500ms"])
             .args(&options.extra)
             .stdin(Stdio::null())

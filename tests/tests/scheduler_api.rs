@@ -10,7 +10,7 @@ use agora_client::scheduler::SchedulerSession;
 use agora_core::convert;
 use agora_proto::scheduler::{Event, event::Type};
 use agora_proto::{Format, v1};
-use agora_tests::{Cluster, agora_bin, command_task, next_offers, next_update};
+use agora_tests::{Cluster, ClusterOptions, agora_bin, command_task, next_offers, next_update};
 use anyhow::{Context, bail};
 
 fn framework(name: &str) -> v1::FrameworkInfo {
@@ -99,13 +99,30 @@ async fn a_killed_task_ends_killed_and_resources_return() -> anyhow::Result<()> 
 }
 
 #[tokio::test]
-async fn heartbeats_follow_subscribed_at_once_and_periodically() -> anyhow::Result<()> {
+async fn a_heartbeat_follows_subscribed_at_once() -> anyhow::Result<()> {
+    // With an hour between periodic heartbeats, the only one that can come is the immediate one.
+    let cluster = Cluster::start_with(ClusterOptions {
+        heartbeat_interval: "1hrs".into(),
+        ..Default::default()
+    })?;
+    let (_session, mut events) =
+        SchedulerSession::subscribe(&cluster.master, framework("hb"), Format::Json).await?;
+    let first = tokio::time::timeout(Duration::from_secs(30), events.next())
+        .await
+        .context("no event")??
+        .context("closed")?;
+    assert_eq!(first.r#type(), Type::Heartbeat);
+    Ok(())
+}
+
+#[tokio::test]
+async fn heartbeats_keep_coming() -> anyhow::Result<()> {
     let cluster = Cluster::start()?;
     let (_session, mut events) =
         SchedulerSession::subscribe(&cluster.master, framework("hb"), Format::Json).await?;
     let mut heartbeats = 0;
     while heartbeats < 3 {
-        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+        let event = tokio::time::timeout(Duration::from_secs(30), events.next())
             .await
             .context("no event")??
             .context("closed")?;

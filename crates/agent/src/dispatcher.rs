@@ -5,15 +5,16 @@
 //! to executor streams, calls to the master (through the link's ordered sender), executor
 //! launches and kills. A timer turns into `Tick` for update retries and shutdown deadlines.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use agora_core::agent::{Agent, AgentConfig, CallError, ConnId, Input, Output, ReqId};
-use agora_http::record;
+use agora_http::{Clock, record};
 use agora_proto::{Format, internal};
 use bytes::Bytes;
+use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 
@@ -36,6 +37,8 @@ pub(crate) enum Command {
     RegisterCall(oneshot::Sender<internal::AgentCall>),
     /// An executor process started with this process id (also its process group id).
     Launched { framework_id: String, executor_id: String, pid: i32 },
+    /// The grace after SIGTERM is over: SIGKILL the executor if it is still the same process.
+    HardKill { key: (String, String), pid: i32 },
 }
 
 #[derive(Clone)]
@@ -63,10 +66,6 @@ impl Handle {
     }
 }
 
-fn now() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
-}
-
 pub(crate) fn spawn(config: AgentConfig, master: String) -> Handle {
     let (tx, rx) = mpsc::unbounded_channel();
     let handle = Handle { tx, ids: Arc::new(AtomicU64::new(1)) };
@@ -78,6 +77,8 @@ pub(crate) fn spawn(config: AgentConfig, master: String) -> Handle {
         pending: HashMap::new(),
         streams: HashMap::new(),
         pids: HashMap::new(),
+        pending_kills: HashSet::new(),
+        clock: Clock::start(),
     };
     tokio::spawn(dispatcher.run(rx));
     handle
@@ -90,6 +91,9 @@ struct Dispatcher {
     pending: HashMap<ReqId, oneshot::Sender<Result<(), CallError>>>,
     streams: HashMap<ConnId, (Format, mpsc::UnboundedSender<Bytes>)>,
     pids: HashMap<(String, String), i32>,
+    /// Kills ordered before the executor's process id was known.
+    pending_kills: HashSet<(String, String)>,
+    clock: Clock,
 }
 
 impl Dispatcher {
@@ -109,8 +113,17 @@ impl Dispatcher {
                         input
                     }
                     Some(Command::Event(input)) => {
-                        if let Input::ExecutorExited { framework_id, executor_id, .. } = &input {
-                            self.pids.remove(&(framework_id.clone(), executor_id.clone()));
+                        match &input {
+                            Input::ExecutorExited { framework_id, executor_id, .. }
+                            | Input::ExecutorLaunchFailed { framework_id, executor_id, .. } => {
+                                let key = (framework_id.clone(), executor_id.clone());
+                                self.pids.remove(&key);
+                                self.pending_kills.remove(&key);
+                            }
+                            Input::ExecutorClosed { conn } => {
+                                self.streams.remove(conn);
+                            }
+                            _ => {}
                         }
                         input
                     }
@@ -119,14 +132,24 @@ impl Dispatcher {
                         continue;
                     }
                     Some(Command::Launched { framework_id, executor_id, pid }) => {
-                        self.pids.insert((framework_id, executor_id), pid);
+                        let key = (framework_id, executor_id);
+                        if self.pending_kills.remove(&key) {
+                            self.kill(key.clone(), pid);
+                        }
+                        self.pids.insert(key, pid);
+                        continue;
+                    }
+                    Some(Command::HardKill { key, pid }) => {
+                        if self.pids.get(&key) == Some(&pid) {
+                            launcher::signal_group(pid, Signal::SIGKILL);
+                        }
                         continue;
                     }
                     None => return,
                 },
                 _ = tick.tick() => Input::Tick,
             };
-            let outputs = self.agent.handle(input, now());
+            let outputs = self.agent.handle(input, self.clock.now());
             self.apply(outputs);
         }
     }
@@ -156,11 +179,26 @@ impl Dispatcher {
                     tokio::spawn(launcher::run(*launch, self.handle.tx.clone()));
                 }
                 Output::KillExecutor { framework_id, executor_id } => {
-                    if let Some(pid) = self.pids.get(&(framework_id, executor_id)) {
-                        launcher::kill_group(*pid);
+                    let key = (framework_id, executor_id);
+                    match self.pids.get(&key) {
+                        Some(&pid) => self.kill(key, pid),
+                        None => {
+                            self.pending_kills.insert(key);
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// SIGTERM now, SIGKILL after the grace period unless the executor exited meanwhile (its
+    /// process id may then belong to somebody else).
+    fn kill(&self, key: (String, String), pid: i32) {
+        launcher::signal_group(pid, Signal::SIGTERM);
+        let tx = self.handle.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(launcher::TERM_GRACE).await;
+            let _ = tx.send(Command::HardKill { key, pid });
+        });
     }
 }

@@ -15,7 +15,7 @@ use agora_http::{
 };
 use agora_proto::executor;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,6 +38,7 @@ pub(crate) fn router(handle: Handle, work_dir: PathBuf) -> Router {
         .route("/files/read.json", get(files_read))
         .route("/version", get(version))
         .route("/health", get(|| async { StatusCode::OK }))
+        .layer(DefaultBodyLimit::max(agora_http::MAX_BODY))
         .with_state(AppState { handle, work_dir: Arc::new(work_dir) })
 }
 
@@ -66,22 +67,14 @@ async fn executor_api(
     let response_format = response_format(&headers)?;
     let conn = handle.next_id();
     let (tx, rx) = mpsc::unbounded_channel();
-    match handle
-        .call(Input::ExecutorSubscribe { req, conn, call }, Some((conn, response_format, tx)))
-        .await
-    {
-        Ok(()) => {
-            let body = EventBody::new(
-                rx,
-                handle.tx.clone(),
-                Command::Event(Input::ExecutorClosed { conn }),
-            );
-            Ok(stream_response(response_format, None, body))
-        }
-        Err(e) => {
-            let _ = handle.tx.send(Command::Event(Input::ExecutorClosed { conn }));
-            Err(refusal(e))
-        }
+    // The body exists before the dispatcher knows the stream, so that whatever happens to this
+    // request from here on (refusal, client gone), dropping it tells the dispatcher.
+    let body =
+        EventBody::new(rx, handle.tx.clone(), Command::Event(Input::ExecutorClosed { conn }));
+    let subscribe = Input::ExecutorSubscribe { req, conn, call };
+    match handle.call(subscribe, Some((conn, response_format, tx))).await {
+        Ok(()) => Ok(stream_response(response_format, None, body)),
+        Err(e) => Err(refusal(e)),
     }
 }
 

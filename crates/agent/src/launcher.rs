@@ -96,20 +96,14 @@ fn spawn(launch: &Launch) -> Result<tokio::process::Child, String> {
 }
 
 /// How long an executor has between SIGTERM and SIGKILL.
-const TERM_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const TERM_GRACE: Duration = Duration::from_secs(2);
 
-/// Kills an executor's process group: SIGTERM first, so that an executor can take down the
-/// tasks it runs in process groups of their own (nothing else contains them until cgroups
-/// do), then SIGKILL. A group that is already gone is not an error.
-pub(crate) fn kill_group(pid: i32) {
-    signal_group(pid, Signal::SIGTERM);
-    tokio::spawn(async move {
-        tokio::time::sleep(TERM_GRACE).await;
-        signal_group(pid, Signal::SIGKILL);
-    });
-}
-
-fn signal_group(pid: i32, signal: Signal) {
+/// Signals an executor's process group; a group that is already gone is not an error.
+///
+/// Executors are killed with SIGTERM first, so that one can take down the tasks it runs in
+/// process groups of their own (nothing else contains them until cgroups do), and with
+/// SIGKILL after `TERM_GRACE` if they are still there.
+pub(crate) fn signal_group(pid: i32, signal: Signal) {
     if let Err(e) = killpg(Pid::from_raw(pid), signal)
         && e != nix::errno::Errno::ESRCH
     {

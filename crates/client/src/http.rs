@@ -7,6 +7,7 @@
 
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::time::Duration;
 
 use agora_proto::codec::{DecodeError, Format};
 use agora_proto::recordio;
@@ -28,10 +29,16 @@ pub enum ClientError {
     RecordIo { url: String, source: recordio::RecordIoError },
 }
 
+/// How long connecting may take before a call or subscription fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a plain call may take in all; a hung peer must not stall its caller for good.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Builds the shared HTTP client; one per process is enough.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
+        .connect_timeout(CONNECT_TIMEOUT)
         .build()
         .expect("a client without TLS or proxies always builds")
 }
@@ -46,6 +53,7 @@ pub async fn call<C: prost::Message + prost::Name>(
 ) -> Result<Bytes, ClientError> {
     let mut request = client
         .post(url)
+        .timeout(CALL_TIMEOUT)
         .header("Content-Type", format.media_type())
         .header("Accept", format.media_type())
         .body(format.encode(message));

@@ -23,6 +23,7 @@ pub use crate::call::CallError;
 use crate::convert;
 use crate::resources::Resources;
 use crate::status::is_terminal;
+pub use scheduler::validate_call;
 
 /// A scheduler or agent stream, numbered by the shell.
 pub type ConnId = u64;

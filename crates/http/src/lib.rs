@@ -2,9 +2,11 @@
 //! request's body format, the refusals Mesos answers before a call is even looked at, encoding
 //! events as RecordIO records, and streaming response bodies.
 //!
-//! It also runs a server (`Server`) with the shutdown both daemons need. It knows nothing of
+//! It also runs a server (`Server`) with the shutdown both daemons need, and keeps the clock
+//! (`Clock`) both dispatchers feed their state machines. It knows nothing of
 //! schedulers, agents or executors; each server's `http.rs` decides what a call means.
 
+mod clock;
 mod server;
 mod stream;
 
@@ -14,8 +16,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
+pub use clock::Clock;
 pub use server::Server;
 pub use stream::EventBody;
+
+/// The largest request body the servers read. Mesos sets no limit; axum's default of 2 MB
+/// would refuse a large ACCEPT with a 413 no Mesos client expects.
+pub const MAX_BODY: usize = 64 << 20;
 
 /// The header that ties calls to a subscription stream.
 pub const STREAM_ID_HEADER: &str = "Mesos-Stream-Id";

@@ -8,10 +8,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use agora_core::master::{CallError, ConnId, Input, Master, MasterConfig, Output, ReqId};
-use agora_http::record;
+use agora_http::{Clock, record};
 use agora_proto::Format;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -65,16 +65,13 @@ impl Handle {
     }
 }
 
-fn now() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
-}
-
 pub(crate) fn spawn(config: MasterConfig) -> Handle {
     let (tx, rx) = mpsc::unbounded_channel();
     let allocation_interval = config.allocation_interval;
     let heartbeat_interval = config.heartbeat_interval;
     let dispatcher = Dispatcher {
         master: Master::new(config),
+        clock: Clock::start(),
         pending: HashMap::new(),
         streams: HashMap::new(),
     };
@@ -84,6 +81,7 @@ pub(crate) fn spawn(config: MasterConfig) -> Handle {
 
 struct Dispatcher {
     master: Master,
+    clock: Clock,
     pending: HashMap<ReqId, oneshot::Sender<Result<(), CallError>>>,
     streams: HashMap<ConnId, (Format, mpsc::UnboundedSender<Bytes>)>,
 }
@@ -114,13 +112,18 @@ impl Dispatcher {
                         }
                         input
                     }
-                    Some(Command::Closed(input)) => input,
+                    Some(Command::Closed(input)) => {
+                        if let Input::SchedulerClosed { conn } | Input::AgentClosed { conn } = &input {
+                            self.streams.remove(conn);
+                        }
+                        input
+                    }
                     None => return,
                 },
                 _ = allocation.tick() => Input::AllocationTick,
                 _ = heartbeat.tick() => Input::HeartbeatTick,
             };
-            let outputs = self.master.handle(input, now());
+            let outputs = self.master.handle(input, self.clock.now());
             self.apply(outputs);
         }
     }
@@ -147,7 +150,7 @@ impl Dispatcher {
         if let Some((format, tx)) = self.streams.get(&conn)
             && tx.send(record(*format, event)).is_err()
         {
-            // The body is gone; its closure notice is on the way.
+            // The body is gone; its drop guard has sent (or is sending) the closure notice.
             self.streams.remove(&conn);
         }
     }

@@ -6,14 +6,14 @@
 //! status codes in one place, `refusal`. They hold no state: everything goes through the
 //! dispatcher.
 
-use agora_core::master::{CallError, ConnId, Input};
+use agora_core::master::{CallError, ConnId, Input, validate_call};
 use agora_http::{
     EventBody, Refusal, accepted, decode_call, refuse, request_format, response_format,
     stream_response,
 };
 use agora_proto::{Format, internal, scheduler};
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,6 +31,7 @@ pub(crate) fn router(handle: Handle) -> Router {
         .route("/version", get(version))
         .route("/health", get(health))
         .route("/master/health", get(health))
+        .layer(DefaultBodyLimit::max(agora_http::MAX_BODY))
         .with_state(handle)
 }
 
@@ -53,6 +54,7 @@ async fn scheduler_api(
     if call.r#type() != scheduler::call::Type::Subscribe {
         return plain_call(&handle, Input::SchedulerCall { req, stream_id, call }).await;
     }
+    validate_call(&call).map_err(refusal)?;
     let format = response_format(&headers)?;
     if stream_id.is_some() {
         return Err(refuse(
@@ -99,15 +101,12 @@ async fn open_stream(
     let stream_id = uuid::Uuid::new_v4().to_string();
     let (tx, rx) = mpsc::unbounded_channel();
     let stream = StreamSender { conn, format, tx };
+    // The body exists before the dispatcher knows the stream, so that whatever happens to this
+    // request from here on (refusal, client gone), dropping it tells the dispatcher.
+    let body = EventBody::new(rx, handle.tx.clone(), Command::Closed(closed(conn)));
     match handle.call(open(conn, stream_id.clone()), Some(stream)).await {
-        Ok(()) => {
-            let body = EventBody::new(rx, handle.tx.clone(), Command::Closed(closed(conn)));
-            Ok(stream_response(format, Some(&stream_id), body))
-        }
-        Err(e) => {
-            let _ = handle.tx.send(Command::Closed(closed(conn)));
-            Err(refusal(e))
-        }
+        Ok(()) => Ok(stream_response(format, Some(&stream_id), body)),
+        Err(e) => Err(refusal(e)),
     }
 }
 

@@ -73,6 +73,17 @@ impl Agent {
     ) -> Result<(), CallError> {
         let framework_id = call.framework_id.value.clone();
         let executor_id = call.executor_id.value.clone();
+        // The call is validated before the agent looks for its sender (reference §3.1).
+        let kind = call.r#type();
+        let status = match (kind, call.update) {
+            (ExecutorCallType::Update, Some(update)) => {
+                Some(validate_executor_update(update.status, &executor_id)?)
+            }
+            (ExecutorCallType::Update, None) => {
+                return Err(CallError::BadRequest("Expecting 'update' to be present".into()));
+            }
+            _ => None,
+        };
         let Some(framework) = self.frameworks.get(&framework_id) else {
             return Err(CallError::BadRequest("Framework cannot be found".into()));
         };
@@ -82,13 +93,11 @@ impl Agent {
         let Some(conn) = executor.conn else {
             return Err(CallError::Forbidden("Executor is not subscribed".into()));
         };
-        match call.r#type() {
+        match kind {
             ExecutorCallType::Update => {
-                let Some(update) = call.update else {
-                    return Err(CallError::BadRequest("Expecting 'update' to be present".into()));
-                };
-                let status = validate_executor_update(update.status, &executor_id)?;
-                self.executor_update(&framework_id, &executor_id, conn, status, now, out);
+                if let Some(status) = status {
+                    self.executor_update(&framework_id, &executor_id, conn, status, now, out);
+                }
                 Ok(())
             }
             // Framework messages travel best-effort and are not forwarded yet.

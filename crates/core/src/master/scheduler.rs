@@ -30,7 +30,9 @@ fn invalid(message: impl std::fmt::Display) -> CallError {
 }
 
 /// Checks that the payload the call type needs is present (Mesos `validation::scheduler::call`).
-fn validate_shape(call: &sched::Call) -> Result<(), CallError> {
+/// The HTTP shell also calls it on SUBSCRIBE, because Mesos validates the call before it looks
+/// at `Accept` (reference §1.1 steps 6 and 7).
+pub fn validate_call(call: &sched::Call) -> Result<(), CallError> {
     let Some(kind) = call.r#type.and_then(|t| CallType::try_from(t).ok()) else {
         return Err(invalid("Expecting 'type' to be present"));
     };
@@ -111,7 +113,7 @@ impl Master {
         now: Duration,
         out: &mut Vec<Output>,
     ) {
-        if let Err(e) = validate_shape(&call) {
+        if let Err(e) = validate_call(&call) {
             out.push(Output::Reply { req, result: Err(e) });
             return;
         }
@@ -254,7 +256,7 @@ impl Master {
         now: Duration,
         out: &mut Vec<Output>,
     ) -> Result<(), CallError> {
-        validate_shape(&call)?;
+        validate_call(&call)?;
         if call.r#type() == CallType::Subscribe {
             return Err(invalid("SUBSCRIBE must be sent as a streaming request"));
         }
