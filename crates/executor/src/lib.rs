@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use agora_client::ClientError;
 use agora_client::executor::{ExecutorEnv, ExecutorSession};
 use agora_proto::executor::event::Type as EventType;
 use agora_proto::v1::framework_info::capability::Type as Capability;
@@ -206,8 +207,13 @@ impl Shell {
     }
 }
 
-/// Sends queued updates in order until the queue closes. A failed call is logged and not
-/// retried: the update stays unacknowledged, and the ack fail-safe bounds the wait for it.
+/// How often a failed UPDATE call is tried again, and the first pause between tries.
+const UPDATE_ATTEMPTS: u32 = 6;
+const UPDATE_RETRY: Duration = Duration::from_millis(200);
+
+/// Sends queued updates in order until the queue closes. A failed call is tried again with a
+/// doubling pause (the agent drops duplicates by uuid, so a retry is always safe); an update
+/// that still cannot be sent stays unacknowledged, and the ack fail-safe bounds the wait for it.
 async fn send_updates(
     session: Arc<ExecutorSession>,
     mut queue: mpsc::UnboundedReceiver<v1::TaskStatus>,
@@ -215,8 +221,24 @@ async fn send_updates(
     while let Some(status) = queue.recv().await {
         let task_id = status.task_id.value.clone();
         let state = status.state().as_str_name();
-        if let Err(e) = session.update(status).await {
-            log(&format!("cannot send {state} of task {task_id}: {e}"));
+        let mut pause = UPDATE_RETRY;
+        for attempt in 1..=UPDATE_ATTEMPTS {
+            match session.update(status.clone()).await {
+                Ok(()) => break,
+                // The agent refused the update itself: sending it again cannot help.
+                Err(e @ ClientError::Status { status: 400..=499, .. }) => {
+                    log(&format!("the agent refused {state} of task {task_id}: {e}"));
+                    break;
+                }
+                Err(e) if attempt == UPDATE_ATTEMPTS => {
+                    log(&format!("giving up sending {state} of task {task_id}: {e}"));
+                }
+                Err(e) => {
+                    log(&format!("cannot send {state} of task {task_id} (will retry): {e}"));
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+            }
         }
     }
 }
