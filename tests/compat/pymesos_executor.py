@@ -8,6 +8,8 @@ environment (MESOS_AGENT_ENDPOINT, MESOS_FRAMEWORK_ID, MESOS_EXECUTOR_ID, ...).
 
 Behaviour, for every launched task:
   1. sends TASK_RUNNING,
+  1b. waits (up to AGORA_COMPAT_EXECUTOR_MESSAGE_SECS, default 15) for a framework
+      message and echoes it back as ``b"echo " + message``,
   2. sends TASK_FINISHED whose ``data`` is base64(<decoded task data, bytes
      reversed>), which proves to the scheduler that the task data arrived,
   3. after a short delay stops the driver, and the process exits.
@@ -39,6 +41,7 @@ RECONNECT_SECS = _env_float("AGORA_COMPAT_EXECUTOR_RECONNECT_SECS", 10)
 MAX_SECS = _env_float("AGORA_COMPAT_EXECUTOR_MAX_SECS", 300)
 REGISTER_SECS = _env_float("AGORA_COMPAT_EXECUTOR_REGISTER_SECS", 30)
 STOP_DELAY_SECS = _env_float("AGORA_COMPAT_EXECUTOR_STOP_DELAY_SECS", 1.0)
+MESSAGE_SECS = _env_float("AGORA_COMPAT_EXECUTOR_MESSAGE_SECS", 15)
 
 
 def log(msg):
@@ -72,6 +75,7 @@ class CompatExecutor(Executor):
         self.stopping = False
         self._lock = threading.Lock()
         self._reconnect_timer = None
+        self.message_evt = threading.Event()
 
     # -- connection lifecycle -------------------------------------------------
     def _cancel_reconnect_timer(self):
@@ -135,6 +139,13 @@ class CompatExecutor(Executor):
 
     def frameworkMessage(self, driver, message):
         log("MESSAGE %r" % (message,))
+        try:
+            echo = b"echo " + decode_data(message)
+            driver.sendFrameworkMessage(encode_data(echo))
+            log("echoed %r" % echo)
+        except Exception:
+            log("could not echo the message:\n" + traceback.format_exc())
+        self.message_evt.set()
 
     def _run_task(self, driver, task):
         task_id = dict(value=task["task_id"]["value"])
@@ -142,6 +153,8 @@ class CompatExecutor(Executor):
         try:
             driver.sendStatusUpdate(dict(task_id=task_id, state="TASK_RUNNING",
                                          message="pymesos executor running the task"))
+            if not self.message_evt.wait(MESSAGE_SECS):
+                log("no framework message within %.0fs; finishing anyway" % MESSAGE_SECS)
             raw = task.get("data") or ""
             payload = decode_data(raw) if raw else b""
             reply = payload[::-1]

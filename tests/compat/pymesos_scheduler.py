@@ -25,8 +25,10 @@ retries unacknowledged updates, so a duplicate means an ack was lost).
 
 Phase 2: REVIVE, then launch one task with a custom executor
 (tests/compat/pymesos_executor.py under --executor-python, executor_id
-"pyexec-1") whose task data is base64 of a greeting; expect TASK_RUNNING then
-TASK_FINISHED whose data decodes to the greeting reversed; same ack /
+"pyexec-1") whose task data is base64 of a greeting; on its TASK_RUNNING send the
+executor a framework MESSAGE, which it echoes back as a MESSAGE event (both
+directions of MESSAGE); expect TASK_FINISHED whose data decodes to the greeting
+reversed; same ack /
 duplicate checks. Finally ``driver.stop()`` sends TEARDOWN.
 
 Any ERROR logged by pymesos itself (unparseable event, missing event
@@ -156,6 +158,10 @@ class CompatScheduler(Scheduler):
         self.greeting = ("hello agora from pymesos %s" % uuid.uuid4().hex[:8]).encode("ascii")
         self.exec_task_launched = False
         self.exec_reply = None
+        # framework messages: scheduler -> executor -> scheduler
+        self.ping = b"ping " + self.greeting
+        self.ping_sent = False
+        self.echo = None
 
     # -- bookkeeping ------------------------------------------------------------
     def fail(self, msg):
@@ -174,7 +180,7 @@ class CompatScheduler(Scheduler):
 
     def phase2_done(self):
         with self.lock:
-            return self.finished(EXECUTOR_TASK_ID)
+            return self.finished(EXECUTOR_TASK_ID) and self.echo is not None
 
     def progress(self):
         with self.lock:
@@ -228,7 +234,22 @@ class CompatScheduler(Scheduler):
         out("RESCIND offer %s" % offer_id.get("value"))
 
     def frameworkMessage(self, driver, executor_id, agent_id, message):
-        out("MESSAGE from executor %s: %r" % (executor_id.get("value"), message))
+        out("MESSAGE from executor %s on agent %s: %r" % (
+            executor_id.get("value"), agent_id.get("value"), message))
+        try:
+            echo = decode_data(message)
+        except Exception as exc:
+            self.fail("MESSAGE data %r is not base64: %s" % (message, exc))
+            return
+        expected = b"echo " + self.ping
+        with self.lock:
+            if executor_id.get("value") != EXECUTOR_ID:
+                self.fail("MESSAGE from unexpected executor %r" % executor_id)
+            elif echo != expected:
+                self.fail("MESSAGE %r != expected %r" % (echo, expected))
+            else:
+                out("framework message round trip OK")
+                self.echo = echo
 
     def inverseOffers(self, driver, offers):
         out("INVERSE_OFFERS %d (ignored)" % len(offers))
@@ -300,6 +321,7 @@ class CompatScheduler(Scheduler):
         # pymesos acknowledges right after this returns (implicit acks).
         try:
             self._handle_update(status)
+            self._maybe_ping(driver, status)
         except Exception as exc:
             self.fail("handling status update %r: %s: %s" % (dict(status), type(exc).__name__, exc))
 
@@ -350,6 +372,20 @@ class CompatScheduler(Scheduler):
                 self.last_finished_at = time.monotonic()
                 if task_id == EXECUTOR_TASK_ID:
                     self._check_executor_reply(history, data)
+
+    def _maybe_ping(self, driver, status):
+        """Once the custom executor runs, send it a framework message it must echo back."""
+        if status.get("state") != "TASK_RUNNING" or \
+                (status.get("task_id") or {}).get("value") != EXECUTOR_TASK_ID:
+            return
+        with self.lock:
+            if self.ping_sent:
+                return
+            self.ping_sent = True
+        agent_id = (status.get("agent_id") or {}).get("value")
+        out("MESSAGE to executor %s on agent %s: %r" % (EXECUTOR_ID, agent_id, self.ping))
+        driver.sendFrameworkMessage({"value": EXECUTOR_ID}, {"value": agent_id},
+                                    encode_data(self.ping))
 
     def _check_executor_reply(self, history, data):
         if "TASK_RUNNING" not in history[:-1]:

@@ -243,3 +243,33 @@ async fn sandboxes_follow_the_mesos_layout_and_executors_get_their_environment()
     assert_eq!(read["offset"], 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn shutting_down_an_executor_kills_its_task() -> anyhow::Result<()> {
+    let cluster = Cluster::start()?;
+    let (session, mut events) =
+        SchedulerSession::subscribe(&cluster.master, framework("shutdown"), Format::Json).await?;
+    let offer = next_offers(&mut events).await?.remove(0);
+    let task = command_task("long", &offer.agent_id, "cpus:0.1;mem:32", "sleep 60");
+    session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
+    loop {
+        let status = next_update(&session, &mut events).await?;
+        session.acknowledge(&status).await?;
+        if status.state() == v1::TaskState::TaskRunning {
+            break;
+        }
+    }
+    // A command task's executor has the task's id.
+    let mut shutdown = agora_proto::scheduler::Call {
+        shutdown: Some(agora_proto::scheduler::call::Shutdown {
+            executor_id: v1::ExecutorId { value: "long".into() },
+            agent_id: offer.agent_id.clone(),
+        }),
+        ..Default::default()
+    };
+    shutdown.set_type(agora_proto::scheduler::call::Type::Shutdown);
+    session.call(shutdown).await?;
+    let (states, _) = run_to_end(&session, &mut events).await?;
+    assert_eq!(states.last(), Some(&v1::TaskState::TaskKilled));
+    Ok(())
+}

@@ -336,8 +336,38 @@ impl Agent {
                     self.shutdown_framework(&shutdown.framework_id.value, now, out);
                 }
             }
+            MasterEventType::FrameworkMessage => {
+                if let Some(message) = event.framework_message {
+                    self.framework_message(message, out);
+                }
+            }
+            MasterEventType::ShutdownExecutor => {
+                if let Some(shutdown) = event.shutdown_executor {
+                    let framework_id = shutdown.framework_id.value;
+                    self.shutdown_executor(&framework_id, &shutdown.executor_id.value, now, out);
+                }
+            }
             MasterEventType::Heartbeat | MasterEventType::Error | MasterEventType::Unknown => {}
         }
+    }
+
+    /// Hands a framework's message to its executor; like Mesos, a message for an executor
+    /// that is not subscribed is dropped.
+    fn framework_message(
+        &mut self,
+        message: internal::agent_event::FrameworkMessage,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(conn) = self
+            .executor_mut(&message.framework_id.value, &message.executor_id.value)
+            .and_then(|e| e.conn)
+        else {
+            return;
+        };
+        let mut e = executor::Event::default();
+        e.set_type(executor::event::Type::Message);
+        e.message = Some(executor::event::Message { data: message.data });
+        out.push(Output::ToExecutor { conn, event: e });
     }
 
     fn run_task(

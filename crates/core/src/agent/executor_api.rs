@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use agora_proto::executor;
 use agora_proto::executor::call::Type as ExecutorCallType;
 use agora_proto::v1::task_status::Source;
 use agora_proto::v1::{self, TaskState};
+use agora_proto::{executor, internal};
 
 use super::{Agent, CallError, ConnId, Output, launch_event};
 
@@ -100,10 +100,25 @@ impl Agent {
                 }
                 Ok(())
             }
-            // Framework messages travel best-effort and are not forwarded yet.
-            ExecutorCallType::Message => Err(CallError::BadRequest(
-                "Executor MESSAGE is not supported by this version of Agora".into(),
-            )),
+            ExecutorCallType::Message => {
+                let Some(message) = call.message else {
+                    return Err(CallError::BadRequest("Expecting 'message' to be present".into()));
+                };
+                // Best effort, as in Mesos: without a master the message is dropped.
+                if self.registered {
+                    let mut forward = internal::AgentCall::default();
+                    forward.set_type(internal::agent_call::Type::ExecutorMessage);
+                    forward.agent_id =
+                        self.agent_id.as_ref().map(|a| v1::AgentId { value: a.clone() });
+                    forward.executor_message = Some(internal::agent_call::ExecutorMessage {
+                        framework_id: v1::FrameworkId { value: framework_id },
+                        executor_id: v1::ExecutorId { value: executor_id },
+                        data: message.data,
+                    });
+                    out.push(Output::ToMaster(forward));
+                }
+                Ok(())
+            }
             ExecutorCallType::Heartbeat => Ok(()),
             ExecutorCallType::Subscribe => {
                 Err(CallError::BadRequest("SUBSCRIBE must be sent as a streaming request".into()))

@@ -528,7 +528,7 @@ fn closed_executor_streams_need_a_new_subscription() {
     let (_, result, _) = h.subscribe("t1");
     assert_eq!(result, Ok(()));
     assert_eq!(h.update("t1", status("t1", TaskState::TaskRunning, 1)).0, Ok(()));
-    // Executor MESSAGE is not forwarded yet and says so.
+    // A MESSAGE without its payload is refused.
     assert!(matches!(
         h.call(executor_call("t1", CallType::Message)).0,
         Err(CallError::BadRequest(_))

@@ -249,6 +249,21 @@ impl Master {
                     }
                 }
             }
+            AgentCallType::ExecutorMessage => {
+                let message = call.executor_message.ok_or_else(|| {
+                    CallError::BadRequest("Expecting 'executor_message' to be present".into())
+                })?;
+                let framework_id = message.framework_id.value;
+                if let Some(conn) = self.frameworks.get(&framework_id).and_then(|f| f.conn) {
+                    let mut e = event(sched::event::Type::Message);
+                    e.message = Some(sched::event::Message {
+                        agent_id: Some(v1::AgentId { value: agent_id }),
+                        executor_id: Some(message.executor_id),
+                        data: Some(message.data),
+                    });
+                    out.push(Output::ToScheduler { conn, event: e });
+                }
+            }
             AgentCallType::Register => {
                 return Err(CallError::BadRequest(
                     "REGISTER must be sent as a streaming request".into(),

@@ -4,7 +4,7 @@
 //!
 //! Errors a client must see synchronously become `CallError`s (400/403); problems with tasks
 //! travel asynchronously as TASK_ERROR / TASK_LOST / TASK_DROPPED updates while the call itself
-//! succeeds, as Mesos does. Not here yet: UPDATE_FRAMEWORK, MESSAGE, SHUTDOWN, operation
+//! succeeds, as Mesos does. Not here yet: UPDATE_FRAMEWORK, operation
 //! feedback and offer operations other than LAUNCH.
 
 use std::collections::BTreeSet;
@@ -333,6 +333,41 @@ impl Master {
             CallType::Reconcile => {
                 let reconcile = call.reconcile.unwrap_or_default();
                 self.reconcile(&framework_id, reconcile, now, out);
+            }
+            CallType::Message => {
+                let message = call.message.unwrap_or_default();
+                let (Some(agent_id), Some(executor_id), Some(data)) =
+                    (message.agent_id, message.executor_id, message.data)
+                else {
+                    return Err(invalid(
+                        "Expecting 'message.agent_id', 'message.executor_id' and 'message.data' \
+                         to be present",
+                    ));
+                };
+                // Best effort, as in Mesos: a message for an agent that is not connected is
+                // dropped.
+                if let Some(conn) = self.agents.get(&agent_id.value).and_then(|a| a.conn) {
+                    let mut e = internal::AgentEvent::default();
+                    e.set_type(internal::agent_event::Type::FrameworkMessage);
+                    e.framework_message = Some(internal::agent_event::FrameworkMessage {
+                        framework_id: v1::FrameworkId { value: framework_id.clone() },
+                        executor_id,
+                        data,
+                    });
+                    out.push(Output::ToAgent { conn, event: e });
+                }
+            }
+            CallType::Shutdown => {
+                let shutdown = call.shutdown.unwrap_or_default();
+                if let Some(conn) = self.agents.get(&shutdown.agent_id.value).and_then(|a| a.conn) {
+                    let mut e = internal::AgentEvent::default();
+                    e.set_type(internal::agent_event::Type::ShutdownExecutor);
+                    e.shutdown_executor = Some(internal::agent_event::ShutdownExecutor {
+                        framework_id: v1::FrameworkId { value: framework_id.clone() },
+                        executor_id: shutdown.executor_id,
+                    });
+                    out.push(Output::ToAgent { conn, event: e });
+                }
             }
             // Mesos's allocator ignores REQUEST, and without maintenance there are no inverse
             // offers to answer, so these are accepted and have no effect, as in Mesos.

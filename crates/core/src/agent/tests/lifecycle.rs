@@ -343,3 +343,37 @@ fn registration_reports_the_agent_s_frameworks() {
     assert_eq!(frameworks.len(), 1);
     assert_eq!(frameworks[0].id.as_ref().map(|f| f.value.as_str()), Some(FRAMEWORK_ID));
 }
+
+#[test]
+fn framework_messages_travel_both_ways_and_executors_shut_down_on_request() {
+    let mut h = Harness::registered();
+    let conn = h.running("t1");
+    let mut to_executor = master_event(MasterEventType::FrameworkMessage);
+    to_executor.framework_message = Some(internal::agent_event::FrameworkMessage {
+        framework_id: v1::FrameworkId { value: FRAMEWORK_ID.into() },
+        executor_id: v1::ExecutorId { value: "t1".into() },
+        data: Bytes::from_static(b"ping"),
+    });
+    let out = h.handle(Input::Master(to_executor));
+    let message = exec_events(&out, conn).pop().and_then(|e| e.message).expect("MESSAGE");
+    assert_eq!(message.data, Bytes::from_static(b"ping"));
+
+    let mut from_executor = executor_call("t1", CallType::Message);
+    from_executor.message = Some(executor::call::Message { data: Bytes::from_static(b"pong") });
+    let (result, out) = h.call(from_executor);
+    assert_eq!(result, Ok(()));
+    let forwarded =
+        to_master(&out).into_iter().find_map(|c| c.executor_message).expect("EXECUTOR_MESSAGE");
+    assert_eq!(
+        (forwarded.executor_id.value.as_str(), forwarded.data),
+        ("t1", Bytes::from_static(b"pong"))
+    );
+
+    let mut shutdown = master_event(MasterEventType::ShutdownExecutor);
+    shutdown.shutdown_executor = Some(internal::agent_event::ShutdownExecutor {
+        framework_id: v1::FrameworkId { value: FRAMEWORK_ID.into() },
+        executor_id: v1::ExecutorId { value: "t1".into() },
+    });
+    let out = h.handle(Input::Master(shutdown));
+    assert_eq!(exec_kinds(&out, conn), vec![EventType::Shutdown]);
+}

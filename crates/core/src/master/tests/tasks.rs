@@ -394,3 +394,52 @@ fn frameworks_removed_while_an_agent_was_away_are_shut_down_when_it_returns() {
         .collect();
     assert_eq!(shutdowns, vec![fid]);
 }
+
+#[test]
+fn messages_and_executor_shutdowns_are_forwarded() {
+    let mut c = cluster(framework("f"));
+    let aid = c.aid.clone();
+    let mut message = call(CallType::Message);
+    message.message = Some(sched::call::Message {
+        agent_id: Some(v1::AgentId { value: aid.clone() }),
+        executor_id: Some(v1::ExecutorId { value: "e1".into() }),
+        data: Some(Bytes::from_static(b"ping")),
+    });
+    let (result, out) = c.h.call(&c.fid, message);
+    assert_eq!(result, Ok(()));
+    let forwarded = agent_events(&out, c.aconn)
+        .pop()
+        .and_then(|e| e.framework_message)
+        .expect("FRAMEWORK_MESSAGE");
+    assert_eq!(
+        (forwarded.executor_id.value.as_str(), forwarded.data),
+        ("e1", Bytes::from_static(b"ping"))
+    );
+
+    let mut incomplete = call(CallType::Message);
+    incomplete.message = Some(sched::call::Message::default());
+    assert!(matches!(c.h.call(&c.fid, incomplete).0, Err(CallError::BadRequest(_))));
+
+    let mut from_executor = internal::AgentCall::default();
+    from_executor.set_type(internal::agent_call::Type::ExecutorMessage);
+    from_executor.executor_message = Some(internal::agent_call::ExecutorMessage {
+        framework_id: v1::FrameworkId { value: c.fid.clone() },
+        executor_id: v1::ExecutorId { value: "e1".into() },
+        data: Bytes::from_static(b"pong"),
+    });
+    let (result, out) = c.h.agent_call(&aid, from_executor);
+    assert_eq!(result, Ok(()));
+    let event = events(&out, c.fconn).pop().and_then(|e| e.message).expect("MESSAGE event");
+    assert_eq!(event.agent_id.map(|a| a.value), Some(aid.clone()));
+    assert_eq!(event.data, Some(Bytes::from_static(b"pong")));
+
+    let mut shutdown = call(CallType::Shutdown);
+    shutdown.shutdown = Some(sched::call::Shutdown {
+        executor_id: v1::ExecutorId { value: "e1".into() },
+        agent_id: v1::AgentId { value: aid },
+    });
+    let (result, out) = c.h.call(&c.fid, shutdown);
+    assert_eq!(result, Ok(()));
+    let order = agent_events(&out, c.aconn).pop().and_then(|e| e.shutdown_executor);
+    assert_eq!(order.map(|s| s.executor_id.value), Some("e1".to_string()));
+}
