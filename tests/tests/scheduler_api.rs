@@ -17,6 +17,36 @@ fn framework(name: &str) -> v1::FrameworkInfo {
     v1::FrameworkInfo { user: "root".into(), name: name.into(), ..Default::default() }
 }
 
+/// A cluster with one framework that launched one command task on its first offer.
+async fn one_task(
+    name: &str,
+    format: Format,
+    task_id: &str,
+    command: &str,
+) -> anyhow::Result<(Cluster, SchedulerSession, Subscription<Event>, v1::Offer)> {
+    let cluster = Cluster::start()?;
+    let (session, mut events) =
+        SchedulerSession::subscribe(&cluster.master, framework(name), format).await?;
+    let offer = next_offers(&mut events).await?.remove(0);
+    let task = command_task(task_id, &offer.agent_id, "cpus:0.1;mem:32", command);
+    session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
+    Ok((cluster, session, events, offer))
+}
+
+/// Acknowledges updates until the task runs.
+async fn wait_running(
+    session: &SchedulerSession,
+    events: &mut Subscription<Event>,
+) -> anyhow::Result<()> {
+    loop {
+        let status = next_update(session, events).await?;
+        session.acknowledge(&status).await?;
+        if status.state() == v1::TaskState::TaskRunning {
+            return Ok(());
+        }
+    }
+}
+
 /// Runs a task to its end, acknowledging every update; returns the states seen.
 async fn run_to_end(
     session: &SchedulerSession,
@@ -69,20 +99,10 @@ async fn json_and_protobuf_frameworks_run_command_tasks() -> anyhow::Result<()> 
 
 #[tokio::test]
 async fn a_killed_task_ends_killed_and_resources_return() -> anyhow::Result<()> {
-    let cluster = Cluster::start()?;
-    let (session, mut events) =
-        SchedulerSession::subscribe(&cluster.master, framework("kill"), Format::Json).await?;
-    let offer = next_offers(&mut events).await?.remove(0);
+    let (_cluster, session, mut events, offer) =
+        one_task("kill", Format::Json, "sleeper", "sleep 60").await?;
     let total = convert::resources_from_proto(&offer.resources).expect("valid offer");
-    let task = command_task("sleeper", &offer.agent_id, "cpus:0.1;mem:32", "sleep 60");
-    session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
-    loop {
-        let status = next_update(&session, &mut events).await?;
-        session.acknowledge(&status).await?;
-        if status.state() == v1::TaskState::TaskRunning {
-            break;
-        }
-    }
+    wait_running(&session, &mut events).await?;
     session.kill(v1::TaskId { value: "sleeper".into() }).await?;
     let (states, _) = run_to_end(&session, &mut events).await?;
     assert_eq!(states.last(), Some(&v1::TaskState::TaskKilled));
@@ -176,12 +196,8 @@ fn agora_execute_prints_output_and_exits_with_the_task_status() -> anyhow::Resul
 #[tokio::test]
 async fn unacknowledged_updates_are_retried_until_acknowledged() -> anyhow::Result<()> {
     // The cluster retries after 500 ms (`--status_update_retry_interval` in the harness).
-    let cluster = Cluster::start()?;
-    let (session, mut events) =
-        SchedulerSession::subscribe(&cluster.master, framework("retry"), Format::Json).await?;
-    let offer = next_offers(&mut events).await?.remove(0);
-    let task = command_task("r1", &offer.agent_id, "cpus:0.1;mem:32", "exit 0");
-    session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
+    let (_cluster, session, mut events, _) =
+        one_task("retry", Format::Json, "r1", "exit 0").await?;
     let first = next_update(&session, &mut events).await?;
     assert_eq!(first.state(), v1::TaskState::TaskStarting);
     // Not acknowledged: the same update (same uuid) comes again, and nothing overtakes it.
@@ -197,13 +213,9 @@ async fn unacknowledged_updates_are_retried_until_acknowledged() -> anyhow::Resu
 #[tokio::test]
 async fn sandboxes_follow_the_mesos_layout_and_executors_get_their_environment()
 -> anyhow::Result<()> {
-    let cluster = Cluster::start()?;
-    let (session, mut events) =
-        SchedulerSession::subscribe(&cluster.master, framework("env"), Format::Protobuf).await?;
-    let offer = next_offers(&mut events).await?.remove(0);
     let command = "env | grep -E '^(MESOS|LIBPROCESS)_' | sort; echo oops >&2";
-    let task = command_task("env-task", &offer.agent_id, "cpus:0.1;mem:32", command);
-    session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
+    let (cluster, session, mut events, offer) =
+        one_task("env", Format::Protobuf, "env-task", command).await?;
     let (states, _) = run_to_end(&session, &mut events).await?;
     assert_eq!(states.last(), Some(&v1::TaskState::TaskFinished));
 
@@ -246,19 +258,9 @@ async fn sandboxes_follow_the_mesos_layout_and_executors_get_their_environment()
 
 #[tokio::test]
 async fn shutting_down_an_executor_kills_its_task() -> anyhow::Result<()> {
-    let cluster = Cluster::start()?;
-    let (session, mut events) =
-        SchedulerSession::subscribe(&cluster.master, framework("shutdown"), Format::Json).await?;
-    let offer = next_offers(&mut events).await?.remove(0);
-    let task = command_task("long", &offer.agent_id, "cpus:0.1;mem:32", "sleep 60");
-    session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
-    loop {
-        let status = next_update(&session, &mut events).await?;
-        session.acknowledge(&status).await?;
-        if status.state() == v1::TaskState::TaskRunning {
-            break;
-        }
-    }
+    let (_cluster, session, mut events, offer) =
+        one_task("shutdown", Format::Json, "long", "sleep 60").await?;
+    wait_running(&session, &mut events).await?;
     // A command task's executor has the task's id.
     let mut shutdown = agora_proto::scheduler::Call {
         shutdown: Some(agora_proto::scheduler::call::Shutdown {
