@@ -6,12 +6,10 @@
 //! launches and kills. A timer turns into `Tick` for update retries and shutdown deadlines.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use agora_core::agent::{Agent, AgentConfig, CallError, ConnId, Input, Output, ReqId};
-use agora_http::{Clock, record};
+use agora_http::{Clock, Dispatch, record};
 use agora_proto::{Format, internal};
 use bytes::Bytes;
 use nix::sys::signal::Signal;
@@ -41,34 +39,23 @@ pub(crate) enum Command {
     HardKill { key: (String, String), pid: i32 },
 }
 
-#[derive(Clone)]
-pub(crate) struct Handle {
-    pub(crate) tx: mpsc::UnboundedSender<Command>,
-    ids: Arc<AtomicU64>,
-}
+pub(crate) type Handle = Dispatch<Command>;
 
-impl Handle {
-    pub(crate) fn next_id(&self) -> u64 {
-        self.ids.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub(crate) async fn call(
-        &self,
-        input: Input,
-        stream: Option<(ConnId, Format, mpsc::UnboundedSender<Bytes>)>,
-    ) -> Result<(), CallError> {
-        let (reply, answer) = oneshot::channel();
-        let gone = || Err(CallError::Forbidden("The agent is shutting down".into()));
-        if self.tx.send(Command::Input { input, reply, stream }).is_err() {
-            return gone();
-        }
-        answer.await.unwrap_or_else(|_| gone())
-    }
+/// Sends an input and waits for the core's answer to it.
+pub(crate) async fn submit(
+    handle: &Handle,
+    input: Input,
+    stream: Option<(ConnId, Format, mpsc::UnboundedSender<Bytes>)>,
+) -> Result<(), CallError> {
+    handle
+        .request(|reply| Command::Input { input, reply, stream })
+        .await
+        .unwrap_or_else(|| Err(CallError::Forbidden("The agent is shutting down".into())))
 }
 
 pub(crate) fn spawn(config: AgentConfig, master: String) -> Handle {
     let (tx, rx) = mpsc::unbounded_channel();
-    let handle = Handle { tx, ids: Arc::new(AtomicU64::new(1)) };
+    let handle = Dispatch::new(tx);
     let to_master = master_link::spawn(master, handle.clone());
     let dispatcher = Dispatcher {
         agent: Agent::new(config),

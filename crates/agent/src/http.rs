@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::dispatcher::{Command, Handle};
+use crate::dispatcher::{Command, Handle, submit};
 use crate::files::{self, FilesError};
 
 #[derive(Clone)]
@@ -59,7 +59,7 @@ async fn executor_api(
     let call: executor::Call = decode_call(format, &body)?;
     let req = handle.next_id();
     if call.r#type() != executor::call::Type::Subscribe {
-        return match handle.call(Input::ExecutorCall { req, call }, None).await {
+        return match submit(&handle, Input::ExecutorCall { req, call }, None).await {
             Ok(()) => Ok(accepted()),
             Err(e) => Err(refusal(e)),
         };
@@ -72,7 +72,7 @@ async fn executor_api(
     let body =
         EventBody::new(rx, handle.tx.clone(), Command::Event(Input::ExecutorClosed { conn }));
     let subscribe = Input::ExecutorSubscribe { req, conn, call };
-    match handle.call(subscribe, Some((conn, response_format, tx))).await {
+    match submit(&handle, subscribe, Some((conn, response_format, tx))).await {
         Ok(()) => Ok(stream_response(response_format, None, body)),
         Err(e) => Err(refusal(e)),
     }

@@ -2,11 +2,13 @@
 //! request's body format, the refusals Mesos answers before a call is even looked at, encoding
 //! events as RecordIO records, and streaming response bodies.
 //!
-//! It also runs a server (`Server`) with the shutdown both daemons need, and keeps the clock
-//! (`Clock`) both dispatchers feed their state machines. It knows nothing of
+//! It also runs a server (`Server`) with the shutdown both daemons need, holds the handle to a
+//! dispatcher task (`Dispatch`), and keeps the clock (`Clock`) both dispatchers feed their
+//! state machines. It knows nothing of
 //! schedulers, agents or executors; each server's `http.rs` decides what a call means.
 
 mod clock;
+mod dispatch;
 mod server;
 mod stream;
 
@@ -17,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 pub use clock::Clock;
+pub use dispatch::Dispatch;
 pub use server::Server;
 pub use stream::EventBody;
 

@@ -6,12 +6,10 @@
 //! `AllocationTick` and `HeartbeatTick`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use agora_core::master::{CallError, ConnId, Input, Master, MasterConfig, Output, ReqId};
-use agora_http::{Clock, record};
+use agora_http::{Clock, Dispatch, record};
 use agora_proto::Format;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -37,32 +35,18 @@ pub(crate) struct StreamSender {
 }
 
 /// What handlers hold to reach the dispatcher.
-#[derive(Clone)]
-pub(crate) struct Handle {
-    pub(crate) tx: mpsc::UnboundedSender<Command>,
-    ids: Arc<AtomicU64>,
-}
+pub(crate) type Handle = Dispatch<Command>;
 
-impl Handle {
-    /// A fresh id for a request or a connection.
-    pub(crate) fn next_id(&self) -> u64 {
-        self.ids.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Sends an input and waits for the core's answer to it.
-    pub(crate) async fn call(
-        &self,
-        input: Input,
-        stream: Option<StreamSender>,
-    ) -> Result<(), CallError> {
-        let (reply, answer) = oneshot::channel();
-        if self.tx.send(Command::Input { input, reply, stream }).is_err() {
-            return Err(CallError::Forbidden("The master is shutting down".into()));
-        }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(CallError::Forbidden("The master is shutting down".into())))
-    }
+/// Sends an input and waits for the core's answer to it.
+pub(crate) async fn submit(
+    handle: &Handle,
+    input: Input,
+    stream: Option<StreamSender>,
+) -> Result<(), CallError> {
+    handle
+        .request(|reply| Command::Input { input, reply, stream })
+        .await
+        .unwrap_or_else(|| Err(CallError::Forbidden("The master is shutting down".into())))
 }
 
 pub(crate) fn spawn(config: MasterConfig) -> Handle {
@@ -76,7 +60,7 @@ pub(crate) fn spawn(config: MasterConfig) -> Handle {
         streams: HashMap::new(),
     };
     tokio::spawn(dispatcher.run(rx, allocation_interval, heartbeat_interval));
-    Handle { tx, ids: Arc::new(AtomicU64::new(1)) }
+    Dispatch::new(tx)
 }
 
 struct Dispatcher {

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::MESOS_API_VERSION;
-use crate::dispatcher::{Command, Handle, StreamSender};
+use crate::dispatcher::{Command, Handle, StreamSender, submit};
 
 pub(crate) fn router(handle: Handle) -> Router {
     Router::new()
@@ -85,7 +85,7 @@ async fn agent_api(
 
 /// A call answered 202 or refused.
 async fn plain_call(handle: &Handle, input: Input) -> Result<Response, Refusal> {
-    handle.call(input, None).await.map(|()| accepted()).map_err(refusal)
+    submit(handle, input, None).await.map(|()| accepted()).map_err(refusal)
 }
 
 /// Opens a subscription stream: the dispatcher registers it under a fresh connection id
@@ -104,7 +104,7 @@ async fn open_stream(
     // The body exists before the dispatcher knows the stream, so that whatever happens to this
     // request from here on (refusal, client gone), dropping it tells the dispatcher.
     let body = EventBody::new(rx, handle.tx.clone(), Command::Closed(closed(conn)));
-    match handle.call(open(conn, stream_id.clone()), Some(stream)).await {
+    match submit(handle, open(conn, stream_id.clone()), Some(stream)).await {
         Ok(()) => Ok(stream_response(format, Some(&stream_id), body)),
         Err(e) => Err(refusal(e)),
     }
