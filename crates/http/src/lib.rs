@@ -4,8 +4,8 @@
 //!
 //! It also runs a server (`Server`) with the shutdown both daemons need, holds the handle to a
 //! dispatcher task (`Dispatch`), and keeps the clock (`Clock`) both dispatchers feed their
-//! state machines. It knows nothing of
-//! schedulers, agents or executors; each server's `http.rs` decides what a call means.
+//! state machines. It knows nothing of schedulers, agents or executors; each server's
+//! `http.rs` decides what a call means.
 
 mod clock;
 mod dispatch;
