@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use agora_core::agent::{Agent, AgentConfig, CallError, ConnId, Input, Output, ReqId};
-use agora_http::{Clock, Dispatch, record};
+use agora_http::{Clock, Dispatch, Streams};
 use agora_proto::{Format, internal};
 use bytes::Bytes;
 use nix::sys::signal::Signal;
@@ -62,7 +62,7 @@ pub(crate) fn spawn(config: AgentConfig, master: String) -> Handle {
         handle: handle.clone(),
         to_master,
         pending: HashMap::new(),
-        streams: HashMap::new(),
+        streams: Streams::default(),
         pids: HashMap::new(),
         pending_kills: HashSet::new(),
         clock: Clock::start(),
@@ -76,7 +76,7 @@ struct Dispatcher {
     handle: Handle,
     to_master: mpsc::UnboundedSender<internal::AgentCall>,
     pending: HashMap<ReqId, oneshot::Sender<Result<(), CallError>>>,
-    streams: HashMap<ConnId, (Format, mpsc::UnboundedSender<Bytes>)>,
+    streams: Streams,
     pids: HashMap<(String, String), i32>,
     /// Kills ordered before the executor's process id was known.
     pending_kills: HashSet<(String, String)>,
@@ -92,7 +92,7 @@ impl Dispatcher {
                 command = rx.recv() => match command {
                     Some(Command::Input { input, reply, stream }) => {
                         if let Some((conn, format, tx)) = stream {
-                            self.streams.insert(conn, (format, tx));
+                            self.streams.insert(conn, format, tx);
                         }
                         if let Input::ExecutorSubscribe { req, .. } | Input::ExecutorCall { req, .. } = &input {
                             self.pending.insert(*req, reply);
@@ -108,7 +108,7 @@ impl Dispatcher {
                                 self.pending_kills.remove(&key);
                             }
                             Input::ExecutorClosed { conn } => {
-                                self.streams.remove(conn);
+                                self.streams.remove(*conn);
                             }
                             _ => {}
                         }
@@ -153,14 +153,10 @@ impl Dispatcher {
                     let _ = self.to_master.send(call);
                 }
                 Output::ToExecutor { conn, event } => {
-                    if let Some((format, tx)) = self.streams.get(&conn)
-                        && tx.send(record(*format, &event)).is_err()
-                    {
-                        self.streams.remove(&conn);
-                    }
+                    self.streams.send(conn, &event);
                 }
                 Output::CloseExecutor { conn } => {
-                    self.streams.remove(&conn);
+                    self.streams.remove(conn);
                 }
                 Output::LaunchExecutor(launch) => {
                     tokio::spawn(launcher::run(*launch, self.handle.tx.clone()));

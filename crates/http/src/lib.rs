@@ -3,7 +3,7 @@
 //! events as RecordIO records, and streaming response bodies.
 //!
 //! It also runs a server (`Server`) with the shutdown both daemons need, holds the handle to a
-//! dispatcher task (`Dispatch`), and keeps the clock (`Clock`) both dispatchers feed their
+//! dispatcher task (`Dispatch`) and the streams it writes to (`Streams`), and keeps the clock (`Clock`) both dispatchers feed their
 //! state machines. It knows nothing of schedulers, agents or executors; each server's
 //! `http.rs` decides what a call means.
 
@@ -11,6 +11,7 @@ mod clock;
 mod dispatch;
 mod server;
 mod stream;
+mod streams;
 
 use agora_proto::Format;
 use agora_proto::recordio;
@@ -22,6 +23,7 @@ pub use clock::Clock;
 pub use dispatch::Dispatch;
 pub use server::Server;
 pub use stream::EventBody;
+pub use streams::Streams;
 
 /// The largest request body the servers read. Mesos sets no limit; axum's default of 2 MB
 /// would refuse a large ACCEPT with a 413 no Mesos client expects.

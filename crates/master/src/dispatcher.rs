@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use agora_core::master::{CallError, ConnId, Input, Master, MasterConfig, Output, ReqId};
-use agora_http::{Clock, Dispatch, record};
+use agora_http::{Clock, Dispatch, Streams};
 use agora_proto::Format;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -57,7 +57,7 @@ pub(crate) fn spawn(config: MasterConfig) -> Handle {
         master: Master::new(config),
         clock: Clock::start(),
         pending: HashMap::new(),
-        streams: HashMap::new(),
+        streams: Streams::default(),
     };
     tokio::spawn(dispatcher.run(rx, allocation_interval, heartbeat_interval));
     Dispatch::new(tx)
@@ -67,7 +67,7 @@ struct Dispatcher {
     master: Master,
     clock: Clock,
     pending: HashMap<ReqId, oneshot::Sender<Result<(), CallError>>>,
-    streams: HashMap<ConnId, (Format, mpsc::UnboundedSender<Bytes>)>,
+    streams: Streams,
 }
 
 impl Dispatcher {
@@ -89,7 +89,7 @@ impl Dispatcher {
                 command = rx.recv() => match command {
                     Some(Command::Input { input, reply, stream }) => {
                         if let Some(s) = stream {
-                            self.streams.insert(s.conn, (s.format, s.tx));
+                            self.streams.insert(s.conn, s.format, s.tx);
                         }
                         if let Some(req) = request_id(&input) {
                             self.pending.insert(req, reply);
@@ -98,7 +98,7 @@ impl Dispatcher {
                     }
                     Some(Command::Closed(input)) => {
                         if let Input::SchedulerClosed { conn } | Input::AgentClosed { conn } = &input {
-                            self.streams.remove(conn);
+                            self.streams.remove(*conn);
                         }
                         input
                     }
@@ -120,22 +120,13 @@ impl Dispatcher {
                         let _ = reply.send(result);
                     }
                 }
-                Output::ToScheduler { conn, event } => self.send(conn, &event),
-                Output::ToAgent { conn, event } => self.send(conn, &event),
+                Output::ToScheduler { conn, event } => self.streams.send(conn, &event),
+                Output::ToAgent { conn, event } => self.streams.send(conn, &event),
                 Output::CloseScheduler { conn } | Output::CloseAgent { conn } => {
                     // Dropping the sender ends the response body once it drained.
-                    self.streams.remove(&conn);
+                    self.streams.remove(conn);
                 }
             }
-        }
-    }
-
-    fn send<M: prost::Message + prost::Name>(&mut self, conn: ConnId, event: &M) {
-        if let Some((format, tx)) = self.streams.get(&conn)
-            && tx.send(record(*format, event)).is_err()
-        {
-            // The body is gone; its drop guard has sent (or is sending) the closure notice.
-            self.streams.remove(&conn);
         }
     }
 }
