@@ -9,8 +9,10 @@
 //! bookkeeping, allocation). Persistence is not here yet: nothing of the master survives its
 //! process.
 
+mod accept;
 mod agents;
 mod scheduler;
+mod tasks;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::Duration;

@@ -370,7 +370,7 @@ impl Harness {
         out
     }
 
-    fn acknowledge(
+    pub(super) fn acknowledge(
         &mut self,
         framework_id: &str,
         agent_id: &str,
