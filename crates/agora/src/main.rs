@@ -8,6 +8,7 @@
 
 mod execute;
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use agora_agent::AgentOptions;
 use agora_core::agent::CommandExecutor;
+use agora_core::resources::Resources;
 use agora_master::MasterOptions;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -71,6 +73,48 @@ struct MasterTiming {
     /// Time between HEARTBEAT events on subscription streams (Mesos uses 15secs).
     #[arg(long = "heartbeat_interval", alias = "heartbeat-interval", default_value = "15secs", value_parser = duration)]
     heartbeat_interval: Duration,
+    /// Rescind offers a framework has not answered within this (Mesos: none).
+    #[arg(long = "offer_timeout", alias = "offer-timeout", value_parser = duration)]
+    offer_timeout: Option<Duration>,
+    /// Role weights, e.g. `ads=2,eng/web=0.5` (Mesos's deprecated `--weights`).
+    #[arg(long, value_parser = weights)]
+    weights: Option<Weights>,
+    /// What an offer must hold at least: `;` joins quantities, `|` separates alternatives.
+    #[arg(long = "min_allocatable_resources", alias = "min-allocatable-resources", value_parser = min_allocatable)]
+    min_allocatable_resources: Option<MinAllocatable>,
+}
+
+/// Parsed `--weights` (a newtype, so that clap treats it as one value and not a list).
+#[derive(Debug, Clone)]
+struct Weights(BTreeMap<String, f64>);
+
+/// Parsed `--min_allocatable_resources`, one entry per `|` alternative.
+#[derive(Debug, Clone)]
+struct MinAllocatable(Vec<Resources>);
+
+/// `role=weight,...` with positive finite weights.
+fn weights(text: &str) -> Result<Weights, String> {
+    let mut out = BTreeMap::new();
+    for item in text.split(',').filter(|i| !i.trim().is_empty()) {
+        let (role, weight) = item
+            .split_once('=')
+            .ok_or_else(|| format!("'{item}' is not of the form role=weight"))?;
+        let weight: f64 =
+            weight.trim().parse().map_err(|_| format!("weight '{weight}' is not a number"))?;
+        if !weight.is_finite() || weight <= 0.0 {
+            return Err(format!("weight of role '{role}' must be positive"));
+        }
+        out.insert(role.trim().to_string(), weight);
+    }
+    Ok(Weights(out))
+}
+
+/// `cpus:0.01|mem:32` (alternatives) where each alternative is `name:quantity;...`.
+fn min_allocatable(text: &str) -> Result<MinAllocatable, String> {
+    text.split('|')
+        .map(|alt| Resources::parse(alt).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()
+        .map(MinAllocatable)
 }
 
 #[derive(Args, Clone)]
@@ -187,6 +231,13 @@ fn master_options(
     options.hostname = hostname;
     options.allocation_interval = timing.allocation_interval;
     options.heartbeat_interval = timing.heartbeat_interval;
+    options.offer_timeout = timing.offer_timeout;
+    if let Some(weights) = &timing.weights {
+        options.allocator.weights = weights.0.clone();
+    }
+    if let Some(min) = &timing.min_allocatable_resources {
+        options.allocator.min_allocatable = min.0.clone();
+    }
     options
 }
 

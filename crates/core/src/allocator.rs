@@ -267,6 +267,14 @@ impl Allocator {
         }
     }
 
+    /// The roles of the framework that are suppressed now, sorted.
+    pub fn suppressed_roles(&self, framework_id: &str) -> Vec<String> {
+        self.frameworks
+            .get(framework_id)
+            .map(|f| f.suppressed.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Resumes offers for `roles` (all of its roles when empty) and clears their filters.
     pub fn revive(&mut self, framework_id: &str, roles: &[String]) {
         if let Some(framework) = self.frameworks.get_mut(framework_id) {

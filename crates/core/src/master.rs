@@ -47,6 +47,8 @@ pub struct MasterConfig {
     pub master_info: v1::MasterInfo,
     pub allocation_interval: Duration,
     pub heartbeat_interval: Duration,
+    /// Offers not answered within this are rescinded (`--offer_timeout`; none by default).
+    pub offer_timeout: Option<Duration>,
     pub allocator: AllocatorConfig,
     pub max_completed_tasks_per_framework: usize,
     pub max_completed_frameworks: usize,
@@ -172,6 +174,8 @@ struct Agent {
 
 #[derive(Debug, Clone)]
 struct Offer {
+    /// When the offer was made, for `--offer_timeout`.
+    created: Duration,
     framework_id: String,
     agent_id: String,
     role: String,
@@ -246,6 +250,7 @@ impl Master {
             Input::AgentClosed { conn } => self.agent_closed(conn, now, &mut out),
             Input::AllocationTick => {
                 self.expire_failovers(now, &mut out);
+                self.expire_offers(now, &mut out);
                 self.allocate(now, &mut out);
             }
             Input::HeartbeatTick => self.heartbeat(&mut out),
@@ -338,6 +343,7 @@ impl Master {
             self.offers.insert(
                 offer_id,
                 Offer {
+                    created: now,
                     framework_id: a.framework_id.clone(),
                     agent_id: a.agent_id,
                     role: a.role,
@@ -500,6 +506,24 @@ impl Master {
             .collect();
         for id in expired {
             self.remove_framework(&id, now, out);
+        }
+    }
+
+    /// Rescinds offers older than `--offer_timeout`; their resources come back with no
+    /// filter (reference §5.4). Checked on the allocation tick, so an offer lives at most one
+    /// allocation interval longer than the timeout.
+    fn expire_offers(&mut self, now: Duration, out: &mut Vec<Output>) {
+        let Some(timeout) = self.config.offer_timeout else {
+            return;
+        };
+        let expired: Vec<String> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| now.saturating_sub(o.created) >= timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for offer_id in expired {
+            self.remove_offer(&offer_id, None, true, now, out);
         }
     }
 

@@ -34,6 +34,8 @@ pub struct MasterOptions {
     pub work_dir: PathBuf,
     pub allocation_interval: Duration,
     pub heartbeat_interval: Duration,
+    /// `--offer_timeout`: rescind offers not answered within this.
+    pub offer_timeout: Option<Duration>,
     pub allocator: AllocatorConfig,
 }
 
@@ -46,6 +48,7 @@ impl MasterOptions {
             work_dir,
             allocation_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(15),
+            offer_timeout: None,
             allocator: AllocatorConfig::default(),
         }
     }
@@ -93,6 +96,7 @@ pub async fn start(options: MasterOptions) -> Result<RunningMaster, MasterError>
         master_info: master_info.clone(),
         allocation_interval: options.allocation_interval,
         heartbeat_interval: options.heartbeat_interval,
+        offer_timeout: options.offer_timeout,
         allocator: options.allocator.clone(),
         max_completed_tasks_per_framework: 1000,
         max_completed_frameworks: 50,

@@ -172,6 +172,9 @@ impl Master {
                 });
                 out.push(Output::CloseScheduler { conn: old });
             }
+            if info.principal != framework.info.principal {
+                return fail(out, "Changing the framework's principal is not allowed".into());
+            }
             // `user` and `checkpoint` cannot change on re-subscription; Mesos silently keeps them.
             info.user = framework.info.user.clone();
             info.checkpoint = framework.info.checkpoint;
@@ -362,6 +365,10 @@ impl Master {
                     out.push(Output::ToAgent { conn, event: e });
                 }
             }
+            CallType::UpdateFramework => {
+                let update = call.update_framework.unwrap_or_default();
+                self.update_framework(&framework_id, update, now, out)?;
+            }
             // Mesos's allocator ignores REQUEST, and without maintenance there are no inverse
             // offers to answer, so these are accepted and have no effect, as in Mesos.
             CallType::Request | CallType::AcceptInverseOffers | CallType::DeclineInverseOffers => {}
@@ -372,6 +379,72 @@ impl Master {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// UPDATE_FRAMEWORK (reference §1.3): replaces the FrameworkInfo atomically. Offers for
+    /// roles the framework leaves are rescinded, roles that stop being suppressed get their
+    /// filters cleared, and the suppressed set becomes exactly `suppressed_roles`.
+    fn update_framework(
+        &mut self,
+        framework_id: &str,
+        update: sched::call::UpdateFramework,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) -> Result<(), CallError> {
+        let Some(mut info) = update.framework_info else {
+            return Err(invalid("Expecting 'update_framework.framework_info' to be present"));
+        };
+        let Some(framework) = self.frameworks.get(framework_id) else {
+            return Err(CallError::BadRequest("Framework cannot be found".into()));
+        };
+        if info.id.as_ref().is_none_or(|id| id.value != framework_id) {
+            return Err(invalid(
+                "'framework_info.id' must be set and equal to 'framework_id' of the call",
+            ));
+        }
+        let old = &framework.info;
+        for (field, changed) in [
+            ("principal", info.principal != old.principal),
+            ("user", info.user != old.user),
+            ("checkpoint", info.checkpoint() != old.checkpoint()),
+        ] {
+            if changed {
+                return Err(invalid(format!("Updating 'FrameworkInfo.{field}' is unsupported")));
+            }
+        }
+        let roles = framework_roles(&info).map_err(invalid)?;
+        if let Some(role) = update.suppressed_roles.iter().find(|r| !roles.contains(r)) {
+            return Err(invalid(format!(
+                "Suppressed role '{role}' is not one of the framework's roles"
+            )));
+        }
+        // A framework keeps its capabilities' effects on launched tasks, and its stream.
+        info.id = Some(v1::FrameworkId { value: framework_id.to_string() });
+        let gone: Vec<String> = framework
+            .offers
+            .iter()
+            .filter(|o| self.offers.get(*o).is_some_and(|offer| !roles.contains(&offer.role)))
+            .cloned()
+            .collect();
+        let active = framework.conn.is_some();
+        for offer_id in gone {
+            self.remove_offer(&offer_id, None, true, now, out);
+        }
+        let before: BTreeSet<String> =
+            self.allocator.suppressed_roles(framework_id).into_iter().collect();
+        self.allocator.add_framework(framework_id, &roles, &update.suppressed_roles, active);
+        let unsuppressed: Vec<String> = before
+            .into_iter()
+            .filter(|r| roles.contains(r) && !update.suppressed_roles.contains(r))
+            .collect();
+        if !unsuppressed.is_empty() {
+            self.allocator.revive(framework_id, &unsuppressed);
+        }
+        if let Some(framework) = self.frameworks.get_mut(framework_id) {
+            framework.info = info;
+        }
+        self.allocate(now, out);
         Ok(())
     }
 }

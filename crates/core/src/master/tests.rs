@@ -28,6 +28,7 @@ use crate::resources::Resources;
 mod offers;
 mod subscribe;
 mod tasks;
+mod update;
 
 const MASTER_ID: &str = "c0ffee";
 const AGENT_RESOURCES: &str = "cpus:4;mem:1024";
@@ -43,6 +44,7 @@ fn config() -> MasterConfig {
         },
         allocation_interval: Duration::from_secs(1),
         heartbeat_interval: Duration::from_secs(15),
+        offer_timeout: None,
         allocator: AllocatorConfig::default(),
         max_completed_tasks_per_framework: 10,
         max_completed_frameworks: 10,
