@@ -59,7 +59,7 @@ fn update_framework_changes_the_name_and_keeps_tasks_and_stream() {
     let mut c = cluster(framework("f"));
     let offer_id = c.offer.id.value.clone();
     let agent_id = c.offer.agent_id.value.clone();
-    c.h.call(
+    let _ = c.h.call(
         &c.fid,
         accept(&[&offer_id], vec![launch(vec![task("t", &agent_id, "cpus:1")])], None),
     );
