@@ -59,10 +59,8 @@ fn update_framework_changes_the_name_and_keeps_tasks_and_stream() {
     let mut c = cluster(framework("f"));
     let offer_id = c.offer.id.value.clone();
     let agent_id = c.offer.agent_id.value.clone();
-    let _ = c.h.call(
-        &c.fid,
-        accept(&[&offer_id], vec![launch(vec![task("t", &agent_id, "cpus:1")])], None),
-    );
+    let launch_one = accept(&[&offer_id], vec![launch(vec![task("t", &agent_id, "cpus:1")])], None);
+    assert_eq!(c.h.call(&c.fid, launch_one).0, Ok(()));
     let mut info = with_id(framework("renamed"), &c.fid);
     info.webui_url = Some("http://ui".into());
     let (result, _) = c.h.call(&c.fid, update(info, &[]));
