@@ -347,6 +347,8 @@ impl Agent {
                     self.shutdown_executor(&framework_id, &shutdown.executor_id.value, now, out);
                 }
             }
+            // Task groups arrive with the default executor (branch `group`, being merged).
+            MasterEventType::RunTaskGroup => {}
             MasterEventType::Heartbeat | MasterEventType::Error | MasterEventType::Unknown => {}
         }
     }

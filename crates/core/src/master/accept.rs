@@ -85,29 +85,15 @@ impl Master {
         for offer in &offers {
             available += &offer.resources;
         }
+        let at = Placement { framework_id, agent_id: &agent_id, role: &role };
         for operation in accept.operations {
-            // `scheduler_call` refuses calls with operations other than LAUNCH.
-            let launch = operation.launch.unwrap_or_default();
-            for task in launch.task_infos {
-                match self.validate_task(framework_id, &agent_id, &task, &available) {
-                    Ok((consumed, new_executor)) => {
-                        available -= &consumed;
-                        self.launch(framework_id, &agent_id, &role, task, new_executor, out);
-                    }
-                    Err(message) => {
-                        let status = Synthesized {
-                            task_id: &task.task_id.value,
-                            state: TaskState::TaskError,
-                            source: Source::Master,
-                            reason: Some(Reason::TaskInvalid),
-                            message,
-                            agent_id: Some(&agent_id),
-                            executor_id: None,
-                        }
-                        .build(now);
-                        self.send_update(framework_id, status, out);
-                    }
+            // `scheduler_call` refuses calls with operations Agora does not implement.
+            if let Some(launch) = operation.launch {
+                for task in launch.task_infos {
+                    self.launch_one(&at, task, &mut available, now, out);
                 }
+            } else if let Some(group) = operation.launch_group {
+                self.launch_group(&at, group, &mut available, now, out);
             }
         }
         self.allocator.recover(framework_id, &role, &agent_id, &available, refuse, now);
@@ -147,25 +133,98 @@ impl Master {
         None
     }
 
-    /// The per-task checks of reference §5.5 that apply to LAUNCH. On success returns what the
-    /// task consumes from the offer and the executor record if it starts a new custom executor.
-    fn validate_task(
+    /// One task of a LAUNCH: validated against what is left of the offers, then launched or
+    /// answered with TASK_ERROR.
+    fn launch_one(
+        &mut self,
+        at: &Placement<'_>,
+        task: v1::TaskInfo,
+        available: &mut Resources,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) {
+        match self.validate_task(at, &task, available) {
+            Ok((consumed, new_executor)) => {
+                *available -= &consumed;
+                let executor = task.executor.clone();
+                self.record_launch(at, vec![task.clone()], executor, new_executor);
+                let framework_info = self.framework_info(at.framework_id);
+                let mut e = internal::AgentEvent::default();
+                e.set_type(internal::agent_event::Type::RunTask);
+                e.run_task = Some(internal::agent_event::RunTask {
+                    framework_info,
+                    task: self.stamped(at.framework_id, task),
+                });
+                self.to_agent(at.agent_id, e, out);
+            }
+            Err(message) => {
+                let status = task_error(&task, at.agent_id, Reason::TaskInvalid, message, now);
+                self.send_update(at.framework_id, status, out);
+            }
+        }
+    }
+
+    /// A LAUNCH_GROUP: the group is launched atomically on its executor, or every task of it
+    /// gets TASK_ERROR with REASON_TASK_GROUP_INVALID (reference §5.5).
+    fn launch_group(
+        &mut self,
+        at: &Placement<'_>,
+        group: v1::offer::operation::LaunchGroup,
+        available: &mut Resources,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) {
+        let mut executor = group.executor;
+        let tasks = group.task_group.tasks;
+        match self.validate_group(at, &executor, &tasks, available) {
+            Ok((consumed, new_executor)) => {
+                *available -= &consumed;
+                executor
+                    .framework_id
+                    .get_or_insert_with(|| v1::FrameworkId { value: at.framework_id.to_string() });
+                self.record_launch(at, tasks.clone(), Some(executor.clone()), new_executor);
+                let framework_info = self.framework_info(at.framework_id);
+                let mut e = internal::AgentEvent::default();
+                e.set_type(internal::agent_event::Type::RunTaskGroup);
+                e.run_task_group = Some(internal::agent_event::RunTaskGroup {
+                    framework_info,
+                    executor,
+                    task_group: v1::TaskGroupInfo { tasks },
+                });
+                self.to_agent(at.agent_id, e, out);
+            }
+            Err(message) => {
+                for task in &tasks {
+                    let status = task_error(
+                        task,
+                        at.agent_id,
+                        Reason::TaskGroupInvalid,
+                        message.clone(),
+                        now,
+                    );
+                    self.send_update(at.framework_id, status, out);
+                }
+            }
+        }
+    }
+
+    /// The checks of reference §5.5 every task passes, LAUNCH or LAUNCH_GROUP alike; returns
+    /// the task's own resources.
+    fn validate_task_basics(
         &self,
-        framework_id: &str,
-        agent_id: &str,
+        at: &Placement<'_>,
         task: &v1::TaskInfo,
-        available: &Resources,
-    ) -> Result<(Resources, Option<(String, ExecutorRecord)>), String> {
-        let framework = self.frameworks.get(framework_id).ok_or("Unknown framework")?;
+    ) -> Result<Resources, String> {
+        let framework = self.frameworks.get(at.framework_id).ok_or("Unknown framework")?;
         let task_id = &task.task_id.value;
         validate_id(task_id).map_err(|e| format!("Task ID '{task_id}' is invalid: {e}"))?;
         if framework.tasks.contains_key(task_id) {
             return Err(format!("Task has duplicate ID: {task_id}"));
         }
-        if task.agent_id.value != agent_id {
+        if task.agent_id.value != at.agent_id {
             return Err(format!(
-                "Task uses invalid agent: {} (offered agent is {agent_id})",
-                task.agent_id.value
+                "Task uses invalid agent: {} (offered agent is {})",
+                task.agent_id.value, at.agent_id
             ));
         }
         if let Some(policy) = &task.kill_policy
@@ -178,56 +237,32 @@ impl Master {
         if resources.is_empty() {
             return Err("Task uses no resources".into());
         }
+        Ok(resources)
+    }
+
+    /// The per-task checks of reference §5.5 for LAUNCH. On success returns what the task
+    /// consumes from the offer and the executor record if it starts a new custom executor.
+    fn validate_task(
+        &self,
+        at: &Placement<'_>,
+        task: &v1::TaskInfo,
+        available: &Resources,
+    ) -> Result<(Resources, Option<(String, ExecutorRecord)>), String> {
+        let mut total = self.validate_task_basics(at, task)?;
         // Exactly one of CommandInfo and ExecutorInfo (step 6 of reference §5.5).
         if task.command.is_some() == task.executor.is_some() {
             return Err("Task should have at least one (but not both) of CommandInfo or \
                         ExecutorInfo present"
                 .into());
         }
-        let mut total = resources.clone();
         let mut new_executor = None;
         if let Some(executor) = &task.executor {
-            let executor_id = &executor.executor_id.value;
-            validate_id(executor_id)
-                .map_err(|e| format!("Executor ID '{executor_id}' is invalid: {e}"))?;
-            if let Some(fid) = &executor.framework_id
-                && fid.value != framework_id
-            {
-                return Err(format!(
-                    "ExecutorInfo has an invalid FrameworkID (Actual: {} vs Expected: {framework_id})",
-                    fid.value
-                ));
-            }
             if executor.command.is_none() {
                 return Err("Executor must have a CommandInfo".into());
             }
-            let executor_resources = convert::resources_from_proto(&executor.resources)
-                .map_err(|e| format!("Executor uses invalid resources: {e}"))?;
-            let key = (agent_id.to_string(), executor_id.clone());
-            match framework.executors.get(&key) {
-                Some(running) => {
-                    let mut given = executor.clone();
-                    given
-                        .framework_id
-                        .get_or_insert_with(|| v1::FrameworkId { value: framework_id.to_string() });
-                    if running.info != given {
-                        return Err(format!(
-                            "ExecutorInfo is not compatible with the running executor \
-                             '{executor_id}'"
-                        ));
-                    }
-                }
-                None => {
-                    total += &executor_resources;
-                    new_executor = Some((
-                        executor_id.clone(),
-                        ExecutorRecord {
-                            role: String::new(),
-                            resources: executor_resources,
-                            info: executor.clone(),
-                        },
-                    ));
-                }
+            new_executor = self.validate_executor(at, executor)?;
+            if let Some((_, record)) = &new_executor {
+                total += &record.resources;
             }
         }
         if !available.contains(&total) {
@@ -239,55 +274,202 @@ impl Master {
         Ok((total, new_executor))
     }
 
-    fn launch(
-        &mut self,
-        framework_id: &str,
-        agent_id: &str,
-        role: &str,
-        mut task: v1::TaskInfo,
-        new_executor: Option<(String, ExecutorRecord)>,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(framework) = self.frameworks.get_mut(framework_id) else {
-            return;
-        };
-        if let Some(executor) = task.executor.as_mut()
-            && executor.framework_id.is_none()
-        {
-            executor.framework_id = Some(v1::FrameworkId { value: framework_id.to_string() });
-        }
-        if let Some((executor_id, mut record)) = new_executor {
-            record.role = role.to_string();
-            if let Some(info) = &task.executor {
-                record.info = info.clone();
+    /// The checks of a task group and its executor: a DEFAULT executor (Agora's own) or a
+    /// CUSTOM one, tasks without executors of their own and with a command, unique ids, and
+    /// everything new fitting in what is left of the offers.
+    fn validate_group(
+        &self,
+        at: &Placement<'_>,
+        executor: &v1::ExecutorInfo,
+        tasks: &[v1::TaskInfo],
+        available: &Resources,
+    ) -> Result<(Resources, Option<(String, ExecutorRecord)>), String> {
+        use v1::executor_info::Type as ExecutorType;
+        match executor.r#type() {
+            ExecutorType::Default if executor.command.is_some() => {
+                return Err("'ExecutorInfo.command' must not be set for 'DEFAULT' executor".into());
             }
-            framework.executors.insert((agent_id.to_string(), executor_id), record);
+            ExecutorType::Custom if executor.command.is_none() => {
+                return Err("'ExecutorInfo.command' must be set for 'CUSTOM' executor".into());
+            }
+            ExecutorType::Unknown => {
+                return Err("'ExecutorInfo.type' must be 'DEFAULT' or 'CUSTOM'".into());
+            }
+            _ => {}
         }
-        // The task's own resources; an executor's are tracked with the executor.
-        let resources = convert::resources_from_proto(&task.resources).unwrap_or_default();
-        framework.tasks.insert(
-            task.task_id.value.clone(),
-            Task {
-                info: task.clone(),
-                agent_id: agent_id.to_string(),
-                role: role.to_string(),
-                resources,
-                state: TaskState::TaskStaging,
-                status_update_state: None,
-                status_update_uuid: None,
-                latest_status: None,
-                released: false,
-                kill: None,
-            },
-        );
-        let framework_info = framework.info.clone();
-        if let Some(conn) = self.agents.get(agent_id).and_then(|a| a.conn) {
-            let mut e = internal::AgentEvent::default();
-            e.set_type(internal::agent_event::Type::RunTask);
-            e.run_task = Some(internal::agent_event::RunTask { framework_info, task });
-            out.push(Output::ToAgent { conn, event: e });
+        if tasks.is_empty() {
+            return Err("Task group is empty".into());
+        }
+        let mut total = Resources::new();
+        let mut ids = BTreeSet::new();
+        for task in tasks {
+            let task_id = &task.task_id.value;
+            total += &self.validate_task_basics(at, task)?;
+            if !ids.insert(task_id) {
+                return Err(format!("Task group has duplicate task ID: {task_id}"));
+            }
+            if task.executor.is_some() {
+                return Err(format!("'TaskInfo.executor' must not be set for task {task_id}"));
+            }
+            if task.command.is_none() {
+                return Err(format!("Task {task_id} of the group must have a CommandInfo"));
+            }
+        }
+        let new_executor = self.validate_executor(at, executor)?;
+        if let Some((_, record)) = &new_executor {
+            let resources = &record.resources;
+            if executor.r#type() == ExecutorType::Default
+                && (resources.cpus().is_zero() || resources.mem().is_zero())
+            {
+                return Err("Default executor must have 'cpus' and 'mem' resources".into());
+            }
+            total += resources;
+        }
+        if !available.contains(&total) {
+            return Err(format!(
+                "Total resources {total} required by task group and its executor is more than \
+                 available {available}"
+            ));
+        }
+        Ok((total, new_executor))
+    }
+
+    /// Executor checks shared by LAUNCH and LAUNCH_GROUP: a valid id, the right framework,
+    /// valid resources, and for an executor already on the agent, the very same ExecutorInfo.
+    /// Returns the record to create when the executor is new.
+    fn validate_executor(
+        &self,
+        at: &Placement<'_>,
+        executor: &v1::ExecutorInfo,
+    ) -> Result<Option<(String, ExecutorRecord)>, String> {
+        let framework = self.frameworks.get(at.framework_id).ok_or("Unknown framework")?;
+        let executor_id = &executor.executor_id.value;
+        validate_id(executor_id)
+            .map_err(|e| format!("Executor ID '{executor_id}' is invalid: {e}"))?;
+        if let Some(fid) = &executor.framework_id
+            && fid.value != at.framework_id
+        {
+            return Err(format!(
+                "ExecutorInfo has an invalid FrameworkID (Actual: {} vs Expected: {})",
+                fid.value, at.framework_id
+            ));
+        }
+        let resources = convert::resources_from_proto(&executor.resources)
+            .map_err(|e| format!("Executor uses invalid resources: {e}"))?;
+        let key = (at.agent_id.to_string(), executor_id.clone());
+        match framework.executors.get(&key) {
+            Some(running) => {
+                let mut given = executor.clone();
+                given
+                    .framework_id
+                    .get_or_insert_with(|| v1::FrameworkId { value: at.framework_id.to_string() });
+                if running.info != given {
+                    return Err(format!(
+                        "ExecutorInfo is not compatible with the running executor '{executor_id}'"
+                    ));
+                }
+                Ok(None)
+            }
+            None => Ok(Some((
+                executor_id.clone(),
+                ExecutorRecord { role: at.role.to_string(), resources, info: executor.clone() },
+            ))),
         }
     }
+
+    /// Books launched tasks (and a new executor) into the framework: tasks start as
+    /// TASK_STAGING, and each holds its own resources; an executor's are held by its record.
+    fn record_launch(
+        &mut self,
+        at: &Placement<'_>,
+        tasks: Vec<v1::TaskInfo>,
+        executor: Option<v1::ExecutorInfo>,
+        new_executor: Option<(String, ExecutorRecord)>,
+    ) {
+        let Some(framework) = self.frameworks.get_mut(at.framework_id) else {
+            return;
+        };
+        if let Some((executor_id, mut record)) = new_executor {
+            if let Some(mut info) = executor {
+                info.framework_id
+                    .get_or_insert_with(|| v1::FrameworkId { value: at.framework_id.to_string() });
+                record.info = info;
+            }
+            framework.executors.insert((at.agent_id.to_string(), executor_id), record);
+        }
+        for task in tasks {
+            let resources = convert::resources_from_proto(&task.resources).unwrap_or_default();
+            framework.tasks.insert(
+                task.task_id.value.clone(),
+                Task {
+                    info: task,
+                    agent_id: at.agent_id.to_string(),
+                    role: at.role.to_string(),
+                    resources,
+                    state: TaskState::TaskStaging,
+                    status_update_state: None,
+                    status_update_uuid: None,
+                    latest_status: None,
+                    released: false,
+                    kill: None,
+                },
+            );
+        }
+    }
+
+    /// The task as the agent gets it: a custom executor carries the framework id.
+    fn stamped(&self, framework_id: &str, mut task: v1::TaskInfo) -> v1::TaskInfo {
+        if let Some(executor) = task.executor.as_mut() {
+            executor
+                .framework_id
+                .get_or_insert_with(|| v1::FrameworkId { value: framework_id.to_string() });
+        }
+        task
+    }
+
+    fn framework_info(&self, framework_id: &str) -> v1::FrameworkInfo {
+        self.frameworks.get(framework_id).map(|f| f.info.clone()).unwrap_or_default()
+    }
+
+    /// Sends an event to an agent if it is connected; a disconnected agent learns of its
+    /// tasks when it registers again.
+    pub(super) fn to_agent(
+        &self,
+        agent_id: &str,
+        event: internal::AgentEvent,
+        out: &mut Vec<Output>,
+    ) {
+        if let Some(conn) = self.agents.get(agent_id).and_then(|a| a.conn) {
+            out.push(Output::ToAgent { conn, event });
+        }
+    }
+}
+
+/// Where the operations of one ACCEPT happen: the framework, the offers' agent and role.
+struct Placement<'a> {
+    framework_id: &'a str,
+    agent_id: &'a str,
+    role: &'a str,
+}
+
+/// The TASK_ERROR answer for a task that failed validation.
+fn task_error(
+    task: &v1::TaskInfo,
+    agent_id: &str,
+    reason: Reason,
+    message: String,
+    now: Duration,
+) -> v1::TaskStatus {
+    Synthesized {
+        task_id: &task.task_id.value,
+        state: TaskState::TaskError,
+        source: Source::Master,
+        reason: Some(reason),
+        message,
+        agent_id: Some(agent_id),
+        executor_id: None,
+    }
+    .build(now)
 }
 
 fn launch_tasks(operation: &v1::offer::Operation) -> Vec<&v1::TaskInfo> {

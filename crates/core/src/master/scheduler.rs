@@ -11,6 +11,7 @@ use std::time::Duration;
 use agora_proto::scheduler::call::Type as CallType;
 use agora_proto::v1;
 use agora_proto::v1::framework_info::capability::Type as Capability;
+use agora_proto::v1::offer::operation::Type as OpType;
 use agora_proto::{internal, scheduler as sched};
 
 use super::{
@@ -279,12 +280,12 @@ impl Master {
             CallType::Teardown => self.remove_framework(&framework_id, now, out),
             CallType::Accept => {
                 let accept = call.accept.unwrap_or_default();
-                // Only LAUNCH is implemented so far; refusing the whole call loses nothing,
+                // Only LAUNCH and LAUNCH_GROUP are implemented so far; refusing the whole call loses nothing,
                 // where dropping an operation silently would.
                 if let Some(op) = accept
                     .operations
                     .iter()
-                    .find(|op| op.r#type() != v1::offer::operation::Type::Launch)
+                    .find(|op| !matches!(op.r#type(), OpType::Launch | OpType::LaunchGroup))
                 {
                     return Err(CallError::BadRequest(format!(
                         "Offer operation {} is not supported by this version of Agora",

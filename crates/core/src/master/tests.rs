@@ -25,6 +25,7 @@ use crate::attributes::Attributes;
 use crate::convert;
 use crate::resources::Resources;
 
+mod groups;
 mod offers;
 mod subscribe;
 mod tasks;
