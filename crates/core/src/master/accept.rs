@@ -237,6 +237,7 @@ impl Master {
         if resources.is_empty() {
             return Err("Task uses no resources".into());
         }
+        self.check_allocation_role(at, &task.resources)?;
         Ok(resources)
     }
 
@@ -356,6 +357,7 @@ impl Master {
         }
         let resources = convert::resources_from_proto(&executor.resources)
             .map_err(|e| format!("Executor uses invalid resources: {e}"))?;
+        self.check_allocation_role(at, &executor.resources)?;
         let key = (at.agent_id.to_string(), executor_id.clone());
         match framework.executors.get(&key) {
             Some(running) => {
@@ -375,6 +377,39 @@ impl Master {
                 ExecutorRecord { role: at.role.to_string(), resources, info: executor.clone() },
             ))),
         }
+    }
+
+    /// MULTI_ROLE frameworks echo the offer's `allocation_info` on every resource they use;
+    /// others may leave it out, but none may name another role (reference §10 item 13).
+    fn check_allocation_role(
+        &self,
+        at: &Placement<'_>,
+        resources: &[v1::Resource],
+    ) -> Result<(), String> {
+        let multi_role = self
+            .frameworks
+            .get(at.framework_id)
+            .is_some_and(|f| has_capability(&f.info, Capability::MultiRole));
+        for resource in resources {
+            match resource.allocation_info.as_ref().and_then(|a| a.role.as_deref()) {
+                Some(role) if role != at.role => {
+                    return Err(format!(
+                        "Resource '{}' is allocated to role '{role}', but the offers are \
+                         allocated to role '{}'",
+                        resource.name, at.role
+                    ));
+                }
+                None if multi_role => {
+                    return Err(format!(
+                        "Resource '{}' lacks 'allocation_info', which a MULTI_ROLE framework \
+                         must copy from the offer",
+                        resource.name
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Books launched tasks (and a new executor) into the framework: tasks start as

@@ -253,3 +253,32 @@ fn a_running_executor_must_be_named_with_the_same_executor_info() {
     assert_eq!(error.state(), TaskState::TaskError);
     assert!(error.message().contains("not compatible"), "{}", error.message());
 }
+
+#[test]
+fn multi_role_frameworks_must_echo_the_allocation_role() {
+    let mut info = with_capabilities(framework("f"), &[Capability::MultiRole]);
+    info.roles = vec!["web".into()];
+    let mut c = cluster(info);
+    let aid = c.aid.clone();
+    assert_eq!(
+        c.offer.allocation_info.as_ref().and_then(|a| a.role.as_deref()),
+        Some("web"),
+        "offers to MULTI_ROLE frameworks name their role"
+    );
+    let web = v1::resource::AllocationInfo { role: Some("web".into()) };
+    let other = v1::resource::AllocationInfo { role: Some("db".into()) };
+    let bare = task("bare", &aid, "cpus:1");
+    let mut wrong = task("wrong", &aid, "cpus:1");
+    wrong.resources = convert::resources_to_proto(&res("cpus:1"), Some(&other));
+    let mut echoed = task("echoed", &aid, "cpus:1");
+    echoed.resources = convert::resources_to_proto(&res("cpus:1"), Some(&web));
+    let out = c.launch(vec![bare, wrong, echoed], None);
+    let errors: Vec<(String, String)> = updates(&out, c.fconn)
+        .into_iter()
+        .map(|s| (s.task_id.value.clone(), s.message().to_string()))
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].0 == "bare" && errors[0].1.contains("lacks 'allocation_info'"));
+    assert!(errors[1].0 == "wrong" && errors[1].1.contains("allocated to role 'db'"));
+    assert_eq!(c.h.master.tasks().len(), 1);
+}
