@@ -99,6 +99,18 @@ pub struct Launch {
     pub command: v1::CommandInfo,
     pub env: Vec<(String, String)>,
     pub user: Option<String>,
+    /// Persistent volumes of the executor and its first task, linked into the sandbox.
+    pub volumes: Vec<VolumeLink>,
+}
+
+/// A persistent volume made visible in a sandbox: the shell creates `host_path` if needed and
+/// links `<sandbox>/<container_path>` to it (Mesos's `filesystem/posix` behaviour).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeLink {
+    /// `<work_dir>/volumes/roles/<role>/<persistence id>`.
+    pub host_path: String,
+    /// Relative to the sandbox.
+    pub container_path: String,
 }
 
 #[expect(
@@ -121,6 +133,11 @@ pub enum Output {
         conn: ConnId,
     },
     LaunchExecutor(Box<Launch>),
+    /// Link persistent volumes of a task that joins a running executor into its sandbox.
+    AttachVolumes {
+        sandbox: String,
+        volumes: Vec<VolumeLink>,
+    },
     /// Kill the executor's whole process group.
     KillExecutor {
         framework_id: String,
@@ -168,6 +185,8 @@ pub struct Agent {
     executor_conns: BTreeMap<ConnId, (String, String)>,
     /// Status update streams by (framework id, task id).
     streams: BTreeMap<(String, String), UpdateStream>,
+    /// Dynamic reservations and persistent volumes, as the master last sent them.
+    checkpointed: Vec<v1::Resource>,
 }
 
 impl Agent {
@@ -180,6 +199,7 @@ impl Agent {
             frameworks: BTreeMap::new(),
             executor_conns: BTreeMap::new(),
             streams: BTreeMap::new(),
+            checkpointed: Vec::new(),
         }
     }
 
@@ -200,6 +220,7 @@ impl Agent {
             tasks: Vec::new(),
             // The master shuts down frameworks it removed while this agent was away.
             frameworks: self.frameworks.values().map(|f| f.info.clone()).collect(),
+            checkpointed_resources: self.checkpointed.clone(),
         });
         call
     }
@@ -347,6 +368,11 @@ impl Agent {
                     self.shutdown_executor(&framework_id, &shutdown.executor_id.value, now, out);
                 }
             }
+            MasterEventType::CheckpointResources => {
+                if let Some(checkpoint) = event.checkpoint_resources {
+                    self.checkpointed = checkpoint.resources;
+                }
+            }
             // Task groups arrive with the default executor (branch `group`, being merged).
             MasterEventType::RunTaskGroup => {}
             MasterEventType::Heartbeat | MasterEventType::Error | MasterEventType::Unknown => {}
@@ -410,6 +436,10 @@ impl Agent {
                 self.enqueue_update(&framework_id, status, now, out);
                 return;
             }
+            let volumes = volume_links(&self.config.work_dir, &task.resources);
+            if !volumes.is_empty() {
+                out.push(Output::AttachVolumes { sandbox: executor.sandbox.clone(), volumes });
+            }
             match executor.conn {
                 Some(conn) => {
                     executor.launched.insert(task.task_id.value.clone(), TaskState::TaskStaging);
@@ -439,6 +469,8 @@ impl Agent {
                 allocation_role(&framework.info, &task),
             ));
         }
+        let mut volumes = volume_links(&self.config.work_dir, &executor_info.resources);
+        volumes.extend(volume_links(&self.config.work_dir, &task.resources));
         let mut queued = VecDeque::new();
         queued.push_back(task);
         framework.executors.insert(
@@ -464,6 +496,7 @@ impl Agent {
             command,
             env,
             user,
+            volumes,
         })));
     }
 
@@ -740,6 +773,29 @@ impl Agent {
         status.uuid = Some(bytes::Bytes::copy_from_slice(&self.uuids.next_bytes()));
         status
     }
+}
+
+/// The persistent volumes among `resources`, as links into a sandbox. Volumes are created by
+/// the master's CREATE and survive their tasks, so they live outside every sandbox.
+fn volume_links(work_dir: &str, resources: &[v1::Resource]) -> Vec<VolumeLink> {
+    let Ok(resources) = crate::convert::resources_from_proto(resources) else {
+        return Vec::new();
+    };
+    resources
+        .iter()
+        .filter_map(|r| {
+            let id = r.persistence_id()?;
+            let volume = r.disk.as_ref()?.volume.as_ref()?;
+            Some(VolumeLink {
+                host_path: format!(
+                    "{}/volumes/roles/{}/{id}",
+                    work_dir.trim_end_matches('/'),
+                    r.role()
+                ),
+                container_path: volume.container_path.clone(),
+            })
+        })
+        .collect()
 }
 
 fn launch_event(task: v1::TaskInfo) -> executor::Event {

@@ -226,16 +226,20 @@ fn refuse_durations() {
 #[test]
 fn unsupported_operations_are_refused_without_consuming_offers() {
     let mut c = cluster(framework("f"));
-    let mut reserve = v1::offer::Operation::default();
-    reserve.set_type(v1::offer::operation::Type::Reserve);
+    let mut grow = v1::offer::Operation::default();
+    grow.set_type(v1::offer::operation::Type::GrowVolume);
+    let mut feedback = launch(vec![]);
+    feedback.id = Some(v1::OperationId { value: "op1".into() });
     let offer_id = c.offer.id.value.clone();
-    let (result, out) = c.h.call(&c.fid, accept(&[&offer_id], vec![reserve], None));
-    assert!(
-        matches!(&result, Err(CallError::BadRequest(m)) if m.contains("RESERVE")),
-        "{result:?}"
-    );
-    assert!(updates(&out, c.fconn).is_empty());
-    assert_eq!(c.h.master.offer_ids().len(), 1);
+    for (op, expected) in [(grow, "GROW_VOLUME"), (feedback, "Operation feedback")] {
+        let (result, out) = c.h.call(&c.fid, accept(&[&offer_id], vec![op], None));
+        assert!(
+            matches!(&result, Err(CallError::BadRequest(m)) if m.contains(expected)),
+            "{result:?}"
+        );
+        assert!(updates(&out, c.fconn).is_empty());
+        assert_eq!(c.h.master.offer_ids().len(), 1);
+    }
 }
 
 #[test]
