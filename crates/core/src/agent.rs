@@ -5,7 +5,8 @@
 //! timer ticks; outputs are calls to the master, events to executors and orders to launch or
 //! kill executor processes. The `agent` crate owns the processes, the sandbox directories and
 //! the HTTP connections. Executor API calls live in `agent/executor_api.rs`, status updates in
-//! `agent/updates.rs`. Not here yet: checkpointing and recovery, executor registration
+//! `agent/updates.rs`. Losing the master kills nothing: the agent re-registers with the tasks it
+//! runs. Not here yet: checkpointing and recovery of the agent itself, executor registration
 //! timeouts, health checks.
 
 mod executor_api;
@@ -146,7 +147,7 @@ struct Executor {
     /// Tasks not yet handed to the executor (it has not subscribed).
     queued: VecDeque<v1::TaskInfo>,
     /// Tasks handed over, with the latest state the executor reported.
-    launched: BTreeMap<String, TaskState>,
+    launched: BTreeMap<String, LaunchedTask>,
     /// Set once the agent asked it to shut down: when to kill it if it has not exited.
     kill_at: Option<Duration>,
     /// Whether the kill was ordered; it is ordered once.
@@ -155,6 +156,21 @@ struct Executor {
     command: bool,
     /// Tasks the master asked to kill; if the executor dies first they end TASK_KILLED.
     kill_requested: BTreeSet<String>,
+}
+
+/// A task handed to its executor.
+#[derive(Debug)]
+struct LaunchedTask {
+    info: v1::TaskInfo,
+    state: TaskState,
+    /// The newest status the executor sent.
+    latest: Option<v1::TaskStatus>,
+}
+
+impl LaunchedTask {
+    fn new(info: v1::TaskInfo) -> Self {
+        Self { info, state: TaskState::TaskStaging, latest: None }
+    }
 }
 
 /// The agent's state. See the module documentation.
@@ -187,21 +203,124 @@ impl Agent {
         self.agent_id.as_deref()
     }
 
-    /// The REGISTER call for the next (re)connection to the master.
+    /// The REGISTER call for the next (re)connection to the master. Once the agent has an id
+    /// it carries everything a restarted master needs to rebuild its view of this agent: the
+    /// tasks that are not over for the master yet, the custom executors and the frameworks.
     pub fn register_call(&self) -> internal::AgentCall {
         let mut info = self.config.agent_info.clone();
         info.id = self.agent_id.as_ref().map(|id| v1::AgentId { value: id.clone() });
+        let mut tasks = Vec::new();
+        let mut executors = Vec::new();
+        let mut frameworks = Vec::new();
+        for (framework_id, framework) in &self.frameworks {
+            // The master shuts down frameworks it removed while this agent was away.
+            frameworks.push(framework.info.clone());
+            if framework.terminating {
+                continue;
+            }
+            for (executor_id, executor) in &framework.executors {
+                let custom = (!executor.command).then_some(executor_id.as_str());
+                if custom.is_some() {
+                    let mut info = executor.info.clone();
+                    info.framework_id = Some(v1::FrameworkId { value: framework_id.clone() });
+                    executors.push(info);
+                }
+                for task in &executor.queued {
+                    tasks.push(self.task_report(
+                        framework_id,
+                        custom,
+                        task,
+                        TaskState::TaskStaging,
+                        None,
+                    ));
+                }
+                for task in executor.launched.values() {
+                    tasks.push(self.task_report(
+                        framework_id,
+                        custom,
+                        &task.info,
+                        task.state,
+                        task.latest.as_ref(),
+                    ));
+                }
+            }
+        }
+        // Tasks whose executor is gone but whose last updates still wait for their
+        // acknowledgement: the master learns how they ended.
+        for ((framework_id, task_id), stream) in &self.streams {
+            let known = tasks.iter().any(|t| {
+                t.framework_id.as_ref().is_some_and(|f| f.value == *framework_id)
+                    && t.task_id.as_ref().is_some_and(|t| t.value == *task_id)
+            });
+            let Some(latest) = stream.latest().filter(|_| !known) else {
+                continue;
+            };
+            let mut task = v1::Task {
+                task_id: Some(v1::TaskId { value: task_id.clone() }),
+                framework_id: Some(v1::FrameworkId { value: framework_id.clone() }),
+                agent_id: info.id.clone(),
+                statuses: vec![latest.clone()],
+                ..Default::default()
+            };
+            task.set_state(latest.state());
+            self.mark_in_flight(&mut task);
+            tasks.push(task);
+        }
         let mut call = internal::AgentCall::default();
         call.set_type(internal::agent_call::Type::Register);
         call.register = Some(internal::agent_call::Register {
             agent_info: info,
             protocol_version: crate::master::AGENT_PROTOCOL_VERSION,
             endpoint: Some(self.config.endpoint.clone()),
-            tasks: Vec::new(),
-            // The master shuts down frameworks it removed while this agent was away.
-            frameworks: self.frameworks.values().map(|f| f.info.clone()).collect(),
+            tasks,
+            frameworks,
+            executors,
+            // Reservations and volumes do not exist on agents yet.
+            checkpointed_resources: Vec::new(),
         });
         call
+    }
+
+    /// A task as REGISTER reports it.
+    fn task_report(
+        &self,
+        framework_id: &str,
+        executor_id: Option<&str>,
+        info: &v1::TaskInfo,
+        state: TaskState,
+        latest: Option<&v1::TaskStatus>,
+    ) -> v1::Task {
+        let mut task = v1::Task {
+            name: Some(info.name.clone()),
+            task_id: Some(info.task_id.clone()),
+            framework_id: Some(v1::FrameworkId { value: framework_id.to_string() }),
+            executor_id: executor_id.map(|e| v1::ExecutorId { value: e.to_string() }),
+            agent_id: self.agent_id.as_ref().map(|a| v1::AgentId { value: a.clone() }),
+            resources: info.resources.clone(),
+            statuses: latest.into_iter().cloned().collect(),
+            labels: info.labels.clone(),
+            discovery: info.discovery.clone(),
+            container: info.container.clone(),
+            health_check: info.health_check.clone(),
+            kill_policy: info.kill_policy,
+            limits: info.limits.clone(),
+            ..Default::default()
+        };
+        task.set_state(state);
+        self.mark_in_flight(&mut task);
+        task
+    }
+
+    /// Names the update of the task's stream that is in flight (the head, unacknowledged).
+    fn mark_in_flight(&self, task: &mut v1::Task) {
+        let (Some(framework_id), Some(task_id)) = (&task.framework_id, &task.task_id) else {
+            return;
+        };
+        let key = (framework_id.value.clone(), task_id.value.clone());
+        if let Some(head) = self.streams.get(&key).and_then(UpdateStream::head) {
+            task.set_status_update_state(head.state());
+            task.status_update_uuid = head.uuid.clone();
+        }
     }
 
     /// Executors the agent runs, as (framework id, executor id, sandbox).
@@ -223,7 +342,7 @@ impl Agent {
         let mut out = Vec::new();
         match input {
             Input::Master(event) => self.master_event(event, now, &mut out),
-            Input::MasterDisconnected => self.master_disconnected(now, &mut out),
+            Input::MasterDisconnected => self.master_disconnected(),
             Input::ExecutorSubscribe { req, conn, call } => {
                 let result = self.executor_subscribe(conn, call, &mut out);
                 // The reply goes first so the shell answers 200 before the stream's events.
@@ -272,19 +391,11 @@ impl Agent {
         out
     }
 
-    /// The master counts the tasks of frameworks that do not checkpoint as lost when the agent
-    /// disconnects (reference §5.2), so the agent shuts their executors down, as Mesos does.
-    fn master_disconnected(&mut self, now: Duration, out: &mut Vec<Output>) {
+    /// Losing the master kills nothing: executors keep running and their updates wait, and
+    /// the next REGISTER reports them to whichever master comes back (a restarted one
+    /// rebuilds its view of this agent from it).
+    fn master_disconnected(&mut self) {
         self.registered = false;
-        let doomed: Vec<String> = self
-            .frameworks
-            .iter()
-            .filter(|(_, f)| !f.info.checkpoint())
-            .map(|(id, _)| id.clone())
-            .collect();
-        for framework_id in doomed {
-            self.shutdown_framework(&framework_id, now, out);
-        }
     }
 
     fn executor_mut(&mut self, framework_id: &str, executor_id: &str) -> Option<&mut Executor> {
@@ -410,7 +521,9 @@ impl Agent {
             }
             match executor.conn {
                 Some(conn) => {
-                    executor.launched.insert(task.task_id.value.clone(), TaskState::TaskStaging);
+                    executor
+                        .launched
+                        .insert(task.task_id.value.clone(), LaunchedTask::new(task.clone()));
                     out.push(Output::ToExecutor { conn, event: launch_event(task) });
                 }
                 None => executor.queued.push_back(task),
@@ -660,7 +773,7 @@ impl Agent {
                 executor
                     .launched
                     .iter()
-                    .filter(|(_, state)| !is_terminal(**state))
+                    .filter(|(_, task)| !is_terminal(task.state))
                     .map(|(id, _)| id.clone()),
             )
             .collect();
