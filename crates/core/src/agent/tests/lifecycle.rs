@@ -366,7 +366,9 @@ fn registration_reports_tasks_executors_and_updates_in_flight() {
 
     let register = h.agent.register_call().register.expect("register");
     assert_eq!(register.agent_info.id.map(|a| a.value), Some(AGENT_ID.to_string()));
-    let mut tasks: Vec<(String, TaskState, Option<TaskState>, Option<Bytes>, usize)> = register
+    /// (task id, state, state in flight, uuid in flight, statuses)
+    type Reported = (String, TaskState, Option<TaskState>, Option<Bytes>, usize);
+    let mut tasks: Vec<Reported> = register
         .tasks
         .iter()
         .map(|t| {
