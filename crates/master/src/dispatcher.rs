@@ -228,3 +228,74 @@ fn request_id(input: &Input) -> Option<ReqId> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_core::allocator::AllocatorConfig;
+    use agora_proto::{scheduler, v1};
+
+    fn config() -> MasterConfig {
+        MasterConfig {
+            master_info: v1::MasterInfo { id: "m1".into(), ..Default::default() },
+            allocation_interval: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_secs(15),
+            allocator: AllocatorConfig::default(),
+            max_completed_tasks_per_framework: 10,
+            max_completed_frameworks: 10,
+            agent_reregister_timeout: Duration::from_secs(600),
+        }
+    }
+
+    fn subscribe(name: &str) -> scheduler::Call {
+        let mut call = scheduler::Call {
+            subscribe: Some(scheduler::call::Subscribe {
+                framework_info: v1::FrameworkInfo {
+                    user: "alice".into(),
+                    name: name.into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        call.set_type(scheduler::call::Type::Subscribe);
+        call
+    }
+
+    #[tokio::test]
+    async fn queued_inputs_share_one_durable_commit_that_precedes_their_replies()
+    -> Result<(), crate::registry::RegistryError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(crate::registry::FILE_NAME);
+        let (store, snapshot) = Store::open(&path, &config().master_info)?;
+        let store = Arc::new(store);
+        let (handle, _fatal) = spawn(config(), snapshot, Some(store.clone()));
+        let before = store.commits();
+
+        // Three subscriptions are queued before the dispatcher gets to run (this runtime has one
+        // thread): they go through the core as one batch.
+        let mut streams = Vec::new();
+        let requests = (0..3).map(|i| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            streams.push(rx);
+            let conn = handle.next_id();
+            let input = Input::Subscribe {
+                req: handle.next_id(),
+                conn,
+                stream_id: format!("s{i}"),
+                call: subscribe(&format!("f{i}")),
+            };
+            submit(&handle, input, Some(StreamSender { conn, format: Format::Json, tx }))
+        });
+        let replies = futures::future::join_all(requests).await;
+        assert!(replies.iter().all(Result::is_ok), "{replies:?}");
+        // By the time anyone heard back, all three frameworks were on disk, in one commit.
+        assert_eq!(store.read()?.frameworks.len(), 3);
+        assert_eq!(store.commits() - before, 1);
+        for stream in &mut streams {
+            assert!(stream.try_recv().is_ok(), "SUBSCRIBED was delivered");
+        }
+        Ok(())
+    }
+}

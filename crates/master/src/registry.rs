@@ -10,6 +10,7 @@
 //! simply has no store.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use agora_core::master::RegistryOp;
 use agora_proto::{internal, v1};
@@ -48,6 +49,8 @@ pub enum RegistryError {
 pub struct Store {
     db: Database,
     path: PathBuf,
+    /// Durable write transactions since opening (one per group commit).
+    commits: AtomicU64,
 }
 
 impl Store {
@@ -59,7 +62,7 @@ impl Store {
     ) -> Result<(Store, internal::Registry), RegistryError> {
         let store_error = |source: redb::Error| RegistryError::Store { path: path.into(), source };
         let db = Database::create(path).map_err(|e| store_error(e.into()))?;
-        let store = Store { db, path: path.to_path_buf() };
+        let store = Store { db, path: path.to_path_buf(), commits: AtomicU64::new(0) };
         let registry = store.read()?;
         store.write(|txn| {
             let mut meta = txn.open_table(META)?;
@@ -68,6 +71,11 @@ impl Store {
             Ok(())
         })?;
         Ok((store, registry))
+    }
+
+    /// How many group commits this store made since it was opened.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Applies `ops` in order in one durable write transaction.
@@ -107,7 +115,9 @@ impl Store {
                 }
             }
             Ok(())
-        })
+        })?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Runs `body` in a write transaction and commits it durably.
@@ -128,7 +138,7 @@ impl Store {
     }
 
     /// Everything the store holds.
-    fn read(&self) -> Result<internal::Registry, RegistryError> {
+    pub fn read(&self) -> Result<internal::Registry, RegistryError> {
         let store_error =
             |source: redb::Error| RegistryError::Store { path: self.path.clone(), source };
         let txn = self.db.begin_read().map_err(|e| store_error(e.into()))?;
