@@ -6,6 +6,7 @@
 //! executable's `target/<profile>/` directory (the README's test command builds it first), or
 //! through `AGORA_BIN`.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -74,7 +75,7 @@ impl Cluster {
 
     pub fn start_with(options: ClusterOptions) -> anyhow::Result<Self> {
         let work_dir = tempfile::tempdir().context("tempdir")?;
-        let mut child = Command::new(agora_bin())
+        let child = Command::new(agora_bin())
             .args(["dev", "--port", "0", "--agent_port", "0"])
             .arg("--work_dir")
             .arg(work_dir.path())
@@ -89,15 +90,7 @@ impl Cluster {
             .stderr(Stdio::inherit())
             .spawn()
             .context("cannot start agora dev")?;
-        let stdout = child.stdout.take().context("stdout is piped")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (mut child, rx) = read_lines(child)?;
         let mut master = None;
         let mut agent = None;
         while master.is_none() || agent.is_none() {
@@ -139,17 +132,119 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         // SIGTERM first so the daemons stop cleanly; the executors they started exit when their
         // agent stream closes.
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        terminate(&mut self.child);
     }
+}
+
+/// SIGTERM, then SIGKILL if the process has not exited within five seconds.
+fn terminate(child: &mut Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    for _ in 0..50 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Takes a child's piped stdout and hands its lines over a channel.
+fn read_lines(mut child: Child) -> anyhow::Result<(Child, mpsc::Receiver<String>)> {
+    let stdout = child.stdout.take().context("stdout is piped")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Ok((child, rx))
+}
+
+/// One `agora master` or `agora agent` process on its own, for tests that stop and restart
+/// daemons separately. Dropping it stops it like `Cluster`.
+pub struct Daemon {
+    child: Child,
+    /// `host:port` the daemon listens on.
+    pub addr: String,
+    /// What the daemon prints on stdout after its address line.
+    stdout: mpsc::Receiver<String>,
+}
+
+impl Daemon {
+    /// `agora master <args>`.
+    pub fn master<S: AsRef<OsStr>>(args: &[S]) -> anyhow::Result<Self> {
+        Self::start("master", args, "agora master listening on http://")
+    }
+
+    /// `agora agent <args>`.
+    pub fn agent<S: AsRef<OsStr>>(args: &[S]) -> anyhow::Result<Self> {
+        Self::start("agent", args, "agora agent listening on http://")
+    }
+
+    fn start<S: AsRef<OsStr>>(mode: &str, args: &[S], ready: &str) -> anyhow::Result<Self> {
+        let child = Command::new(agora_bin())
+            .arg(mode)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start agora {mode}"))?;
+        let (mut child, rx) = read_lines(child)?;
+        loop {
+            let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("agora {mode} did not report its address");
+            };
+            if let Some(addr) = line.strip_prefix(ready).and_then(|r| r.split_whitespace().next()) {
+                return Ok(Self { child, addr: addr.to_string(), stdout: rx });
+            }
+        }
+    }
+
+    /// The next line the daemon prints that starts with `prefix`.
+    pub fn line_starting(&self, prefix: &str) -> anyhow::Result<String> {
+        loop {
+            let line = self
+                .stdout
+                .recv_timeout(Duration::from_secs(60))
+                .with_context(|| format!("no line starting with {prefix:?}"))?;
+            if line.starts_with(prefix) {
+                return Ok(line);
+            }
+        }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGKILL: the daemon dies at once, without any chance to clean up.
+    pub fn kill(mut self) -> anyhow::Result<()> {
+        let pid = nix::unistd::Pid::from_raw(self.pid());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL)?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago, for a daemon that must come back on the
+/// same address.
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
 }
 
 /// Whether a gated tier must run: in CI (`CI=true`) a missing prerequisite is a failure, not

@@ -53,10 +53,10 @@ pub(crate) async fn submit(
         .unwrap_or_else(|| Err(CallError::Forbidden("The agent is shutting down".into())))
 }
 
-pub(crate) fn spawn(config: AgentConfig, master: String) -> Handle {
+pub(crate) fn spawn(config: AgentConfig, master: String, backoff: master_link::Backoff) -> Handle {
     let (tx, rx) = mpsc::unbounded_channel();
     let handle = Dispatch::new(tx);
-    let to_master = master_link::spawn(master, handle.clone());
+    let to_master = master_link::spawn(master, handle.clone(), backoff);
     let dispatcher = Dispatcher {
         agent: Agent::new(config),
         handle: handle.clone(),

@@ -45,6 +45,10 @@ pub struct AgentOptions {
     pub executor_shutdown_grace_period: Duration,
     pub status_update_retry_min: Duration,
     pub status_update_retry_max: Duration,
+    /// First wait before registering again after a failed attempt or a lost master; doubles
+    /// up to `registration_backoff_max`.
+    pub registration_backoff_min: Duration,
+    pub registration_backoff_max: Duration,
     /// How to start the command executor.
     pub command_executor: CommandExecutor,
 }
@@ -68,6 +72,8 @@ impl AgentOptions {
             executor_shutdown_grace_period: Duration::from_secs(5),
             status_update_retry_min: Duration::from_secs(10),
             status_update_retry_max: Duration::from_secs(600),
+            registration_backoff_min: Duration::from_millis(100),
+            registration_backoff_max: Duration::from_secs(10),
             command_executor,
         }
     }
@@ -94,7 +100,7 @@ pub struct RunningAgent {
 
 impl RunningAgent {
     /// Stops serving. Executors keep running; without checkpointing they exit on their own
-    /// once their stream to the agent breaks.
+    /// once their stream to the agent breaks. (Losing the master, by contrast, stops nothing.)
     pub async fn shutdown(self) {
         self.server.shutdown().await;
     }
@@ -144,7 +150,11 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
         status_update_retry_max: options.status_update_retry_max,
         seed: rand_seed(),
     };
-    let handle = dispatcher::spawn(config, options.master.clone());
+    let backoff = master_link::Backoff {
+        min: options.registration_backoff_min,
+        max: options.registration_backoff_max,
+    };
+    let handle = dispatcher::spawn(config, options.master.clone(), backoff);
     let app = http::router(handle, work_dir);
     let server = Server::spawn(listener, app, "agent")
         .map_err(|source| AgentError::Bind { addr: requested, source })?;

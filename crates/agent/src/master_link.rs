@@ -3,8 +3,9 @@
 //!
 //! Events from the stream go to the dispatcher as `Input::Master`; a broken stream (closed,
 //! failed, or silent for five heartbeat intervals) becomes `Input::MasterDisconnected`, and the
-//! next REGISTER carries the agent id the core already holds. Calls that fail to send are
-//! dropped here: the core retries status updates on its own clock.
+//! next REGISTER carries the agent id and the tasks the core holds, so that a restarted master
+//! finds them again. Calls that fail to send are dropped here: the core retries status updates
+//! on its own clock (and sends every pending one again on registration).
 
 use std::time::Duration;
 
@@ -16,24 +17,37 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::dispatcher::{Command, Handle};
 
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// The wait between registration attempts: from `min`, doubling up to `max`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Backoff {
+    pub(crate) min: Duration,
+    pub(crate) max: Duration,
+}
 /// Missed heartbeats after which the master counts as gone, as in Mesos (5 × 15 s).
 const MISSED_HEARTBEATS: u32 = 5;
 
 /// Starts the link; returns the sender for calls to the master.
-pub(crate) fn spawn(master: String, handle: Handle) -> mpsc::UnboundedSender<internal::AgentCall> {
+pub(crate) fn spawn(
+    master: String,
+    handle: Handle,
+    backoff: Backoff,
+) -> mpsc::UnboundedSender<internal::AgentCall> {
     let url = format!("http://{master}/api/agora/v1/agent");
     let (stream_id_tx, stream_id_rx) = watch::channel(None::<String>);
     let (calls_tx, calls_rx) = mpsc::unbounded_channel();
-    tokio::spawn(keep_registered(url.clone(), handle, stream_id_tx));
+    tokio::spawn(keep_registered(url.clone(), handle, stream_id_tx, backoff));
     tokio::spawn(send_calls(url, calls_rx, stream_id_rx));
     calls_tx
 }
 
-async fn keep_registered(url: String, handle: Handle, stream_id: watch::Sender<Option<String>>) {
+async fn keep_registered(
+    url: String,
+    handle: Handle,
+    stream_id: watch::Sender<Option<String>>,
+    limits: Backoff,
+) {
     let client = client();
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = limits.min;
     loop {
         let (reply, register) = oneshot::channel();
         if handle.tx.send(Command::RegisterCall(reply)).is_err() {
@@ -50,7 +64,7 @@ async fn keep_registered(url: String, handle: Handle, stream_id: watch::Sender<O
                     match tokio::time::timeout(silence, events.next()).await {
                         Ok(Ok(Some(event))) => {
                             if let Some(registered) = &event.registered {
-                                backoff = BACKOFF_MIN;
+                                backoff = limits.min;
                                 if let Some(seconds) = registered.heartbeat_interval_seconds
                                     && seconds.is_finite()
                                     && seconds > 0.0
@@ -88,7 +102,7 @@ async fn keep_registered(url: String, handle: Handle, stream_id: watch::Sender<O
             Err(e) => tracing::debug!(error = %e, "cannot register with the master yet"),
         }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        backoff = (backoff * 2).min(limits.max);
     }
 }
 

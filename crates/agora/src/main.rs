@@ -17,7 +17,7 @@ use std::time::Duration;
 use agora_agent::AgentOptions;
 use agora_core::agent::CommandExecutor;
 use agora_core::resources::Resources;
-use agora_master::MasterOptions;
+use agora_master::{MasterOptions, RegistryKind};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
@@ -58,11 +58,24 @@ struct MasterFlags {
     /// Hostname to advertise (defaults to the IP).
     #[arg(long)]
     hostname: Option<String>,
-    /// Directory for the master's persistent state.
+    /// Directory for the master's persistent state (its registry); required with
+    /// `--registry=replicated_log`.
     #[arg(long = "work_dir", alias = "work-dir")]
-    work_dir: PathBuf,
+    work_dir: Option<PathBuf>,
+    /// Where the registry lives: `replicated_log` (a store under --work_dir that survives
+    /// restarts) or `in_memory` (nothing survives the process).
+    #[arg(long, value_enum, default_value_t = RegistryFlag::ReplicatedLog)]
+    registry: RegistryFlag,
     #[command(flatten)]
     timing: MasterTiming,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RegistryFlag {
+    #[value(name = "replicated_log")]
+    ReplicatedLog,
+    #[value(name = "in_memory")]
+    InMemory,
 }
 
 #[derive(Args, Clone)]
@@ -73,6 +86,10 @@ struct MasterTiming {
     /// Time between HEARTBEAT events on subscription streams (Mesos uses 15secs).
     #[arg(long = "heartbeat_interval", alias = "heartbeat-interval", default_value = "15secs", value_parser = duration)]
     heartbeat_interval: Duration,
+    /// How long agents have to re-register after a master restart before they count as
+    /// unreachable.
+    #[arg(long = "agent_reregister_timeout", alias = "agent-reregister-timeout", default_value = "10mins", value_parser = duration)]
+    agent_reregister_timeout: Duration,
     /// Rescind offers a framework has not answered within this (Mesos: none).
     #[arg(long = "offer_timeout", alias = "offer-timeout", value_parser = duration)]
     offer_timeout: Option<Duration>,
@@ -152,6 +169,13 @@ struct AgentShape {
     /// First retry of an unacknowledged status update (doubles up to 10mins; Mesos: 10secs).
     #[arg(long = "status_update_retry_interval", alias = "status-update-retry-interval", default_value = "10secs", value_parser = duration)]
     status_update_retry_interval: Duration,
+    /// First wait before registering with the master again after a failed attempt or a lost
+    /// master; it doubles up to --registration_backoff_max.
+    #[arg(long = "registration_backoff_factor", alias = "registration-backoff-factor", default_value = "100ms", value_parser = duration)]
+    registration_backoff_factor: Duration,
+    /// Longest wait between registration attempts.
+    #[arg(long = "registration_backoff_max", alias = "registration-backoff-max", default_value = "10secs", value_parser = duration)]
+    registration_backoff_max: Duration,
 }
 
 #[derive(Args, Clone)]
@@ -224,10 +248,16 @@ fn master_options(
     ip: IpAddr,
     port: u16,
     hostname: Option<String>,
-    work_dir: PathBuf,
+    work_dir: Option<PathBuf>,
+    registry: RegistryFlag,
     timing: &MasterTiming,
 ) -> MasterOptions {
-    let mut options = MasterOptions::new(ip, port, work_dir);
+    let mut options = MasterOptions::new(ip, port, PathBuf::new());
+    options.work_dir = work_dir;
+    options.registry = match registry {
+        RegistryFlag::ReplicatedLog => RegistryKind::ReplicatedLog,
+        RegistryFlag::InMemory => RegistryKind::InMemory,
+    };
     options.hostname = hostname;
     options.allocation_interval = timing.allocation_interval;
     options.heartbeat_interval = timing.heartbeat_interval;
@@ -238,6 +268,7 @@ fn master_options(
     if let Some(min) = &timing.min_allocatable_resources {
         options.allocator.min_allocatable = min.0.clone();
     }
+    options.agent_reregister_timeout = timing.agent_reregister_timeout;
     options
 }
 
@@ -261,15 +292,29 @@ fn agent_options(
     options.attributes = shape.attributes;
     options.executor_shutdown_grace_period = shape.executor_shutdown_grace_period;
     options.status_update_retry_min = shape.status_update_retry_interval;
+    options.registration_backoff_min = shape.registration_backoff_factor;
+    options.registration_backoff_max =
+        shape.registration_backoff_max.max(shape.registration_backoff_factor);
     Ok(options)
 }
 
 async fn run_master(flags: MasterFlags) -> anyhow::Result<()> {
-    let options =
-        master_options(flags.ip, flags.port, flags.hostname, flags.work_dir, &flags.timing);
-    let master = agora_master::start(options).await?;
+    let options = master_options(
+        flags.ip,
+        flags.port,
+        flags.hostname,
+        flags.work_dir,
+        flags.registry,
+        &flags.timing,
+    );
+    let mut master = agora_master::start(options).await?;
     println!("agora master listening on http://{} (id {})", master.addr, master.master_info.id);
-    wait_for_signal().await;
+    let (agents, frameworks) = master.recovered;
+    println!("agora master registry: {agents} agents, {frameworks} frameworks");
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        reason = master.failed() => anyhow::bail!("the master failed: {reason}"),
+    }
     master.shutdown().await;
     Ok(())
 }
@@ -292,10 +337,17 @@ async fn run_agent(flags: AgentFlags) -> anyhow::Result<()> {
 
 async fn run_dev(flags: DevFlags) -> anyhow::Result<()> {
     let work_dir = flags.work_dir.unwrap_or_else(|| std::env::temp_dir().join("agora-dev"));
-    let master_options =
-        master_options(flags.ip, flags.port, None, work_dir.join("master"), &flags.timing);
+    // The registry persists under the dev work directory, like a real master's.
+    let master_options = master_options(
+        flags.ip,
+        flags.port,
+        None,
+        Some(work_dir.join("master")),
+        RegistryFlag::ReplicatedLog,
+        &flags.timing,
+    );
     let agent_shape = flags.shape.clone();
-    let master = agora_master::start(master_options).await?;
+    let mut master = agora_master::start(master_options).await?;
     let agent_options = agent_options(
         master.addr.to_string(),
         flags.ip,
@@ -315,8 +367,14 @@ async fn run_dev(flags: DevFlags) -> anyhow::Result<()> {
     println!("agora agent listening on http://{} (resources {})", agent.addr, agent.resources);
     println!("agora work directory: {}", work_dir.display());
     println!("try: agora execute --master {} --name hello --command 'echo hi'", master.addr);
-    wait_for_signal().await;
+    let failed = tokio::select! {
+        _ = wait_for_signal() => None,
+        reason = master.failed() => Some(reason),
+    };
     agent.shutdown().await;
+    if let Some(reason) = failed {
+        anyhow::bail!("the master failed: {reason}");
+    }
     master.shutdown().await;
     Ok(())
 }

@@ -2,7 +2,11 @@
 //! framework id filled in.
 //!
 //! Builders for the calls a simple framework needs (launch, decline, acknowledge, kill,
-//! teardown) keep callers short. Reconnection and failover are the caller's business.
+//! teardown) keep callers short. `resubscribe` subscribes again with the session's
+//! FrameworkID, waiting for the master to come back, which is how a scheduler survives a
+//! master restart or a broken stream; when to call it is the caller's business.
+
+use std::time::Duration;
 
 use agora_proto::codec::Format;
 use agora_proto::scheduler::{Call, Event, call, event};
@@ -16,6 +20,9 @@ pub struct SchedulerSession {
     client: reqwest::Client,
     url: String,
     format: Format,
+    /// `host:port` of the master, and the FrameworkInfo to subscribe again with.
+    master: String,
+    info: v1::FrameworkInfo,
     pub stream_id: String,
     pub framework_id: v1::FrameworkId,
     pub master_info: Option<v1::MasterInfo>,
@@ -45,7 +52,7 @@ impl SchedulerSession {
         let url = format!("http://{master}/api/v1/scheduler");
         let mut subscribe = Call {
             framework_id: info.id.clone(),
-            subscribe: Some(call::Subscribe { framework_info: info, ..Default::default() }),
+            subscribe: Some(call::Subscribe { framework_info: info.clone(), ..Default::default() }),
             ..Default::default()
         };
         subscribe.set_type(call::Type::Subscribe);
@@ -58,6 +65,8 @@ impl SchedulerSession {
                     client,
                     url,
                     format,
+                    master: master.to_string(),
+                    info,
                     stream_id,
                     framework_id: subscribed.framework_id,
                     master_info: subscribed.master_info,
@@ -69,6 +78,30 @@ impl SchedulerSession {
                 "expected SUBSCRIBED, got {}",
                 other.as_str_name()
             ))),
+        }
+    }
+
+    /// Subscribes again with this session's FrameworkID and FrameworkInfo: after a master
+    /// restart or a broken stream, the framework keeps its tasks. While the master cannot be
+    /// reached it retries with a backoff from 100 ms up to 5 s, for `patience` at most; a
+    /// refusal (for instance of a framework that was removed) ends it at once.
+    pub async fn resubscribe(
+        &self,
+        patience: Duration,
+    ) -> Result<(Self, Subscription<Event>), SubscribeError> {
+        let mut info = self.info.clone();
+        info.id = Some(self.framework_id.clone());
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match Self::subscribe(&self.master, info.clone(), self.format).await {
+                Err(SubscribeError::Client(e)) if tokio::time::Instant::now() + wait < deadline => {
+                    tracing::debug!(error = %e, "the master is not back yet");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
         }
     }
 
@@ -133,6 +166,28 @@ impl SchedulerSession {
             ..Default::default()
         };
         message.set_type(call::Type::Acknowledge);
+        self.call(message).await
+    }
+
+    /// RECONCILE: the latest state of the tasks named, or of every task the master knows for
+    /// this framework when `tasks` is empty (implicit reconciliation).
+    pub async fn reconcile(
+        &self,
+        tasks: Vec<(v1::TaskId, Option<v1::AgentId>)>,
+    ) -> Result<(), ClientError> {
+        let mut message = Call {
+            reconcile: Some(call::Reconcile {
+                tasks: tasks
+                    .into_iter()
+                    .map(|(task_id, agent_id)| call::reconcile::Task {
+                        task_id: Some(task_id),
+                        agent_id,
+                    })
+                    .collect(),
+            }),
+            ..Default::default()
+        };
+        message.set_type(call::Type::Reconcile);
         self.call(message).await
     }
 

@@ -5,10 +5,12 @@
 //! timer ticks; outputs are calls to the master, events to executors and orders to launch or
 //! kill executor processes. The `agent` crate owns the processes, the sandbox directories and
 //! the HTTP connections. Executor API calls live in `agent/executor_api.rs`, status updates in
-//! `agent/updates.rs`. Not here yet: checkpointing and recovery, executor registration
-//! timeouts, health checks.
+//! `agent/updates.rs`, the REGISTER report in `agent/register.rs`. Losing the master kills
+//! nothing: the agent re-registers with the tasks it runs. Not here yet: checkpointing and
+//! recovery of the agent itself, executor registration timeouts, health checks.
 
 mod executor_api;
+mod register;
 mod updates;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -163,7 +165,7 @@ struct Executor {
     /// Tasks not yet handed to the executor (it has not subscribed).
     queued: VecDeque<v1::TaskInfo>,
     /// Tasks handed over, with the latest state the executor reported.
-    launched: BTreeMap<String, TaskState>,
+    launched: BTreeMap<String, LaunchedTask>,
     /// Set once the agent asked it to shut down: when to kill it if it has not exited.
     kill_at: Option<Duration>,
     /// Whether the kill was ordered; it is ordered once.
@@ -172,6 +174,21 @@ struct Executor {
     command: bool,
     /// Tasks the master asked to kill; if the executor dies first they end TASK_KILLED.
     kill_requested: BTreeSet<String>,
+}
+
+/// A task handed to its executor.
+#[derive(Debug)]
+struct LaunchedTask {
+    info: v1::TaskInfo,
+    state: TaskState,
+    /// The newest status the executor sent.
+    latest: Option<v1::TaskStatus>,
+}
+
+impl LaunchedTask {
+    fn new(info: v1::TaskInfo) -> Self {
+        Self { info, state: TaskState::TaskStaging, latest: None }
+    }
 }
 
 /// The agent's state. See the module documentation.
@@ -207,24 +224,6 @@ impl Agent {
         self.agent_id.as_deref()
     }
 
-    /// The REGISTER call for the next (re)connection to the master.
-    pub fn register_call(&self) -> internal::AgentCall {
-        let mut info = self.config.agent_info.clone();
-        info.id = self.agent_id.as_ref().map(|id| v1::AgentId { value: id.clone() });
-        let mut call = internal::AgentCall::default();
-        call.set_type(internal::agent_call::Type::Register);
-        call.register = Some(internal::agent_call::Register {
-            agent_info: info,
-            protocol_version: crate::master::AGENT_PROTOCOL_VERSION,
-            endpoint: Some(self.config.endpoint.clone()),
-            tasks: Vec::new(),
-            // The master shuts down frameworks it removed while this agent was away.
-            frameworks: self.frameworks.values().map(|f| f.info.clone()).collect(),
-            checkpointed_resources: self.checkpointed.clone(),
-        });
-        call
-    }
-
     /// Executors the agent runs, as (framework id, executor id, sandbox).
     pub fn executors(&self) -> Vec<(String, String, String)> {
         self.frameworks
@@ -244,7 +243,7 @@ impl Agent {
         let mut out = Vec::new();
         match input {
             Input::Master(event) => self.master_event(event, now, &mut out),
-            Input::MasterDisconnected => self.master_disconnected(now, &mut out),
+            Input::MasterDisconnected => self.master_disconnected(),
             Input::ExecutorSubscribe { req, conn, call } => {
                 let result = self.executor_subscribe(conn, call, &mut out);
                 // The reply goes first so the shell answers 200 before the stream's events.
@@ -293,19 +292,11 @@ impl Agent {
         out
     }
 
-    /// The master counts the tasks of frameworks that do not checkpoint as lost when the agent
-    /// disconnects (reference §5.2), so the agent shuts their executors down, as Mesos does.
-    fn master_disconnected(&mut self, now: Duration, out: &mut Vec<Output>) {
+    /// Losing the master kills nothing: executors keep running and their updates wait, and
+    /// the next REGISTER reports them to whichever master comes back (a restarted one
+    /// rebuilds its view of this agent from it).
+    fn master_disconnected(&mut self) {
         self.registered = false;
-        let doomed: Vec<String> = self
-            .frameworks
-            .iter()
-            .filter(|(_, f)| !f.info.checkpoint())
-            .map(|(id, _)| id.clone())
-            .collect();
-        for framework_id in doomed {
-            self.shutdown_framework(&framework_id, now, out);
-        }
     }
 
     fn executor_mut(&mut self, framework_id: &str, executor_id: &str) -> Option<&mut Executor> {
@@ -442,7 +433,9 @@ impl Agent {
             }
             match executor.conn {
                 Some(conn) => {
-                    executor.launched.insert(task.task_id.value.clone(), TaskState::TaskStaging);
+                    executor
+                        .launched
+                        .insert(task.task_id.value.clone(), LaunchedTask::new(task.clone()));
                     out.push(Output::ToExecutor { conn, event: launch_event(task) });
                 }
                 None => executor.queued.push_back(task),
@@ -695,7 +688,7 @@ impl Agent {
                 executor
                     .launched
                     .iter()
-                    .filter(|(_, state)| !is_terminal(**state))
+                    .filter(|(_, task)| !is_terminal(task.state))
                     .map(|(id, _)| id.clone()),
             )
             .collect();

@@ -243,6 +243,12 @@ impl Allocator {
         }
     }
 
+    /// Sets the weights of the roles named (the operator's UPDATE_WEIGHTS); other roles keep
+    /// theirs.
+    pub fn set_weights(&mut self, weights: &BTreeMap<String, f64>) {
+        self.config.weights.extend(weights.iter().map(|(role, w)| (role.clone(), *w)));
+    }
+
     /// Lets the framework receive offers again.
     pub fn activate_framework(&mut self, framework_id: &str) {
         if let Some(framework) = self.frameworks.get_mut(framework_id) {

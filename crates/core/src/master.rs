@@ -11,6 +11,7 @@
 
 mod accept;
 mod agents;
+mod recovery;
 mod scheduler;
 mod tasks;
 
@@ -25,6 +26,7 @@ pub use crate::call::CallError;
 use crate::convert;
 use crate::resources::Resources;
 use crate::status::is_terminal;
+pub use recovery::RegistryOp;
 pub use scheduler::validate_call;
 
 /// A scheduler or agent stream, numbered by the shell.
@@ -52,6 +54,9 @@ pub struct MasterConfig {
     pub allocator: AllocatorConfig,
     pub max_completed_tasks_per_framework: usize,
     pub max_completed_frameworks: usize,
+    /// How long agents of the registry have to re-register after a restart before they count
+    /// as unreachable (`--agent_reregister_timeout`).
+    pub agent_reregister_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +96,16 @@ pub enum Input {
     AllocationTick,
     /// Fires every `heartbeat_interval`.
     HeartbeatTick,
+    /// Sets the weights of the named roles (the operator's UPDATE_WEIGHTS).
+    UpdateWeights {
+        req: ReqId,
+        weights: Vec<v1::WeightInfo>,
+    },
+    /// Sets a role's quota; one with no guarantees and no limits removes it.
+    UpdateQuota {
+        req: ReqId,
+        quota: internal::RegistryQuota,
+    },
 }
 
 #[expect(
@@ -118,6 +133,9 @@ pub enum Output {
     CloseAgent {
         conn: ConnId,
     },
+    /// A registry change that must be durable before any other output of the same input is
+    /// delivered (ARCHITECTURE: persist before you promise).
+    Persist(RegistryOp),
 }
 
 #[derive(Debug)]
@@ -133,6 +151,9 @@ struct Framework {
     completed_tasks: VecDeque<Task>,
     /// Custom executors by (agent, executor id), with the resources they hold.
     executors: BTreeMap<(String, String), ExecutorRecord>,
+    /// Known from the registry or an agent's report, but its scheduler has not subscribed to
+    /// this master yet.
+    recovered: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +191,8 @@ struct Agent {
     endpoint: String,
     conn: Option<ConnId>,
     stream_id: Option<String>,
+    /// What the registry holds about the agent, to persist only real changes.
+    record: internal::RegistryAgent,
 }
 
 #[derive(Debug, Clone)]
@@ -202,12 +225,28 @@ pub struct Master {
     /// same order on every run: the simulator replays runs exactly.
     scheduler_conns: BTreeMap<ConnId, String>,
     agent_conns: BTreeMap<ConnId, String>,
+    /// Agents of the registry that have not re-registered since this master started; tasks
+    /// that could be on them get no reconciliation answer (reference §5.8).
+    recovered_agents: BTreeMap<String, internal::RegistryAgent>,
+    /// When the agents still in `recovered_agents` become unreachable.
+    reregister_deadline: Option<Duration>,
+    /// Agents that did not re-register in time; they may still come back.
+    unreachable_agents: BTreeMap<String, internal::RegistryAgent>,
+    /// Role weights set through the registry (they override `--weights`).
+    weights: BTreeMap<String, f64>,
+    quotas: BTreeMap<String, internal::RegistryQuota>,
 }
 
 impl Master {
+    /// A master with an empty registry.
     pub fn new(config: MasterConfig) -> Self {
+        Self::recover(config, internal::Registry::default(), Duration::ZERO)
+    }
+
+    /// A master with nothing in it yet; `recover` fills it from the registry.
+    fn empty(config: MasterConfig, allocator: AllocatorConfig) -> Self {
         Self {
-            allocator: Allocator::new(config.allocator.clone()),
+            allocator: Allocator::new(allocator),
             config,
             next_framework: 0,
             next_offer: 0,
@@ -220,6 +259,11 @@ impl Master {
             offers: BTreeMap::new(),
             scheduler_conns: BTreeMap::new(),
             agent_conns: BTreeMap::new(),
+            recovered_agents: BTreeMap::new(),
+            reregister_deadline: None,
+            unreachable_agents: BTreeMap::new(),
+            weights: BTreeMap::new(),
+            quotas: BTreeMap::new(),
         }
     }
 
@@ -249,11 +293,20 @@ impl Master {
             }
             Input::AgentClosed { conn } => self.agent_closed(conn, now, &mut out),
             Input::AllocationTick => {
+                self.expire_reregistrations(now, &mut out);
                 self.expire_failovers(now, &mut out);
                 self.expire_offers(now, &mut out);
                 self.allocate(now, &mut out);
             }
             Input::HeartbeatTick => self.heartbeat(&mut out),
+            Input::UpdateWeights { req, weights } => {
+                let result = self.update_weights(weights, &mut out);
+                out.push(Output::Reply { req, result });
+            }
+            Input::UpdateQuota { req, quota } => {
+                let result = self.update_quota(quota, &mut out);
+                out.push(Output::Reply { req, result });
+            }
         }
         out
     }
@@ -263,9 +316,24 @@ impl Master {
         self.frameworks.keys().cloned().collect()
     }
 
-    /// Ids of the agents the master knows, connected or not.
+    /// Ids of the agents registered with this master, connected or not.
     pub fn agent_ids(&self) -> Vec<String> {
         self.agents.keys().cloned().collect()
+    }
+
+    /// Ids of the agents of the registry that have not re-registered since the restart.
+    pub fn recovered_agent_ids(&self) -> Vec<String> {
+        self.recovered_agents.keys().cloned().collect()
+    }
+
+    /// Ids of the agents that did not re-register in time after a restart.
+    pub fn unreachable_agent_ids(&self) -> Vec<String> {
+        self.unreachable_agents.keys().cloned().collect()
+    }
+
+    /// Whether framework `id` was removed and is refused.
+    pub fn is_removed_framework(&self, id: &str) -> bool {
+        self.removed_frameworks.contains(id)
     }
 
     /// Active (not yet completed) tasks as (framework id, task id, state).
@@ -480,17 +548,33 @@ impl Master {
             self.scheduler_conns.remove(&conn);
             out.push(Output::CloseScheduler { conn });
         }
+        // The removal is durable before anything of it is delivered: a restarted master keeps
+        // refusing the id.
+        out.push(Output::Persist(RegistryOp::RemoveFramework(internal::RegistryFramework {
+            framework_info: framework.info,
+            removed_time: Some(time_info(now)),
+        })));
+        for forgotten in self.remember_removed(framework_id) {
+            out.push(Output::Persist(RegistryOp::ForgetFramework(forgotten)));
+        }
+    }
+
+    /// Bars a removed framework's id, within the bound; returns the ids that fell out of it.
+    fn remember_removed(&mut self, framework_id: &str) -> Vec<String> {
         self.removed_frameworks.insert(framework_id.to_string());
         self.removed_order.push_back(framework_id.to_string());
+        let mut forgotten = Vec::new();
         while self.removed_order.len() > MAX_REMOVED_FRAMEWORKS {
             if let Some(oldest) = self.removed_order.pop_front() {
                 self.removed_frameworks.remove(&oldest);
+                forgotten.push(oldest);
             }
         }
         self.completed_frameworks.push_back(framework_id.to_string());
         while self.completed_frameworks.len() > self.config.max_completed_frameworks {
             self.completed_frameworks.pop_front();
         }
+        forgotten
     }
 
     /// Removes disconnected frameworks whose failover timeout has run out.
@@ -499,8 +583,14 @@ impl Master {
             .frameworks
             .values()
             .filter(|f| {
-                f.disconnected_at
-                    .is_some_and(|at| now.saturating_sub(at) >= failover_timeout(&f.info))
+                // A master restart alone must not remove a framework: one whose scheduler has
+                // not come back yet gets at least as long as the agents have to re-register.
+                let timeout = if f.recovered {
+                    failover_timeout(&f.info).max(self.config.agent_reregister_timeout)
+                } else {
+                    failover_timeout(&f.info)
+                };
+                f.disconnected_at.is_some_and(|at| now.saturating_sub(at) >= timeout)
             })
             .map(|f| f.id.clone())
             .collect();
@@ -561,6 +651,11 @@ fn error_event(message: impl Into<String>) -> sched::Event {
     let mut e = event(sched::event::Type::Error);
     e.error = Some(sched::event::Error { message: message.into() });
     e
+}
+
+/// `now` as a `TimeInfo`.
+fn time_info(now: Duration) -> v1::TimeInfo {
+    v1::TimeInfo { nanoseconds: i64::try_from(now.as_nanos()).unwrap_or(i64::MAX) }
 }
 
 fn has_capability(info: &v1::FrameworkInfo, kind: v1::framework_info::capability::Type) -> bool {

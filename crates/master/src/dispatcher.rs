@@ -1,19 +1,36 @@
-//! The one task that owns the master's state machine (DESIGN invariant 2).
+//! The one task that owns the master's state machine (DESIGN invariant 2), and where the
+//! registry's group commit happens.
 //!
 //! HTTP handlers send it `Command`s over a channel; it feeds them to the core with the current
 //! time, keeps the senders of every open stream, and carries out the outputs: replies to
 //! waiting handlers, records to streams, stream closures. Two interval timers become
 //! `AllocationTick` and `HeartbeatTick`.
+//!
+//! Inputs are handled in batches: everything already queued when the dispatcher wakes up goes
+//! through the core together, the batch's `Persist` operations are committed to the registry in
+//! one durable write, and only then are the batch's replies and events delivered. So nothing is
+//! promised before it is durable, and one fsync covers as many changes as arrived meanwhile. A
+//! failed commit is fatal: the master stops without delivering anything of that batch.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use agora_core::master::{CallError, ConnId, Input, Master, MasterConfig, Output, ReqId};
+use agora_core::master::{
+    CallError, ConnId, Input, Master, MasterConfig, Output, RegistryOp, ReqId,
+};
 use agora_http::{Clock, Dispatch, Streams};
-use agora_proto::Format;
+use agora_proto::{Format, internal};
 use bytes::Bytes;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
+
+use crate::registry::Store;
+
+/// The most inputs one batch takes, so that a flood of requests cannot hold back the replies
+/// of the first ones for long.
+const MAX_BATCH: usize = 1024;
 
 /// A message to the dispatcher.
 pub(crate) enum Command {
@@ -49,34 +66,50 @@ pub(crate) async fn submit(
         .unwrap_or_else(|| Err(CallError::Forbidden("The master is shutting down".into())))
 }
 
-pub(crate) fn spawn(config: MasterConfig) -> Handle {
+/// Starts the dispatcher on a master recovered from `snapshot`. `store` is `None` for
+/// `--registry=in_memory`. The receiver gets the reason if the dispatcher has to stop.
+pub(crate) fn spawn(
+    config: MasterConfig,
+    snapshot: internal::Registry,
+    store: Option<Arc<Store>>,
+) -> (Handle, oneshot::Receiver<String>) {
     let (tx, rx) = mpsc::unbounded_channel();
+    let (fatal_tx, fatal_rx) = oneshot::channel();
     let allocation_interval = config.allocation_interval;
     let heartbeat_interval = config.heartbeat_interval;
+    let clock = Clock::start();
     let dispatcher = Dispatcher {
-        master: Master::new(config),
-        clock: Clock::start(),
+        master: Master::recover(config, snapshot, clock.now()),
+        clock,
+        store,
         pending: HashMap::new(),
         streams: Streams::default(),
     };
-    tokio::spawn(dispatcher.run(rx, allocation_interval, heartbeat_interval));
-    Dispatch::new(tx)
+    tokio::spawn(async move {
+        if let Err(reason) = dispatcher.run(rx, allocation_interval, heartbeat_interval).await {
+            tracing::error!(%reason, "the master stops");
+            let _ = fatal_tx.send(reason);
+        }
+    });
+    (Dispatch::new(tx), fatal_rx)
 }
 
 struct Dispatcher {
     master: Master,
     clock: Clock,
+    store: Option<Arc<Store>>,
     pending: HashMap<ReqId, oneshot::Sender<Result<(), CallError>>>,
     streams: Streams,
 }
 
 impl Dispatcher {
+    /// Runs until every handle is gone (`Ok`) or the registry fails (`Err`).
     async fn run(
         mut self,
         mut rx: mpsc::UnboundedReceiver<Command>,
         allocation_interval: Duration,
         heartbeat_interval: Duration,
-    ) {
+    ) -> Result<(), String> {
         let mut allocation = tokio::time::interval(allocation_interval);
         allocation.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut heartbeat = tokio::time::interval_at(
@@ -84,31 +117,82 @@ impl Dispatcher {
             heartbeat_interval,
         );
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            let input = tokio::select! {
+        let mut open = true;
+        while open {
+            let first = tokio::select! {
                 command = rx.recv() => match command {
-                    Some(Command::Input { input, reply, stream }) => {
-                        if let Some(s) = stream {
-                            self.streams.insert(s.conn, s.format, s.tx);
-                        }
-                        if let Some(req) = request_id(&input) {
-                            self.pending.insert(req, reply);
-                        }
-                        input
-                    }
-                    Some(Command::Closed(input)) => {
-                        if let Input::SchedulerClosed { conn } | Input::AgentClosed { conn } = &input {
-                            self.streams.remove(*conn);
-                        }
-                        input
-                    }
-                    None => return,
+                    Some(command) => self.accept(command),
+                    None => return Ok(()),
                 },
                 _ = allocation.tick() => Input::AllocationTick,
                 _ = heartbeat.tick() => Input::HeartbeatTick,
             };
-            let outputs = self.master.handle(input, self.clock.now());
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(command) => batch.push(self.accept(command)),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            let mut ops = Vec::new();
+            let mut outputs = Vec::new();
+            for input in batch {
+                for output in self.master.handle(input, self.clock.now()) {
+                    match output {
+                        Output::Persist(op) => ops.push(op),
+                        other => outputs.push(other),
+                    }
+                }
+            }
+            self.persist(ops).await?;
             self.apply(outputs);
+        }
+        Ok(())
+    }
+
+    /// Registers what a command brings along (a stream, a reply channel) and returns its input.
+    fn accept(&mut self, command: Command) -> Input {
+        match command {
+            Command::Input { input, reply, stream } => {
+                if let Some(s) = stream {
+                    self.streams.insert(s.conn, s.format, s.tx);
+                }
+                if let Some(req) = request_id(&input) {
+                    self.pending.insert(req, reply);
+                }
+                input
+            }
+            Command::Closed(input) => {
+                if let Input::SchedulerClosed { conn } | Input::AgentClosed { conn } = &input {
+                    self.streams.remove(*conn);
+                }
+                input
+            }
+        }
+    }
+
+    /// Makes a batch's registry operations durable in one write.
+    async fn persist(&self, ops: Vec<RegistryOp>) -> Result<(), String> {
+        let Some(store) = self.store.clone().filter(|_| !ops.is_empty()) else {
+            return Ok(());
+        };
+        let count = ops.len();
+        // The write blocks on fsync. On a blocking thread, the runtime's workers stay free for
+        // the HTTP handlers, whose requests queue up for the next batch; that is what makes the
+        // group commit pay. The dispatcher itself has to wait either way: nothing of this
+        // batch may be delivered before the write is durable.
+        let result = tokio::task::spawn_blocking(move || store.commit(&ops)).await;
+        match result {
+            Ok(Ok(())) => {
+                tracing::debug!(ops = count, "registry commit");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(format!("cannot write the registry: {e}")),
+            Err(e) => Err(format!("the registry write did not finish: {e}")),
         }
     }
 
@@ -126,6 +210,8 @@ impl Dispatcher {
                     // Dropping the sender ends the response body once it drained.
                     self.streams.remove(conn);
                 }
+                // Split off by `run` before anything is applied.
+                Output::Persist(_) => {}
             }
         }
     }
@@ -136,7 +222,81 @@ fn request_id(input: &Input) -> Option<ReqId> {
         Input::Subscribe { req, .. }
         | Input::SchedulerCall { req, .. }
         | Input::AgentRegister { req, .. }
-        | Input::AgentCall { req, .. } => Some(*req),
+        | Input::AgentCall { req, .. }
+        | Input::UpdateWeights { req, .. }
+        | Input::UpdateQuota { req, .. } => Some(*req),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_core::allocator::AllocatorConfig;
+    use agora_proto::{scheduler, v1};
+
+    fn config() -> MasterConfig {
+        MasterConfig {
+            master_info: v1::MasterInfo { id: "m1".into(), ..Default::default() },
+            allocation_interval: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_secs(15),
+            offer_timeout: None,
+            allocator: AllocatorConfig::default(),
+            max_completed_tasks_per_framework: 10,
+            max_completed_frameworks: 10,
+            agent_reregister_timeout: Duration::from_secs(600),
+        }
+    }
+
+    fn subscribe(name: &str) -> scheduler::Call {
+        let mut call = scheduler::Call {
+            subscribe: Some(scheduler::call::Subscribe {
+                framework_info: v1::FrameworkInfo {
+                    user: "alice".into(),
+                    name: name.into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        call.set_type(scheduler::call::Type::Subscribe);
+        call
+    }
+
+    #[tokio::test]
+    async fn queued_inputs_share_one_durable_commit_that_precedes_their_replies()
+    -> Result<(), crate::registry::RegistryError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(crate::registry::FILE_NAME);
+        let (store, snapshot) = Store::open(&path, &config().master_info)?;
+        let store = Arc::new(store);
+        let (handle, _fatal) = spawn(config(), snapshot, Some(store.clone()));
+        let before = store.commits();
+
+        // Three subscriptions are queued before the dispatcher gets to run (this runtime has one
+        // thread): they go through the core as one batch.
+        let mut streams = Vec::new();
+        let requests = (0..3).map(|i| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            streams.push(rx);
+            let conn = handle.next_id();
+            let input = Input::Subscribe {
+                req: handle.next_id(),
+                conn,
+                stream_id: format!("s{i}"),
+                call: subscribe(&format!("f{i}")),
+            };
+            submit(&handle, input, Some(StreamSender { conn, format: Format::Json, tx }))
+        });
+        let replies = futures::future::join_all(requests).await;
+        assert!(replies.iter().all(Result::is_ok), "{replies:?}");
+        // By the time anyone heard back, all three frameworks were on disk, in one commit.
+        assert_eq!(store.read()?.frameworks.len(), 3);
+        assert_eq!(store.commits() - before, 1);
+        for stream in &mut streams {
+            assert!(stream.try_recv().is_ok(), "SUBSCRIBED was delivered");
+        }
+        Ok(())
     }
 }

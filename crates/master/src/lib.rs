@@ -2,26 +2,42 @@
 //! `agora_core::master::Master` state machine, and turns timers into inputs.
 //!
 //! `http.rs` decodes requests and maps refusals to status codes; `dispatcher.rs` is the single
-//! owner of the core and of every open stream. The shell keeps no state of its own beyond
-//! connection plumbing. Not here yet: the registry (nothing persists), ZooKeeper election,
-//! the operator API and the legacy state endpoints.
+//! owner of the core and of every open stream, and group-commits the registry; `registry.rs` is
+//! the embedded store (redb) under `--work_dir`. The shell keeps no state of its own beyond
+//! connection plumbing. Not here yet: ZooKeeper election, the operator API and the legacy
+//! state endpoints.
 
 mod dispatcher;
 mod http;
+pub mod registry;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agora_core::allocator::AllocatorConfig;
 use agora_core::master::MasterConfig;
 use agora_http::Server;
-use agora_proto::v1;
+use agora_proto::{internal, v1};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::registry::{RegistryError, Store};
 
 /// The Mesos release whose API this master speaks; `/version` reports it because clients such
 /// as pymesos parse it as dotted numbers.
 pub const MESOS_API_VERSION: &str = "1.11.0";
+
+/// Where the master keeps its registry (`--registry`, with Mesos's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryKind {
+    /// Mesos's `replicated_log`: here the embedded store under `--work_dir`, which survives
+    /// restarts (the replicated log proper, across masters, comes with ZooKeeper).
+    ReplicatedLog,
+    /// Nothing survives the process.
+    InMemory,
+}
 
 /// How to run a master; the `agora` binary fills this from Mesos-named flags.
 #[derive(Debug, Clone)]
@@ -31,24 +47,30 @@ pub struct MasterOptions {
     pub port: u16,
     /// Advertised hostname; defaults to the IP.
     pub hostname: Option<String>,
-    pub work_dir: PathBuf,
+    /// Required with `RegistryKind::ReplicatedLog`, as in Mesos.
+    pub work_dir: Option<PathBuf>,
+    pub registry: RegistryKind,
     pub allocation_interval: Duration,
     pub heartbeat_interval: Duration,
     /// `--offer_timeout`: rescind offers not answered within this.
     pub offer_timeout: Option<Duration>,
+    pub agent_reregister_timeout: Duration,
     pub allocator: AllocatorConfig,
 }
 
 impl MasterOptions {
+    /// A master with Mesos's defaults and a durable registry under `work_dir`.
     pub fn new(ip: IpAddr, port: u16, work_dir: PathBuf) -> Self {
         Self {
             ip,
             port,
             hostname: None,
-            work_dir,
+            work_dir: Some(work_dir),
+            registry: RegistryKind::ReplicatedLog,
             allocation_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(15),
             offer_timeout: None,
+            agent_reregister_timeout: Duration::from_secs(600),
             allocator: AllocatorConfig::default(),
         }
     }
@@ -60,13 +82,22 @@ pub enum MasterError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot create work directory {path}: {source}")]
     WorkDir { path: PathBuf, source: std::io::Error },
+    #[error("--work_dir is required with --registry=replicated_log")]
+    NoWorkDir,
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("the registry could not be opened: {0}")]
+    Join(#[from] tokio::task::JoinError),
 }
 
 /// A master that is serving; dropping it does not stop it, `shutdown` does.
 pub struct RunningMaster {
     pub addr: SocketAddr,
     pub master_info: v1::MasterInfo,
+    /// Agents and frameworks the registry held at start.
+    pub recovered: (usize, usize),
     server: Server,
+    fatal: oneshot::Receiver<String>,
 }
 
 impl RunningMaster {
@@ -79,12 +110,20 @@ impl RunningMaster {
     pub async fn wait(self) {
         self.server.wait().await;
     }
+
+    /// Resolves with the reason if the master cannot go on (its registry failed); the process
+    /// should then exit, as a Mesos master aborts.
+    pub async fn failed(&mut self) -> String {
+        (&mut self.fatal).await.unwrap_or_else(|_| "the dispatcher is gone".into())
+    }
 }
 
 /// Binds, starts the dispatcher and serves until `shutdown`.
 pub async fn start(options: MasterOptions) -> Result<RunningMaster, MasterError> {
-    std::fs::create_dir_all(&options.work_dir)
-        .map_err(|source| MasterError::WorkDir { path: options.work_dir.clone(), source })?;
+    if let Some(work_dir) = &options.work_dir {
+        std::fs::create_dir_all(work_dir)
+            .map_err(|source| MasterError::WorkDir { path: work_dir.clone(), source })?;
+    }
     let requested = SocketAddr::new(options.ip, options.port);
     let listener = TcpListener::bind(requested)
         .await
@@ -100,13 +139,41 @@ pub async fn start(options: MasterOptions) -> Result<RunningMaster, MasterError>
         allocator: options.allocator.clone(),
         max_completed_tasks_per_framework: 1000,
         max_completed_frameworks: 50,
+        agent_reregister_timeout: options.agent_reregister_timeout,
     };
-    let handle = dispatcher::spawn(config);
+    let (store, snapshot) = open_registry(&options, &master_info).await?;
+    let recovered = (snapshot.agents.len(), snapshot.frameworks.len());
+    let (handle, fatal) = dispatcher::spawn(config, snapshot, store);
     let app = http::router(handle);
     let server = Server::spawn(listener, app, "master")
         .map_err(|source| MasterError::Bind { addr: requested, source })?;
-    tracing::info!(%addr, id = %master_info.id, "master listening");
-    Ok(RunningMaster { addr, master_info, server })
+    tracing::info!(
+        %addr,
+        id = %master_info.id,
+        agents = recovered.0,
+        frameworks = recovered.1,
+        "master listening"
+    );
+    Ok(RunningMaster { addr, master_info, recovered, server, fatal })
+}
+
+/// Opens the store the options ask for and reads the registry back.
+async fn open_registry(
+    options: &MasterOptions,
+    master_info: &v1::MasterInfo,
+) -> Result<(Option<Arc<Store>>, internal::Registry), MasterError> {
+    match options.registry {
+        RegistryKind::InMemory => Ok((None, internal::Registry::default())),
+        RegistryKind::ReplicatedLog => {
+            let work_dir = options.work_dir.as_ref().ok_or(MasterError::NoWorkDir)?;
+            let path = work_dir.join(registry::FILE_NAME);
+            let info = master_info.clone();
+            // Reading and first writing block on the disk; the runtime may be serving others.
+            let (store, snapshot) =
+                tokio::task::spawn_blocking(move || Store::open(&path, &info)).await??;
+            Ok((Some(Arc::new(store)), snapshot))
+        }
+    }
 }
 
 /// The MasterInfo clients see in SUBSCRIBED; `ip` is the raw network-order address read as a

@@ -12,7 +12,7 @@ use agora_proto::v1::task_status::Source;
 use agora_proto::v1::{self, TaskState};
 use agora_proto::{executor, internal};
 
-use super::{Agent, CallError, ConnId, Output, launch_event};
+use super::{Agent, CallError, ConnId, LaunchedTask, Output, launch_event};
 
 impl Agent {
     pub(super) fn executor_subscribe(
@@ -58,7 +58,7 @@ impl Agent {
         });
         out.push(Output::ToExecutor { conn, event: e });
         while let Some(task) = executor.queued.pop_front() {
-            executor.launched.insert(task.task_id.value.clone(), TaskState::TaskStaging);
+            executor.launched.insert(task.task_id.value.clone(), LaunchedTask::new(task.clone()));
             out.push(Output::ToExecutor { conn, event: launch_event(task) });
         }
         self.executor_conns.insert(conn, (framework_id, executor_id));
@@ -146,9 +146,10 @@ impl Agent {
         let task_id = status.task_id.clone();
         let uuid = status.uuid.clone().unwrap_or_default();
         if let Some(executor) = self.executor_mut(framework_id, executor_id)
-            && let Some(state) = executor.launched.get_mut(&task_id.value)
+            && let Some(task) = executor.launched.get_mut(&task_id.value)
         {
-            *state = status.state();
+            task.state = status.state();
+            task.latest = Some(status.clone());
         }
         self.enqueue_update(framework_id, status, now, out);
         // Accepted (in memory: nothing is checkpointed yet), so the executor may stop retrying.

@@ -37,6 +37,16 @@ impl UpdateStream {
         }
     }
 
+    /// The update in flight.
+    pub(super) fn head(&self) -> Option<&v1::TaskStatus> {
+        self.pending.front()
+    }
+
+    /// The newest update waiting.
+    pub(super) fn latest(&self) -> Option<&v1::TaskStatus> {
+        self.pending.back()
+    }
+
     fn latest_state(&self) -> Option<TaskState> {
         self.pending.back().map(|s| s.state())
     }

@@ -175,16 +175,22 @@ impl Master {
         ids
     }
 
-    /// Tells the agent its complete set of dynamic reservations and persistent volumes.
-    fn checkpoint_resources(&self, agent_id: &str, out: &mut Vec<Output>) {
+    /// Persists the agent's complete set of dynamic reservations and persistent volumes and
+    /// tells the agent, which keeps them and reports them when it registers again.
+    fn checkpoint_resources(&mut self, agent_id: &str, out: &mut Vec<Output>) {
         let Some(agent) = self.agents.get(agent_id) else {
             return;
         };
+        let resources = convert::resources_to_proto(&agent.total.checkpointed(), None);
+        let mut record = agent.record.clone();
+        record.checkpointed_resources = resources.clone();
+        self.record_agent(&record, out);
+        if let Some(agent) = self.agents.get_mut(agent_id) {
+            agent.record = record;
+        }
         let mut e = internal::AgentEvent::default();
         e.set_type(internal::agent_event::Type::CheckpointResources);
-        e.checkpoint_resources = Some(internal::agent_event::CheckpointResources {
-            resources: convert::resources_to_proto(&agent.total.checkpointed(), None),
-        });
+        e.checkpoint_resources = Some(internal::agent_event::CheckpointResources { resources });
         self.to_agent(agent_id, e, out);
     }
 

@@ -2,9 +2,11 @@
 //! internal protocol (`agora.internal.v1`, DESIGN invariant 6), and what happens when an agent's
 //! stream breaks.
 //!
-//! Agent health checking by pings and the unreachable state belong to a later stage; for now a
-//! broken stream deactivates the agent and loses the tasks of frameworks that do not checkpoint,
-//! as Mesos does on a disconnect (reference §5.2).
+//! Agent health checking by pings belongs to a later stage; for now a broken stream deactivates
+//! the agent and loses the tasks of frameworks that do not checkpoint, as Mesos does on a
+//! disconnect (reference §5.2). Agents keep running those tasks and report them when they
+//! re-register, and the master adopts them again (`recovery.rs`), as Mesos does for agents
+//! that come back.
 
 use std::time::Duration;
 
@@ -55,13 +57,27 @@ impl Master {
                 ),
             );
         }
-        let mut info = register.agent_info;
+        let mut info = register.agent_info.clone();
         let total = match convert::resources_from_proto(&info.resources) {
             Ok(total) => total,
             Err(e) => return fail(out, format!("Invalid agent resources: {e}")),
         };
-        let endpoint =
-            register.endpoint.unwrap_or_else(|| format!("{}:{}", info.hostname, info.port()));
+        let checkpointed = match convert::resources_from_proto(&register.checkpointed_resources) {
+            Ok(checkpointed) => checkpointed,
+            Err(e) => return fail(out, format!("Invalid checkpointed resources: {e}")),
+        };
+        // The agent's flags give its resources before any operation; its dynamic reservations
+        // and volumes were carved out of them.
+        let Some(total) = with_checkpointed(&total, &checkpointed) else {
+            return fail(
+                out,
+                format!("Checkpointed resources {checkpointed} exceed the agent's {total}"),
+            );
+        };
+        let endpoint = register
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", info.hostname, info.port()));
 
         let id = match info.id.as_ref().map(|id| id.value.clone()) {
             Some(id) => {
@@ -77,6 +93,12 @@ impl Master {
             }
         };
         info.id = Some(v1::AgentId { value: id.clone() });
+        let record = internal::RegistryAgent {
+            agent_info: info.clone(),
+            checkpointed_resources: register.checkpointed_resources.clone(),
+            unreachable_time: None,
+        };
+        self.record_agent(&record, out);
 
         if let Some(old) = self.agents.get(&id).and_then(|a| a.conn) {
             // Re-registration while the old stream is open: the newest stream wins. The
@@ -102,6 +124,7 @@ impl Master {
             agent.endpoint = endpoint;
             agent.conn = Some(conn);
             agent.stream_id = Some(stream_id);
+            agent.record = record;
         } else {
             self.agents.insert(
                 id.clone(),
@@ -113,10 +136,12 @@ impl Master {
                     endpoint,
                     conn: Some(conn),
                     stream_id: Some(stream_id),
+                    record,
                 },
             );
         }
         self.agent_conns.insert(conn, id.clone());
+        self.adopt_reported(&id, &register, now, out);
 
         // What the master's own records say is running there still holds the resources.
         let mut used: Vec<(String, String, Resources)> = Vec::new();
@@ -335,4 +360,20 @@ impl Master {
             }
         }
     }
+}
+
+/// `total` with the checkpointed resources carved out of the unreserved or statically reserved
+/// resources they came from, or `None` when they do not fit.
+pub(super) fn with_checkpointed(total: &Resources, checkpointed: &Resources) -> Option<Resources> {
+    let base: Resources = checkpointed
+        .iter()
+        .map(|r| {
+            let mut r = r.without_volume();
+            while r.is_dynamically_reserved() {
+                r = r.popped().expect("a dynamically reserved resource has a reservation");
+            }
+            r
+        })
+        .collect();
+    total.checked_sub(&base).map(|rest| rest + checkpointed)
 }

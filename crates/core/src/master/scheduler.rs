@@ -15,7 +15,8 @@ use agora_proto::v1::offer::operation::Type as OpType;
 use agora_proto::{internal, scheduler as sched};
 
 use super::{
-    CallError, ConnId, Framework, Master, Output, ReqId, error_event, event, has_capability,
+    CallError, ConnId, Framework, Master, Output, RegistryOp, ReqId, error_event, event,
+    has_capability,
 };
 use crate::ids::validate_id;
 
@@ -61,7 +62,7 @@ pub fn validate_call(call: &sched::Call) -> Result<(), CallError> {
 
 /// The roles a framework subscribes with, per the MULTI_ROLE rules of reference §2.2.
 #[expect(deprecated, reason = "the single `role` is how non-MULTI_ROLE frameworks name theirs")]
-fn framework_roles(info: &v1::FrameworkInfo) -> Result<Vec<String>, String> {
+pub(super) fn framework_roles(info: &v1::FrameworkInfo) -> Result<Vec<String>, String> {
     let roles: Vec<String> = if has_capability(info, Capability::MultiRole) {
         if info.role.is_some() {
             return Err(
@@ -91,7 +92,7 @@ pub(super) fn framework_roles_of(info: &v1::FrameworkInfo) -> Vec<String> {
     framework_roles(info).unwrap_or_default()
 }
 
-fn validate_role(role: &str) -> Result<(), String> {
+pub(super) fn validate_role(role: &str) -> Result<(), String> {
     if role == "*" {
         return Ok(());
     }
@@ -186,7 +187,16 @@ impl Master {
             // `user` and `checkpoint` cannot change on re-subscription; Mesos silently keeps them.
             info.user = framework.info.user.clone();
             info.checkpoint = framework.info.checkpoint;
+            if framework.info != info {
+                out.push(Output::Persist(RegistryOp::UpdateFramework(
+                    internal::RegistryFramework {
+                        framework_info: info.clone(),
+                        removed_time: None,
+                    },
+                )));
+            }
             framework.info = info.clone();
+            framework.recovered = false;
             framework.conn = Some(conn);
             framework.stream_id = Some(stream_id);
             framework.disconnected_at = None;
@@ -203,6 +213,10 @@ impl Master {
             }
         } else {
             self.allocator.add_framework(&id, &roles, &subscribe.suppressed_roles, true);
+            out.push(Output::Persist(RegistryOp::AddFramework(internal::RegistryFramework {
+                framework_info: info.clone(),
+                removed_time: None,
+            })));
             self.frameworks.insert(
                 id.clone(),
                 Framework {
@@ -215,6 +229,7 @@ impl Master {
                     tasks: Default::default(),
                     completed_tasks: Default::default(),
                     executors: Default::default(),
+                    recovered: false,
                 },
             );
         }

@@ -34,7 +34,8 @@ impl Master {
                 let agent_id = task.agent_id.clone();
                 self.send_kill(framework_id, &agent_id, &kill.task_id.value, policy, out);
             }
-            // Mesos answers a kill of an unknown task with explicit reconciliation.
+            // Mesos answers a kill of an unknown task with explicit reconciliation (silence
+            // while the task's agent may still re-register).
             None => {
                 let status = self.reconcile_unknown(
                     framework_id,
@@ -42,7 +43,9 @@ impl Master {
                     kill.agent_id.as_ref(),
                     now,
                 );
-                self.send_update(framework_id, status, out);
+                if let Some(status) = status {
+                    self.send_update(framework_id, status, out);
+                }
             }
         }
     }
@@ -140,8 +143,8 @@ impl Master {
                 .tasks
                 .iter()
                 .filter_map(|r| Some((r.task_id.as_ref()?, r.agent_id.as_ref())))
-                .map(|(task_id, agent_id)| match framework.tasks.get(&task_id.value) {
-                    Some(task) => reconciled(task, now),
+                .filter_map(|(task_id, agent_id)| match framework.tasks.get(&task_id.value) {
+                    Some(task) => Some(reconciled(task, now)),
                     None => self.reconcile_unknown(framework_id, &task_id.value, agent_id, now),
                 })
                 .collect()
@@ -151,26 +154,37 @@ impl Master {
         }
     }
 
-    /// The answer for a task the master does not know.
+    /// The answer for a task the master does not know; none while the task could be on an
+    /// agent that has not re-registered since the master restarted (the scheduler retries).
     pub(super) fn reconcile_unknown(
         &self,
         framework_id: &str,
         task_id: &str,
         agent_id: Option<&v1::AgentId>,
         now: Duration,
-    ) -> v1::TaskStatus {
+    ) -> Option<v1::TaskStatus> {
+        let recovering = match agent_id {
+            Some(a) => self.recovered_agents.contains_key(&a.value),
+            None => !self.recovered_agents.is_empty(),
+        };
+        if recovering {
+            return None;
+        }
         let partition_aware = self
             .frameworks
             .get(framework_id)
             .is_some_and(|f| has_capability(&f.info, Capability::PartitionAware));
+        let unreachable = agent_id.and_then(|a| self.unreachable_agents.get(&a.value));
         let agent_known = agent_id.is_some_and(|a| self.agents.contains_key(&a.value));
-        let (state, message) = match (agent_known, partition_aware) {
-            (true, true) => (TaskState::TaskGone, "Task is unknown to the agent"),
-            (true, false) => (TaskState::TaskLost, "Task is unknown to the agent"),
-            (false, true) => (TaskState::TaskUnknown, "Task is unknown"),
-            (false, false) => (TaskState::TaskLost, "Task is unknown"),
+        let (state, message) = match (unreachable.is_some(), agent_known, partition_aware) {
+            (true, _, true) => (TaskState::TaskUnreachable, "Task is unreachable"),
+            (true, _, false) => (TaskState::TaskLost, "Task is unreachable"),
+            (false, true, true) => (TaskState::TaskGone, "Task is unknown to the agent"),
+            (false, true, false) => (TaskState::TaskLost, "Task is unknown to the agent"),
+            (false, false, true) => (TaskState::TaskUnknown, "Task is unknown"),
+            (false, false, false) => (TaskState::TaskLost, "Task is unknown"),
         };
-        Synthesized {
+        let mut status = Synthesized {
             task_id,
             state,
             source: Source::Master,
@@ -179,7 +193,9 @@ impl Master {
             agent_id: agent_id.map(|a| a.value.as_str()),
             executor_id: None,
         }
-        .build(now)
+        .build(now);
+        status.unreachable_time = unreachable.and_then(|a| a.unreachable_time);
+        Some(status)
     }
 }
 

@@ -27,6 +27,7 @@ use crate::resources::Resources;
 
 mod groups;
 mod offers;
+mod recovery;
 mod reservations;
 mod subscribe;
 mod tasks;
@@ -50,6 +51,7 @@ fn config() -> MasterConfig {
         allocator: AllocatorConfig::default(),
         max_completed_tasks_per_framework: 10,
         max_completed_frameworks: 10,
+        agent_reregister_timeout: Duration::from_secs(600),
     }
 }
 
@@ -170,6 +172,7 @@ fn register_call(resources: &str, attributes: &str, id: Option<&str>) -> interna
         endpoint: Some("10.0.0.7:5051".into()),
         tasks: Vec::new(),
         frameworks: Vec::new(),
+        executors: Vec::new(),
         checkpointed_resources: Vec::new(),
     });
     c
@@ -237,6 +240,8 @@ struct Harness {
     /// The open stream of each framework and agent: (conn, stream id).
     frameworks: BTreeMap<String, (ConnId, String)>,
     agents: BTreeMap<String, (ConnId, String)>,
+    /// What a store that applied every `Output::Persist` so far would hold.
+    registry: internal::Registry,
 }
 
 impl Harness {
@@ -251,7 +256,19 @@ impl Harness {
             next_id: 0,
             frameworks: BTreeMap::new(),
             agents: BTreeMap::new(),
+            registry: internal::Registry::default(),
         }
+    }
+
+    /// The same cluster after a master restart: a master recovered from the registry a little
+    /// later, with no streams open.
+    fn restart(&self) -> Harness {
+        let mut restarted = Harness::new();
+        restarted.now = self.now + Duration::from_secs(5);
+        restarted.next_id = self.next_id + 1000;
+        restarted.registry = self.registry.clone();
+        restarted.master = Master::recover(config(), self.registry.clone(), restarted.now);
+        restarted
     }
 
     fn next(&mut self) -> u64 {
@@ -260,7 +277,9 @@ impl Harness {
     }
 
     fn handle(&mut self, input: Input) -> Vec<Output> {
-        self.master.handle(input, self.now)
+        let out = self.master.handle(input, self.now);
+        recovery::store(&mut self.registry, &out);
+        out
     }
 
     fn advance(&mut self, seconds: f64) {

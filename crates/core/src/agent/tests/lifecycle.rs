@@ -95,16 +95,19 @@ fn disconnection_holds_updates_and_registration_resends_them() {
 }
 
 #[test]
-fn disconnection_shuts_down_frameworks_that_do_not_checkpoint() {
+fn losing_the_master_kills_nothing() {
+    // Not even the executors of frameworks that do not checkpoint: the master may be
+    // restarting, and it must find the tasks again.
     let mut h = Harness::registered();
     let conn = h.running("t1");
-    let out = h.handle(Input::MasterDisconnected);
-    assert_eq!(exec_kinds(&out, conn), vec![EventType::Shutdown]);
-    // Its updates are not kept for a master that already counted the task as lost.
-    let (result, out) = h.update("t1", status("t1", TaskState::TaskKilled, 3));
+    assert!(h.handle(Input::MasterDisconnected).is_empty());
+    let (result, out) = h.update("t1", status("t1", TaskState::TaskFinished, 3));
     assert_eq!(result, Ok(()));
-    assert!(sent(&out).is_empty());
-    assert_eq!(h.agent.pending_updates(), 0);
+    assert!(sent(&out).is_empty(), "no master to send to");
+    assert_eq!(exec_kinds(&out, conn), vec![EventType::Acknowledged]);
+    assert_eq!(h.agent.pending_updates(), 1, "kept for the next master");
+    let out = h.handle(registered(AGENT_ID));
+    assert_eq!(sent_short(&out), vec![("t1".into(), TaskState::TaskFinished, 3)]);
 }
 
 #[test]
@@ -342,6 +345,58 @@ fn registration_reports_the_agent_s_frameworks() {
     let frameworks = call.register.expect("register").frameworks;
     assert_eq!(frameworks.len(), 1);
     assert_eq!(frameworks[0].id.as_ref().map(|f| f.value.as_str()), Some(FRAMEWORK_ID));
+}
+
+#[test]
+fn registration_reports_tasks_executors_and_updates_in_flight() {
+    let mut h = Harness::registered();
+    // t1 runs, its RUNNING update unacknowledged; t2 waits for its custom executor; t3 ended and
+    // its executor is gone, but its terminal update still waits.
+    h.running("t1");
+    assert_eq!(h.update("t1", status("t1", TaskState::TaskRunning, 1)).0, Ok(()));
+    h.handle(run_task(framework(false), custom_task("t2", "e2")));
+    h.running("t3");
+    assert_eq!(h.update("t3", status("t3", TaskState::TaskFinished, 3)).0, Ok(()));
+    h.handle(Input::ExecutorExited {
+        framework_id: FRAMEWORK_ID.into(),
+        executor_id: "t3".into(),
+        status: Some(0),
+    });
+    h.handle(Input::MasterDisconnected);
+
+    let register = h.agent.register_call().register.expect("register");
+    assert_eq!(register.agent_info.id.map(|a| a.value), Some(AGENT_ID.to_string()));
+    /// (task id, state, state in flight, uuid in flight, statuses)
+    type Reported = (String, TaskState, Option<TaskState>, Option<Bytes>, usize);
+    let mut tasks: Vec<Reported> = register
+        .tasks
+        .iter()
+        .map(|t| {
+            assert_eq!(t.framework_id.as_ref().map(|f| f.value.as_str()), Some(FRAMEWORK_ID));
+            (
+                t.task_id.clone().unwrap_or_default().value,
+                t.state(),
+                t.status_update_state.map(|_| t.status_update_state()),
+                t.status_update_uuid.clone(),
+                t.statuses.len(),
+            )
+        })
+        .collect();
+    tasks.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        tasks,
+        vec![
+            ("t1".into(), TaskState::TaskRunning, Some(TaskState::TaskRunning), Some(uuid(1)), 1),
+            ("t2".into(), TaskState::TaskStaging, None, None, 0),
+            ("t3".into(), TaskState::TaskFinished, Some(TaskState::TaskFinished), Some(uuid(3)), 1),
+        ]
+    );
+    let t1 = register.tasks.iter().find(|t| t.name.as_deref() == Some("t1")).expect("t1");
+    assert!(t1.executor_id.is_none(), "command executors are implied by their tasks");
+    let executors: Vec<String> =
+        register.executors.iter().map(|e| e.executor_id.value.clone()).collect();
+    assert_eq!(executors, vec!["e2".to_string()]);
+    assert!(register.executors[0].framework_id.is_some());
 }
 
 #[test]

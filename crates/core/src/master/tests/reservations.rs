@@ -156,3 +156,31 @@ fn invalid_operations_are_dropped_and_change_nothing() {
         assert_eq!(offered(&offer), res("cpus:4;mem:1024;disk:1000"), "{name}");
     }
 }
+
+#[test]
+fn an_agent_reports_its_reservations_and_volumes_when_it_registers() {
+    let mut h = Harness::new();
+    let (fconn, _) = h.subscribe(web_framework());
+    let checkpointed: Resources =
+        [reserved("cpus", 1.0), volume("vol1", 100.0)].into_iter().collect();
+    let mut register = register_call("cpus:4;mem:1024;disk:1000", "", Some("a1"));
+    if let Some(r) = register.register.as_mut() {
+        r.checkpointed_resources = convert::resources_to_proto(&checkpointed, None);
+    }
+    let (_, out) = h.register(register);
+    let offer = offers(&out, fconn).pop().expect("offer");
+    let mut expected = res("cpus:3;mem:1024;disk:900");
+    expected += &checkpointed;
+    assert_eq!(offered(&offer), expected);
+
+    // More than the agent has is refused, naming both.
+    let mut h = Harness::new();
+    let mut register = register_call("cpus:4;mem:1024", "", Some("a2"));
+    if let Some(r) = register.register.as_mut() {
+        r.checkpointed_resources = convert::resources_to_proto(&checkpointed, None);
+    }
+    let (aconn, out) = h.register(register);
+    let errors: Vec<String> =
+        agent_events(&out, aconn).into_iter().filter_map(|e| Some(e.error?.message)).collect();
+    assert!(errors.iter().any(|m| m.contains("exceed the agent's")), "{errors:?}");
+}

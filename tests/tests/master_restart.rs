@@ -1,0 +1,271 @@
+//! A master restart kills nothing: `agora master` with a registry under its work directory is
+//! SIGKILLed in the middle of a workload and started again on the same address. The agent
+//! re-registers with its tasks, the scheduler re-subscribes with its FrameworkID, long tasks
+//! keep running (same processes), tasks that ended during the outage deliver their terminal
+//! updates, and new tasks launch.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use agora_client::Subscription;
+use agora_client::scheduler::SchedulerSession;
+use agora_proto::scheduler::Event;
+use agora_proto::v1::task_status::Reason;
+use agora_proto::{Format, v1};
+use agora_tests::{Daemon, agora_bin, command_task, free_port, next_offers, next_update};
+use anyhow::{Context, bail, ensure};
+
+const LONG: [&str; 2] = ["long-1", "long-2"];
+const SHORT: [&str; 2] = ["short-1", "short-2"];
+
+fn master_args(port: u16, work_dir: &Path) -> Vec<String> {
+    vec![
+        "--port".into(),
+        port.to_string(),
+        "--work_dir".into(),
+        work_dir.to_string_lossy().into_owned(),
+        // Short intervals keep the test fast; they are flags, not assertions.
+        "--allocation_interval".into(),
+        "100ms".into(),
+        "--heartbeat_interval".into(),
+        "1secs".into(),
+    ]
+}
+
+/// Whether process `pid` exists (a zombie counts as gone: its task is over).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.starts_with(" Z")))
+}
+
+/// Waits for `check` to hold, polling, for up to two minutes.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !check() {
+        ensure!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// The process id a task wrote to `<dir>/<task>.pid`.
+async fn task_pid(dir: &Path, task: &str) -> anyhow::Result<i32> {
+    let path = dir.join(format!("{task}.pid"));
+    let mut pid = None;
+    eventually(&format!("{task} wrote its pid"), || {
+        pid = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse().ok());
+        pid.is_some()
+    })
+    .await?;
+    pid.context("pid")
+}
+
+/// Acknowledges updates (declining offers) until every task of `ids` is RUNNING.
+async fn wait_running(
+    session: &SchedulerSession,
+    events: &mut Subscription<Event>,
+    ids: &[&str],
+) -> anyhow::Result<()> {
+    let mut running = BTreeSet::new();
+    while running.len() < ids.len() {
+        let status = next_update(session, events).await?;
+        session.acknowledge(&status).await?;
+        match status.state() {
+            v1::TaskState::TaskRunning => {
+                running.insert(status.task_id.value);
+            }
+            v1::TaskState::TaskStarting => {}
+            other => bail!("{} went {other:?} before running", status.task_id.value),
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_master_restart_kills_nothing() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let master_dir = dir.path().join("master");
+    let pids = dir.path().join("pids");
+    std::fs::create_dir_all(&pids)?;
+    let finish = dir.path().join("finish");
+    let port = free_port()?;
+
+    let master = Daemon::master(&master_args(port, &master_dir))?;
+    assert_eq!(
+        master.line_starting("agora master registry:")?,
+        "agora master registry: 0 agents, 0 frameworks"
+    );
+    let agent_dir: PathBuf = dir.path().join("agent");
+    let _agent = Daemon::agent(&[
+        "--master",
+        &master.addr,
+        "--port",
+        "0",
+        "--work_dir",
+        &agent_dir.to_string_lossy(),
+        "--resources",
+        "cpus:4;mem:4096;disk:4096;ports:[31000-32000]",
+        "--status_update_retry_interval",
+        "500ms",
+        "--registration_backoff_factor",
+        "100ms",
+        "--registration_backoff_max",
+        "500ms",
+    ])?;
+
+    // A framework that does not checkpoint: a master restart must not cost it its tasks either.
+    let info = v1::FrameworkInfo {
+        user: "root".into(),
+        name: "restart".into(),
+        failover_timeout: Some(3600.0),
+        ..Default::default()
+    };
+    let (session, mut events) =
+        SchedulerSession::subscribe(&master.addr, info, Format::Protobuf).await?;
+    let offer = next_offers(&mut events).await?.remove(0);
+    let pid_file = |task: &str| pids.join(format!("{task}.pid")).to_string_lossy().into_owned();
+    let mut tasks = Vec::new();
+    for task in LONG {
+        let command = format!("echo $$ > {}; exec sleep 600", pid_file(task));
+        tasks.push(command_task(task, &offer.agent_id, "cpus:0.1;mem:32", &command));
+    }
+    for task in SHORT {
+        // They end while the master is down: the test lets them go by creating `finish`.
+        let command = format!(
+            "echo $$ > {}; while [ ! -e {} ]; do sleep 0.1; done",
+            pid_file(task),
+            finish.display()
+        );
+        tasks.push(command_task(task, &offer.agent_id, "cpus:0.1;mem:32", &command));
+    }
+    session.launch(vec![offer.id.clone()], tasks, Some(0.0)).await?;
+    wait_running(&session, &mut events, &[LONG, SHORT].concat()).await?;
+    let mut long_pids = Vec::new();
+    for task in LONG {
+        long_pids.push(task_pid(&pids, task).await?);
+    }
+    let mut short_pids = Vec::new();
+    for task in SHORT {
+        short_pids.push(task_pid(&pids, task).await?);
+    }
+
+    // The master dies mid-workload; the short tasks end while it is gone.
+    let master_pid = master.pid();
+    master.kill()?;
+    ensure!(!alive(master_pid), "the master is dead");
+    drop(events);
+    std::fs::write(&finish, b"")?;
+    eventually("the short tasks ended", || short_pids.iter().all(|p| !alive(*p))).await?;
+    ensure!(long_pids.iter().all(|p| alive(*p)), "losing the master killed a long task");
+
+    // The same master comes back on the same address and work directory, and remembers.
+    let master = Daemon::master(&master_args(port, &master_dir))?;
+    assert_eq!(
+        master.line_starting("agora master registry:")?,
+        "agora master registry: 1 agents, 1 frameworks"
+    );
+    let (session, mut events) = session.resubscribe(Duration::from_secs(120)).await?;
+
+    // The agent re-registers on its own. Until it has, reconciliation says nothing; then it
+    // shows the long tasks running. The terminal updates of the short tasks arrive meanwhile
+    // (the agent retries them), and nothing else happens to any task.
+    let mut reconciled = BTreeSet::new();
+    let mut finished = BTreeSet::new();
+    let mut spare_offer = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut next_reconcile = tokio::time::Instant::now();
+    while reconciled.len() < LONG.len() || finished.len() < SHORT.len() || spare_offer.is_none() {
+        let now = tokio::time::Instant::now();
+        ensure!(
+            now < deadline,
+            "after the restart: reconciled {reconciled:?}, finished {finished:?}"
+        );
+        // Implicit reconciliation, again every second: it stays unanswered until the agent is
+        // back.
+        if now >= next_reconcile {
+            session.reconcile(Vec::new()).await?;
+            next_reconcile = now + Duration::from_secs(1);
+        }
+        let event = match tokio::time::timeout(Duration::from_millis(200), events.next()).await {
+            Ok(event) => event?.context("the new master closed the stream")?,
+            Err(_) => continue,
+        };
+        if let Some(offers) = event.offers {
+            for offer in offers.offers {
+                match spare_offer {
+                    None => spare_offer = Some(offer),
+                    Some(_) => session.decline(vec![offer.id], Some(0.0)).await?,
+                }
+            }
+            continue;
+        }
+        let Some(status) = event.update.and_then(|u| u.status) else {
+            continue;
+        };
+        let task = status.task_id.value.clone();
+        session.acknowledge(&status).await?;
+        match (status.state(), status.reason()) {
+            (v1::TaskState::TaskRunning, Reason::Reconciliation) if LONG.contains(&&*task) => {
+                reconciled.insert(task);
+            }
+            // Implicit reconciliation may catch a short task's end before its own update.
+            (v1::TaskState::TaskFinished, Reason::Reconciliation) => {}
+            (v1::TaskState::TaskFinished, _) if SHORT.contains(&&*task) => {
+                ensure!(status.uuid.is_some(), "the agent's own update carries a uuid");
+                finished.insert(task);
+            }
+            (v1::TaskState::TaskRunning, Reason::Reconciliation) => {}
+            (state, reason) => bail!("unexpected update for {task}: {state:?} ({reason:?})"),
+        }
+    }
+    ensure!(long_pids.iter().all(|p| alive(*p)), "a long task died across the restart");
+
+    // New work launches as before.
+    let offer = spare_offer.context("an offer")?;
+    let task = command_task("after", &offer.agent_id, "cpus:0.1;mem:32", "echo after the restart");
+    session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
+    loop {
+        let status = next_update(&session, &mut events).await?;
+        session.acknowledge(&status).await?;
+        if status.task_id.value != "after" {
+            // Late answers to reconciliation, or a retry of a short task's end that crossed
+            // its acknowledgement.
+            let late_retry = SHORT.contains(&status.task_id.value.as_str())
+                && status.state() == v1::TaskState::TaskFinished;
+            ensure!(
+                status.reason() == Reason::Reconciliation || late_retry,
+                "unexpected update: {status:?}"
+            );
+            continue;
+        }
+        match status.state() {
+            v1::TaskState::TaskFinished => break,
+            v1::TaskState::TaskStarting | v1::TaskState::TaskRunning => {}
+            other => bail!("the new task went {other:?}"),
+        }
+    }
+    ensure!(long_pids.iter().all(|p| alive(*p)), "a long task died");
+
+    // Done: the framework leaves, and its long tasks go with it.
+    session.teardown().await?;
+    eventually("teardown ended the long tasks", || long_pids.iter().all(|p| !alive(*p))).await?;
+    Ok(())
+}
+
+#[test]
+fn the_replicated_log_registry_needs_a_work_dir() -> anyhow::Result<()> {
+    let output = Command::new(agora_bin()).args(["master", "--port", "0"]).output()?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--work_dir is required with --registry=replicated_log"), "{stderr}");
+
+    // In memory, nothing is kept and no directory is needed.
+    let master = Daemon::master(&["--port", "0", "--registry", "in_memory"])?;
+    assert_eq!(
+        master.line_starting("agora master registry:")?,
+        "agora master registry: 0 agents, 0 frameworks"
+    );
+    Ok(())
+}
