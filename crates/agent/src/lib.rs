@@ -47,6 +47,8 @@ pub struct AgentOptions {
     pub status_update_retry_max: Duration,
     /// How to start the command executor.
     pub command_executor: CommandExecutor,
+    /// How to start the default executor (for task groups whose ExecutorInfo has type DEFAULT).
+    pub default_executor: CommandExecutor,
 }
 
 impl AgentOptions {
@@ -56,6 +58,7 @@ impl AgentOptions {
         port: u16,
         work_dir: PathBuf,
         command_executor: CommandExecutor,
+        default_executor: CommandExecutor,
     ) -> Self {
         Self {
             master,
@@ -69,6 +72,7 @@ impl AgentOptions {
             status_update_retry_min: Duration::from_secs(10),
             status_update_retry_max: Duration::from_secs(600),
             command_executor,
+            default_executor,
         }
     }
 }
@@ -139,6 +143,7 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
         endpoint: addr.to_string(),
         work_dir: work_dir.to_string_lossy().into_owned(),
         command_executor: options.command_executor.clone(),
+        default_executor: options.default_executor.clone(),
         executor_shutdown_grace_period: options.executor_shutdown_grace_period,
         status_update_retry_min: options.status_update_retry_min,
         status_update_retry_max: options.status_update_retry_max,
