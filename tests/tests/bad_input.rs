@@ -153,19 +153,56 @@ async fn stream_id_rules_and_bad_tasks_change_nothing() -> anyhow::Result<()> {
     assert_eq!(status.reason(), v1::task_status::Reason::InvalidOffers);
 
     // Unsupported offer operations are refused whole.
-    let mut reserve = v1::offer::Operation::default();
-    reserve.set_type(v1::offer::operation::Type::Reserve);
+    let mut grow = v1::offer::Operation::default();
+    grow.set_type(v1::offer::operation::Type::GrowVolume);
     let mut accept = Call {
         accept: Some(call::Accept {
             offer_ids: vec![offer.id.clone()],
-            operations: vec![reserve],
+            operations: vec![grow],
             filters: None,
         }),
         ..Default::default()
     };
     accept.set_type(call::Type::Accept);
     let refused = session.call(accept).await;
-    assert!(refused.is_err(), "RESERVE is not supported yet and must say so");
+    assert!(refused.is_err(), "GROW_VOLUME is not supported and must say so");
+
+    // Reserving for a role the framework is not in is dropped (202, nothing reserved), and a
+    // task counting on that reservation fails validation.
+    let offer = next_offers(&mut events).await?.remove(0);
+    let mut foreign = v1::Resource {
+        name: "cpus".into(),
+        scalar: Some(v1::value::Scalar { value: 0.5 }),
+        reservations: vec![v1::resource::ReservationInfo {
+            role: Some("not-mine".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    foreign.set_type(v1::value::Type::Scalar);
+    foreign.reservations[0].set_type(v1::resource::reservation_info::Type::Dynamic);
+    let mut reserve = v1::offer::Operation::default();
+    reserve.set_type(v1::offer::operation::Type::Reserve);
+    reserve.reserve =
+        Some(v1::offer::operation::Reserve { resources: vec![foreign.clone()], source: vec![] });
+    let mut needs_it = command_task("needs-it", &offer.agent_id, "mem:32", "true");
+    needs_it.resources.push(foreign);
+    let mut launch = v1::offer::Operation::default();
+    launch.set_type(v1::offer::operation::Type::Launch);
+    launch.launch = Some(v1::offer::operation::Launch { task_infos: vec![needs_it] });
+    let mut accept = Call {
+        accept: Some(call::Accept {
+            offer_ids: vec![offer.id.clone()],
+            operations: vec![reserve, launch],
+            filters: Some(v1::Filters { refuse_seconds: Some(0.0) }),
+        }),
+        ..Default::default()
+    };
+    accept.set_type(call::Type::Accept);
+    session.call(accept).await?;
+    let status = next_update(&session, &mut events).await?;
+    assert_eq!(status.task_id.value, "needs-it");
+    assert_eq!(status.state(), v1::TaskState::TaskError);
 
     // Nothing else changed: the framework still gets offers and runs a valid task.
     let offer = next_offers(&mut events).await?.remove(0);

@@ -161,6 +161,12 @@ impl Dispatcher {
                 Output::LaunchExecutor(launch) => {
                     tokio::spawn(launcher::run(*launch, self.handle.tx.clone()));
                 }
+                Output::AttachVolumes { sandbox, volumes } => {
+                    if let Err(e) = launcher::link_volumes(std::path::Path::new(&sandbox), &volumes)
+                    {
+                        tracing::warn!(%sandbox, "cannot attach volumes: {e}");
+                    }
+                }
                 Output::KillExecutor { framework_id, executor_id } => {
                     let key = (framework_id, executor_id);
                     match self.pids.get(&key) {

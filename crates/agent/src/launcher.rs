@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use agora_core::agent::{Input, Launch};
+use agora_core::agent::{Input, Launch, VolumeLink};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
@@ -59,6 +59,7 @@ fn spawn(launch: &Launch) -> Result<tokio::process::Child, String> {
         std::os::unix::fs::symlink(&launch.container_id, &latest)
             .map_err(|e| format!("cannot link {}: {e}", latest.display()))?;
     }
+    link_volumes(sandbox, &launch.volumes)?;
     let stdout =
         File::create(sandbox.join("stdout")).map_err(|e| format!("cannot create stdout: {e}"))?;
     let stderr =
@@ -93,6 +94,25 @@ fn spawn(launch: &Launch) -> Result<tokio::process::Child, String> {
     tokio::process::Command::from(process)
         .spawn()
         .map_err(|e| format!("cannot start '{value}': {e}"))
+}
+
+/// Creates each persistent volume's directory if it is new and links it into the sandbox at
+/// its container path. Paths come from validated resources (no `..`, not absolute); the link
+/// is replaced if it exists, so a relaunch in the same sandbox is harmless.
+pub(crate) fn link_volumes(sandbox: &Path, volumes: &[VolumeLink]) -> Result<(), String> {
+    for volume in volumes {
+        std::fs::create_dir_all(&volume.host_path)
+            .map_err(|e| format!("cannot create volume {}: {e}", volume.host_path))?;
+        let link = sandbox.join(volume.container_path.trim_start_matches('/'));
+        if let Some(parent) = link.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&volume.host_path, &link)
+            .map_err(|e| format!("cannot link {}: {e}", link.display()))?;
+    }
+    Ok(())
 }
 
 /// How long an executor has between SIGTERM and SIGKILL.

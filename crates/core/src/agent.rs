@@ -6,8 +6,8 @@
 //! kill executor processes. The `agent` crate owns the processes, the sandbox directories and
 //! the HTTP connections. Executor API calls live in `agent/executor_api.rs`, status updates in
 //! `agent/updates.rs`, launching (which executor takes a task or a task group, sandboxes,
-//! environments, LAUNCH and LAUNCH_GROUP) in `agent/launch.rs`. Not here yet: checkpointing and recovery, executor registration
-//! timeouts, health checks.
+//! environments, volumes, LAUNCH and LAUNCH_GROUP) in `agent/launch.rs`. Not here yet:
+//! checkpointing and recovery, executor registration timeouts, health checks.
 
 mod executor_api;
 mod launch;
@@ -104,6 +104,18 @@ pub struct Launch {
     pub command: v1::CommandInfo,
     pub env: Vec<(String, String)>,
     pub user: Option<String>,
+    /// Persistent volumes of the executor and the work it starts with, linked into the sandbox.
+    pub volumes: Vec<VolumeLink>,
+}
+
+/// A persistent volume made visible in a sandbox: the shell creates `host_path` if needed and
+/// links `<sandbox>/<container_path>` to it (Mesos's `filesystem/posix` behaviour).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeLink {
+    /// `<work_dir>/volumes/roles/<role>/<persistence id>`.
+    pub host_path: String,
+    /// Relative to the sandbox.
+    pub container_path: String,
 }
 
 #[expect(
@@ -126,6 +138,11 @@ pub enum Output {
         conn: ConnId,
     },
     LaunchExecutor(Box<Launch>),
+    /// Link persistent volumes of a task that joins a running executor into its sandbox.
+    AttachVolumes {
+        sandbox: String,
+        volumes: Vec<VolumeLink>,
+    },
     /// Kill the executor's whole process group.
     KillExecutor {
         framework_id: String,
@@ -177,6 +194,8 @@ pub struct Agent {
     executor_conns: BTreeMap<ConnId, (String, String)>,
     /// Status update streams by (framework id, task id).
     streams: BTreeMap<(String, String), UpdateStream>,
+    /// Dynamic reservations and persistent volumes, as the master last sent them.
+    checkpointed: Vec<v1::Resource>,
 }
 
 impl Agent {
@@ -189,6 +208,7 @@ impl Agent {
             frameworks: BTreeMap::new(),
             executor_conns: BTreeMap::new(),
             streams: BTreeMap::new(),
+            checkpointed: Vec::new(),
         }
     }
 
@@ -209,6 +229,7 @@ impl Agent {
             tasks: Vec::new(),
             // The master shuts down frameworks it removed while this agent was away.
             frameworks: self.frameworks.values().map(|f| f.info.clone()).collect(),
+            checkpointed_resources: self.checkpointed.clone(),
         });
         call
     }
@@ -354,6 +375,11 @@ impl Agent {
                 if let Some(shutdown) = event.shutdown_executor {
                     let framework_id = shutdown.framework_id.value;
                     self.shutdown_executor(&framework_id, &shutdown.executor_id.value, now, out);
+                }
+            }
+            MasterEventType::CheckpointResources => {
+                if let Some(checkpoint) = event.checkpoint_resources {
+                    self.checkpointed = checkpoint.resources;
                 }
             }
             MasterEventType::RunTaskGroup => {

@@ -329,6 +329,31 @@ impl Allocator {
         }
     }
 
+    /// An operation turned allocated `from` into `to` (same quantities, other reservations
+    /// or volumes) on the agent: the allocation of (framework, role) and the agent's total
+    /// change alike. Does nothing unless `from` is allocated there.
+    pub fn update_allocation(
+        &mut self,
+        framework_id: &str,
+        role: &str,
+        agent_id: &str,
+        from: &Resources,
+        to: &Resources,
+    ) {
+        let Some(agent) = self.agents.get_mut(agent_id) else {
+            return;
+        };
+        let key = (framework_id.to_string(), role.to_string());
+        let Some(held) = agent.allocated.get_mut(&key) else {
+            return;
+        };
+        let Some(rest) = held.checked_sub(from) else {
+            return;
+        };
+        *held = rest + to;
+        agent.total = (&agent.total - from) + to;
+    }
+
     /// Runs one allocation cycle over all agents and returns the offers to make.
     pub fn allocate(&mut self, now: Duration) -> Vec<Allocation> {
         for framework in self.frameworks.values_mut() {

@@ -1,5 +1,5 @@
-//! Agora's brain, free of IO: resources and their syntax, the DRF allocator, and the master and
-//! agent state machines.
+//! Agora's brain, free of IO: resources (with reservations and persistent volumes) and their
+//! syntax, the offer operations, the DRF allocator, and the master and agent state machines.
 //!
 //! Every state machine here is driven by `handle(input, now) -> outputs`. Time, ids and randomness
 //! arrive as inputs or as seeded generators, so the same code runs in the daemons and in the
@@ -14,5 +14,6 @@ pub mod convert;
 pub mod duration;
 pub mod ids;
 pub mod master;
+pub mod operations;
 pub mod resources;
 pub mod status;

@@ -1,17 +1,23 @@
 //! Resource domain types and their arithmetic: what an agent has, what a framework holds.
 //!
 //! A [`Resources`] value is a normalized bag of named quantities (scalars such as `cpus`, range
-//! lists such as `ports`, string sets), each unreserved (role `*`) or statically reserved for one
-//! role. The allocator and the master do all their bookkeeping with `+`, `-`, `contains` and
-//! `allocatable_to`. The text syntax of `--resources` (`cpus:4;mem(ads):1024;ports:[31000-32000]`)
-//! is parsed in `resources/parse.rs` and printed by `Display`.
+//! lists such as `ports`, string sets). Each entry carries a reservation stack (unreserved,
+//! static, dynamic, or refined for child roles), optional disk info (persistent volumes, disk
+//! sources) and the revocable and shared flags; entries merge only when all of those are equal,
+//! and persistent volumes and whole-disk sources are used all or nothing. The allocator, the
+//! master and the offer operations (`crate::operations`) do their bookkeeping with `+`, `-`,
+//! `contains` and the role filters. The text syntax of `--resources`
+//! (`cpus:4;mem(ads):1024;ports:[31000-32000]`) is parsed in `resources/parse.rs` and printed by
+//! `Display`; one entry and its rules live in `resources/resource.rs`.
 //!
-//! Deliberately absent for now: dynamic and refined reservations, persistent volumes, disk
-//! sources, revocable and shared resources, and every conversion to or from `agora-proto`
-//! (the master owns that boundary so that this module stays free of wire types).
+//! Deliberately absent: the counting of shared volumes (a shared volume is kept apart from
+//! other entries but counted like an exclusive one), resource providers, and every conversion
+//! to or from `agora-proto` (`crate::convert` owns that boundary, so this module stays free of
+//! wire types).
 
 mod parse;
 mod ranges;
+mod resource;
 mod scalar;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,6 +28,10 @@ use std::str::FromStr;
 pub use parse::{ParseError, RangeProblem, ResourceProblem, ValueProblem};
 pub(crate) use parse::{TextValueError, parse_ranges_text};
 pub use ranges::{InvertedRange, Ranges};
+pub use resource::{
+    DiskInfo, DiskSource, DiskSourceKind, InvalidResource, Label, Labels, Persistence, Reservation,
+    ReservationKind, Resource, Volume, VolumeMode,
+};
 pub use scalar::Scalar;
 
 /// The role of unreserved resources.
@@ -142,44 +152,6 @@ impl fmt::Display for Value {
     }
 }
 
-/// One named, possibly reserved, resource value.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Resource {
-    /// The resource name (`cpus`, `mem`, `ports`, ...).
-    pub name: String,
-    /// [`UNRESERVED`] (`*`), or the role holding a static reservation.
-    pub role: String,
-    /// The amount.
-    pub value: Value,
-}
-
-impl Resource {
-    /// A resource reserved for `role` (pass [`UNRESERVED`] for none).
-    pub fn new(name: impl Into<String>, role: impl Into<String>, value: Value) -> Resource {
-        Resource { name: name.into(), role: role.into(), value }
-    }
-
-    /// True unless the role is [`UNRESERVED`].
-    pub fn is_reserved(&self) -> bool {
-        self.role != UNRESERVED
-    }
-
-    /// The identity under which entries merge: equal keys add up.
-    fn key(&self) -> (&str, &str, ValueKind) {
-        (&self.name, &self.role, self.value.kind())
-    }
-}
-
-impl fmt::Display for Resource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_reserved() {
-            write!(f, "{}({}):{}", self.name, self.role, self.value)
-        } else {
-            write!(f, "{}:{}", self.name, self.value)
-        }
-    }
-}
-
 /// A resource name that [`Resources::push`] refused because the collection already holds it
 /// with another value type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -195,10 +167,12 @@ pub struct TypeConflict {
 
 /// A normalized collection of resources.
 ///
-/// Invariants: entries are sorted by (name, role, kind), no two share that key, and no entry is
-/// empty. Input that went through [`Resources::parse`] or [`Resources::push`] also keeps one
-/// kind per name; adding two collections that disagree on a kind keeps both entries rather
-/// than losing one, so arithmetic never fails.
+/// Invariants: entries are sorted by their identity (name, reservation stack, disk info, flags,
+/// kind), no two share an identity, and no entry is empty. Input that went through
+/// [`Resources::parse`] or [`Resources::push`] also keeps one kind per name; adding two
+/// collections that disagree on a kind keeps both entries rather than losing one, so
+/// arithmetic never fails. Adding the same persistent volume twice (which an agent's
+/// consistent bookkeeping never does) adds up its size like any other entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Resources {
     entries: Vec<Resource>,
@@ -215,7 +189,7 @@ impl Resources {
         parse::parse_resources(text)
     }
 
-    /// The entries in (name, role, kind) order.
+    /// The entries in (name, reservations, disk info, flags, kind) order.
     pub fn iter(&self) -> std::slice::Iter<'_, Resource> {
         self.entries.iter()
     }
@@ -226,7 +200,8 @@ impl Resources {
     }
 
     /// Where an entry with this key is, or would be inserted.
-    fn position(&self, key: (&str, &str, ValueKind)) -> Result<usize, usize> {
+    fn position(&self, resource: &Resource) -> Result<usize, usize> {
+        let key = resource.key();
         self.entries.binary_search_by(|entry| entry.key().cmp(&key))
     }
 
@@ -235,7 +210,7 @@ impl Resources {
         if resource.value.is_empty() {
             return;
         }
-        match self.position(resource.key()) {
+        match self.position(resource) {
             Ok(idx) => {
                 let merged = self.entries[idx].value.merge(&resource.value);
                 debug_assert!(merged, "entries with equal keys have equal kinds");
@@ -268,14 +243,22 @@ impl Resources {
         }
     }
 
-    /// Removes what `other` holds, entry by entry, ignoring whatever is not there.
+    /// Removes what `other` holds, entry by entry, ignoring whatever is not there. A part of
+    /// an indivisible entry (a persistent volume, a mounted disk) counts as "not there": such
+    /// an entry goes only as a whole.
     pub fn remove(&mut self, other: &Resources) {
         for resource in &other.entries {
-            if let Ok(idx) = self.position(resource.key()) {
-                self.entries[idx].value.remove(&resource.value);
-                if self.entries[idx].value.is_empty() {
+            let Ok(idx) = self.position(resource) else { continue };
+            let entry = &mut self.entries[idx];
+            if entry.is_indivisible() {
+                if entry.value == resource.value {
                     self.entries.remove(idx);
                 }
+                continue;
+            }
+            entry.value.remove(&resource.value);
+            if entry.value.is_empty() {
+                self.entries.remove(idx);
             }
         }
     }
@@ -290,10 +273,14 @@ impl Resources {
         Some(out)
     }
 
-    /// True when `self` holds at least `other`, per (name, role): reserved resources never
-    /// stand in for unreserved ones or for another role's.
+    /// True when `self` holds at least `other`, entry identity by entry identity: reserved
+    /// resources never stand in for unreserved ones or for another reservation, and an
+    /// indivisible entry (a persistent volume, a mounted disk) contains only itself, whole.
     pub fn contains(&self, other: &Resources) -> bool {
-        other.entries.iter().all(|resource| match self.position(resource.key()) {
+        other.entries.iter().all(|resource| match self.position(resource) {
+            Ok(idx) if self.entries[idx].is_indivisible() => {
+                self.entries[idx].value == resource.value
+            }
             Ok(idx) => self.entries[idx].value.contains(&resource.value),
             Err(_) => false,
         })
@@ -337,25 +324,47 @@ impl Resources {
         )
     }
 
-    /// The entries whose role passes `keep`.
-    fn filter_roles(&self, keep: impl Fn(&str) -> bool) -> Resources {
-        Resources { entries: self.entries.iter().filter(|e| keep(&e.role)).cloned().collect() }
+    /// The entries that pass `keep` (a sub-collection keeps the invariants).
+    pub fn filter(&self, keep: impl Fn(&Resource) -> bool) -> Resources {
+        Resources { entries: self.entries.iter().filter(|e| keep(e)).cloned().collect() }
     }
 
-    /// The resources reserved for exactly `role`.
+    /// The resources whose current reservation is for exactly `role`.
     pub fn reserved(&self, role: &str) -> Resources {
-        self.filter_roles(|r| r == role)
+        self.filter(|r| r.is_reserved() && r.role() == role)
     }
 
     /// The unreserved resources.
     pub fn unreserved(&self) -> Resources {
-        self.filter_roles(|r| r == UNRESERVED)
+        self.filter(|r| !r.is_reserved())
     }
 
-    /// What a framework in `role` may be offered: unreserved resources plus that role's
-    /// reservations.
+    /// What a framework in `role` may be offered: unreserved resources plus those reserved
+    /// for `role` or for one of its ancestors (hierarchical roles: `eng` reservations serve
+    /// `eng/web`). Refined reservations for a child role are not the parent's.
     pub fn allocatable_to(&self, role: &str) -> Resources {
-        self.filter_roles(|r| r == UNRESERVED || r == role)
+        self.filter(|r| !r.is_reserved() || r.role() == role || is_strict_subrole(role, r.role()))
+    }
+
+    /// The persistent volumes.
+    pub fn persistent_volumes(&self) -> Resources {
+        self.filter(Resource::is_persistent_volume)
+    }
+
+    /// What an agent must checkpoint: dynamically reserved resources and persistent volumes.
+    pub fn checkpointed(&self) -> Resources {
+        self.filter(Resource::needs_checkpointing)
+    }
+
+    /// The entries a framework without RESERVATION_REFINEMENT may see: at most one
+    /// reservation level.
+    pub fn without_refinements(&self) -> Resources {
+        self.filter(|r| !r.is_refined())
+    }
+
+    /// The persistence ids of the persistent volumes.
+    pub fn persistence_ids(&self) -> BTreeSet<&str> {
+        self.entries.iter().filter_map(Resource::persistence_id).collect()
     }
 
     /// The quantity of `name` over all roles; range and set items count one each.
@@ -391,6 +400,12 @@ impl Resources {
     }
 }
 
+/// True when `role` lies strictly below `ancestor` in the role tree (`eng/web/api` below `eng`
+/// and `eng/web`); `*` is nobody's ancestor.
+pub fn is_strict_subrole(role: &str, ancestor: &str) -> bool {
+    ancestor != UNRESERVED && role.strip_prefix(ancestor).is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// The resources an agent offers when the operator does not name them.
 ///
 /// `0` for a total means "could not be detected" and selects the documented fallback (1 CPU,
@@ -420,6 +435,27 @@ pub fn default_agent_resources(cpus: usize, mem_total_mb: u64, disk_total_mb: u6
         out.insert(&resource);
     }
     out
+}
+
+impl From<Resource> for Resources {
+    /// A collection of one entry (none when the value is empty).
+    fn from(resource: Resource) -> Resources {
+        let mut out = Resources::new();
+        out.insert(&resource);
+        out
+    }
+}
+
+impl FromIterator<Resource> for Resources {
+    /// Adds up the entries. Unlike [`Resources::push`] this does not refuse a second value
+    /// type for a name, exactly like `+`; wire input goes through `push`.
+    fn from_iter<I: IntoIterator<Item = Resource>>(iter: I) -> Resources {
+        let mut out = Resources::new();
+        for resource in iter {
+            out.insert(&resource);
+        }
+        out
+    }
 }
 
 impl<'a> IntoIterator for &'a Resources {

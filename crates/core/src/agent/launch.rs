@@ -1,9 +1,9 @@
 //! Where work goes on the agent: RUN_TASK and RUN_TASK_GROUP from the master, the executor
 //! that takes it (the command executor the agent synthesizes for a command task, the agent's
 //! built-in default executor for a task group whose ExecutorInfo has type DEFAULT, or the
-//! framework's own), the sandbox and environment of a new executor (reference §3.4, §7.3),
-//! and the hand-over of tasks and task groups to it, where a group travels as one
-//! LAUNCH_GROUP event and never in pieces (reference §2.8, §5.5).
+//! framework's own), the sandbox, environment and persistent volumes of a new executor
+//! (reference §3.4, §7.3), and the hand-over of tasks and task groups to it, where a group
+//! travels as one LAUNCH_GROUP event and never in pieces (reference §2.8, §5.5).
 //!
 //! Once delivered, the tasks of a group are tracked one by one like any other task: their
 //! updates go through the status update manager, a KILL of one of them goes to the executor
@@ -19,7 +19,7 @@ use agora_proto::v1::task_status::Reason;
 use agora_proto::v1::{self, TaskState};
 
 use super::{
-    Agent, AgentConfig, CommandExecutor, ConnId, Executor, Framework, Launch, Output,
+    Agent, AgentConfig, CommandExecutor, ConnId, Executor, Framework, Launch, Output, VolumeLink,
     shutdown_grace,
 };
 
@@ -82,6 +82,14 @@ impl Agent {
                 }
                 return;
             }
+            let volumes: Vec<VolumeLink> = work
+                .tasks()
+                .iter()
+                .flat_map(|t| volume_links(&self.config.work_dir, &t.resources))
+                .collect();
+            if !volumes.is_empty() {
+                out.push(Output::AttachVolumes { sandbox: executor.sandbox.clone(), volumes });
+            }
             executor.take(work, out);
             return;
         }
@@ -116,6 +124,10 @@ impl Agent {
         if let Some(role) = role {
             env.push(("MESOS_ALLOCATION_ROLE".to_string(), role));
         }
+        let mut volumes = volume_links(&self.config.work_dir, &executor_info.resources);
+        for task in work.tasks() {
+            volumes.extend(volume_links(&self.config.work_dir, &task.resources));
+        }
         let mut executor = Executor {
             info: executor_info,
             container_id: container_id.clone(),
@@ -139,6 +151,7 @@ impl Agent {
             command,
             env,
             user,
+            volumes,
         })));
     }
 
@@ -343,6 +356,29 @@ fn allocation_role(framework: &v1::FrameworkInfo, resources: &[v1::Resource]) ->
         .find_map(|r| r.allocation_info.as_ref().and_then(|a| a.role.clone()))
         .or_else(|| framework.roles.first().cloned())
         .unwrap_or_else(|| framework.role().to_string())
+}
+
+/// The persistent volumes among `resources`, as links into a sandbox. Volumes are created by
+/// the master's CREATE and survive their tasks, so they live outside every sandbox.
+fn volume_links(work_dir: &str, resources: &[v1::Resource]) -> Vec<VolumeLink> {
+    let Ok(resources) = crate::convert::resources_from_proto(resources) else {
+        return Vec::new();
+    };
+    resources
+        .iter()
+        .filter_map(|r| {
+            let id = r.persistence_id()?;
+            let volume = r.disk.as_ref()?.volume.as_ref()?;
+            Some(VolumeLink {
+                host_path: format!(
+                    "{}/volumes/roles/{}/{id}",
+                    work_dir.trim_end_matches('/'),
+                    r.role()
+                ),
+                container_path: volume.container_path.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The environment of reference §3.4.

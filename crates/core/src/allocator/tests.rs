@@ -286,7 +286,7 @@ fn reserved_resources_go_only_to_their_role() {
     allocator.revive("web", &[]);
     // Both compete: whoever goes first, web never sees the reservation.
     for offer in allocator.allocate(secs(2.0)) {
-        let foreign = offer.resources.iter().any(|r| r.is_reserved() && r.role != offer.role);
+        let foreign = offer.resources.iter().any(|r| r.is_reserved() && r.role() != offer.role);
         assert!(!foreign, "{} got {}", offer.framework_id, offer.resources);
     }
 }
@@ -433,7 +433,7 @@ fn step(
                     free
                 );
                 prop_assert!(
-                    offer.resources.iter().all(|r| !r.is_reserved() || r.role == offer.role)
+                    offer.resources.iter().all(|r| !r.is_reserved() || r.role() == offer.role)
                 );
                 model.outstanding.push((
                     offer.framework_id,

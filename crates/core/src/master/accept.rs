@@ -14,9 +14,11 @@ use agora_proto::v1::task_status::{Reason, Source};
 use agora_proto::v1::{self, TaskState};
 use agora_proto::{internal, scheduler as sched};
 
+use super::scheduler::framework_roles_of;
 use super::{ExecutorRecord, Master, Output, Task, has_capability};
 use crate::convert;
 use crate::ids::validate_id;
+use crate::operations::{self, AgentView, FrameworkView};
 use crate::resources::Resources;
 use crate::status::Synthesized;
 
@@ -86,6 +88,7 @@ impl Master {
             available += &offer.resources;
         }
         let at = Placement { framework_id, agent_id: &agent_id, role: &role };
+        let mut converted = false;
         for operation in accept.operations {
             // `scheduler_call` refuses calls with operations Agora does not implement.
             if let Some(launch) = operation.launch {
@@ -94,9 +97,95 @@ impl Master {
                 }
             } else if let Some(group) = operation.launch_group {
                 self.launch_group(&at, group, &mut available, now, out);
+            } else {
+                converted |= self.convert_resources(&at, &operation, &mut available);
             }
         }
+        if converted {
+            self.checkpoint_resources(&agent_id, out);
+        }
         self.allocator.recover(framework_id, &role, &agent_id, &available, refuse, now);
+    }
+
+    /// RESERVE, UNRESERVE, CREATE or DESTROY applied to what is left of the offers. Like
+    /// Mesos without operation feedback, an invalid operation is dropped and changes nothing;
+    /// a valid one changes the offer, the agent's total and the framework's allocation in
+    /// the same way. Returns whether anything changed.
+    fn convert_resources(
+        &mut self,
+        at: &Placement<'_>,
+        operation: &v1::offer::Operation,
+        available: &mut Resources,
+    ) -> bool {
+        let Ok(operation) = convert::operation_from_proto(operation) else {
+            return false;
+        };
+        let (Some(framework), Some(agent)) =
+            (self.frameworks.get(at.framework_id), self.agents.get(at.agent_id))
+        else {
+            return false;
+        };
+        let roles = framework_roles_of(&framework.info);
+        let view = FrameworkView {
+            roles: &roles,
+            principal: framework.info.principal.as_deref(),
+            shared_resources: has_capability(&framework.info, Capability::SharedResources),
+        };
+        let in_use = self.volumes_in_use(at.agent_id);
+        let agent_view = AgentView { total: &agent.total, volumes_in_use: &in_use };
+        let Ok(applied) = operations::apply(available, &view, &agent_view, &operation) else {
+            return false;
+        };
+        let conversion = applied.conversion;
+        let Some(total) = conversion.apply_to(&agent.total) else {
+            return false;
+        };
+        *available = applied.offered;
+        if let Some(agent) = self.agents.get_mut(at.agent_id) {
+            agent.total = total;
+        }
+        self.allocator.update_allocation(
+            at.framework_id,
+            at.role,
+            at.agent_id,
+            &conversion.consumed,
+            &conversion.converted,
+        );
+        true
+    }
+
+    /// Persistence ids of the volumes that tasks or executors on the agent hold now: those
+    /// cannot be destroyed.
+    fn volumes_in_use(&self, agent_id: &str) -> BTreeSet<String> {
+        let mut ids = BTreeSet::new();
+        for framework in self.frameworks.values() {
+            for task in framework.tasks.values() {
+                if task.agent_id == agent_id && !task.released {
+                    ids.extend(task.resources.persistence_ids().into_iter().map(str::to_string));
+                }
+            }
+            for ((executor_agent, _), executor) in &framework.executors {
+                if executor_agent == agent_id {
+                    ids.extend(
+                        executor.resources.persistence_ids().into_iter().map(str::to_string),
+                    );
+                }
+            }
+        }
+        ids
+    }
+
+    /// Tells the agent its complete set of dynamic reservations and persistent volumes.
+    fn checkpoint_resources(&self, agent_id: &str, out: &mut Vec<Output>) {
+        let Some(agent) = self.agents.get(agent_id) else {
+            return;
+        };
+        let mut e = internal::AgentEvent::default();
+        e.set_type(internal::agent_event::Type::CheckpointResources);
+        e.checkpoint_resources = Some(internal::agent_event::CheckpointResources {
+            resources: convert::resources_to_proto(&agent.total.checkpointed(), None),
+        });
+        self.to_agent(agent_id, e, out);
     }
 
     /// The offer-level checks of reference §5.5; the first failure is the message every task
@@ -237,6 +326,7 @@ impl Master {
         if resources.is_empty() {
             return Err("Task uses no resources".into());
         }
+        self.check_allocation_role(at, &task.resources)?;
         Ok(resources)
     }
 
@@ -356,6 +446,7 @@ impl Master {
         }
         let resources = convert::resources_from_proto(&executor.resources)
             .map_err(|e| format!("Executor uses invalid resources: {e}"))?;
+        self.check_allocation_role(at, &executor.resources)?;
         let key = (at.agent_id.to_string(), executor_id.clone());
         match framework.executors.get(&key) {
             Some(running) => {
@@ -375,6 +466,39 @@ impl Master {
                 ExecutorRecord { role: at.role.to_string(), resources, info: executor.clone() },
             ))),
         }
+    }
+
+    /// MULTI_ROLE frameworks echo the offer's `allocation_info` on every resource they use;
+    /// others may leave it out, but none may name another role (reference §10 item 13).
+    fn check_allocation_role(
+        &self,
+        at: &Placement<'_>,
+        resources: &[v1::Resource],
+    ) -> Result<(), String> {
+        let multi_role = self
+            .frameworks
+            .get(at.framework_id)
+            .is_some_and(|f| has_capability(&f.info, Capability::MultiRole));
+        for resource in resources {
+            match resource.allocation_info.as_ref().and_then(|a| a.role.as_deref()) {
+                Some(role) if role != at.role => {
+                    return Err(format!(
+                        "Resource '{}' is allocated to role '{role}', but the offers are \
+                         allocated to role '{}'",
+                        resource.name, at.role
+                    ));
+                }
+                None if multi_role => {
+                    return Err(format!(
+                        "Resource '{}' lacks 'allocation_info', which a MULTI_ROLE framework \
+                         must copy from the offer",
+                        resource.name
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Books launched tasks (and a new executor) into the framework: tasks start as

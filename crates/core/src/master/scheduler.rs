@@ -86,6 +86,11 @@ fn framework_roles(info: &v1::FrameworkInfo) -> Result<Vec<String>, String> {
     Ok(roles)
 }
 
+/// The roles of an already validated FrameworkInfo.
+pub(super) fn framework_roles_of(info: &v1::FrameworkInfo) -> Vec<String> {
+    framework_roles(info).unwrap_or_default()
+}
+
 fn validate_role(role: &str) -> Result<(), String> {
     if role == "*" {
         return Ok(());
@@ -163,6 +168,11 @@ impl Master {
         };
         info.id = Some(v1::FrameworkId { value: id.clone() });
 
+        // Checked before the old stream is touched: a refused re-subscription must leave the
+        // running scheduler alone.
+        if self.frameworks.get(&id).is_some_and(|f| f.info.principal != info.principal) {
+            return fail(out, "Changing the framework's principal is not allowed".into());
+        }
         if let Some(framework) = self.frameworks.get_mut(&id) {
             // Failover: the newest subscription wins and the old stream learns why it ends.
             if let Some(old) = framework.conn.take() {
@@ -172,9 +182,6 @@ impl Master {
                     event: error_event("Framework failed over"),
                 });
                 out.push(Output::CloseScheduler { conn: old });
-            }
-            if info.principal != framework.info.principal {
-                return fail(out, "Changing the framework's principal is not allowed".into());
             }
             // `user` and `checkpoint` cannot change on re-subscription; Mesos silently keeps them.
             info.user = framework.info.user.clone();
@@ -280,13 +287,25 @@ impl Master {
             CallType::Teardown => self.remove_framework(&framework_id, now, out),
             CallType::Accept => {
                 let accept = call.accept.unwrap_or_default();
-                // Only LAUNCH and LAUNCH_GROUP are implemented so far; refusing the whole call loses nothing,
+                // GROW/SHRINK_VOLUME and the disk operations are not implemented; refusing the whole call loses nothing,
                 // where dropping an operation silently would.
-                if let Some(op) = accept
-                    .operations
-                    .iter()
-                    .find(|op| !matches!(op.r#type(), OpType::Launch | OpType::LaunchGroup))
-                {
+                if accept.operations.iter().any(|op| op.id.is_some()) {
+                    return Err(invalid(
+                        "Operation feedback ('Offer.Operation.id') is not supported by this \
+                         version of Agora",
+                    ));
+                }
+                if let Some(op) = accept.operations.iter().find(|op| {
+                    !matches!(
+                        op.r#type(),
+                        OpType::Launch
+                            | OpType::LaunchGroup
+                            | OpType::Reserve
+                            | OpType::Unreserve
+                            | OpType::Create
+                            | OpType::Destroy
+                    )
+                }) {
                     return Err(CallError::BadRequest(format!(
                         "Offer operation {} is not supported by this version of Agora",
                         op.r#type().as_str_name()

@@ -27,6 +27,7 @@ use crate::resources::Resources;
 
 mod groups;
 mod offers;
+mod reservations;
 mod subscribe;
 mod tasks;
 mod update;
@@ -169,6 +170,7 @@ fn register_call(resources: &str, attributes: &str, id: Option<&str>) -> interna
         endpoint: Some("10.0.0.7:5051".into()),
         tasks: Vec::new(),
         frameworks: Vec::new(),
+        checkpointed_resources: Vec::new(),
     });
     c
 }

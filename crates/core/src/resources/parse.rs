@@ -210,22 +210,31 @@ fn check_name(name: &str) -> Result<(), ResourceProblem> {
 /// and a role may not be empty, `.`, `..`, start with `-`, or hold whitespace or syntax
 /// characters.
 fn check_role(role: &str) -> Result<(), ResourceProblem> {
-    let reason = if role == UNRESERVED {
+    if role == UNRESERVED {
         return Ok(());
-    } else if role.is_empty() {
-        "empty role"
+    }
+    match role_problem(role) {
+        Some(reason) => Err(ResourceProblem::BadRole { role: role.into(), reason }),
+        None => Ok(()),
+    }
+}
+
+/// Why `role` (other than `*`) is not a valid role name, if it is not; shared with the
+/// validation of reservation stacks.
+pub(super) fn role_problem(role: &str) -> Option<&'static str> {
+    if role.is_empty() {
+        Some("empty role")
     } else if role == "." || role == ".." {
-        "'.' and '..' are not roles"
+        Some("'.' and '..' are not roles")
     } else if role.starts_with('-') {
-        "a role cannot start with '-'"
+        Some("a role cannot start with '-'")
     } else if role.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        "a role cannot contain whitespace"
+        Some("a role cannot contain whitespace")
     } else if role.chars().any(|c| "():;*".contains(c)) {
-        "a role cannot contain '(', ')', ':', ';' or '*'"
+        Some("a role cannot contain '(', ')', ':', ';' or '*'")
     } else {
-        return Ok(());
-    };
-    Err(ResourceProblem::BadRole { role: role.into(), reason })
+        None
+    }
 }
 
 /// Parses a trimmed resource value: `[...]`, `{...}` or a non-negative scalar.

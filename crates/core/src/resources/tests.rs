@@ -1,10 +1,14 @@
-//! Unit tests of resource arithmetic, role filters, defaults and the display/parse round trip.
+//! Unit tests of resource arithmetic, role filters, defaults and the display/parse round trip,
+//! and of what reservations, volumes and flags change in them: merging, indivisible entries,
+//! hierarchical role filters and the validation rules of one entry.
 //!
 //! Parser error messages are tested next to the parser in `parse.rs`, range algebra in
-//! `ranges.rs`; this file covers the collection-level behaviour the allocator relies on.
+//! `ranges.rs`, the wire formats in `convert`, the operations in `operations`; this file covers
+//! the collection-level behaviour the allocator and the operations rely on.
 
 use super::*;
 use proptest::prelude::*;
+use std::collections::BTreeSet;
 
 fn res(text: &str) -> Resources {
     Resources::parse(text).expect("test resources are valid")
@@ -83,7 +87,7 @@ fn role_filters() {
     assert_eq!(r.reserved("nobody"), Resources::new());
     assert_eq!(r.allocatable_to("ads"), res("cpus:2;cpus(ads):1;mem:32"));
     assert_eq!(r.allocatable_to("web"), res("cpus:2;mem:32;mem(web):64"));
-    assert!(r.iter().filter(|e| e.role == "ads").all(Resource::is_reserved));
+    assert!(r.iter().filter(|e| e.role() == "ads").all(Resource::is_reserved));
 }
 
 #[test]
@@ -180,5 +184,325 @@ proptest! {
         for name in ["cpus", "mem", "disk", "gpus"] {
             prop_assert_eq!(sum.scalar(name), a.scalar(name) + b.scalar(name));
         }
+    }
+}
+
+/// The single entry of `text` (`cpus(eng):4`).
+fn one(text: &str) -> Resource {
+    res(text).iter().next().cloned().expect("test text has one non-empty entry")
+}
+
+/// `text` with a dynamic reservation for `role` by `principal` pushed on top.
+fn dynamic(text: &str, role: &str, principal: Option<&str>) -> Resource {
+    one(text).pushed(Reservation::new_dynamic(role, principal))
+}
+
+/// A persistent volume `id` made of the (reserved) disk of `text`.
+fn volume(text: &str, id: &str) -> Resource {
+    one(text).with_disk(DiskInfo::persistent_volume(id, None, "data"))
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| Label { key: k.to_string(), value: Some(v.to_string()) }).collect()
+}
+
+fn mount_disk(text: &str, root: &str) -> Resource {
+    one(text).with_disk(DiskInfo {
+        source: Some(DiskSource {
+            kind: DiskSourceKind::Mount,
+            root: Some(root.into()),
+            id: None,
+            metadata: Labels::default(),
+            profile: None,
+            vendor: None,
+        }),
+        ..DiskInfo::default()
+    })
+}
+
+#[test]
+fn entries_merge_only_when_everything_but_the_amount_is_equal() {
+    let eng = |p| Reservation::new_dynamic("eng", p);
+    let tagged = |pairs: &[(&str, &str)]| eng(Some("alice")).with_labels(labels(pairs));
+    let mut revocable = one("cpus:1");
+    revocable.revocable = true;
+    // (left, right, number of entries in left + right)
+    let cases = [
+        (dynamic("cpus:1", "eng", Some("alice")), dynamic("cpus:2", "eng", Some("alice")), 1),
+        (
+            one("cpus:1").pushed(tagged(&[("a", "1"), ("b", "2")])),
+            one("cpus:1").pushed(tagged(&[("b", "2"), ("a", "1")])),
+            1,
+        ),
+        (
+            one("cpus:1").pushed(tagged(&[("a", "1")])),
+            one("cpus:1").pushed(tagged(&[("a", "2")])),
+            2,
+        ),
+        (dynamic("cpus:1", "eng", Some("alice")), dynamic("cpus:1", "eng", Some("bob")), 2),
+        (dynamic("cpus:1", "eng", None), one("cpus(eng):1"), 2),
+        (dynamic("cpus:1", "eng", None), dynamic("cpus:1", "web", None), 2),
+        (one("cpus(eng):1").pushed(eng(None)), dynamic("cpus:1", "eng", None), 2),
+        (volume("disk(eng):10", "v1"), one("disk(eng):10"), 2),
+        (volume("disk(eng):10", "v1"), volume("disk(eng):10", "v2"), 2),
+        (revocable, one("cpus:1"), 2),
+        (mount_disk("disk(eng):10", "/mnt/a"), mount_disk("disk(eng):10", "/mnt/b"), 2),
+    ];
+    for (left, right, entries) in cases {
+        let sum = Resources::from(left.clone()) + Resources::from(right.clone());
+        assert_eq!(sum.iter().count(), entries, "{left} + {right} = {sum}");
+        assert_eq!(sum.disk() + sum.cpus(), left.value.quantity() + right.value.quantity());
+        assert!(sum.contains(&left.into()) && sum.contains(&right.into()));
+    }
+}
+
+#[test]
+fn indivisible_entries_are_used_whole() {
+    for whole in [volume("disk(eng):100", "v1"), mount_disk("disk(eng):100", "/mnt/a")] {
+        let name = whole.to_string();
+        let mut part = whole.clone();
+        part.value = Value::Scalar(Scalar::from_int(40));
+        let (whole, part) = (Resources::from(whole), Resources::from(part));
+        let offer = &whole + &res("cpus:1");
+        assert!(offer.contains(&whole), "{name}");
+        assert!(!offer.contains(&part), "{name}: a part is not contained");
+        assert_eq!(offer.checked_sub(&part), None, "{name}: a part cannot be subtracted");
+        assert_eq!(&offer - &part, offer, "{name}: saturating removal leaves it alone");
+        assert_eq!(offer.checked_sub(&whole), Some(res("cpus:1")), "{name}: the whole goes");
+    }
+    // Plain disk stays divisible, reserved or not.
+    let plain = Resources::from(dynamic("disk:100", "eng", None));
+    let part = Resources::from(dynamic("disk:40", "eng", None));
+    assert_eq!(plain.checked_sub(&part), Some(Resources::from(dynamic("disk:60", "eng", None))));
+}
+
+#[test]
+fn hierarchical_role_filters() {
+    let r: Resources = [
+        one("cpus:1"),
+        one("cpus(eng):2"),
+        dynamic("cpus(eng):4", "eng/web", None),
+        dynamic("mem:8", "eng/web/api", None),
+        one("mem(engineering):16"),
+        dynamic("disk:32", "ops", Some("p")),
+    ]
+    .into_iter()
+    .collect();
+    // (role, what it may be offered)
+    let cases: [(&str, Vec<Resource>); 5] = [
+        ("eng", vec![one("cpus:1"), one("cpus(eng):2")]),
+        (
+            "eng/web",
+            vec![one("cpus:1"), one("cpus(eng):2"), dynamic("cpus(eng):4", "eng/web", None)],
+        ),
+        (
+            "eng/web/api",
+            vec![
+                one("cpus:1"),
+                one("cpus(eng):2"),
+                dynamic("cpus(eng):4", "eng/web", None),
+                dynamic("mem:8", "eng/web/api", None),
+            ],
+        ),
+        ("engineering", vec![one("cpus:1"), one("mem(engineering):16")]),
+        ("ops", vec![one("cpus:1"), dynamic("disk:32", "ops", Some("p"))]),
+    ];
+    for (role, expected) in cases {
+        assert_eq!(r.allocatable_to(role), expected.into_iter().collect(), "role {role}");
+    }
+    assert_eq!(r.reserved("eng"), res("cpus(eng):2"));
+    assert_eq!(r.reserved("eng/web"), Resources::from(dynamic("cpus(eng):4", "eng/web", None)));
+    assert_eq!(r.unreserved(), res("cpus:1"));
+    assert!(is_strict_subrole("a/b", "a") && !is_strict_subrole("a", "a"));
+    assert!(!is_strict_subrole("ab", "a") && !is_strict_subrole("a", "*"));
+    assert_eq!(r.without_refinements().iter().count(), 5);
+    assert_eq!(r.checkpointed().iter().count(), 3, "the dynamic reservations");
+}
+
+#[test]
+fn accessors_of_a_reserved_volume() {
+    let v = volume("disk(eng):100", "v1").pushed(Reservation::new_dynamic("eng/db", Some("p")));
+    assert_eq!(v.role(), "eng/db");
+    assert!(v.is_reserved() && v.is_dynamically_reserved() && v.is_refined());
+    assert!(v.is_persistent_volume() && v.is_indivisible() && v.needs_checkpointing());
+    assert_eq!(v.persistence_id(), Some("v1"));
+    assert_eq!(v.without_volume(), dynamic("disk(eng):100", "eng/db", Some("p")));
+    assert_eq!(v.popped().map(|p| p.role().to_string()), Some("eng".to_string()));
+    assert_eq!(one("disk:1").popped(), None);
+    let volumes = Resources::from(v) + res("disk(eng):5");
+    assert_eq!(volumes.persistence_ids(), BTreeSet::from(["v1"]));
+    assert_eq!(volumes.persistent_volumes().iter().count(), 1);
+}
+
+#[test]
+fn display_spells_out_what_the_text_syntax_cannot() {
+    let mut shared = volume("disk(eng):100", "v1");
+    shared.shared = true;
+    let mut revocable = one("cpus:1");
+    revocable.revocable = true;
+    let cases = [
+        (one("cpus(eng):4"), "cpus(eng):4"),
+        (dynamic("cpus:4", "eng", Some("alice")), "cpus(reservations: [(DYNAMIC,eng,alice)]):4"),
+        (
+            one("cpus(eng):4").pushed(
+                Reservation::new_dynamic("eng/web", None).with_labels(labels(&[("k", "v")])),
+            ),
+            "cpus(reservations: [(STATIC,eng),(DYNAMIC,eng/web,{k:v})]):4",
+        ),
+        (volume("disk(eng):100", "v1"), "disk(eng)[v1:data]:100"),
+        (shared, "disk(eng)[v1:data]<SHARED>:100"),
+        (mount_disk("disk:10", "/mnt/a"), "disk[MOUNT:/mnt/a]:10"),
+        (revocable, "cpus{REV}:1"),
+    ];
+    for (resource, text) in cases {
+        assert_eq!(resource.to_string(), text);
+    }
+}
+
+#[test]
+fn validation_of_stacks_volumes_and_flags() {
+    let stacked = |roles: &[(&str, ReservationKind)]| {
+        let mut r = one("cpus:1");
+        r.reservations = roles
+            .iter()
+            .map(|(role, kind)| Reservation {
+                role: role.to_string(),
+                kind: *kind,
+                principal: None,
+                labels: Labels::default(),
+            })
+            .collect();
+        r
+    };
+    use ReservationKind::{Dynamic, Static};
+    let mut revocable_dynamic = dynamic("cpus:1", "eng", None);
+    revocable_dynamic.revocable = true;
+    let mut shared_cpus = one("cpus:1");
+    shared_cpus.shared = true;
+    let mut read_only = volume("disk(eng):1", "v1");
+    if let Some(v) = read_only.disk.as_mut().and_then(|d| d.volume.as_mut()) {
+        v.mode = VolumeMode::Ro;
+    }
+    // (resource, expected error text or "" for valid)
+    let cases = [
+        (stacked(&[("eng", Static), ("eng/web", Dynamic), ("eng/web/a", Dynamic)]), ""),
+        (stacked(&[("eng", Dynamic), ("eng/web", Dynamic)]), ""),
+        (read_only, ""),
+        (
+            stacked(&[("eng", Static), ("eng/web", Static)]),
+            "invalid refined reservation: a refined reservation (role 'eng/web') cannot be STATIC",
+        ),
+        (
+            stacked(&[("eng", Static), ("ops", Dynamic)]),
+            "invalid refined reservation: role 'ops' is not a refinement of 'eng'",
+        ),
+        (
+            stacked(&[("eng", Static), ("eng", Dynamic)]),
+            "invalid refined reservation: role 'eng' is not a refinement of 'eng'",
+        ),
+        (
+            stacked(&[("*", Dynamic)]),
+            "invalid reservation role '*': '*' means unreserved and cannot hold a reservation",
+        ),
+        (
+            stacked(&[("-x", Dynamic)]),
+            "invalid reservation role '-x': a role cannot start with '-'",
+        ),
+        (volume("disk:1", "v1"), "persistent volumes cannot be created from unreserved resources"),
+        (
+            volume("disk(eng):1", "a/b"),
+            "persistence ID 'a/b' is invalid: 'a/b' contains invalid characters",
+        ),
+        (
+            one("mem(eng):1").with_disk(DiskInfo::persistent_volume("v", None, "d")),
+            "DiskInfo should not be set for 'mem' resource",
+        ),
+        (one("disk(eng):1").with_disk(DiskInfo::default()), "DiskInfo is set but empty"),
+        (
+            one("disk(eng):1").with_disk(DiskInfo {
+                persistence: DiskInfo::persistent_volume("v", None, "d").persistence,
+                ..DiskInfo::default()
+            }),
+            "expecting 'volume' to be set for persistent volume",
+        ),
+        (
+            one("disk(eng):1").with_disk(DiskInfo {
+                volume: DiskInfo::persistent_volume("v", None, "d").volume,
+                ..DiskInfo::default()
+            }),
+            "non-persistent volume not supported",
+        ),
+        (
+            one("disk(eng):1").with_disk(DiskInfo::persistent_volume("v", None, "../up")),
+            "invalid container_path '../up' for persistent volume: it must be non-empty and free \
+             of '..'",
+        ),
+        (
+            revocable_dynamic,
+            "dynamically reserved resources cannot be created from revocable resources",
+        ),
+        (shared_cpus, "only persistent volumes can be shared"),
+    ];
+    for (resource, expected) in cases {
+        let got = resource.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(got, expected, "{resource}");
+    }
+}
+
+fn stack() -> impl Strategy<Value = Vec<Reservation>> {
+    prop::sample::select(vec![0usize, 1, 2, 3]).prop_map(|which| match which {
+        0 => Vec::new(),
+        1 => vec![Reservation::new_static("ads")],
+        2 => vec![Reservation::new_dynamic("ads", Some("p"))],
+        _ => vec![Reservation::new_static("eng"), Reservation::new_dynamic("eng/web", None)],
+    })
+}
+
+/// Random resources with every kind of reservation stack, plus persistent volumes whose ids
+/// start with `prefix`: an agent holds each volume once, so two collections that are added
+/// up get distinct prefixes.
+fn rich_resources(prefix: &'static str) -> impl Strategy<Value = Resources> {
+    let scalar = (name(), stack(), 0i64..5000).prop_map(|(n, s, milli)| {
+        let mut r = Resource::new(n, UNRESERVED, Value::Scalar(Scalar::from_milli(milli)));
+        r.reservations = s;
+        r
+    });
+    let ports = (stack(), 0u64..100, 0u64..20).prop_map(|(s, b, w)| {
+        let mut r = Resource::new("ports", UNRESERVED, Value::Ranges(Ranges::interval(b, b + w)));
+        r.reservations = s;
+        r
+    });
+    let volumes = prop::collection::btree_set(0i64..4, 0..3).prop_map(move |ids| {
+        ids.into_iter()
+            .map(|i| {
+                let disk = Value::Scalar(Scalar::from_int(10 * (i + 1)));
+                Resource::new("disk", "eng", disk).with_disk(DiskInfo::persistent_volume(
+                    format!("{prefix}{i}"),
+                    None,
+                    "d",
+                ))
+            })
+            .collect::<Vec<_>>()
+    });
+    (prop::collection::vec(prop_oneof![scalar, ports], 0..8), volumes)
+        .prop_map(|(entries, volumes)| entries.into_iter().chain(volumes).collect())
+}
+
+proptest! {
+    #[test]
+    fn arithmetic_laws_with_reservations_and_volumes(
+        a in rich_resources("a"),
+        b in rich_resources("b"),
+    ) {
+        let sum = &a + &b;
+        prop_assert!(sum.contains(&a) && sum.contains(&b));
+        prop_assert_eq!(&b + &a, sum.clone());
+        prop_assert!(a.contains(&(&a - &b)));
+        let part = &a - &b;
+        let rest = a.checked_sub(&part).expect("a contains a - b");
+        prop_assert_eq!(rest + &part, a.clone());
+        prop_assert_eq!(a.checked_sub(&b).is_some(), a.contains(&b));
+        prop_assert_eq!(sum.persistent_volumes(), a.persistent_volumes() + b.persistent_volumes());
+        prop_assert_eq!(sum.checkpointed(), a.checkpointed() + b.checkpointed());
     }
 }

@@ -300,3 +300,45 @@ fn resubscription_takes_back_queued_groups_the_executor_already_holds() {
     assert_eq!(exec_kinds(&out, 2), [EventType::Kill]);
     assert!(sent(&out).is_empty());
 }
+
+#[test]
+fn persistent_volumes_of_group_tasks_are_linked_into_the_executor_sandbox() {
+    use crate::resources::{DiskInfo, Reservation, Resource, Scalar, Value};
+    let volume = |id: &str| {
+        let disk = Resource::new("disk", "*", Value::Scalar(Scalar::from_f64(10.0)))
+            .pushed(Reservation::new_dynamic("web", None))
+            .with_disk(DiskInfo::persistent_volume(id, None, id));
+        convert::resources_to_proto(&[disk].into_iter().collect(), None)
+    };
+    let mut h = Harness::registered();
+    let mut e = master_event(MasterEventType::RunTaskGroup);
+    let mut tasks = vec![command_task("g1"), command_task("g2")];
+    tasks[1].resources = volume("v1");
+    e.run_task_group = Some(internal::agent_event::RunTaskGroup {
+        framework_info: framework(false),
+        executor: default_executor("e1"),
+        task_group: v1::TaskGroupInfo { tasks },
+    });
+    let launch = launches(&h.handle(Input::Master(e))).pop().expect("LaunchExecutor");
+    let linked: Vec<&str> = launch.volumes.iter().map(|v| v.container_path.as_str()).collect();
+    assert_eq!(linked, ["v1"]);
+    assert!(launch.volumes[0].host_path.ends_with("/volumes/roles/web/v1"));
+
+    // A later group on the running executor brings its volumes along.
+    let mut e = master_event(MasterEventType::RunTaskGroup);
+    let mut task = command_task("g3");
+    task.resources = volume("v2");
+    e.run_task_group = Some(internal::agent_event::RunTaskGroup {
+        framework_info: framework(false),
+        executor: default_executor("e1"),
+        task_group: v1::TaskGroupInfo { tasks: vec![task] },
+    });
+    let out = h.handle(Input::Master(e));
+    let attached = out.iter().find_map(|o| match o {
+        Output::AttachVolumes { sandbox, volumes } => Some((sandbox.clone(), volumes.clone())),
+        _ => None,
+    });
+    let (sandbox, volumes) = attached.expect("AttachVolumes");
+    assert_eq!(sandbox, launch.sandbox);
+    assert_eq!(volumes.iter().map(|v| v.container_path.as_str()).collect::<Vec<_>>(), ["v2"]);
+}

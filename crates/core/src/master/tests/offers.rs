@@ -226,16 +226,20 @@ fn refuse_durations() {
 #[test]
 fn unsupported_operations_are_refused_without_consuming_offers() {
     let mut c = cluster(framework("f"));
-    let mut reserve = v1::offer::Operation::default();
-    reserve.set_type(v1::offer::operation::Type::Reserve);
+    let mut grow = v1::offer::Operation::default();
+    grow.set_type(v1::offer::operation::Type::GrowVolume);
+    let mut feedback = launch(vec![]);
+    feedback.id = Some(v1::OperationId { value: "op1".into() });
     let offer_id = c.offer.id.value.clone();
-    let (result, out) = c.h.call(&c.fid, accept(&[&offer_id], vec![reserve], None));
-    assert!(
-        matches!(&result, Err(CallError::BadRequest(m)) if m.contains("RESERVE")),
-        "{result:?}"
-    );
-    assert!(updates(&out, c.fconn).is_empty());
-    assert_eq!(c.h.master.offer_ids().len(), 1);
+    for (op, expected) in [(grow, "GROW_VOLUME"), (feedback, "Operation feedback")] {
+        let (result, out) = c.h.call(&c.fid, accept(&[&offer_id], vec![op], None));
+        assert!(
+            matches!(&result, Err(CallError::BadRequest(m)) if m.contains(expected)),
+            "{result:?}"
+        );
+        assert!(updates(&out, c.fconn).is_empty());
+        assert_eq!(c.h.master.offer_ids().len(), 1);
+    }
 }
 
 #[test]
@@ -252,4 +256,33 @@ fn a_running_executor_must_be_named_with_the_same_executor_info() {
     let error = updates(&out, c.fconn).pop().expect("TASK_ERROR");
     assert_eq!(error.state(), TaskState::TaskError);
     assert!(error.message().contains("not compatible"), "{}", error.message());
+}
+
+#[test]
+fn multi_role_frameworks_must_echo_the_allocation_role() {
+    let mut info = with_capabilities(framework("f"), &[Capability::MultiRole]);
+    info.roles = vec!["web".into()];
+    let mut c = cluster(info);
+    let aid = c.aid.clone();
+    assert_eq!(
+        c.offer.allocation_info.as_ref().and_then(|a| a.role.as_deref()),
+        Some("web"),
+        "offers to MULTI_ROLE frameworks name their role"
+    );
+    let web = v1::resource::AllocationInfo { role: Some("web".into()) };
+    let other = v1::resource::AllocationInfo { role: Some("db".into()) };
+    let bare = task("bare", &aid, "cpus:1");
+    let mut wrong = task("wrong", &aid, "cpus:1");
+    wrong.resources = convert::resources_to_proto(&res("cpus:1"), Some(&other));
+    let mut echoed = task("echoed", &aid, "cpus:1");
+    echoed.resources = convert::resources_to_proto(&res("cpus:1"), Some(&web));
+    let out = c.launch(vec![bare, wrong, echoed], None);
+    let errors: Vec<(String, String)> = updates(&out, c.fconn)
+        .into_iter()
+        .map(|s| (s.task_id.value.clone(), s.message().to_string()))
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].0 == "bare" && errors[0].1.contains("lacks 'allocation_info'"));
+    assert!(errors[1].0 == "wrong" && errors[1].1.contains("allocated to role 'db'"));
+    assert_eq!(c.h.master.tasks().len(), 1);
 }

@@ -271,6 +271,21 @@ fn resubscribing_while_connected_fails_over_the_old_stream() {
 }
 
 #[test]
+fn a_resubscription_with_another_principal_leaves_the_running_scheduler_alone() {
+    let mut c = cluster(framework("f"));
+    let mut info = framework("f");
+    info.id = Some(v1::FrameworkId { value: c.fid.clone() });
+    info.principal = Some("intruder".into());
+    let (conn, _, out) = c.h.subscribe_raw(subscribe_call(info));
+    assert_eq!(errors(&out, conn), vec!["Changing the framework's principal is not allowed"]);
+    assert!(out.contains(&Output::CloseScheduler { conn }));
+    assert!(events(&out, c.fconn).is_empty(), "the old stream is untouched: {out:?}");
+    assert!(!out.contains(&Output::CloseScheduler { conn: c.fconn }));
+    assert_eq!(c.h.master.offer_ids().len(), 1, "its offer is still outstanding");
+    assert_eq!(c.h.call(&c.fid, call(CallType::Revive)).0, Ok(()));
+}
+
+#[test]
 fn resubscribing_can_change_roles() {
     let mut h = Harness::new();
     let multi = |roles: &[&str]| {

@@ -1,0 +1,158 @@
+//! Master tests of the resource operations in ACCEPT: RESERVE, CREATE, DESTROY and UNRESERVE
+//! change the offer, the agent's total and what the agent is told to checkpoint; invalid ones
+//! are dropped and change nothing (reference §2.6, §2.7, §5.5).
+
+use crate::resources::{DiskInfo, Reservation, Resource, Scalar, Value};
+
+use super::*;
+
+fn web_framework() -> v1::FrameworkInfo {
+    let mut info = framework("f");
+    #[expect(deprecated, reason = "a single-role framework names its role this way")]
+    {
+        info.role = Some("web".into());
+    }
+    info.principal = Some("ops".into());
+    info
+}
+
+fn scalar(name: &str, amount: f64) -> Resource {
+    Resource::new(name, "*", Value::Scalar(Scalar::from_f64(amount)))
+}
+
+fn reserved(name: &str, amount: f64) -> Resource {
+    scalar(name, amount).pushed(Reservation::new_dynamic("web", Some("ops")))
+}
+
+fn volume(id: &str, mb: f64) -> Resource {
+    reserved("disk", mb).with_disk(DiskInfo::persistent_volume(id, Some("ops"), "data"))
+}
+
+fn op(kind: v1::offer::operation::Type, resources: Vec<Resource>) -> v1::offer::Operation {
+    use v1::offer::operation as o;
+    let wire = convert::resources_to_proto(&resources.into_iter().collect(), None);
+    let mut op = v1::offer::Operation::default();
+    op.set_type(kind);
+    match kind {
+        o::Type::Reserve => op.reserve = Some(o::Reserve { resources: wire, source: vec![] }),
+        o::Type::Unreserve => op.unreserve = Some(o::Unreserve { resources: wire }),
+        o::Type::Create => op.create = Some(o::Create { volumes: wire }),
+        o::Type::Destroy => op.destroy = Some(o::Destroy { volumes: wire }),
+        _ => unreachable!("only resource operations here"),
+    }
+    op
+}
+
+fn checkpoints(out: &[Output], aconn: ConnId) -> Vec<Resources> {
+    agent_events(out, aconn)
+        .into_iter()
+        .filter_map(|e| e.checkpoint_resources)
+        .map(|c| convert::resources_from_proto(&c.resources).expect("valid checkpoint"))
+        .collect()
+}
+
+fn cluster_with_disk() -> Cluster {
+    let mut h = Harness::new();
+    let (fconn, fid) = h.subscribe(web_framework());
+    let (aconn, out) = h.register(register_call("cpus:4;mem:1024;disk:1000", "", None));
+    let aid = agent_events(&out, aconn)
+        .into_iter()
+        .find_map(|e| e.registered)
+        .expect("REGISTERED")
+        .agent_id
+        .value;
+    let offer = offers(&out, fconn).pop().expect("offer");
+    Cluster { h, fconn, fid, aconn, aid, offer }
+}
+
+#[test]
+fn reserve_create_and_launch_in_one_accept_then_destroy_and_unreserve() {
+    use v1::offer::operation::Type as T;
+    let mut c = cluster_with_disk();
+    let aid = c.aid.clone();
+    let mut t = task("db", &aid, "cpus:1;mem:128");
+    let task_resources: Resources =
+        [reserved("cpus", 1.0), reserved("mem", 128.0), volume("vol1", 500.0)]
+            .into_iter()
+            .collect();
+    t.resources = convert::resources_to_proto(&task_resources, None);
+    let operations = vec![
+        op(
+            T::Reserve,
+            vec![reserved("cpus", 1.0), reserved("mem", 128.0), reserved("disk", 500.0)],
+        ),
+        op(T::Create, vec![volume("vol1", 500.0)]),
+        launch(vec![t]),
+    ];
+    let offer_id = c.offer.id.value.clone();
+    let (result, out) = c.h.call(&c.fid, accept(&[&offer_id], operations, Some(0.0)));
+    assert_eq!(result, Ok(()));
+    assert!(updates(&out, c.fconn).is_empty(), "{:?}", updates(&out, c.fconn));
+    let checkpointed = checkpoints(&out, c.aconn);
+    assert_eq!(checkpointed.len(), 1, "one checkpoint for the whole ACCEPT");
+    let expected: Resources =
+        [reserved("cpus", 1.0), reserved("mem", 128.0), volume("vol1", 500.0)]
+            .into_iter()
+            .collect();
+    assert_eq!(checkpointed[0], expected);
+    let run = agent_events(&out, c.aconn).into_iter().find_map(|e| e.run_task).expect("RUN_TASK");
+    assert_eq!(run.task.task_id.value, "db");
+
+    // The volume is in use: DESTROY is dropped, nothing changes.
+    let offer = offers(&c.h.tick(), c.fconn).pop().expect("the unreserved rest");
+    let (result, out) = c.h.call(
+        &c.fid,
+        accept(&[&offer.id.value], vec![op(T::Destroy, vec![volume("vol1", 500.0)])], Some(0.0)),
+    );
+    assert_eq!(result, Ok(()));
+    assert!(checkpoints(&out, c.aconn).is_empty());
+
+    // Once the task is gone the reserved resources and the volume come back to the web role.
+    let (aid, fid) = (c.aid.clone(), c.fid.clone());
+    c.h.status_update(&aid, &fid, "db", v1::TaskState::TaskFinished, None);
+    let out = c.h.tick();
+    let offer = offers(&out, c.fconn).pop().expect("an offer with the volume");
+    let with_volume = offered(&offer);
+    assert!(with_volume.contains(&expected), "{with_volume}");
+    let operations = vec![
+        op(T::Destroy, vec![volume("vol1", 500.0)]),
+        op(
+            T::Unreserve,
+            vec![reserved("cpus", 1.0), reserved("mem", 128.0), reserved("disk", 500.0)],
+        ),
+    ];
+    let (result, out) = c.h.call(&c.fid, accept(&[&offer.id.value], operations, Some(0.0)));
+    assert_eq!(result, Ok(()));
+    assert_eq!(checkpoints(&out, c.aconn), vec![Resources::new()]);
+    let offer = offers(&c.h.tick(), c.fconn).pop().expect("everything unreserved");
+    assert_eq!(offered(&offer), res("cpus:4;mem:1024;disk:1000"));
+}
+
+#[test]
+fn invalid_operations_are_dropped_and_change_nothing() {
+    use v1::offer::operation::Type as T;
+    let other_role = |r: Resource| {
+        let mut r = r;
+        r.reservations = vec![Reservation::new_dynamic("db", Some("ops"))];
+        r
+    };
+    let cases: Vec<(&str, Vec<v1::offer::Operation>)> = vec![
+        (
+            "a role the framework is not in",
+            vec![op(T::Reserve, vec![other_role(scalar("cpus", 1.0))])],
+        ),
+        ("more than offered", vec![op(T::Reserve, vec![reserved("cpus", 100.0)])]),
+        ("unreserve of unreserved", vec![op(T::Unreserve, vec![reserved("cpus", 1.0)])]),
+        ("volume on unreserved disk", vec![op(T::Create, vec![volume("v", 10.0)])]),
+        ("destroy of an unknown volume", vec![op(T::Destroy, vec![volume("v", 10.0)])]),
+    ];
+    for (name, operations) in cases {
+        let mut c = cluster_with_disk();
+        let offer_id = c.offer.id.value.clone();
+        let (result, out) = c.h.call(&c.fid, accept(&[&offer_id], operations, Some(0.0)));
+        assert_eq!(result, Ok(()), "{name}");
+        assert!(checkpoints(&out, c.aconn).is_empty(), "{name}");
+        let offer = offers(&c.h.tick(), c.fconn).pop().expect("the whole offer comes back");
+        assert_eq!(offered(&offer), res("cpus:4;mem:1024;disk:1000"), "{name}");
+    }
+}
