@@ -168,7 +168,9 @@ pub async fn run_default_executor() -> i32 {
                 Incoming::Event(event) => group::Input::from(event),
                 Incoming::Disconnected(reason) => group::Input::Disconnected { reason },
             },
-            Some((task_id, termination)) = exits.recv() => group::Input::Exited { task_id, termination },
+            Some((task_id, termination)) = exits.recv() => {
+                group::Input::Exited { task_id, termination }
+            }
             () = sleep_until(deadline) => group::Input::Tick,
         };
         let mut inputs = VecDeque::from([input]);
