@@ -51,6 +51,8 @@ pub struct AgentOptions {
     pub registration_backoff_max: Duration,
     /// How to start the command executor.
     pub command_executor: CommandExecutor,
+    /// How to start the default executor (for task groups whose ExecutorInfo has type DEFAULT).
+    pub default_executor: CommandExecutor,
 }
 
 impl AgentOptions {
@@ -60,6 +62,7 @@ impl AgentOptions {
         port: u16,
         work_dir: PathBuf,
         command_executor: CommandExecutor,
+        default_executor: CommandExecutor,
     ) -> Self {
         Self {
             master,
@@ -75,6 +78,7 @@ impl AgentOptions {
             registration_backoff_min: Duration::from_millis(100),
             registration_backoff_max: Duration::from_secs(10),
             command_executor,
+            default_executor,
         }
     }
 }
@@ -145,6 +149,7 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
         endpoint: addr.to_string(),
         work_dir: work_dir.to_string_lossy().into_owned(),
         command_executor: options.command_executor.clone(),
+        default_executor: options.default_executor.clone(),
         executor_shutdown_grace_period: options.executor_shutdown_grace_period,
         status_update_retry_min: options.status_update_retry_min,
         status_update_retry_max: options.status_update_retry_max,

@@ -1,6 +1,7 @@
 //! The `agora` binary: `agora master`, `agora agent`, `agora dev` (both on one machine),
 //! `agora execute` (run one command on the cluster) and the hidden `agora executor` mode the
-//! agent starts as its command executor.
+//! agent starts as its command executor (and, with `--default`, as its default executor for
+//! task groups).
 //!
 //! Flags carry Mesos's names (`--work_dir`, `--resources`, ...) so existing configurations carry
 //! over; the kebab-case spellings are accepted too. This file only parses flags and wires the
@@ -38,9 +39,17 @@ enum Command {
     Dev(DevFlags),
     /// Run one command as a task on the cluster, print its output and exit with its status.
     Execute(execute::ExecuteFlags),
-    /// The command executor the agent starts for command tasks (not for direct use).
+    /// The executors the agent starts: the command executor for command tasks, with
+    /// `--default` the default executor for task groups (not for direct use).
     #[command(hide = true)]
-    Executor,
+    Executor(ExecutorFlags),
+}
+
+#[derive(Args, Clone)]
+struct ExecutorFlags {
+    /// Run as the default executor, which runs task groups, instead of the command executor.
+    #[arg(long)]
+    default: bool,
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -200,10 +209,17 @@ struct DevFlags {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Executor = cli.command {
+    if let Command::Executor(flags) = &cli.command {
         // The executor's stderr is the sandbox's; it logs there plainly.
-        return runtime()
-            .block_on(async { exit_code(agora_executor::run_command_executor().await) });
+        let default = flags.default;
+        return runtime().block_on(async move {
+            let code = if default {
+                agora_executor::run_default_executor().await
+            } else {
+                agora_executor::run_command_executor().await
+            };
+            exit_code(code)
+        });
     }
     init_tracing();
     let result = runtime().block_on(async move {
@@ -212,7 +228,7 @@ fn main() -> ExitCode {
             Command::Agent(flags) => run_agent(flags).await,
             Command::Dev(flags) => run_dev(flags).await,
             Command::Execute(flags) => return execute::run(flags).await.map(exit_code),
-            Command::Executor => Ok(()),
+            Command::Executor(_) => Ok(()),
         }
         .map(|()| ExitCode::SUCCESS)
     });
@@ -280,13 +296,21 @@ fn agent_options(
     work_dir: PathBuf,
     shape: AgentShape,
 ) -> anyhow::Result<AgentOptions> {
-    let program =
-        std::env::current_exe().context("cannot find the agora binary for the command executor")?;
+    let program = std::env::current_exe()
+        .context("cannot find the agora binary for the built-in executors")?
+        .to_string_lossy()
+        .into_owned();
+    // Both built-in executors are this very binary in its hidden executor mode.
     let command_executor = CommandExecutor {
-        program: program.to_string_lossy().into_owned(),
+        program: program.clone(),
         arguments: vec!["agora".into(), "executor".into()],
     };
-    let mut options = AgentOptions::new(master, ip, port, work_dir, command_executor);
+    let default_executor = CommandExecutor {
+        program,
+        arguments: vec!["agora".into(), "executor".into(), "--default".into()],
+    };
+    let mut options =
+        AgentOptions::new(master, ip, port, work_dir, command_executor, default_executor);
     options.hostname = hostname;
     options.resources = shape.resources;
     options.attributes = shape.attributes;

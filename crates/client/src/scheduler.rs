@@ -124,6 +124,35 @@ impl SchedulerSession {
             ..Default::default()
         };
         operation.set_type(v1::offer::operation::Type::Launch);
+        self.accept(offer_ids, operation, refuse_seconds).await
+    }
+
+    /// ACCEPT with one LAUNCH_GROUP: `tasks` run together on `executor` (reference §2.8).
+    pub async fn launch_group(
+        &self,
+        offer_ids: Vec<v1::OfferId>,
+        executor: v1::ExecutorInfo,
+        tasks: Vec<v1::TaskInfo>,
+        refuse_seconds: Option<f64>,
+    ) -> Result<(), ClientError> {
+        let mut operation = v1::offer::Operation {
+            launch_group: Some(v1::offer::operation::LaunchGroup {
+                executor,
+                task_group: v1::TaskGroupInfo { tasks },
+            }),
+            ..Default::default()
+        };
+        operation.set_type(v1::offer::operation::Type::LaunchGroup);
+        self.accept(offer_ids, operation, refuse_seconds).await
+    }
+
+    /// ACCEPT of `offer_ids` with one operation.
+    async fn accept(
+        &self,
+        offer_ids: Vec<v1::OfferId>,
+        operation: v1::offer::Operation,
+        refuse_seconds: Option<f64>,
+    ) -> Result<(), ClientError> {
         let mut message = Call {
             accept: Some(call::Accept {
                 offer_ids,

@@ -5,11 +5,14 @@
 //! timer ticks; outputs are calls to the master, events to executors and orders to launch or
 //! kill executor processes. The `agent` crate owns the processes, the sandbox directories and
 //! the HTTP connections. Executor API calls live in `agent/executor_api.rs`, status updates in
-//! `agent/updates.rs`, the REGISTER report in `agent/register.rs`. Losing the master kills
-//! nothing: the agent re-registers with the tasks it runs. Not here yet: checkpointing and
-//! recovery of the agent itself, executor registration timeouts, health checks.
+//! `agent/updates.rs`, launching (which executor takes a task or a task group, sandboxes,
+//! environments, volumes, LAUNCH and LAUNCH_GROUP) in `agent/launch.rs`, the REGISTER report
+//! in `agent/register.rs`. Losing the master kills nothing: the agent re-registers with the
+//! tasks it runs. Not here yet: checkpointing and recovery of the agent itself, executor
+//! registration timeouts, health checks.
 
 mod executor_api;
+mod launch;
 mod register;
 mod updates;
 
@@ -31,7 +34,8 @@ pub type ConnId = u64;
 /// A request awaiting its `Output::Reply`, numbered by the shell.
 pub type ReqId = u64;
 
-/// How the agent starts the command executor (our own binary in its executor mode).
+/// How the agent starts one of its built-in executors (our own binary in an executor mode):
+/// the command executor, or the default executor that runs task groups.
 #[derive(Debug, Clone)]
 pub struct CommandExecutor {
     pub program: String,
@@ -46,6 +50,8 @@ pub struct AgentConfig {
     pub endpoint: String,
     pub work_dir: String,
     pub command_executor: CommandExecutor,
+    /// What runs an ExecutorInfo of type DEFAULT (which carries no command of its own).
+    pub default_executor: CommandExecutor,
     pub executor_shutdown_grace_period: Duration,
     /// First retry of an unacknowledged status update; doubles up to the maximum.
     pub status_update_retry_min: Duration,
@@ -101,7 +107,7 @@ pub struct Launch {
     pub command: v1::CommandInfo,
     pub env: Vec<(String, String)>,
     pub user: Option<String>,
-    /// Persistent volumes of the executor and its first task, linked into the sandbox.
+    /// Persistent volumes of the executor and the work it starts with, linked into the sandbox.
     pub volumes: Vec<VolumeLink>,
 }
 
@@ -162,8 +168,12 @@ struct Executor {
     container_id: String,
     sandbox: String,
     conn: Option<ConnId>,
-    /// Tasks not yet handed to the executor (it has not subscribed).
+    /// Tasks not yet handed to the executor (it has not subscribed), those of task groups
+    /// included.
     queued: VecDeque<v1::TaskInfo>,
+    /// The task ids of each task group given to this executor: a group is delivered, and
+    /// killed before delivery, as a whole.
+    groups: Vec<BTreeSet<String>>,
     /// Tasks handed over, with the latest state the executor reported.
     launched: BTreeMap<String, LaunchedTask>,
     /// Set once the agent asked it to shut down: when to kill it if it has not exited.
@@ -245,7 +255,7 @@ impl Agent {
             Input::Master(event) => self.master_event(event, now, &mut out),
             Input::MasterDisconnected => self.master_disconnected(),
             Input::ExecutorSubscribe { req, conn, call } => {
-                let result = self.executor_subscribe(conn, call, &mut out);
+                let result = self.executor_subscribe(conn, call, now, &mut out);
                 // The reply goes first so the shell answers 200 before the stream's events.
                 out.insert(0, Output::Reply { req, result });
             }
@@ -364,8 +374,11 @@ impl Agent {
                     self.checkpointed = checkpoint.resources;
                 }
             }
-            // Task groups arrive with the default executor (branch `group`, being merged).
-            MasterEventType::RunTaskGroup => {}
+            MasterEventType::RunTaskGroup => {
+                if let Some(run) = event.run_task_group {
+                    self.run_task_group(run.framework_info, run.executor, run.task_group, now, out);
+                }
+            }
             MasterEventType::Heartbeat | MasterEventType::Error | MasterEventType::Unknown => {}
         }
     }
@@ -387,148 +400,6 @@ impl Agent {
         e.set_type(executor::event::Type::Message);
         e.message = Some(executor::event::Message { data: message.data });
         out.push(Output::ToExecutor { conn, event: e });
-    }
-
-    fn run_task(
-        &mut self,
-        framework_info: v1::FrameworkInfo,
-        task: v1::TaskInfo,
-        now: Duration,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(framework_id) = framework_info.id.as_ref().map(|f| f.value.clone()) else {
-            return;
-        };
-        let command_executor = task.executor.is_none();
-        let executor_info = match &task.executor {
-            Some(executor) => executor.clone(),
-            None => self.command_executor_info(&framework_id, &task),
-        };
-        let executor_id = executor_info.executor_id.value.clone();
-        let agent_id = self.agent_id.clone().unwrap_or_default();
-        let framework = self.frameworks.entry(framework_id.clone()).or_insert_with(|| Framework {
-            info: framework_info.clone(),
-            executors: BTreeMap::new(),
-            terminating: false,
-        });
-        framework.info = framework_info;
-        if let Some(executor) = framework.executors.get_mut(&executor_id) {
-            if executor.kill_at.is_some() {
-                // The executor is shutting down; it cannot take new work.
-                let status = self.agent_status(
-                    &framework_id,
-                    &task.task_id.value,
-                    Some(&executor_id),
-                    TaskState::TaskLost,
-                    Reason::ExecutorTerminated,
-                    "Executor is shutting down",
-                    now,
-                );
-                self.enqueue_update(&framework_id, status, now, out);
-                return;
-            }
-            let volumes = volume_links(&self.config.work_dir, &task.resources);
-            if !volumes.is_empty() {
-                out.push(Output::AttachVolumes { sandbox: executor.sandbox.clone(), volumes });
-            }
-            match executor.conn {
-                Some(conn) => {
-                    executor
-                        .launched
-                        .insert(task.task_id.value.clone(), LaunchedTask::new(task.clone()));
-                    out.push(Output::ToExecutor { conn, event: launch_event(task) });
-                }
-                None => executor.queued.push_back(task),
-            }
-            return;
-        }
-        let container_id = self.uuids.next_string();
-        let sandbox = format!(
-            "{}/slaves/{agent_id}/frameworks/{framework_id}/executors/{executor_id}/runs/{container_id}",
-            self.config.work_dir.trim_end_matches('/')
-        );
-        let command = executor_info.command.clone().unwrap_or_default();
-        let user = command.user.clone().or_else(|| Some(framework.info.user.clone()));
-        let mut env = executor_environment(
-            &self.config,
-            &agent_id,
-            &framework.info,
-            &executor_info,
-            &sandbox,
-        );
-        if command_executor {
-            env.push((
-                "MESOS_ALLOCATION_ROLE".to_string(),
-                allocation_role(&framework.info, &task),
-            ));
-        }
-        let mut volumes = volume_links(&self.config.work_dir, &executor_info.resources);
-        volumes.extend(volume_links(&self.config.work_dir, &task.resources));
-        let mut queued = VecDeque::new();
-        queued.push_back(task);
-        framework.executors.insert(
-            executor_id.clone(),
-            Executor {
-                info: executor_info,
-                container_id: container_id.clone(),
-                sandbox: sandbox.clone(),
-                conn: None,
-                queued,
-                launched: BTreeMap::new(),
-                kill_at: None,
-                killed: false,
-                command: command_executor,
-                kill_requested: BTreeSet::new(),
-            },
-        );
-        out.push(Output::LaunchExecutor(Box::new(Launch {
-            framework_id,
-            executor_id,
-            container_id,
-            sandbox,
-            command,
-            env,
-            user,
-            volumes,
-        })));
-    }
-
-    /// The ExecutorInfo Mesos synthesizes for a task that only has a CommandInfo: the executor
-    /// id is the task id and the command runs our own command executor.
-    #[expect(
-        deprecated,
-        reason = "Mesos still fills `source` with the task id for command executors"
-    )]
-    fn command_executor_info(&self, framework_id: &str, task: &v1::TaskInfo) -> v1::ExecutorInfo {
-        let command = task.command.clone().unwrap_or_default();
-        let shown = if command.shell() {
-            let text: String = command.value().chars().take(12).collect();
-            let more = if command.value().chars().count() > 12 { "..." } else { "" };
-            format!("sh -c '{text}{more}'")
-        } else {
-            format!("[{}]", command.arguments.join(", "))
-        };
-        let launcher = &self.config.command_executor;
-        v1::ExecutorInfo {
-            executor_id: v1::ExecutorId { value: task.task_id.value.clone() },
-            framework_id: Some(v1::FrameworkId { value: framework_id.to_string() }),
-            name: Some(format!(
-                "Command Executor (Task: {}) (Command: {shown})",
-                task.task_id.value
-            )),
-            source: Some(task.task_id.value.clone()),
-            command: Some(v1::CommandInfo {
-                value: Some(launcher.program.clone()),
-                arguments: launcher.arguments.clone(),
-                shell: Some(false),
-                environment: command.environment.clone(),
-                user: command.user.clone(),
-                ..Default::default()
-            }),
-            resources: task.resources.clone(),
-            labels: task.labels.clone(),
-            ..Default::default()
-        }
     }
 
     fn kill_task(
@@ -568,26 +439,32 @@ impl Agent {
             return;
         };
         let executor_id = executor_id.clone();
-        if let Some(position) = executor.queued.iter().position(|t| t.task_id == task_id) {
-            // Never handed to the executor: it is killed during launch.
-            executor.queued.remove(position);
+        // The default executor kills a whole task group when one of its tasks is killed.
+        let group = executor.group_of(&task_id.value);
+        if executor.queued.iter().any(|t| t.task_id == task_id) {
+            // Never handed to the executor: it is killed during launch, and the rest of its
+            // task group with it (a group runs whole or not at all).
+            executor.queued.retain(|t| !group.contains(&t.task_id.value));
+            executor.groups.retain(|g| !g.contains(&task_id.value));
             let idle = executor.queued.is_empty() && executor.launched.is_empty();
-            let status = self.agent_status(
-                framework_id,
-                &task_id.value,
-                Some(&executor_id),
-                TaskState::TaskKilled,
-                Reason::TaskKilledDuringLaunch,
-                "Killed before delivery to the executor",
-                now,
-            );
-            self.enqueue_update(framework_id, status, now, out);
+            for doomed in &group {
+                let status = self.agent_status(
+                    framework_id,
+                    doomed,
+                    Some(&executor_id),
+                    TaskState::TaskKilled,
+                    Reason::TaskKilledDuringLaunch,
+                    "Killed before delivery to the executor",
+                    now,
+                );
+                self.enqueue_update(framework_id, status, now, out);
+            }
             if idle {
                 self.shutdown_executor(framework_id, &executor_id, now, out);
             }
             return;
         }
-        executor.kill_requested.insert(task_id.value.clone());
+        executor.kill_requested.extend(group);
         let Some(conn) = executor.conn else {
             // The executor is not connected and cannot hear the kill: end it, and the task
             // with it (it ends TASK_KILLED because the kill was asked for).
@@ -768,91 +645,12 @@ impl Agent {
     }
 }
 
-/// The persistent volumes among `resources`, as links into a sandbox. Volumes are created by
-/// the master's CREATE and survive their tasks, so they live outside every sandbox.
-fn volume_links(work_dir: &str, resources: &[v1::Resource]) -> Vec<VolumeLink> {
-    let Ok(resources) = crate::convert::resources_from_proto(resources) else {
-        return Vec::new();
-    };
-    resources
-        .iter()
-        .filter_map(|r| {
-            let id = r.persistence_id()?;
-            let volume = r.disk.as_ref()?.volume.as_ref()?;
-            Some(VolumeLink {
-                host_path: format!(
-                    "{}/volumes/roles/{}/{id}",
-                    work_dir.trim_end_matches('/'),
-                    r.role()
-                ),
-                container_path: volume.container_path.clone(),
-            })
-        })
-        .collect()
-}
-
-fn launch_event(task: v1::TaskInfo) -> executor::Event {
-    let mut e = executor::Event::default();
-    e.set_type(executor::event::Type::Launch);
-    e.launch = Some(executor::event::Launch { task });
-    e
-}
-
-/// The role a command task runs under, for `MESOS_ALLOCATION_ROLE`: the allocation role of its
-/// resources, else the framework's single role.
-fn allocation_role(framework: &v1::FrameworkInfo, task: &v1::TaskInfo) -> String {
-    task.resources
-        .iter()
-        .find_map(|r| r.allocation_info.as_ref().and_then(|a| a.role.clone()))
-        .or_else(|| framework.roles.first().cloned())
-        .unwrap_or_else(|| framework.role().to_string())
-}
-
 /// The executor's own shutdown grace period, else the agent's.
 fn shutdown_grace(executor: &v1::ExecutorInfo, default: Duration) -> Duration {
     executor
         .shutdown_grace_period
         .as_ref()
         .map_or(default, |d| Duration::from_nanos(u64::try_from(d.nanoseconds).unwrap_or(0)))
-}
-
-/// The environment of reference §3.4.
-fn executor_environment(
-    config: &AgentConfig,
-    agent_id: &str,
-    framework: &v1::FrameworkInfo,
-    executor: &v1::ExecutorInfo,
-    sandbox: &str,
-) -> Vec<(String, String)> {
-    let grace = shutdown_grace(executor, config.executor_shutdown_grace_period);
-    let framework_id = framework.id.as_ref().map(|f| f.value.clone()).unwrap_or_default();
-    let checkpoint = framework.checkpoint();
-    let mut env = vec![
-        ("MESOS_FRAMEWORK_ID".to_string(), framework_id),
-        ("MESOS_EXECUTOR_ID".to_string(), executor.executor_id.value.clone()),
-        ("MESOS_DIRECTORY".to_string(), sandbox.to_string()),
-        ("MESOS_SANDBOX".to_string(), sandbox.to_string()),
-        ("MESOS_AGENT_ENDPOINT".to_string(), config.endpoint.clone()),
-        ("MESOS_SLAVE_ID".to_string(), agent_id.to_string()),
-        ("MESOS_SLAVE_PID".to_string(), format!("slave(1)@{}", config.endpoint)),
-        ("MESOS_CHECKPOINT".to_string(), if checkpoint { "1" } else { "0" }.to_string()),
-        ("MESOS_HTTP_COMMAND_EXECUTOR".to_string(), "1".to_string()),
-        ("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD".to_string(), crate::duration::format(grace)),
-        ("LIBPROCESS_PORT".to_string(), "0".to_string()),
-    ];
-    if checkpoint {
-        env.push(("MESOS_RECOVERY_TIMEOUT".to_string(), "15mins".to_string()));
-        env.push(("MESOS_SUBSCRIPTION_BACKOFF_MAX".to_string(), "2secs".to_string()));
-    }
-    if let Some(variables) = executor.command.as_ref().and_then(|c| c.environment.as_ref()) {
-        for variable in &variables.variables {
-            if let Some(value) = &variable.value {
-                env.retain(|(name, _)| *name != variable.name);
-                env.push((variable.name.clone(), value.clone()));
-            }
-        }
-    }
-    env
 }
 
 /// A raw wait status in words: `exited with status 1` or `terminated by signal 9`.

@@ -1,11 +1,16 @@
-//! The task's process: turning a `CommandInfo` into a running child in its own process group,
+//! A task's process: turning a `CommandInfo` into a running child in its own process group,
 //! signalling that group, and describing how the child ended.
 //!
-//! It decides nothing: when to start, signal or report is the business of `state.rs`. It does
-//! not fetch URIs, switch users or isolate anything; the agent prepared the sandbox, and the
-//! executor's own stdout/stderr (already the sandbox files) are handed down to the task.
+//! It decides nothing: when to start, signal or report is the business of the cores
+//! (`state.rs`, `group.rs`). It does not fetch URIs, switch users or isolate anything. The
+//! command executor's task runs in the sandbox the agent prepared, with the executor's own
+//! stdout/stderr (already the sandbox files); a task of a task group gets a sandbox of its own
+//! under the executor's, `tasks/<task_id>`, with its own `stdout` and `stderr` files, where
+//! Mesos would put a nested container's.
 
+use std::ffi::OsStr;
 use std::fmt;
+use std::fs::File;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -57,10 +62,12 @@ impl fmt::Display for Termination {
 
 /// Builds the task's command: `/bin/sh -c <value>` for a shell command, otherwise `value`
 /// executed with `arguments` as its whole argv (argv[0] included), run in `sandbox` with the
-/// inherited environment plus the CommandInfo's variables, in a process group of its own.
+/// inherited environment, then `env`, then the CommandInfo's variables (which win, as in
+/// Mesos), in a process group of its own.
 pub fn build_command(
     command: &v1::CommandInfo,
     sandbox: &Path,
+    env: &[(&str, &OsStr)],
 ) -> Result<std::process::Command, String> {
     let value = command.value.as_deref().unwrap_or_default();
     if value.is_empty() {
@@ -80,6 +87,9 @@ pub fn build_command(
     for name in PRIVATE_VARIABLES {
         process.env_remove(name);
     }
+    for (name, value) in env {
+        process.env(name, value);
+    }
     if let Some(environment) = &command.environment {
         for variable in &environment.variables {
             // Secrets need a secret resolver, which this executor does not have; skipping them
@@ -98,9 +108,37 @@ pub fn build_command(
     Ok(process)
 }
 
-/// Starts the task's command (see [`build_command`]); the error is the update's `message`.
+/// Starts the task's command (see [`build_command`]) in the executor's sandbox; the error is
+/// the update's `message`.
 pub fn spawn(command: &v1::CommandInfo, sandbox: &Path) -> Result<tokio::process::Child, String> {
-    let process = build_command(command, sandbox)?;
+    start(build_command(command, sandbox, &[])?)
+}
+
+/// Starts a task of a task group in its own sandbox `<executor sandbox>/tasks/<task_id>`
+/// (created here), with `stdout` and `stderr` files there and `MESOS_SANDBOX` naming it; the
+/// error is the update's `message`.
+pub fn spawn_in_task_sandbox(
+    command: &v1::CommandInfo,
+    executor_sandbox: &Path,
+    task_id: &str,
+) -> Result<tokio::process::Child, String> {
+    // The id becomes a directory name: one that could climb out of `tasks/` is refused.
+    agora_core::ids::validate_id(task_id)
+        .map_err(|e| format!("Task ID '{task_id}' cannot name a sandbox: {e}"))?;
+    let dir = executor_sandbox.join("tasks").join(task_id);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("Failed to create the task sandbox {}: {e}", dir.display()))?;
+    let output = |name: &str| {
+        File::create(dir.join(name))
+            .map_err(|e| format!("Failed to create {}: {e}", dir.join(name).display()))
+    };
+    let (stdout, stderr) = (output("stdout")?, output("stderr")?);
+    let mut process = build_command(command, &dir, &[("MESOS_SANDBOX", dir.as_os_str())])?;
+    process.stdout(stdout).stderr(stderr);
+    start(process)
+}
+
+fn start(process: std::process::Command) -> Result<tokio::process::Child, String> {
     let program = process.get_program().to_string_lossy().into_owned();
     tokio::process::Command::from(process)
         .spawn()
@@ -123,7 +161,7 @@ pub fn signal_group(pgid: u32, signal: Signal) -> Result<(), Errno> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::terminal_state;
+    use crate::common::terminal_state;
     use agora_proto::v1::TaskState;
     use agora_proto::v1::environment::Variable;
 
@@ -189,7 +227,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let output = build_command(&command, &tmp())
+        let output = build_command(&command, &tmp(), &[])
             .expect("the command builds")
             .stdout(Stdio::piped())
             .output()
@@ -199,7 +237,7 @@ mod tests {
 
     #[test]
     fn a_command_without_a_value_is_refused() {
-        let error = build_command(&v1::CommandInfo::default(), &tmp()).expect_err("no value");
+        let error = build_command(&v1::CommandInfo::default(), &tmp(), &[]).expect_err("no value");
         assert!(error.contains("no value"), "{error}");
     }
 
@@ -212,6 +250,39 @@ mod tests {
         };
         let error = spawn(&command, &tmp()).expect_err("the program does not exist");
         assert!(error.contains("/nonexistent/agora-test-program"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_group_task_runs_in_its_own_sandbox_with_its_own_output() {
+        let sandbox = tempfile::tempdir().expect("a temporary directory");
+        let command = shell("test \"$MESOS_SANDBOX\" = \"$(pwd)\" && echo out && echo err >&2");
+        let mut child =
+            spawn_in_task_sandbox(&command, sandbox.path(), "web.1").expect("sh starts");
+        let status = child.wait().await.expect("the child can be waited for");
+        assert_eq!(Termination::from(status), Termination::Exited(0), "cwd is MESOS_SANDBOX");
+        let dir = sandbox.path().join("tasks").join("web.1");
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("the file exists");
+        assert_eq!((read("stdout"), read("stderr")), ("out\n".into(), "err\n".into()));
+
+        // The CommandInfo's own MESOS_SANDBOX wins over the executor's.
+        let mut command = shell("echo \"$MESOS_SANDBOX\"");
+        command.environment = Some(v1::Environment {
+            variables: vec![Variable {
+                name: "MESOS_SANDBOX".into(),
+                value: Some("/mine".into()),
+                ..Default::default()
+            }],
+        });
+        let mut child = spawn_in_task_sandbox(&command, sandbox.path(), "web.2").expect("starts");
+        child.wait().await.expect("the child can be waited for");
+        let printed = std::fs::read_to_string(sandbox.path().join("tasks/web.2/stdout"));
+        assert_eq!(printed.expect("stdout exists"), "/mine\n");
+
+        for bad in ["..", "a/b", ""] {
+            let error = spawn_in_task_sandbox(&shell("true"), sandbox.path(), bad)
+                .expect_err("the id cannot name a directory under tasks/");
+            assert!(error.contains("cannot name a sandbox"), "{error}");
+        }
     }
 
     #[test]

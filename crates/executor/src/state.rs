@@ -6,7 +6,8 @@
 //! It does no IO: it never touches processes, sockets or the clock. Time enters as the `now`
 //! argument of [`CommandExecutor::handle`], update uuids come from an injected generator, and
 //! wire types appear only as the opaque `CommandInfo` it hands back in [`Output::Spawn`]. The IO
-//! loop in `lib.rs` turns events into [`Input`]s and carries out the [`Output`]s.
+//! loop in `lib.rs` turns events into [`Input`]s and carries out the [`Output`]s. What it shares
+//! with the default executor's core (timing, updates, kill escalation) is in `common.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -14,61 +15,11 @@ use agora_proto::v1;
 use agora_proto::v1::TaskState;
 use nix::sys::signal::Signal;
 
+use crate::common::{AgentEvent, Config, Killing, Reporter, Update, UuidSource, terminal_state};
 use crate::process::Termination;
-
-/// The kill grace period when neither the KILL event nor the task names one (Mesos's default).
-pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
-
-/// How long the executor waits for the agent to acknowledge the terminal update before it exits
-/// anyway (Mesos's HTTP-mode fail-safe).
-pub const ACK_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The part of the shutdown grace period kept back for the terminal update and its ack, and the
-/// ack fail-safe after a SHUTDOWN: the agent destroys the container once the whole grace period
-/// has passed, so waiting longer would gain nothing.
-pub const SHUTDOWN_RESERVE: Duration = Duration::from_secs(1);
-
-/// The longest grace period honoured; it keeps `Instant` arithmetic far from overflow when a
-/// kill policy from the wire names centuries.
-const MAX_GRACE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The message of the update that refuses a second task.
 pub const MULTIPLE_TASKS: &str = "Attempted to run multiple tasks using a command executor";
-
-/// Timing knobs of the core; the IO shell fills them from the environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Config {
-    /// Grace period of a KILL without a kill policy on the event or the task.
-    pub default_kill_grace: Duration,
-    /// Grace period of the kill that a SHUTDOWN starts.
-    pub shutdown_kill_grace: Duration,
-    /// Fail-safe wait for the terminal update's ack.
-    pub ack_timeout: Duration,
-    /// Fail-safe wait for the terminal update's ack once a SHUTDOWN has arrived.
-    pub shutdown_ack_timeout: Duration,
-}
-
-impl Config {
-    /// The defaults of reference §3.5 for an executor whose shutdown grace period
-    /// (`MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD`) is `shutdown_grace_period`.
-    pub fn new(shutdown_grace_period: Duration) -> Self {
-        Self {
-            default_kill_grace: DEFAULT_KILL_GRACE,
-            shutdown_kill_grace: shutdown_grace_period.saturating_sub(SHUTDOWN_RESERVE),
-            ack_timeout: ACK_TIMEOUT,
-            shutdown_ack_timeout: SHUTDOWN_RESERVE,
-        }
-    }
-}
-
-/// One status update the core wants sent; the shell adds the executor id and the timestamp.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Update {
-    pub uuid: [u8; 16],
-    pub task_id: String,
-    pub state: TaskState,
-    pub message: Option<String>,
-}
 
 /// What happened, in the core's terms.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,6 +50,28 @@ pub enum Input {
     Tick,
 }
 
+impl From<AgentEvent> for Input {
+    fn from(event: AgentEvent) -> Self {
+        match event {
+            AgentEvent::Subscribed { task_killing_state } => {
+                Self::Subscribed { task_killing_state }
+            }
+            AgentEvent::Launch(task) => Self::Launch {
+                task_id: task.task_id,
+                command: task.command,
+                kill_grace: task.kill_grace,
+            },
+            AgentEvent::LaunchGroup(tasks) => {
+                Self::LaunchGroup { task_ids: tasks.into_iter().map(|t| t.task_id).collect() }
+            }
+            AgentEvent::Kill { task_id, grace } => Self::Kill { task_id, grace },
+            AgentEvent::Acknowledged { uuid } => Self::Acknowledged { uuid },
+            AgentEvent::Shutdown => Self::Shutdown,
+            AgentEvent::Error { message } => Self::Error { message },
+        }
+    }
+}
+
 /// What the shell must do, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
@@ -115,13 +88,10 @@ pub enum Output {
     Exit(i32),
 }
 
-/// A source of update uuids (16 random bytes in production, a counter in tests).
-pub type UuidSource = Box<dyn FnMut() -> [u8; 16] + Send>;
-
-struct Killing {
-    deadline: Instant,
-    /// SIGKILL was sent; nothing more to escalate.
-    escalated: bool,
+impl From<Update> for Output {
+    fn from(update: Update) -> Self {
+        Self::Send(update)
+    }
 }
 
 struct Task {
@@ -146,38 +116,32 @@ enum Phase {
 /// The command executor's state machine: one task, its kill escalation, the updates in flight.
 pub struct CommandExecutor {
     config: Config,
-    uuids: UuidSource,
+    reporter: Reporter,
     phase: Phase,
     task_killing_state: bool,
     shutting_down: bool,
-    unacknowledged: Vec<Update>,
 }
 
 impl CommandExecutor {
     pub fn new(config: Config, uuids: UuidSource) -> Self {
         Self {
             config,
-            uuids,
+            reporter: Reporter::new(uuids),
             phase: Phase::Idle,
             task_killing_state: false,
             shutting_down: false,
-            unacknowledged: Vec::new(),
         }
     }
 
     /// Updates sent and not yet acknowledged by the agent, oldest first.
     pub fn unacknowledged(&self) -> &[Update] {
-        &self.unacknowledged
+        self.reporter.unacknowledged()
     }
 
     /// When the shell must feed [`Input::Tick`] next: the kill escalation or the ack fail-safe.
     pub fn next_deadline(&self) -> Option<Instant> {
         match &self.phase {
-            Phase::Active(Task {
-                spawned: true,
-                kill: Some(Killing { deadline, escalated: false }),
-                ..
-            }) => Some(*deadline),
+            Phase::Active(Task { spawned: true, kill: Some(killing), .. }) => killing.deadline(),
             Phase::Finishing { deadline, .. } => Some(*deadline),
             _ => None,
         }
@@ -199,19 +163,17 @@ impl CommandExecutor {
             Input::LaunchGroup { task_ids } => {
                 for task_id in task_ids {
                     let message = "A command executor cannot run task groups".to_string();
-                    self.send(task_id, TaskState::TaskFailed, Some(message), &mut out);
+                    self.reporter.send(&mut out, task_id, TaskState::TaskFailed, Some(message));
                 }
             }
             Input::Kill { task_id, grace } => self.kill(&task_id, grace, now, &mut out),
             Input::Acknowledged { uuid } => self.acknowledged(&uuid, &mut out),
             Input::Shutdown => self.shutdown(now, &mut out),
             Input::Error { message } => {
-                out.push(Output::Log(format!("the agent sent an error: {message}")));
-                self.abandon(&mut out);
+                self.abandon(format!("the agent sent an error: {message}"), &mut out)
             }
             Input::Disconnected { reason } => {
-                out.push(Output::Log(format!("lost the agent: {reason}")));
-                self.abandon(&mut out);
+                self.abandon(format!("lost the agent: {reason}"), &mut out)
             }
             Input::Spawned => self.spawned(now, &mut out),
             Input::SpawnFailed { message } => {
@@ -236,18 +198,13 @@ impl CommandExecutor {
     ) {
         if !matches!(self.phase, Phase::Idle) {
             out.push(Output::Log(format!("refusing task {task_id}: {MULTIPLE_TASKS}")));
-            self.send(task_id, TaskState::TaskFailed, Some(MULTIPLE_TASKS.into()), out);
+            self.reporter.send(out, task_id, TaskState::TaskFailed, Some(MULTIPLE_TASKS.into()));
             return;
         }
         out.push(Output::Log(format!("starting task {task_id}")));
-        self.send(task_id.clone(), TaskState::TaskStarting, None, out);
+        self.reporter.send(out, task_id.clone(), TaskState::TaskStarting, None);
         out.push(Output::Spawn(command));
-        self.phase = Phase::Active(Task {
-            id: task_id,
-            kill_grace: kill_grace.map(|g| g.min(MAX_GRACE)),
-            spawned: false,
-            kill: None,
-        });
+        self.phase = Phase::Active(Task { id: task_id, kill_grace, spawned: false, kill: None });
     }
 
     fn spawned(&mut self, now: Instant, out: &mut Vec<Output>) {
@@ -258,7 +215,7 @@ impl CommandExecutor {
         let task_id = task.id.clone();
         // A kill that arrived while the process was being forked is carried out now.
         let kill_pending = task.kill.is_some();
-        self.send(task_id, TaskState::TaskRunning, None, out);
+        self.reporter.send(out, task_id, TaskState::TaskRunning, None);
         if kill_pending {
             out.push(Output::Signal(Signal::SIGTERM));
             self.escalate_if_due(now, out);
@@ -272,7 +229,6 @@ impl CommandExecutor {
         now: Instant,
         out: &mut Vec<Output>,
     ) {
-        let default_grace = self.config.default_kill_grace;
         let Phase::Active(task) = &mut self.phase else {
             out.push(Output::Log(format!("ignoring kill of task {task_id}: it is not running")));
             return;
@@ -284,31 +240,16 @@ impl CommandExecutor {
             )));
             return;
         }
-        let grace = grace.map(|g| g.min(MAX_GRACE)).or(task.kill_grace).unwrap_or(default_grace);
-        let deadline = now + grace;
-        match &mut task.kill {
-            Some(killing) => {
-                // A later kill can only bring the SIGKILL forward, never postpone it.
-                if !killing.escalated && deadline < killing.deadline {
-                    killing.deadline = deadline;
-                    out.push(Output::Log(format!(
-                        "kill grace period of task {task_id} shortened to {grace:?}"
-                    )));
-                }
+        let grace = self.config.kill_grace(grace, task.kill_grace);
+        let (line, first) = Killing::begin(&mut task.kill, task_id, now, grace);
+        out.extend(line.map(Output::Log));
+        if first {
+            let spawned = task.spawned;
+            if self.task_killing_state {
+                self.reporter.send(out, task_id.to_string(), TaskState::TaskKilling, None);
             }
-            None => {
-                task.kill = Some(Killing { deadline, escalated: false });
-                let spawned = task.spawned;
-                let task_id = task.id.clone();
-                out.push(Output::Log(format!(
-                    "killing task {task_id} with a grace period of {grace:?}"
-                )));
-                if self.task_killing_state {
-                    self.send(task_id, TaskState::TaskKilling, None, out);
-                }
-                if spawned {
-                    out.push(Output::Signal(Signal::SIGTERM));
-                }
+            if spawned {
+                out.push(Output::Signal(Signal::SIGTERM));
             }
         }
         self.escalate_if_due(now, out);
@@ -316,10 +257,8 @@ impl CommandExecutor {
 
     fn escalate_if_due(&mut self, now: Instant, out: &mut Vec<Output>) {
         if let Phase::Active(Task { spawned: true, kill: Some(killing), id, .. }) = &mut self.phase
-            && !killing.escalated
-            && now >= killing.deadline
+            && killing.escalate(now)
         {
-            killing.escalated = true;
             out.push(Output::Log(format!(
                 "task {id} outlived its kill grace period; sending SIGKILL"
             )));
@@ -371,7 +310,7 @@ impl CommandExecutor {
         now: Instant,
         out: &mut Vec<Output>,
     ) {
-        let terminal = self.send(task_id, state, Some(message), out);
+        let terminal = self.reporter.send(out, task_id, state, Some(message));
         let wait = if self.shutting_down {
             self.config.shutdown_ack_timeout
         } else {
@@ -381,7 +320,7 @@ impl CommandExecutor {
     }
 
     fn acknowledged(&mut self, uuid: &[u8], out: &mut Vec<Output>) {
-        self.unacknowledged.retain(|u| u.uuid.as_slice() != uuid);
+        self.reporter.acknowledge(uuid);
         if let Phase::Finishing { terminal, .. } = &self.phase
             && terminal.as_slice() == uuid
         {
@@ -402,8 +341,10 @@ impl CommandExecutor {
         }
     }
 
-    /// Leaves without the agent: a task left running would be an orphan nobody reports on.
-    fn abandon(&mut self, out: &mut Vec<Output>) {
+    /// Leaves without the agent, for `why`: a task left running would be an orphan nobody
+    /// reports on.
+    fn abandon(&mut self, why: String, out: &mut Vec<Output>) {
+        out.push(Output::Log(why));
         if let Phase::Active(Task { spawned: true, .. }) = &self.phase {
             out.push(Output::Signal(Signal::SIGKILL));
         }
@@ -414,34 +355,6 @@ impl CommandExecutor {
         self.phase = Phase::Gone;
         out.push(Output::Exit(code));
     }
-
-    fn send(
-        &mut self,
-        task_id: String,
-        state: TaskState,
-        message: Option<String>,
-        out: &mut Vec<Output>,
-    ) -> [u8; 16] {
-        let uuid = (self.uuids)();
-        let update = Update { uuid, task_id, state, message };
-        self.unacknowledged.push(update.clone());
-        out.push(Output::Send(update));
-        uuid
-    }
-}
-
-/// The terminal state and message of a task that ended with `termination`; `killed` says
-/// whether the executor had been asked to kill it.
-pub fn terminal_state(termination: Termination, killed: bool) -> (TaskState, String) {
-    let message = termination.to_string();
-    let state = if killed {
-        TaskState::TaskKilled
-    } else if termination == Termination::Exited(0) {
-        TaskState::TaskFinished
-    } else {
-        TaskState::TaskFailed
-    };
-    (state, message)
 }
 
 #[cfg(test)]

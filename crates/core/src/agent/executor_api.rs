@@ -1,9 +1,10 @@
-//! The executor side of the agent: SUBSCRIBE (which delivers queued tasks), UPDATE (validated
-//! as reference §3.2 says, acknowledged to the executor, then queued for the master) and the
-//! other executor calls.
+//! The executor side of the agent: SUBSCRIBE (which takes back what the executor holds
+//! unacknowledged and delivers queued tasks and task groups), UPDATE (validated as reference
+//! §3.2 says, acknowledged to the executor, then queued for the master) and the other executor
+//! calls.
 //!
-//! Launching and killing executor processes is not here; `agent.rs` decides that and the shell
-//! carries it out.
+//! Launching and killing executor processes is not here; `agent.rs` and `agent/launch.rs`
+//! decide that and the shell carries it out.
 
 use std::time::Duration;
 
@@ -12,13 +13,18 @@ use agora_proto::v1::task_status::Source;
 use agora_proto::v1::{self, TaskState};
 use agora_proto::{executor, internal};
 
-use super::{Agent, CallError, ConnId, LaunchedTask, Output, launch_event};
+use super::{Agent, CallError, ConnId, Output};
 
 impl Agent {
+    /// SUBSCRIBE: the stream `conn` becomes the executor's. A re-subscribing executor sends the
+    /// updates the agent never acknowledged, which are taken as if sent again (duplicates are
+    /// dropped by uuid), and the tasks it holds without an acknowledged update, which are not
+    /// delivered twice.
     pub(super) fn executor_subscribe(
         &mut self,
         conn: ConnId,
         call: executor::Call,
+        now: Duration,
         out: &mut Vec<Output>,
     ) -> Result<(), CallError> {
         if call.r#type() != ExecutorCallType::Subscribe {
@@ -26,6 +32,14 @@ impl Agent {
         }
         let framework_id = call.framework_id.value.clone();
         let executor_id = call.executor_id.value.clone();
+        let subscribe = call.subscribe.unwrap_or_default();
+        // Every resent update is checked before anything changes, so a bad one refuses the
+        // whole call instead of leaving it half done.
+        let updates = subscribe
+            .unacknowledged_updates
+            .into_iter()
+            .map(|u| validate_executor_update(u.status, &executor_id))
+            .collect::<Result<Vec<_>, _>>()?;
         let agent_info = {
             let mut info = self.config.agent_info.clone();
             info.id = self.agent_id.as_ref().map(|id| v1::AgentId { value: id.clone() });
@@ -57,11 +71,12 @@ impl Agent {
             }),
         });
         out.push(Output::ToExecutor { conn, event: e });
-        while let Some(task) = executor.queued.pop_front() {
-            executor.launched.insert(task.task_id.value.clone(), LaunchedTask::new(task.clone()));
-            out.push(Output::ToExecutor { conn, event: launch_event(task) });
+        executor.accept_unacknowledged(&subscribe.unacknowledged_tasks);
+        executor.deliver_queued(conn, out);
+        self.executor_conns.insert(conn, (framework_id.clone(), executor_id.clone()));
+        for status in updates {
+            self.executor_update(&framework_id, &executor_id, conn, status, now, out);
         }
-        self.executor_conns.insert(conn, (framework_id, executor_id));
         Ok(())
     }
 

@@ -3,7 +3,8 @@
 //! fake clock.
 //!
 //! This file holds the harness, the helpers, and the tests of registration, launches and the
-//! executor API; `tests/lifecycle.rs` covers status update streams, exits, kills and shutdown.
+//! executor API; `tests/lifecycle.rs` covers status update streams, exits, kills and shutdown,
+//! `tests/groups.rs` task groups and executor re-subscription.
 //! The checks are what the master, the executors and the process supervisor observe.
 
 use std::time::Duration;
@@ -20,6 +21,7 @@ use super::{Agent, AgentConfig, CallError, CommandExecutor, ConnId, Input, Launc
 use crate::convert;
 use crate::resources::Resources;
 
+mod groups;
 mod lifecycle;
 
 const AGENT_ID: &str = "c0ffee-S0";
@@ -41,6 +43,10 @@ fn config() -> AgentConfig {
         command_executor: CommandExecutor {
             program: "/usr/bin/agora".into(),
             arguments: vec!["executor".into()],
+        },
+        default_executor: CommandExecutor {
+            program: "/usr/bin/agora".into(),
+            arguments: vec!["agora".into(), "executor".into(), "--default".into()],
         },
         executor_shutdown_grace_period: Duration::from_secs(5),
         status_update_retry_min: Duration::from_secs(10),

@@ -3,17 +3,7 @@
 //! time is an `Instant` the tests move by hand.
 
 use super::*;
-
-/// Uuids 1, 2, 3, ... in the first byte, so tests can name them.
-fn counter() -> UuidSource {
-    let mut next = 0u8;
-    Box::new(move || {
-        next += 1;
-        let mut uuid = [0u8; 16];
-        uuid[0] = next;
-        uuid
-    })
-}
+use crate::common::{ACK_TIMEOUT, DEFAULT_KILL_GRACE, SHUTDOWN_RESERVE, counting_uuids};
 
 fn uuid(n: u8) -> Vec<u8> {
     let mut uuid = vec![0u8; 16];
@@ -22,7 +12,7 @@ fn uuid(n: u8) -> Vec<u8> {
 }
 
 fn executor() -> CommandExecutor {
-    CommandExecutor::new(Config::new(Duration::from_secs(5)), counter())
+    CommandExecutor::new(Config::new(Duration::from_secs(5)), counting_uuids())
 }
 
 fn launch(task_id: &str, kill_grace: Option<Duration>) -> Input {
@@ -354,7 +344,7 @@ fn shutdown_while_waiting_for_the_ack_shortens_the_wait() {
 #[test]
 fn shutdown_grace_shorter_than_the_reserve_kills_at_once() {
     let t0 = Instant::now();
-    let mut ex = CommandExecutor::new(Config::new(Duration::from_millis(500)), counter());
+    let mut ex = CommandExecutor::new(Config::new(Duration::from_millis(500)), counting_uuids());
     ex.handle(launch("t", None), t0);
     ex.handle(Input::Spawned, t0);
     assert_eq!(signals(&ex.handle(Input::Shutdown, t0)), [Signal::SIGTERM, Signal::SIGKILL]);
