@@ -400,7 +400,7 @@ impl Master {
                 framework_id: v1::FrameworkId { value: framework.id.clone() },
                 agent_id: v1::AgentId { value: agent.id.clone() },
                 hostname: agent.info.hostname.clone(),
-                resources: convert::resources_to_proto(&a.resources, allocation_info.as_ref()),
+                resources: offer_resources(&framework.info, &a.resources, allocation_info.as_ref()),
                 executor_ids,
                 attributes: agent.attributes.clone(),
                 url: Some(agent_url(agent)),
@@ -668,6 +668,30 @@ fn failover_timeout(info: &v1::FrameworkInfo) -> Duration {
         Duration::from_secs_f64(seconds.min(MAX_REFUSE_SECONDS * 100.0))
     } else {
         Duration::ZERO
+    }
+}
+
+/// Offered resources in the reservation format the framework reads: the `reservations` stack
+/// for RESERVATION_REFINEMENT frameworks, `role` plus `reservation` for the others (the
+/// allocator never gives those a refined reservation).
+fn offer_resources(
+    info: &v1::FrameworkInfo,
+    resources: &Resources,
+    allocation_info: Option<&v1::resource::AllocationInfo>,
+) -> Vec<v1::Resource> {
+    match convert::ResourceFormat::for_framework(info) {
+        convert::ResourceFormat::PostRefinement => {
+            let role = allocation_info.and_then(|a| a.role.as_deref());
+            convert::resources_for_framework(
+                resources,
+                convert::ResourceFormat::PostRefinement,
+                role,
+            )
+            .unwrap_or_else(|_| convert::resources_to_proto(resources, allocation_info))
+        }
+        convert::ResourceFormat::PreRefinement => {
+            convert::resources_to_proto(resources, allocation_info)
+        }
     }
 }
 

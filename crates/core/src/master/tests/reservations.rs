@@ -184,3 +184,33 @@ fn an_agent_reports_its_reservations_and_volumes_when_it_registers() {
         agent_events(&out, aconn).into_iter().filter_map(|e| Some(e.error?.message)).collect();
     assert!(errors.iter().any(|m| m.contains("exceed the agent's")), "{errors:?}");
 }
+
+#[test]
+fn offers_use_the_reservation_format_the_framework_reads() {
+    let checkpointed: Resources = [reserved("cpus", 1.0)].into_iter().collect();
+    for refinement in [false, true] {
+        let mut info = web_framework();
+        if refinement {
+            info = with_capabilities(info, &[Capability::ReservationRefinement]);
+        }
+        let mut h = Harness::new();
+        let (fconn, _) = h.subscribe(info);
+        let mut register = register_call("cpus:4;mem:1024", "", Some("a1"));
+        if let Some(r) = register.register.as_mut() {
+            r.checkpointed_resources = convert::resources_to_proto(&checkpointed, None);
+        }
+        let (_, out) = h.register(register);
+        let offer = offers(&out, fconn).pop().expect("offer");
+        let cpus: Vec<&v1::Resource> =
+            offer.resources.iter().filter(|r| r.name == "cpus" && r.role() == "web").collect();
+        assert_eq!(cpus.len(), 1, "{:?}", offer.resources);
+        if refinement {
+            assert_eq!(cpus[0].reservations.len(), 1);
+            assert!(cpus[0].reservation.is_none());
+        } else {
+            assert!(cpus[0].reservations.is_empty());
+            assert!(cpus[0].reservation.is_some());
+        }
+        assert_eq!(offered(&offer).cpus(), Scalar::from_f64(4.0), "both formats read back");
+    }
+}
