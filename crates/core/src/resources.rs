@@ -352,10 +352,15 @@ impl Resources {
         self.filter_roles(|r| r == UNRESERVED)
     }
 
-    /// What a framework in `role` may be offered: unreserved resources plus that role's
-    /// reservations.
+    /// What a framework in `role` may be offered: unreserved resources plus the reservations
+    /// of `role` and of its ancestors (a framework of `eng/web` may use what is reserved for
+    /// `eng`, as with Mesos's hierarchical roles).
     pub fn allocatable_to(&self, role: &str) -> Resources {
-        self.filter_roles(|r| r == UNRESERVED || r == role)
+        self.filter_roles(|r| {
+            r == UNRESERVED
+                || r == role
+                || role.strip_prefix(r).is_some_and(|rest| rest.starts_with('/'))
+        })
     }
 
     /// The quantity of `name` over all roles; range and set items count one each.
