@@ -31,13 +31,13 @@ mod quota;
 mod role_tree;
 mod sorter;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::resources::{Resource, Resources, Scalar, UNRESERVED, Value};
 use filters::RoleFilters;
-use index::{Interner, ScalarParts, SplitMix64};
+use index::{FastMap, Interner, ScalarParts, SplitMix64};
 use quota::QuotaBook;
 pub use quota::QuotaConfig;
 use role_tree::{RoleTree, sane_weight};
@@ -171,14 +171,16 @@ struct Framework {
     suppressed: Vec<u32>,
     active: bool,
     min_allocatable: BTreeMap<String, Vec<Resources>>,
-    /// Where it holds allocations: (agent, role) indices.
-    allocations: BTreeSet<(u32, u32)>,
+    /// On how many (agent, role) pairs it holds something. Where exactly is only in the
+    /// agents' records: an index here would be touched by every allocation decision, and only
+    /// framework removal, which is rare, would read it.
+    allocations: usize,
 }
 
 /// Resource names interned to indices, with the excluded flags kept beside the totals.
 #[derive(Debug, Clone, Default)]
 struct Names {
-    ids: HashMap<String, usize>,
+    ids: FastMap<String, usize>,
     excluded: BTreeSet<String>,
 }
 
@@ -237,16 +239,24 @@ pub struct Allocator {
     roles: RoleTree,
     quota: QuotaBook,
     rng: Option<SplitMix64>,
+    /// `config.min_allocatable` as (name, quantity) lists, checked once per agent and role.
+    min_quantities: Vec<Vec<(String, Scalar)>>,
 }
 
 impl Allocator {
     /// An allocator with no agents and no frameworks.
     pub fn new(config: AllocatorConfig) -> Allocator {
         let names = Names {
-            ids: HashMap::new(),
+            ids: FastMap::default(),
             excluded: config.fair_sharing_excluded.iter().cloned().collect(),
         };
+        let min_quantities = config
+            .min_allocatable
+            .iter()
+            .map(|min| min.quantities().into_iter().collect())
+            .collect();
         Allocator {
+            min_quantities,
             rng: config.shuffle_seed.map(SplitMix64::new),
             config,
             names,
@@ -287,7 +297,7 @@ impl Allocator {
                 suppressed: Vec::new(),
                 active: false,
                 min_allocatable: BTreeMap::new(),
-                allocations: BTreeSet::new(),
+                allocations: 0,
             });
         }
         idx
@@ -349,7 +359,7 @@ impl Allocator {
         self.agent_ids.release(a);
         for (&(f, r), resources) in &agent.allocated {
             self.untrack(f, r, resources);
-            self.framework_mut(f).allocations.remove(&(a, r));
+            self.framework_mut(f).allocations -= 1;
             self.forget_if_unused(f, Some(r));
         }
         self.track_total(&agent.total, false);
@@ -451,14 +461,21 @@ impl Allocator {
         let Some(f) = self.framework_ids.get(framework_id) else { return };
         self.set_framework(framework_id, &FrameworkSpec::default());
         self.clear_filters(f, None);
-        let allocations = std::mem::take(&mut self.framework_mut(f).allocations);
-        for (a, r) in allocations {
-            let agent = self.agent_mut(a);
-            if let Some(resources) = agent.allocated.remove(&(f, r)) {
-                agent.available += &resources;
-                self.untrack(f, r, &resources);
+        let mut freed = Vec::new();
+        for agent in self.agents.iter_mut().flatten() {
+            let keys: Vec<(u32, u32)> =
+                agent.allocated.range((f, 0)..=(f, u32::MAX)).map(|(k, _)| *k).collect();
+            for key in keys {
+                if let Some(resources) = agent.allocated.remove(&key) {
+                    agent.available += &resources;
+                    freed.push((key.1, resources));
+                }
             }
         }
+        for (r, resources) in freed {
+            self.untrack(f, r, &resources);
+        }
+        self.framework_mut(f).allocations = 0;
         self.framework_mut(f).added = false;
         self.forget_if_unused(f, None);
     }
@@ -582,7 +599,7 @@ impl Allocator {
             agent.available += &freed;
             self.untrack(f, r, &freed);
             if emptied {
-                self.framework_mut(f).allocations.remove(&(a, r));
+                self.framework_mut(f).allocations -= 1;
             }
         }
         if let Some(refuse) = refuse.filter(|d| !d.is_zero())
@@ -723,10 +740,27 @@ impl Allocator {
     /// Records `resources` as held by (framework, role) on an agent, counting `count` as an
     /// allocation decision.
     fn hold(&mut self, f: u32, r: u32, a: u32, resources: &Resources, count: bool) {
+        self.agent_mut(a).available -= resources;
+        self.record(f, r, a, resources, count);
+    }
+
+    /// [`Allocator::hold`] for resources already taken out of the agent's free resources.
+    fn record(&mut self, f: u32, r: u32, a: u32, resources: &Resources, count: bool) {
         let agent = self.agent_mut(a);
-        agent.available -= resources;
-        agent.allocated.entry((f, r)).or_default().add(resources);
-        self.framework_mut(f).allocations.insert((a, r));
+        let fresh = match agent.allocated.entry((f, r)) {
+            std::collections::btree_map::Entry::Occupied(mut held) => {
+                held.get_mut().add(resources);
+                false
+            }
+            // Cloning the normalized collection is cheaper than merging it entry by entry.
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(resources.clone());
+                true
+            }
+        };
+        if fresh {
+            self.framework_mut(f).allocations += 1;
+        }
         self.track(f, r, resources, count);
     }
 
@@ -811,7 +845,7 @@ impl Allocator {
                 node.frameworks.remove(f);
             }
         }
-        if !framework.added && framework.allocations.is_empty() {
+        if !framework.added && framework.allocations == 0 {
             for r in self.roles.indices().collect::<Vec<_>>() {
                 self.roles.node_mut(r).frameworks.remove(f);
             }
@@ -825,9 +859,8 @@ impl Allocator {
     pub fn allocated(&self, framework_id: &str) -> Resources {
         let mut out = Resources::new();
         let Some(f) = self.framework_ids.get(framework_id) else { return out };
-        let Some(framework) = self.frameworks[f as usize].as_ref() else { return out };
-        for &(a, r) in &framework.allocations {
-            if let Some(held) = self.agent(a).allocated.get(&(f, r)) {
+        for agent in self.agents.iter().flatten() {
+            for (_, held) in agent.allocated.range((f, 0)..=(f, u32::MAX)) {
                 out += held;
             }
         }

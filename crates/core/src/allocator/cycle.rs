@@ -15,12 +15,11 @@
 //! ones are found by set difference instead of walking past the blocked ones. This module owns
 //! no state of its own between cycles.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::resources::{Resource, Resources, Scalar, Value};
 
-use super::index::BitSet;
+use super::index::{BitSet, FastMap};
 use super::role_tree::RoleNode;
 use super::{Allocation, Allocator, nanos, reservation_role};
 
@@ -35,7 +34,7 @@ struct Cycle {
     made: Vec<(u32, u32, u32, Resources)>,
     /// Position in `made` of each (framework, role, agent); kept only once stage 1 decided
     /// something, because only then can stage 2 add to an existing decision.
-    index: HashMap<(u32, u32, u32), usize>,
+    index: FastMap<(u32, u32, u32), usize>,
     merging: bool,
 }
 
@@ -57,6 +56,22 @@ fn meets(minimums: &[Resources], offer: &Resources) -> bool {
     minimums.is_empty() || minimums.iter().any(|min| offer.contains_quantities(min))
 }
 
+/// [`meets`] for quantity sets prepared once (the global minimum, checked for every agent).
+fn meets_prepared(minimums: &[Vec<(String, Scalar)>], offer: &Resources) -> bool {
+    minimums.is_empty()
+        || minimums.iter().any(|min| min.iter().all(|(name, q)| offer.quantity(name) >= *q))
+}
+
+/// True when a role at `path` may use every entry of `available` (nothing in it is reserved
+/// for another role), so that the offer is all of it.
+fn usable_whole(available: &Resources, path: &str) -> bool {
+    available.iter().all(|entry| {
+        reservation_role(entry).is_none_or(|role| {
+            role == path || path.strip_prefix(role).is_some_and(|rest| rest.starts_with('/'))
+        })
+    })
+}
+
 /// Adds a copy of `entry` with a new scalar amount; entries of one collection never conflict,
 /// and one that did would only make the offer smaller.
 fn push_scaled(out: &mut Resources, entry: &Resource, milli: i64) {
@@ -75,7 +90,7 @@ impl Allocator {
             self.roles.resort(&self.totals);
             self.totals_dirty = false;
         }
-        let mut cycle = Cycle::default();
+        let mut cycle = Cycle { made: Vec::with_capacity(agents.len()), ..Cycle::default() };
         let mut order = Vec::new();
         if self.quota.has_guarantees() {
             self.order_agents(&mut agents);
@@ -87,9 +102,10 @@ impl Allocator {
             .made
             .into_iter()
             .map(|(f, r, a, resources)| Allocation {
-                framework_id: self.framework_ids.name(f).to_string(),
-                role: self.roles.node(r).path.to_string(),
-                agent_id: self.agent_ids.name(a).to_string(),
+                // `String::from` copies; `to_string` would go through the formatter.
+                framework_id: String::from(&**self.framework_ids.name(f)),
+                role: String::from(&*self.roles.node(r).path),
+                agent_id: String::from(&**self.agent_ids.name(a)),
                 resources,
             })
             .collect()
@@ -134,22 +150,37 @@ impl Allocator {
             }
             self.roles.order(order);
             for &r in order.iter() {
-                let available = &self.agent(a).available;
-                if available.is_empty() {
+                let path = &self.roles.node(r).path;
+                let agent = self.agents[a as usize].as_mut().expect("candidates are live agents");
+                if agent.available.is_empty() {
                     break;
                 }
-                let mut offer = available.allocatable_to(&self.roles.node(r).path);
-                if bounded {
-                    offer = self.bound_free(r, offer);
-                }
+                // Usually the role may use everything that is free here: then the free
+                // resources move into the offer instead of being copied and subtracted, which
+                // is most of the cost of a decision on a large cluster.
+                let whole = !bounded && usable_whole(&agent.available, path);
+                let offer = if whole {
+                    std::mem::take(&mut agent.available)
+                } else {
+                    let offer = agent.available.allocatable_to(path);
+                    if bounded { self.bound_free(r, offer) } else { offer }
+                };
                 if offer.is_empty() {
                     continue;
                 }
                 // The first eligible framework takes everything the role may use here, so the
                 // role is done with this agent either way.
-                if let Some(f) = self.pick(a, r, &offer, now, &[]) {
-                    self.hold(f, r, a, &offer, true);
-                    cycle.push(f, r, a, offer);
+                match self.pick(a, r, &offer, now, &[]) {
+                    Some(f) => {
+                        if whole {
+                            self.record(f, r, a, &offer, true);
+                        } else {
+                            self.hold(f, r, a, &offer, true);
+                        }
+                        cycle.push(f, r, a, offer);
+                    }
+                    None if whole => self.agent_mut(a).available = offer,
+                    None => {}
                 }
             }
         }
@@ -220,7 +251,7 @@ impl Allocator {
         exclude: &[u32],
     ) -> Option<u32> {
         let node = self.roles.node(r);
-        let global_ok = meets(&self.config.min_allocatable, offer);
+        let global_ok = meets_prepared(&self.min_quantities, offer);
         if !global_ok && node.overrides == 0 {
             return None;
         }

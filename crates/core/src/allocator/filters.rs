@@ -14,9 +14,18 @@
 //! again, not by a timer. This module does not know the allocator; times are nanoseconds on the
 //! caller's clock.
 
+use std::hash::{Hash, Hasher};
+
 use crate::resources::Resources;
 
-use super::index::BitSet;
+use super::index::{BitSet, FxHasher};
+
+/// The fingerprint of a candidate offer.
+fn fingerprint(resources: &Resources) -> u64 {
+    let mut hasher = FxHasher::default();
+    resources.hash(&mut hasher);
+    hasher.finish()
+}
 
 /// One filter.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +40,11 @@ struct Entry {
 /// The blocked set for one candidate.
 #[derive(Debug, Clone)]
 struct Cache {
-    candidate: Resources,
+    /// A 64-bit fingerprint of the candidate rather than a copy: comparing a copy would touch
+    /// twice the memory on every decision, and a cycle over a large cluster is bound by memory
+    /// latency. Two different candidates of one (agent, role) colliding has probability 2^-64;
+    /// the damage would be one wrong skip or offer until the candidate changes.
+    candidate: u64,
     blocked: BitSet,
     count: usize,
     /// The earliest expiry among blocking filters: the set is exact until then.
@@ -97,12 +110,16 @@ impl RoleFilters {
         self.entries.splice(span, keep);
         if let Some(cache) = &mut self.cache {
             // A shorter filter dropped above may have been blocking: the cache is then merely
-            // conservative about its end, which only makes the next rebuild come earlier.
-            if refused.contains(&cache.candidate) {
+            // conservative about its end, which only makes the next rebuild come earlier. The
+            // new filter joins the cached set only when it certainly covers the candidate;
+            // otherwise the cache is rebuilt on its next use.
+            if cache.candidate == fingerprint(refused) {
                 if cache.blocked.insert(framework) {
                     cache.count += 1;
                 }
                 cache.until = cache.until.min(expires);
+            } else {
+                self.cache = None;
             }
         }
     }
@@ -138,16 +155,17 @@ impl RoleFilters {
 
     /// The frameworks whose filters refuse `candidate` at `now`, and how many there are.
     pub(crate) fn blocked(&mut self, candidate: &Resources, now: u64) -> (&BitSet, usize) {
-        let fresh = self.cache.as_ref().is_some_and(|c| now < c.until && c.candidate == *candidate);
+        let print = fingerprint(candidate);
+        let fresh = self.cache.as_ref().is_some_and(|c| now < c.until && c.candidate == print);
         if !fresh {
-            self.rebuild(candidate, now);
+            self.rebuild(candidate, print, now);
         }
         let cache = self.cache.as_ref().expect("rebuilt above");
         (&cache.blocked, cache.count)
     }
 
     /// Drops expired filters and recomputes the blocked set for `candidate`.
-    fn rebuild(&mut self, candidate: &Resources, now: u64) {
+    fn rebuild(&mut self, candidate: &Resources, print: u64, now: u64) {
         let groups = &mut self.groups;
         self.entries.retain(|e| {
             let live = e.expires > now;
@@ -159,7 +177,7 @@ impl RoleFilters {
         let covers: Vec<bool> =
             groups.iter().map(|(r, uses)| *uses > 0 && r.contains(candidate)).collect();
         let mut cache = self.cache.take().unwrap_or_else(|| Cache {
-            candidate: Resources::new(),
+            candidate: 0,
             blocked: BitSet::default(),
             count: 0,
             until: u64::MAX,
@@ -167,7 +185,7 @@ impl RoleFilters {
         cache.blocked.clear();
         cache.count = 0;
         cache.until = u64::MAX;
-        cache.candidate.clone_from(candidate);
+        cache.candidate = print;
         for entry in &self.entries {
             if covers[entry.group as usize] {
                 if cache.blocked.insert(entry.framework) {

@@ -8,13 +8,59 @@
 //! a short vector of integers. Nothing here knows about DRF, quota or filters.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+
+/// The multiply-rotate hash of rustc (FxHash): the allocator hashes small integers and short
+/// ids millions of times per cycle, where SipHash's flooding resistance costs more than the
+/// rest of the lookup. Keys are ids the master assigned or validated, not raw network input.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A `HashMap` with [`FxHasher`].
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// Maps id strings to dense indices and back; freed indices are reused so that vectors indexed
 /// by them stay as small as the live population.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Interner {
-    by_name: HashMap<Arc<str>, u32>,
+    by_name: FastMap<Arc<str>, u32>,
     names: Vec<Option<Arc<str>>>,
     free: Vec<u32>,
 }

@@ -10,11 +10,11 @@
 //! allocation cycle applies them. Only scalar resources have quota; names without a limit are
 //! unlimited.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::resources::Scalar;
 
-use super::index::Quantities;
+use super::index::{FastMap, Quantities};
 use super::role_tree::RoleNode;
 
 /// One role's quota (`QuotaConfig`): guarantees and limits by resource name.
@@ -46,7 +46,7 @@ struct Entry {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct QuotaBook {
     /// By top-level role index.
-    entries: HashMap<u32, Entry>,
+    entries: FastMap<u32, Entry>,
     /// The configured quotas by role name, as given.
     pub(crate) configs: BTreeMap<String, QuotaConfig>,
     /// Sum of every role's unsatisfied guarantees.

@@ -13,10 +13,10 @@
 //! agents, filters, quota or the role tree: callers decide who is active and what was
 //! allocated, and read the order.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::index::Quantities;
+use super::index::{FastMap, Quantities};
 
 /// Cluster totals and the names excluded from fairness: everything a share needs besides the
 /// client's own allocation.
@@ -76,7 +76,7 @@ impl Client {
 /// The DRF state of one set of clients (see the module documentation).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Sorter {
-    clients: HashMap<u32, Client>,
+    clients: FastMap<u32, Client>,
     order: BTreeSet<OrderKey>,
 }
 
