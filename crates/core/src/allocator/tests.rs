@@ -1,10 +1,16 @@
 //! Unit tests of the allocator: fairness, weights, filters, suppression, reservations, removal,
 //! and a property test that random operation sequences never over-allocate an agent.
 //!
-//! The sorter's share arithmetic is tested in `sorter.rs`; these tests drive the public API
-//! only, the way the master does.
+//! The sorter's share arithmetic is tested in `sorter.rs`, the role tree in `role_tree.rs`;
+//! these tests drive the public API only, the way the master does. Hierarchical roles and
+//! reservations are in `tests/hierarchy.rs`, quota in `tests/quota.rs`, the property tests of
+//! fairness and quota in `tests/props.rs`.
 
-use std::collections::BTreeMap;
+mod hierarchy;
+mod props;
+mod quota;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use proptest::prelude::*;
