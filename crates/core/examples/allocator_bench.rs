@@ -13,10 +13,12 @@
 //! each point runs 10 cycles, the phase in which every cycle still offers every agent (the
 //! phase Mesos's published numbers describe); `full` runs Mesos's `2 × frameworks` cycles.
 
+#[path = "../benches/support/decline_offers.rs"]
+mod decline_offers;
+
 use std::time::{Duration, Instant};
 
-use agora_core::allocator::{Allocation, Allocator, AllocatorConfig};
-use agora_core::resources::Resources;
+use decline_offers::DeclineOffers;
 
 /// Mesos 1.8's published cycle time in seconds (blog chart, reference anchors §2a).
 fn mesos_seconds(agents: usize, frameworks: usize) -> Option<f64> {
@@ -39,50 +41,19 @@ struct Point {
     offers: Vec<usize>,
 }
 
-fn used_resources() -> Resources {
-    // Sixteen single ports spread over the range, like Mesos's 16 fragments.
-    let ports: Vec<String> = (0..16).map(|i| format!("{p}-{p}", p = 31_000 + i * 61)).collect();
-    let text = format!("cpus:16;mem:2014;disk:1024;ports:[{}]", ports.join(","));
-    Resources::parse(&text).expect("the benchmark's resources are valid")
-}
-
 fn run(agents: usize, frameworks: usize, rounds: usize) -> Point {
-    let mut allocator = Allocator::new(AllocatorConfig::default());
-    let total = Resources::parse("cpus:24;mem:4096;disk:4096;ports:[31000-32000]")
-        .expect("the benchmark's resources are valid");
-    let used = used_resources();
-    let roles = vec!["*".to_string()];
-    let framework_ids: Vec<String> = (0..frameworks).map(|i| format!("framework-{i:05}")).collect();
-    for id in &framework_ids {
-        allocator.add_framework(id, &roles, &[], true);
-    }
-    for i in 0..agents {
-        let held = [(framework_ids[i % frameworks].clone(), "*".to_string(), used.clone())];
-        allocator.add_agent(&format!("agent-{i:06}"), total.clone(), &held);
-    }
-    let refuse = Some(Duration::from_secs(i32::MAX as u64));
-    let mut offers: Vec<Allocation> = Vec::new();
+    let mut scenario = DeclineOffers::new(agents, frameworks);
     let mut point =
         Point { agents, frameworks, cycles: Vec::new(), cpu: Vec::new(), offers: Vec::new() };
-    for round in 0..rounds {
-        let now = Duration::from_secs(round as u64);
-        for offer in offers.drain(..) {
-            allocator.recover(
-                &offer.framework_id,
-                &offer.role,
-                &offer.agent_id,
-                &offer.resources,
-                refuse,
-                now,
-            );
-        }
+    for _ in 0..rounds {
+        let now = scenario.decline_all();
         let (start, cpu_start) = (Instant::now(), cpu_time());
-        offers = allocator.allocate(now);
+        let offers = scenario.cycle(now);
         point.cycles.push(start.elapsed());
         if let (Some(a), Some(b)) = (cpu_start, cpu_time()) {
             point.cpu.push(b.saturating_sub(a));
         }
-        point.offers.push(offers.len());
+        point.offers.push(offers);
     }
     point
 }
