@@ -21,7 +21,7 @@ use std::time::Duration;
 use agora_proto::{internal, scheduler as sched, v1};
 use bytes::Bytes;
 
-use crate::allocator::{Allocator, AllocatorConfig};
+use crate::allocator::{Allocation, Allocator, AllocatorConfig};
 pub use crate::call::CallError;
 use crate::convert;
 use crate::resources::Resources;
@@ -367,6 +367,18 @@ impl Master {
     /// all new offers of one framework in a single OFFERS event.
     fn allocate(&mut self, now: Duration, out: &mut Vec<Output>) {
         let allocations = self.allocator.allocate(now);
+        self.offer(allocations, now, out);
+    }
+
+    /// An allocation triggered by an agent event: only that agent's resources are considered
+    /// (reference §6.2).
+    fn allocate_agent(&mut self, agent_id: &str, now: Duration, out: &mut Vec<Output>) {
+        let allocations = self.allocator.allocate_agents(&[agent_id], now);
+        self.offer(allocations, now, out);
+    }
+
+    /// Turns allocations into offers (see [`Master::allocate`]).
+    fn offer(&mut self, allocations: Vec<Allocation>, now: Duration, out: &mut Vec<Output>) {
         let mut per_framework: BTreeMap<String, Vec<v1::Offer>> = BTreeMap::new();
         for a in allocations {
             let (Some(framework), Some(agent)) =

@@ -1,10 +1,16 @@
 //! Unit tests of the allocator: fairness, weights, filters, suppression, reservations, removal,
 //! and a property test that random operation sequences never over-allocate an agent.
 //!
-//! The sorter's share arithmetic is tested in `sorter.rs`; these tests drive the public API
-//! only, the way the master does.
+//! The sorter's share arithmetic is tested in `sorter.rs`, the role tree in `role_tree.rs`;
+//! these tests drive the public API only, the way the master does. Hierarchical roles and
+//! reservations are in `tests/hierarchy.rs`, quota in `tests/quota.rs`, the property tests of
+//! fairness and quota in `tests/props.rs`.
 
-use std::collections::BTreeMap;
+mod hierarchy;
+mod props;
+mod quota;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -55,11 +61,17 @@ fn recover_all(allocator: &mut Allocator, allocations: &[Allocation], now: Durat
     }
 }
 
+/// The default configuration with agents visited in id order, so that expectations can list
+/// offers in order.
+fn ordered() -> AllocatorConfig {
+    AllocatorConfig { shuffle_seed: None, ..AllocatorConfig::default() }
+}
+
 const AGENT: &str = "cpus:4;mem:4096;ports:[31000-32000]";
 
 #[test]
 fn the_first_framework_takes_the_whole_agent_once() {
-    let mut allocator = setup(AllocatorConfig::default(), &[("a1", AGENT)], &[("f1", &["r"])]);
+    let mut allocator = setup(ordered(), &[("a1", AGENT)], &[("f1", &["r"])]);
     let offers = allocator.allocate(secs(0.0));
     assert_eq!(who(&offers), pairs(&[("f1", "a1")]));
     assert_eq!(offers[0].resources, res(AGENT));
@@ -72,8 +84,7 @@ fn the_first_framework_takes_the_whole_agent_once() {
 
 #[test]
 fn two_frameworks_of_one_role_alternate_when_everything_comes_back() {
-    let mut allocator =
-        setup(AllocatorConfig::default(), &[("a1", AGENT)], &[("fa", &["r"]), ("fb", &["r"])]);
+    let mut allocator = setup(ordered(), &[("a1", AGENT)], &[("fa", &["r"]), ("fb", &["r"])]);
     let mut order = Vec::new();
     for cycle in 0..10 {
         let now = secs(f64::from(cycle));
@@ -89,8 +100,7 @@ fn two_frameworks_of_one_role_alternate_when_everything_comes_back() {
 #[test]
 fn drf_spreads_agents_over_the_frameworks_of_a_role() {
     let agents = [("a1", AGENT), ("a2", AGENT), ("a3", AGENT), ("a4", AGENT)];
-    let mut allocator =
-        setup(AllocatorConfig::default(), &agents, &[("fa", &["r"]), ("fb", &["r"])]);
+    let mut allocator = setup(ordered(), &agents, &[("fa", &["r"]), ("fb", &["r"])]);
     let offers = allocator.allocate(secs(0.0));
     assert_eq!(who(&offers), pairs(&[("fa", "a1"), ("fb", "a2"), ("fa", "a3"), ("fb", "a4")]));
 }
@@ -98,7 +108,7 @@ fn drf_spreads_agents_over_the_frameworks_of_a_role() {
 #[test]
 fn the_dominant_resource_decides() {
     // fa already holds half of the memory, fb a quarter of the cpus: fb's share is lower.
-    let mut allocator = Allocator::new(AllocatorConfig::default());
+    let mut allocator = Allocator::new(ordered());
     let used = [
         ("fa".to_string(), "r".to_string(), res("cpus:0.5;mem:4096")),
         ("fb".to_string(), "r".to_string(), res("cpus:2;mem:256")),
@@ -115,7 +125,7 @@ fn the_dominant_resource_decides() {
 
 #[test]
 fn weights_two_to_one_give_two_thirds_of_the_agents() {
-    let mut config = AllocatorConfig::default();
+    let mut config = ordered();
     config.weights.insert("heavy".into(), 2.0);
     let agents: Vec<(String, &str)> =
         (0..30).map(|i| (format!("a{i:02}"), "cpus:1;mem:1024")).collect();
@@ -133,10 +143,7 @@ fn weights_two_to_one_give_two_thirds_of_the_agents() {
 fn excluded_resources_do_not_count_for_fairness() {
     // fa holds every GPU but almost no cpus or memory.
     let run = |excluded: &[&str]| {
-        let config = AllocatorConfig {
-            fair_sharing_excluded: strings(excluded),
-            ..AllocatorConfig::default()
-        };
+        let config = AllocatorConfig { fair_sharing_excluded: strings(excluded), ..ordered() };
         let mut allocator = Allocator::new(config);
         let used = [("fa".to_string(), "r".to_string(), res("gpus:4;cpus:0.1;mem:1"))];
         allocator.add_agent("z-gpu", res("gpus:4;cpus:0.1;mem:1"), &used);
@@ -154,7 +161,7 @@ fn excluded_resources_do_not_count_for_fairness() {
 fn a_refuse_filter_blocks_until_it_expires() {
     let cases = [(None, true), (Some(secs(0.0)), true), (Some(secs(5.0)), false)];
     for (refuse, offered_at_once) in cases {
-        let mut allocator = setup(AllocatorConfig::default(), &[("a1", AGENT)], &[("f1", &["r"])]);
+        let mut allocator = setup(ordered(), &[("a1", AGENT)], &[("f1", &["r"])]);
         let offers = allocator.allocate(secs(0.0));
         let a = &offers[0];
         allocator.recover("f1", "r", "a1", &a.resources, refuse, secs(0.0));
@@ -168,7 +175,7 @@ fn a_refuse_filter_blocks_until_it_expires() {
 
 #[test]
 fn a_larger_offer_passes_a_filter() {
-    let mut allocator = setup(AllocatorConfig::default(), &[("a1", AGENT)], &[("f1", &["r"])]);
+    let mut allocator = setup(ordered(), &[("a1", AGENT)], &[("f1", &["r"])]);
     allocator.allocate(secs(0.0));
     // The framework launches a task on part of the offer and declines the rest for an hour.
     let task = res("cpus:1;mem:1024;ports:[31000-31000]");
@@ -185,7 +192,7 @@ fn a_larger_offer_passes_a_filter() {
 #[test]
 fn filters_are_per_agent_and_per_framework() {
     let agents = [("a1", AGENT), ("a2", AGENT)];
-    let mut allocator = setup(AllocatorConfig::default(), &agents, &[("f1", &["r"])]);
+    let mut allocator = setup(ordered(), &agents, &[("f1", &["r"])]);
     let offers = allocator.allocate(secs(0.0));
     assert_eq!(offers.len(), 2);
     allocator.recover("f1", "r", "a1", &offers[0].resources, Some(secs(60.0)), secs(0.0));
@@ -198,8 +205,7 @@ fn filters_are_per_agent_and_per_framework() {
 
 #[test]
 fn suppress_and_revive() {
-    let mut allocator =
-        setup(AllocatorConfig::default(), &[("a1", AGENT)], &[("f1", &["r"]), ("f2", &["r"])]);
+    let mut allocator = setup(ordered(), &[("a1", AGENT)], &[("f1", &["r"]), ("f2", &["r"])]);
     allocator.suppress("f1", &[]);
     let offers = allocator.allocate(secs(0.0));
     assert_eq!(who(&offers), pairs(&[("f2", "a1")]));
@@ -218,8 +224,7 @@ fn suppress_and_revive() {
 
 #[test]
 fn suppressing_one_role_keeps_the_others() {
-    let mut allocator =
-        setup(AllocatorConfig::default(), &[("a1", AGENT)], &[("f1", &["r1", "r2"])]);
+    let mut allocator = setup(ordered(), &[("a1", AGENT)], &[("f1", &["r1", "r2"])]);
     allocator.suppress("f1", &strings(&["r1"]));
     let offers = allocator.allocate(secs(0.0));
     assert_eq!(offers.len(), 1);
@@ -228,7 +233,7 @@ fn suppressing_one_role_keeps_the_others() {
 
 #[test]
 fn inactive_frameworks_get_nothing_and_lose_their_filters() {
-    let mut allocator = setup(AllocatorConfig::default(), &[("a1", AGENT)], &[]);
+    let mut allocator = setup(ordered(), &[("a1", AGENT)], &[]);
     allocator.add_framework("f1", &strings(&["r"]), &[], false);
     assert!(allocator.allocate(secs(0.0)).is_empty());
     allocator.activate_framework("f1");
@@ -244,7 +249,7 @@ fn inactive_frameworks_get_nothing_and_lose_their_filters() {
 #[test]
 fn removing_an_agent_frees_its_allocations() {
     let agents = [("a1", AGENT), ("a2", AGENT)];
-    let mut allocator = setup(AllocatorConfig::default(), &agents, &[("f1", &["r"])]);
+    let mut allocator = setup(ordered(), &agents, &[("f1", &["r"])]);
     assert_eq!(allocator.allocate(secs(0.0)).len(), 2);
     allocator.remove_agent("a1");
     assert_eq!(allocator.allocated("f1"), res(AGENT));
@@ -258,7 +263,7 @@ fn removing_an_agent_frees_its_allocations() {
 
 #[test]
 fn removing_a_framework_frees_its_allocations() {
-    let mut allocator = setup(AllocatorConfig::default(), &[("a1", AGENT)], &[("f1", &["r"])]);
+    let mut allocator = setup(ordered(), &[("a1", AGENT)], &[("f1", &["r"])]);
     allocator.allocate(secs(0.0));
     allocator.remove_framework("f1");
     assert_eq!(allocator.allocated("f1"), Resources::new());
@@ -273,7 +278,7 @@ fn removing_a_framework_frees_its_allocations() {
 #[test]
 fn reserved_resources_go_only_to_their_role() {
     let agent = "cpus:2;mem:1024;cpus(ads):4;mem(ads):2048";
-    let mut allocator = setup(AllocatorConfig::default(), &[("a1", agent)], &[("web", &["web"])]);
+    let mut allocator = setup(ordered(), &[("a1", agent)], &[("web", &["web"])]);
     let offers = allocator.allocate(secs(0.0));
     assert_eq!(offers[0].resources, res("cpus:2;mem:1024"));
     recover_all(&mut allocator, &offers, secs(0.0));
@@ -294,15 +299,15 @@ fn reserved_resources_go_only_to_their_role() {
 #[test]
 fn offers_below_the_minimum_are_held_back() {
     let cases = [
-        (AllocatorConfig::default(), "cpus:0.005;mem:16;disk:100", false),
-        (AllocatorConfig::default(), "cpus:0.01", true),
-        (AllocatorConfig::default(), "mem:32", true),
+        (ordered(), "cpus:0.005;mem:16;disk:100", false),
+        (ordered(), "cpus:0.01", true),
+        (ordered(), "mem:32", true),
         (
-            AllocatorConfig { min_allocatable: vec![res("cpus:1;mem:64")], ..Default::default() },
+            AllocatorConfig { min_allocatable: vec![res("cpus:1;mem:64")], ..ordered() },
             "cpus:1;mem:63",
             false,
         ),
-        (AllocatorConfig { min_allocatable: Vec::new(), ..Default::default() }, "disk:1", true),
+        (AllocatorConfig { min_allocatable: Vec::new(), ..ordered() }, "disk:1", true),
     ];
     for (config, agent, offered) in cases {
         let mut allocator = setup(config, &[("a1", agent)], &[("f1", &["r"])]);
@@ -497,7 +502,7 @@ proptest! {
 
     #[test]
     fn random_operations_never_allocate_anything_twice(ops in prop::collection::vec(op(), 1..60)) {
-        let mut allocator = Allocator::new(AllocatorConfig::default());
+        let mut allocator = Allocator::new(ordered());
         let mut model = Model::default();
         let mut now = Duration::ZERO;
         for op in &ops {

@@ -144,13 +144,20 @@ impl Master {
         if let Some(agent) = self.agents.get_mut(at.agent_id) {
             agent.total = total;
         }
-        self.allocator.update_allocation(
+        // The offer's resources are allocated to this framework and role, so this succeeds;
+        // should it not, the agent's new total still reaches the allocator.
+        let updated = self.allocator.update_allocation(
             at.framework_id,
             at.role,
             at.agent_id,
             &conversion.consumed,
             &conversion.converted,
         );
+        if updated.is_err()
+            && let Some(agent) = self.agents.get(at.agent_id)
+        {
+            let _ = self.allocator.update_agent(at.agent_id, agent.total.clone());
+        }
         true
     }
 

@@ -197,7 +197,7 @@ impl Master {
         for (framework_id, task_id, policy) in kills {
             self.send_kill(&framework_id, &id, &task_id, policy, out);
         }
-        self.allocate(now, out);
+        self.allocate_agent(&id, now, out);
     }
 
     pub(super) fn agent_call(

@@ -14,13 +14,15 @@ use std::time::Duration;
 use agora_proto::v1::{self, TaskState};
 use agora_proto::{internal, scheduler as sched};
 
-use super::scheduler::framework_roles;
+use super::scheduler::{framework_roles, framework_spec};
 use super::{
     AllocatorConfig, CallError, ExecutorRecord, Framework, Master, MasterConfig, Output, Task,
     event, time_info,
 };
+use crate::allocator::QuotaConfig;
 use crate::convert;
 use crate::ids::validate_id;
+use crate::resources::Scalar;
 use crate::status::is_terminal;
 
 /// A change to the registry. The shell applies every operation of one batch of inputs in a
@@ -64,6 +66,11 @@ impl Master {
         let timeout = config.agent_reregister_timeout;
         let mut master = Master::empty(config, allocator);
         master.weights = weights;
+        for quota in &registry.quotas {
+            // A record that no longer fits the allocator's rules (it was valid when written)
+            // stays in the registry for the operator to see and fix; it is not enforced.
+            let _ = master.allocator.update_quota(&quota.role, quota_config(quota));
+        }
         master.quotas = registry.quotas.into_iter().map(|q| (q.role.clone(), q)).collect();
 
         let (mut removed, live): (Vec<_>, Vec<_>) =
@@ -104,7 +111,7 @@ impl Master {
             return;
         }
         let roles = framework_roles(&info).unwrap_or_default();
-        self.allocator.add_framework(&id, &roles, &[], false);
+        self.allocator.set_framework(&id, &framework_spec(&info, &roles, &[], false));
         self.frameworks.insert(
             id.clone(),
             Framework {
@@ -274,13 +281,13 @@ impl Master {
                 self.weights.insert(role.clone(), weight.weight);
             }
         }
-        self.allocator.set_weights(&self.weights);
+        self.allocator.update_weights(self.weights.clone());
         out.push(Output::Persist(RegistryOp::UpdateWeights(weights)));
         Ok(())
     }
 
-    /// UPDATE_QUOTA: recorded (and kept across restarts); the allocator does not enforce quota
-    /// yet.
+    /// UPDATE_QUOTA: enforced by the allocator and kept across restarts; empty guarantees and
+    /// limits remove the role's quota.
     pub(super) fn update_quota(
         &mut self,
         quota: internal::RegistryQuota,
@@ -296,6 +303,9 @@ impl Master {
                 quota.role
             )));
         }
+        self.allocator
+            .update_quota(&quota.role, quota_config(&quota))
+            .map_err(|e| CallError::BadRequest(e.to_string()))?;
         if quota.guarantees.is_empty() && quota.limits.is_empty() {
             self.quotas.remove(&quota.role);
             out.push(Output::Persist(RegistryOp::RemoveQuota(quota.role)));
@@ -315,6 +325,14 @@ impl Master {
     pub fn quotas(&self) -> impl Iterator<Item = &internal::RegistryQuota> {
         self.quotas.values()
     }
+}
+
+/// The allocator's view of a quota record.
+fn quota_config(quota: &internal::RegistryQuota) -> QuotaConfig {
+    let amounts = |m: &std::collections::HashMap<String, v1::value::Scalar>| {
+        m.iter().map(|(name, v)| (name.clone(), Scalar::from_f64(v.value))).collect()
+    };
+    QuotaConfig { guarantees: amounts(&quota.guarantees), limits: amounts(&quota.limits) }
 }
 
 /// The TaskInfo the master keeps for a task an agent reported: everything `Task` carries (the

@@ -8,6 +8,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::allocator::{FrameworkCapabilities, FrameworkSpec};
+use crate::resources::{Resource, Scalar, UNRESERVED, Value};
 use agora_proto::scheduler::call::Type as CallType;
 use agora_proto::v1;
 use agora_proto::v1::framework_info::capability::Type as Capability;
@@ -85,6 +87,49 @@ pub(super) fn framework_roles(info: &v1::FrameworkInfo) -> Result<Vec<String>, S
         validate_role(role)?;
     }
     Ok(roles)
+}
+
+/// What the allocator needs to know of a framework: its roles, suppression and activity, its
+/// per-role minimum offer sizes (`offer_filters`), and the capabilities that decide what it
+/// may be offered.
+pub(super) fn framework_spec(
+    info: &v1::FrameworkInfo,
+    roles: &[String],
+    suppressed: &[String],
+    active: bool,
+) -> FrameworkSpec {
+    let min_allocatable = info
+        .offer_filters
+        .iter()
+        .filter_map(|(role, filters)| {
+            let sets = filters.min_allocatable_resources.as_ref()?;
+            let sets = sets
+                .quantities
+                .iter()
+                .map(|set| {
+                    set.quantities
+                        .iter()
+                        .filter(|(_, v)| v.value.is_finite() && v.value > 0.0)
+                        .map(|(name, v)| {
+                            let value = Value::Scalar(Scalar::from_f64(v.value));
+                            Resource::new(name.clone(), UNRESERVED, value)
+                        })
+                        .collect()
+                })
+                .collect();
+            Some((role.clone(), sets))
+        })
+        .collect();
+    FrameworkSpec {
+        roles: roles.to_vec(),
+        suppressed_roles: suppressed.to_vec(),
+        active,
+        min_allocatable,
+        capabilities: FrameworkCapabilities {
+            gpu_resources: has_capability(info, Capability::GpuResources),
+            reservation_refinement: has_capability(info, Capability::ReservationRefinement),
+        },
+    }
 }
 
 /// The roles of an already validated FrameworkInfo.
@@ -206,13 +251,16 @@ impl Master {
             }
             // A re-subscription may change the roles (reference §1.3, SUBSCRIBE); this also
             // activates the framework.
-            self.allocator.add_framework(&id, &roles, &[], true);
+            self.allocator.set_framework(&id, &framework_spec(&info, &roles, &[], true));
             self.allocator.revive(&id, &[]);
             if !subscribe.suppressed_roles.is_empty() {
                 self.allocator.suppress(&id, &subscribe.suppressed_roles);
             }
         } else {
-            self.allocator.add_framework(&id, &roles, &subscribe.suppressed_roles, true);
+            self.allocator.set_framework(
+                &id,
+                &framework_spec(&info, &roles, &subscribe.suppressed_roles, true),
+            );
             out.push(Output::Persist(RegistryOp::AddFramework(internal::RegistryFramework {
                 framework_info: info.clone(),
                 removed_time: None,
@@ -466,16 +514,11 @@ impl Master {
         for offer_id in gone {
             self.remove_offer(&offer_id, None, true, now, out);
         }
-        let before: BTreeSet<String> =
-            self.allocator.suppressed_roles(framework_id).into_iter().collect();
-        self.allocator.add_framework(framework_id, &roles, &update.suppressed_roles, active);
-        let unsuppressed: Vec<String> = before
-            .into_iter()
-            .filter(|r| roles.contains(r) && !update.suppressed_roles.contains(r))
-            .collect();
-        if !unsuppressed.is_empty() {
-            self.allocator.revive(framework_id, &unsuppressed);
-        }
+        // The allocator clears the filters of roles that stop being suppressed.
+        self.allocator.set_framework(
+            framework_id,
+            &framework_spec(&info, &roles, &update.suppressed_roles, active),
+        );
         if let Some(framework) = self.frameworks.get_mut(framework_id) {
             framework.info = info;
         }

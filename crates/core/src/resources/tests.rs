@@ -87,6 +87,10 @@ fn role_filters() {
     assert_eq!(r.reserved("nobody"), Resources::new());
     assert_eq!(r.allocatable_to("ads"), res("cpus:2;cpus(ads):1;mem:32"));
     assert_eq!(r.allocatable_to("web"), res("cpus:2;mem:32;mem(web):64"));
+    // Reservations of ancestors count, those of descendants and of look-alike names do not.
+    let h = res("cpus:1;cpus(eng):2;cpus(eng/web):3;cpus(engine):4;cpus(eng/web/x):5");
+    assert_eq!(h.allocatable_to("eng/web"), res("cpus:1;cpus(eng):2;cpus(eng/web):3"));
+    assert_eq!(h.allocatable_to("eng"), res("cpus:1;cpus(eng):2"));
     assert!(r.iter().filter(|e| e.role() == "ads").all(Resource::is_reserved));
 }
 

@@ -286,3 +286,36 @@ fn multi_role_frameworks_must_echo_the_allocation_role() {
     assert!(errors[1].0 == "wrong" && errors[1].1.contains("allocated to role 'db'"));
     assert_eq!(c.h.master.tasks().len(), 1);
 }
+
+#[test]
+fn gpu_agents_go_only_to_gpu_frameworks() {
+    let mut h = Harness::new();
+    let (plain, _) = h.subscribe(framework("plain"));
+    let (gpu, _) = h.subscribe(with_capabilities(framework("gpu"), &[Capability::GpuResources]));
+    let (_, out) = h.register(register_call("cpus:4;mem:1024;gpus:2", "", Some("g1")));
+    assert!(offers(&out, plain).is_empty(), "no GPU agent for a framework without GPU_RESOURCES");
+    assert_eq!(offers(&out, gpu).len(), 1);
+    let (_, out) = h.register(register_call("cpus:4;mem:1024", "", Some("c1")));
+    assert_eq!(offers(&out, plain).len() + offers(&out, gpu).len(), 1, "a plain agent for anyone");
+}
+
+#[test]
+fn offer_filters_set_a_per_role_minimum() {
+    let mut info = framework("picky");
+    let mut quantities = std::collections::HashMap::new();
+    quantities.insert("cpus".to_string(), v1::value::Scalar { value: 8.0 });
+    info.offer_filters.insert(
+        "*".into(),
+        v1::OfferFilters {
+            min_allocatable_resources: Some(v1::offer_filters::MinAllocatableResources {
+                quantities: vec![v1::offer_filters::ResourceQuantities { quantities }],
+            }),
+        },
+    );
+    let mut h = Harness::new();
+    let (fconn, _) = h.subscribe(info);
+    let (_, out) = h.register(register_call("cpus:4;mem:1024", "", Some("small")));
+    assert!(offers(&out, fconn).is_empty(), "4 cpus are below the framework's minimum of 8");
+    let (_, out) = h.register(register_call("cpus:16;mem:1024", "", Some("big")));
+    assert_eq!(offers(&out, fconn).len(), 1);
+}
