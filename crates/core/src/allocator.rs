@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::offer_constraints::{AgentDescription, OfferConstraints};
 use crate::resources::{Resource, Resources, Scalar, UNRESERVED, Value};
 use filters::RoleFilters;
 use index::{FastMap, Interner, ScalarParts, SplitMix64};
@@ -106,6 +107,8 @@ pub struct FrameworkSpec {
     pub min_allocatable: BTreeMap<String, Vec<Resources>>,
     /// What the framework can handle in an offer.
     pub capabilities: FrameworkCapabilities,
+    /// The agents it wants offers from, per role (SUBSCRIBE's `offer_constraints`).
+    pub offer_constraints: OfferConstraints,
 }
 
 /// The FrameworkInfo capabilities that decide what may be offered to a framework (reference
@@ -173,6 +176,8 @@ struct Agent {
     active: bool,
     /// Refuse filters by role index; agents hold filters for few roles, so a list is enough.
     filters: Vec<(u32, RoleFilters)>,
+    /// Hostname and attributes, for offer constraints.
+    description: Arc<AgentDescription>,
 }
 
 /// A framework as the allocator sees it.
@@ -189,6 +194,7 @@ struct Framework {
     active: bool,
     min_allocatable: BTreeMap<String, Vec<Resources>>,
     capabilities: FrameworkCapabilities,
+    offer_constraints: OfferConstraints,
     /// On how many (agent, role) pairs it holds something. Where exactly is only in the
     /// agents' records: an index here would be touched by every allocation decision, and only
     /// framework removal, which is rare, would read it.
@@ -316,6 +322,7 @@ impl Allocator {
                 active: false,
                 min_allocatable: BTreeMap::new(),
                 capabilities: FrameworkCapabilities::default(),
+                offer_constraints: OfferConstraints::default(),
                 allocations: 0,
             });
         }
@@ -345,6 +352,7 @@ impl Allocator {
             allocated: BTreeMap::new(),
             active: true,
             filters: Vec::new(),
+            description: Arc::default(),
         });
         for (framework_id, role, resources) in used {
             let f = self.intern_framework(framework_id);
@@ -382,6 +390,13 @@ impl Allocator {
             self.forget_if_unused(f, Some(r));
         }
         self.track_total(&agent.total, false);
+    }
+
+    /// Sets the hostname and attributes that frameworks' offer constraints are checked against.
+    pub fn describe_agent(&mut self, agent_id: &str, description: AgentDescription) {
+        if let Some(a) = self.agent_ids.get(agent_id) {
+            self.agent_mut(a).description = Arc::new(description);
+        }
     }
 
     /// Stops offers of an agent's resources (deactivated or draining) or resumes them.

@@ -14,6 +14,7 @@ pub mod convert;
 pub mod duration;
 pub mod ids;
 pub mod master;
+pub mod offer_constraints;
 pub mod operations;
 pub mod resources;
 pub mod status;

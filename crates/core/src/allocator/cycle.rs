@@ -242,7 +242,8 @@ impl Allocator {
 
     /// The first framework of role `r`, in DRF order, that may take `offer` on agent `a`: not
     /// blocked by a filter, meeting its minimum allocatable quantities, able to handle what
-    /// the offer holds (GPUs, refined reservations), and not in `exclude`.
+    /// the offer holds (GPUs, refined reservations), accepting the agent under its offer
+    /// constraints, and not in `exclude`.
     fn pick(
         &mut self,
         a: u32,
@@ -257,6 +258,7 @@ impl Allocator {
             return None;
         }
         let frameworks = &self.frameworks;
+        let description = self.agents[a as usize].as_ref().map(|a| a.description.clone())?;
         let has_gpus = !offer.quantity("gpus").is_zero();
         let refined = offer.iter().any(Resource::is_refined);
         let fits = |f: u32| {
@@ -266,6 +268,12 @@ impl Allocator {
             if let Some(fw) = frameworks[f as usize].as_ref()
                 && ((has_gpus && !fw.capabilities.gpu_resources)
                     || (refined && !fw.capabilities.reservation_refinement))
+            {
+                return false;
+            }
+            if let Some(fw) = frameworks[f as usize].as_ref()
+                && !fw.offer_constraints.is_empty()
+                && !fw.offer_constraints.allows(&node.path, &description)
             {
                 return false;
             }

@@ -8,7 +8,7 @@ use super::{Allocator, FrameworkSpec};
 impl Allocator {
     /// Adds a framework subscribed to `roles`, or updates a known one as a re-subscription
     /// does: roles, suppressed roles and activity are replaced, filters of dropped roles go.
-    /// Per-role minimum allocatable overrides and capabilities stay as they were (see
+    /// Per-role minimum allocatable overrides, capabilities and offer constraints stay as they were (see
     /// [`Allocator::set_framework`]).
     pub fn add_framework(
         &mut self,
@@ -17,11 +17,11 @@ impl Allocator {
         suppressed_roles: &[String],
         active: bool,
     ) {
-        let (min_allocatable, capabilities) = self
+        let (min_allocatable, capabilities, offer_constraints) = self
             .framework_ids
             .get(framework_id)
             .and_then(|f| self.frameworks[f as usize].as_ref())
-            .map(|f| (f.min_allocatable.clone(), f.capabilities))
+            .map(|f| (f.min_allocatable.clone(), f.capabilities, f.offer_constraints.clone()))
             .unwrap_or_default();
         let spec = FrameworkSpec {
             roles: roles.to_vec(),
@@ -29,6 +29,7 @@ impl Allocator {
             active,
             min_allocatable,
             capabilities,
+            offer_constraints,
         };
         self.set_framework(framework_id, &spec);
     }
@@ -59,6 +60,7 @@ impl Allocator {
         framework.active = spec.active;
         framework.min_allocatable = spec.min_allocatable.clone();
         framework.capabilities = spec.capabilities;
+        framework.offer_constraints = spec.offer_constraints.clone();
         let name = framework.id.clone();
 
         let dropped: Vec<u32> =

@@ -17,6 +17,7 @@ use agora_proto::{internal, scheduler as sched};
 
 use super::{AGENT_PROTOCOL_VERSION, Agent, CallError, ConnId, Master, Output, ReqId, event};
 use crate::convert;
+use crate::offer_constraints::AgentDescription;
 use crate::resources::Resources;
 use crate::status::Synthesized;
 
@@ -160,6 +161,7 @@ impl Master {
             }
         }
         self.allocator.add_agent(&id, total, &used);
+        self.allocator.describe_agent(&id, AgentDescription::new(&info.hostname, &info.attributes));
 
         let mut e = internal::AgentEvent::default();
         e.set_type(internal::agent_event::Type::Registered);

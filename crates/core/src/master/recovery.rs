@@ -22,6 +22,7 @@ use super::{
 use crate::allocator::QuotaConfig;
 use crate::convert;
 use crate::ids::validate_id;
+use crate::offer_constraints::OfferConstraints;
 use crate::resources::Scalar;
 use crate::status::is_terminal;
 
@@ -111,7 +112,10 @@ impl Master {
             return;
         }
         let roles = framework_roles(&info).unwrap_or_default();
-        self.allocator.set_framework(&id, &framework_spec(&info, &roles, &[], false));
+        self.allocator.set_framework(
+            &id,
+            &framework_spec(&info, &roles, &[], false, OfferConstraints::default()),
+        );
         self.frameworks.insert(
             id.clone(),
             Framework {

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::allocator::{FrameworkCapabilities, FrameworkSpec};
+use crate::offer_constraints::OfferConstraints;
 use crate::resources::{Resource, Scalar, UNRESERVED, Value};
 use agora_proto::scheduler::call::Type as CallType;
 use agora_proto::v1;
@@ -97,6 +98,7 @@ pub(super) fn framework_spec(
     roles: &[String],
     suppressed: &[String],
     active: bool,
+    offer_constraints: OfferConstraints,
 ) -> FrameworkSpec {
     let min_allocatable = info
         .offer_filters
@@ -129,6 +131,7 @@ pub(super) fn framework_spec(
             gpu_resources: has_capability(info, Capability::GpuResources),
             reservation_refinement: has_capability(info, Capability::ReservationRefinement),
         },
+        offer_constraints,
     }
 }
 
@@ -195,6 +198,13 @@ impl Master {
                 format!("Suppressed role '{role}' is not one of the framework's roles"),
             );
         }
+        let constraints = match &subscribe.offer_constraints {
+            Some(c) => match OfferConstraints::from_proto(c, &roles) {
+                Ok(c) => c,
+                Err(message) => return fail(out, message),
+            },
+            None => OfferConstraints::default(),
+        };
         if let Some(id) = &requested_id {
             if let Err(e) = validate_id(id) {
                 return fail(out, format!("Invalid framework id: {e}"));
@@ -251,7 +261,8 @@ impl Master {
             }
             // A re-subscription may change the roles (reference §1.3, SUBSCRIBE); this also
             // activates the framework.
-            self.allocator.set_framework(&id, &framework_spec(&info, &roles, &[], true));
+            self.allocator
+                .set_framework(&id, &framework_spec(&info, &roles, &[], true, constraints.clone()));
             self.allocator.revive(&id, &[]);
             if !subscribe.suppressed_roles.is_empty() {
                 self.allocator.suppress(&id, &subscribe.suppressed_roles);
@@ -259,7 +270,7 @@ impl Master {
         } else {
             self.allocator.set_framework(
                 &id,
-                &framework_spec(&info, &roles, &subscribe.suppressed_roles, true),
+                &framework_spec(&info, &roles, &subscribe.suppressed_roles, true, constraints),
             );
             out.push(Output::Persist(RegistryOp::AddFramework(internal::RegistryFramework {
                 framework_info: info.clone(),
@@ -502,6 +513,10 @@ impl Master {
                 "Suppressed role '{role}' is not one of the framework's roles"
             )));
         }
+        let constraints = match &update.offer_constraints {
+            Some(c) => OfferConstraints::from_proto(c, &roles).map_err(invalid)?,
+            None => OfferConstraints::default(),
+        };
         // A framework keeps its capabilities' effects on launched tasks, and its stream.
         info.id = Some(v1::FrameworkId { value: framework_id.to_string() });
         let gone: Vec<String> = framework
@@ -517,7 +532,7 @@ impl Master {
         // The allocator clears the filters of roles that stop being suppressed.
         self.allocator.set_framework(
             framework_id,
-            &framework_spec(&info, &roles, &update.suppressed_roles, active),
+            &framework_spec(&info, &roles, &update.suppressed_roles, active, constraints),
         );
         if let Some(framework) = self.frameworks.get_mut(framework_id) {
             framework.info = info;

@@ -116,3 +116,73 @@ fn offers_expire_after_the_offer_timeout() {
     let again = offers(&out, fconn).pop().expect("offered again");
     assert_ne!(again.id.value, offer.id.value);
 }
+
+fn rack_constraint(role: &str, rack: &str) -> sched::OfferConstraints {
+    use sched::attribute_constraint::{Predicate, Selector, predicate, selector};
+    let constraint = sched::AttributeConstraint {
+        selector: Some(Selector {
+            selector: Some(selector::Selector::AttributeName("rack".into())),
+        }),
+        predicate: Some(Predicate {
+            predicate: Some(predicate::Predicate::TextEquals(predicate::TextEquals {
+                value: Some(rack.into()),
+            })),
+        }),
+    };
+    let mut out = sched::OfferConstraints::default();
+    out.role_constraints.insert(
+        role.into(),
+        sched::offer_constraints::RoleConstraints {
+            groups: vec![sched::offer_constraints::role_constraints::Group {
+                attribute_constraints: vec![constraint],
+            }],
+        },
+    );
+    out
+}
+
+#[test]
+fn offer_constraints_choose_the_agents_and_update_framework_changes_them() {
+    let mut h = Harness::new();
+    let mut subscribe = subscribe_call(framework("f"));
+    if let Some(s) = subscribe.subscribe.as_mut() {
+        s.offer_constraints = Some(rack_constraint("*", "r2"));
+    }
+    let (fconn, _, out) = h.subscribe_raw(subscribe);
+    let fid = events(&out, fconn)
+        .into_iter()
+        .find_map(|e| e.subscribed)
+        .expect("SUBSCRIBED")
+        .framework_id
+        .value;
+    let (_, out) = h.register(register_call(AGENT_RESOURCES, "rack:r1", Some("a1")));
+    assert!(offers(&out, fconn).is_empty(), "rack r1 is excluded");
+    let (_, out) = h.register(register_call(AGENT_RESOURCES, "rack:r2", Some("a2")));
+    let offer = offers(&out, fconn).pop().expect("rack r2 is wanted");
+    assert_eq!(offer.agent_id.value, "a2");
+
+    // UPDATE_FRAMEWORK replaces the constraints: now r1 is wanted.
+    let mut c = update(with_id(framework("f"), &fid), &[]);
+    if let Some(u) = c.update_framework.as_mut() {
+        u.offer_constraints = Some(rack_constraint("*", "r1"));
+    }
+    let (result, out) = h.call(&fid, c);
+    assert_eq!(result, Ok(()));
+    assert!(offers(&out, fconn).iter().all(|o| o.agent_id.value == "a1"), "{out:?}");
+
+    // Constraints for a role the framework is not in are refused.
+    let mut c = update(with_id(framework("f"), &fid), &[]);
+    if let Some(u) = c.update_framework.as_mut() {
+        u.offer_constraints = Some(rack_constraint("other", "r1"));
+    }
+    let (result, _) = h.call(&fid, c);
+    assert!(matches!(result, Err(CallError::BadRequest(m)) if m.contains("not one of")));
+
+    // And on SUBSCRIBE they end the new stream with an ERROR.
+    let mut subscribe = subscribe_call(framework("g"));
+    if let Some(s) = subscribe.subscribe.as_mut() {
+        s.offer_constraints = Some(rack_constraint("other", "r1"));
+    }
+    let (conn, _, out) = h.subscribe_raw(subscribe);
+    assert_eq!(errors(&out, conn).len(), 1, "{out:?}");
+}
