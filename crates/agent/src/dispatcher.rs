@@ -161,6 +161,18 @@ impl Dispatcher {
                 Output::LaunchExecutor(launch) => {
                     tokio::spawn(launcher::run(*launch, self.handle.tx.clone()));
                 }
+                Output::DestroyVolumes { paths } => {
+                    // A volume may be large: delete it off the dispatcher's task.
+                    tokio::task::spawn_blocking(move || {
+                        for path in paths {
+                            if let Err(e) = std::fs::remove_dir_all(&path)
+                                && e.kind() != std::io::ErrorKind::NotFound
+                            {
+                                tracing::warn!(%path, "cannot delete destroyed volume: {e}");
+                            }
+                        }
+                    });
+                }
                 Output::AttachVolumes { sandbox, volumes } => {
                     if let Err(e) = launcher::link_volumes(std::path::Path::new(&sandbox), &volumes)
                     {

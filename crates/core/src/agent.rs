@@ -141,6 +141,10 @@ pub enum Output {
         conn: ConnId,
     },
     LaunchExecutor(Box<Launch>),
+    /// Delete the data of destroyed persistent volumes (their host paths).
+    DestroyVolumes {
+        paths: Vec<String>,
+    },
     /// Link persistent volumes of a task that joins a running executor into its sandbox.
     AttachVolumes {
         sandbox: String,
@@ -371,6 +375,17 @@ impl Agent {
             }
             MasterEventType::CheckpointResources => {
                 if let Some(checkpoint) = event.checkpoint_resources {
+                    // A volume that is no longer checkpointed was destroyed: its data goes, as
+                    // in Mesos, so that a later volume with the same id starts empty.
+                    let work_dir = &self.config.work_dir;
+                    let kept = launch::volume_paths(work_dir, &checkpoint.resources);
+                    let gone: Vec<String> = launch::volume_paths(work_dir, &self.checkpointed)
+                        .into_iter()
+                        .filter(|path| !kept.contains(path))
+                        .collect();
+                    if !gone.is_empty() {
+                        out.push(Output::DestroyVolumes { paths: gone });
+                    }
                     self.checkpointed = checkpoint.resources;
                 }
             }

@@ -234,6 +234,16 @@ impl Executor {
         }
     }
 
+    /// Drops a task whose terminal update was acknowledged.
+    pub(super) fn forget(&mut self, task_id: &str) {
+        self.launched.remove(task_id);
+        self.kill_requested.remove(task_id);
+        self.groups.retain_mut(|group| {
+            group.remove(task_id);
+            !group.is_empty()
+        });
+    }
+
     /// Records a task as delivered to the executor; it stays staging until the executor
     /// reports on it.
     fn hand_over(&mut self, task: &v1::TaskInfo) {
@@ -370,14 +380,28 @@ fn volume_links(work_dir: &str, resources: &[v1::Resource]) -> Vec<VolumeLink> {
             let id = r.persistence_id()?;
             let volume = r.disk.as_ref()?.volume.as_ref()?;
             Some(VolumeLink {
-                host_path: format!(
-                    "{}/volumes/roles/{}/{id}",
-                    work_dir.trim_end_matches('/'),
-                    r.role()
-                ),
+                host_path: volume_path(work_dir, r.role(), id),
                 container_path: volume.container_path.clone(),
             })
         })
+        .collect()
+}
+
+/// Where a persistent volume lives: `<work_dir>/volumes/roles/<role>/<id>`, with the `/` of
+/// hierarchical roles turned into spaces so that role `eng/db` cannot land inside volume `db`
+/// of role `eng`.
+pub(super) fn volume_path(work_dir: &str, role: &str, id: &str) -> String {
+    format!("{}/volumes/roles/{}/{id}", work_dir.trim_end_matches('/'), role.replace('/', " "))
+}
+
+/// The host paths of the persistent volumes among `resources`.
+pub(super) fn volume_paths(work_dir: &str, resources: &[v1::Resource]) -> BTreeSet<String> {
+    let Ok(resources) = crate::convert::resources_from_proto(resources) else {
+        return BTreeSet::new();
+    };
+    resources
+        .iter()
+        .filter_map(|r| Some(volume_path(work_dir, r.role(), r.persistence_id()?)))
         .collect()
 }
 

@@ -103,6 +103,13 @@ impl Agent {
             // A terminal update acknowledged ends the task's stream for good.
             if acked.is_some_and(|s| is_terminal(s.state())) {
                 self.streams.remove(&key);
+                // The task is over for everyone: its executor forgets it too, so that it is
+                // neither reported again when the agent re-registers nor kept forever.
+                if let Some(framework) = self.frameworks.get_mut(framework_id) {
+                    for executor in framework.executors.values_mut() {
+                        executor.forget(task_id);
+                    }
+                }
             } else {
                 stream.retry_at = None;
             }

@@ -14,7 +14,6 @@ use agora_proto::v1::task_status::{Reason, Source};
 use agora_proto::v1::{self, TaskState};
 use agora_proto::{internal, scheduler as sched};
 
-use super::scheduler::framework_roles_of;
 use super::{ExecutorRecord, Master, Output, Task, has_capability};
 use crate::convert;
 use crate::ids::validate_id;
@@ -89,14 +88,17 @@ impl Master {
         }
         let at = Placement { framework_id, agent_id: &agent_id, role: &role };
         let mut converted = false;
+        // The agent must hold the reservations and volumes before the tasks that use them
+        // arrive, so launches wait until the checkpoint is out.
+        let mut launches = Vec::new();
         for operation in accept.operations {
             // `scheduler_call` refuses calls with operations Agora does not implement.
             if let Some(launch) = operation.launch {
                 for task in launch.task_infos {
-                    self.launch_one(&at, task, &mut available, now, out);
+                    self.launch_one(&at, task, &mut available, now, &mut launches);
                 }
             } else if let Some(group) = operation.launch_group {
-                self.launch_group(&at, group, &mut available, now, out);
+                self.launch_group(&at, group, &mut available, now, &mut launches);
             } else {
                 converted |= self.convert_resources(&at, &operation, &mut available);
             }
@@ -104,6 +106,7 @@ impl Master {
         if converted {
             self.checkpoint_resources(&agent_id, out);
         }
+        out.append(&mut launches);
         self.allocator.recover(framework_id, &role, &agent_id, &available, refuse, now);
     }
 
@@ -125,7 +128,9 @@ impl Master {
         else {
             return false;
         };
-        let roles = framework_roles_of(&framework.info);
+        // Resources are reserved for the role the offer is allocated to: reserving for another
+        // of the framework's roles would leave them allocated to the wrong role.
+        let roles = [at.role.to_string()];
         let view = FrameworkView {
             roles: &roles,
             principal: framework.info.principal.as_deref(),
@@ -190,11 +195,20 @@ impl Master {
         };
         let resources = convert::resources_to_proto(&agent.total.checkpointed(), None);
         let mut record = agent.record.clone();
-        record.checkpointed_resources = resources.clone();
+        record.checkpointed_resources = resources;
         self.record_agent(&record, out);
         if let Some(agent) = self.agents.get_mut(agent_id) {
             agent.record = record;
         }
+        self.send_checkpoint(agent_id, out);
+    }
+
+    /// Sends the agent the checkpointed resources of the master's record.
+    pub(super) fn send_checkpoint(&self, agent_id: &str, out: &mut Vec<Output>) {
+        let Some(agent) = self.agents.get(agent_id) else {
+            return;
+        };
+        let resources = agent.record.checkpointed_resources.clone();
         let mut e = internal::AgentEvent::default();
         e.set_type(internal::agent_event::Type::CheckpointResources);
         e.checkpoint_resources = Some(internal::agent_event::CheckpointResources { resources });

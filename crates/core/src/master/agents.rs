@@ -63,18 +63,6 @@ impl Master {
             Ok(total) => total,
             Err(e) => return fail(out, format!("Invalid agent resources: {e}")),
         };
-        let checkpointed = match convert::resources_from_proto(&register.checkpointed_resources) {
-            Ok(checkpointed) => checkpointed,
-            Err(e) => return fail(out, format!("Invalid checkpointed resources: {e}")),
-        };
-        // The agent's flags give its resources before any operation; its dynamic reservations
-        // and volumes were carved out of them.
-        let Some(total) = with_checkpointed(&total, &checkpointed) else {
-            return fail(
-                out,
-                format!("Checkpointed resources {checkpointed} exceed the agent's {total}"),
-            );
-        };
         let endpoint = register
             .endpoint
             .clone()
@@ -94,9 +82,29 @@ impl Master {
             }
         };
         info.id = Some(v1::AgentId { value: id.clone() });
+        // For an agent the master knows (from its registry, or from before a reconnection),
+        // the master's record of reservations and volumes wins: an agent may have missed a
+        // CHECKPOINT_RESOURCES while its stream was down, and is told again below. Only an
+        // agent the master never knew brings its own.
+        let known = self.known_checkpointed(&id);
+        let checkpointed_wire =
+            known.clone().unwrap_or_else(|| register.checkpointed_resources.clone());
+        let checkpointed = match convert::resources_from_proto(&checkpointed_wire) {
+            Ok(checkpointed) => checkpointed,
+            Err(e) => return fail(out, format!("Invalid checkpointed resources: {e}")),
+        };
+        // The agent's flags give its resources before any operation; its dynamic reservations
+        // and volumes were carved out of them.
+        let Some(total) = with_checkpointed(&total, &checkpointed) else {
+            return fail(
+                out,
+                format!("Checkpointed resources {checkpointed} exceed the agent's {total}"),
+            );
+        };
+        let resend_checkpoint = known.is_some_and(|k| k != register.checkpointed_resources);
         let record = internal::RegistryAgent {
             agent_info: info.clone(),
-            checkpointed_resources: register.checkpointed_resources.clone(),
+            checkpointed_resources: checkpointed_wire,
             unreachable_time: None,
         };
         self.record_agent(&record, out);
@@ -171,6 +179,9 @@ impl Master {
             heartbeat_interval_seconds: Some(self.config.heartbeat_interval.as_secs_f64()),
         });
         out.push(Output::ToAgent { conn, event: e });
+        if resend_checkpoint {
+            self.send_checkpoint(&id, out);
+        }
         // Frameworks removed while the agent was away must not keep running there.
         for framework in &register.frameworks {
             let Some(framework_id) = framework.id.as_ref().map(|f| f.value.clone()) else {
@@ -378,4 +389,16 @@ pub(super) fn with_checkpointed(total: &Resources, checkpointed: &Resources) -> 
         })
         .collect();
     total.checked_sub(&base).map(|rest| rest + checkpointed)
+}
+
+impl Master {
+    /// The checkpointed resources the master has on record for agent `id`, if it knows it.
+    fn known_checkpointed(&self, id: &str) -> Option<Vec<v1::Resource>> {
+        self.agents
+            .get(id)
+            .map(|a| &a.record)
+            .or_else(|| self.recovered_agents.get(id))
+            .or_else(|| self.unreachable_agents.get(id))
+            .map(|record| record.checkpointed_resources.clone())
+    }
 }

@@ -196,6 +196,11 @@ impl Master {
             if framework.tasks.contains_key(&task_id.value) {
                 continue;
             }
+            // A task that is over and has no update waiting for its acknowledgement is done
+            // with: adopting it would bring a finished task back to life.
+            if is_terminal(task.state()) && task.status_update_state.is_none() {
+                continue;
+            }
             let Ok(resources) = convert::resources_from_proto(&task.resources) else {
                 continue;
             };

@@ -135,11 +135,6 @@ pub(super) fn framework_spec(
     }
 }
 
-/// The roles of an already validated FrameworkInfo.
-pub(super) fn framework_roles_of(info: &v1::FrameworkInfo) -> Vec<String> {
-    framework_roles(info).unwrap_or_default()
-}
-
 pub(super) fn validate_role(role: &str) -> Result<(), String> {
     if role == "*" {
         return Ok(());
@@ -534,8 +529,14 @@ impl Master {
             framework_id,
             &framework_spec(&info, &roles, &update.suppressed_roles, active, constraints),
         );
-        if let Some(framework) = self.frameworks.get_mut(framework_id) {
-            framework.info = info;
+        if let Some(framework) = self.frameworks.get_mut(framework_id)
+            && framework.info != info
+        {
+            framework.info = info.clone();
+            out.push(Output::Persist(RegistryOp::UpdateFramework(internal::RegistryFramework {
+                framework_info: info,
+                removed_time: None,
+            })));
         }
         self.allocate(now, out);
         Ok(())

@@ -432,3 +432,20 @@ fn framework_messages_travel_both_ways_and_executors_shut_down_on_request() {
     let out = h.handle(Input::Master(shutdown));
     assert_eq!(exec_kinds(&out, conn), vec![EventType::Shutdown]);
 }
+
+#[test]
+fn acknowledged_terminal_tasks_are_forgotten_and_not_reported_again() {
+    let mut h = Harness::registered();
+    // Two tasks on one custom executor: t1 finishes and its end is acknowledged, t2 runs on.
+    h.handle(run_task(framework(false), custom_task("t1", "e")));
+    h.handle(run_task(framework(false), custom_task("t2", "e")));
+    let (_, result, _) = h.subscribe("e");
+    assert_eq!(result, Ok(()));
+    assert_eq!(h.update("e", status("t1", TaskState::TaskFinished, 1)).0, Ok(()));
+    assert_eq!(h.update("e", status("t2", TaskState::TaskRunning, 2)).0, Ok(()));
+    h.handle(acknowledge("t1", 1));
+    let register = h.agent.register_call().register.expect("register");
+    let reported: Vec<String> =
+        register.tasks.iter().filter_map(|t| Some(t.task_id.clone()?.value)).collect();
+    assert_eq!(reported, vec!["t2".to_string()]);
+}

@@ -214,3 +214,29 @@ fn offers_use_the_reservation_format_the_framework_reads() {
         assert_eq!(offered(&offer).cpus(), Scalar::from_f64(4.0), "both formats read back");
     }
 }
+
+#[test]
+fn the_master_s_reservations_win_over_an_agent_that_missed_them() {
+    use v1::offer::operation::Type as T;
+    let mut c = cluster_with_disk();
+    let aid = c.aid.clone();
+    let mut t = task("t", &aid, "cpus:1");
+    t.resources = convert::resources_to_proto(&[reserved("cpus", 1.0)].into_iter().collect(), None);
+    let operations = vec![op(T::Reserve, vec![reserved("cpus", 1.0)]), launch(vec![t])];
+    let offer_id = c.offer.id.value.clone();
+    let (result, out) = c.h.call(&c.fid, accept(&[&offer_id], operations, Some(0.0)));
+    assert_eq!(result, Ok(()));
+    // The checkpoint reaches the agent before the task that uses it.
+    let kinds: Vec<_> = agent_events(&out, c.aconn).iter().map(|e| e.r#type()).collect();
+    use internal::agent_event::Type as A;
+    assert_eq!(kinds, vec![A::CheckpointResources, A::RunTask]);
+
+    // The agent comes back without the reservation (it missed the checkpoint): the master
+    // tells it again and keeps counting the reserved cpu as used by the task.
+    let (aconn, out) = c.h.register(register_call("cpus:4;mem:1024;disk:1000", "", Some(&aid)));
+    let resent: Vec<Resources> = checkpoints(&out, aconn);
+    assert_eq!(resent, vec![[reserved("cpus", 1.0)].into_iter().collect::<Resources>()]);
+    let offered_now: Vec<Resources> = offers(&out, c.fconn).iter().map(offered).collect();
+    let offered_now = offered_now.into_iter().fold(Resources::new(), |acc, r| acc + &r);
+    assert_eq!(offered_now, res("cpus:3;mem:1024;disk:1000"), "the task's cpu is not offered");
+}
