@@ -151,6 +151,7 @@ impl Master {
         }
         self.agent_conns.insert(conn, id.clone());
         self.adopt_reported(&id, &register, now, out);
+        self.drop_unreported(&id, &register, now, out);
 
         // What the master's own records say is running there still holds the resources.
         let mut used: Vec<(String, String, Resources)> = Vec::new();

@@ -8,23 +8,25 @@
 //! `agora.internal.v1.Registry` are durable. Operator calls for weights and quota end here too,
 //! because all they do is change the registry (quota is recorded but not enforced yet).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use agora_proto::v1::framework_info::capability::Type as Capability;
+use agora_proto::v1::task_status::{Reason, Source};
 use agora_proto::v1::{self, TaskState};
 use agora_proto::{internal, scheduler as sched};
 
 use super::scheduler::{framework_roles, framework_spec};
 use super::{
     AllocatorConfig, CallError, ExecutorRecord, Framework, Master, MasterConfig, Output, Task,
-    event, time_info,
+    event, has_capability, time_info,
 };
 use crate::allocator::QuotaConfig;
 use crate::convert;
 use crate::ids::validate_id;
 use crate::offer_constraints::OfferConstraints;
 use crate::resources::Scalar;
-use crate::status::is_terminal;
+use crate::status::{Synthesized, is_terminal};
 
 /// A change to the registry. The shell applies every operation of one batch of inputs in a
 /// single durable write before it delivers the batch's other outputs.
@@ -184,6 +186,7 @@ impl Master {
             })));
             self.learn_framework(info.clone(), now);
         }
+        let mut duplicates = Vec::new();
         for task in &register.tasks {
             let Some(task_id) = task.task_id.as_ref() else {
                 continue;
@@ -193,7 +196,12 @@ impl Master {
             else {
                 continue;
             };
-            if framework.tasks.contains_key(&task_id.value) {
+            if let Some(known) = framework.tasks.get(&task_id.value) {
+                // The id belongs to a task on another agent (the scheduler relaunched it after
+                // this agent was given up): this copy must not run on.
+                if known.agent_id != agent_id && !is_terminal(task.state()) {
+                    duplicates.push((framework.id.clone(), task_id.value.clone()));
+                }
                 continue;
             }
             // A task that is over and has no update waiting for its acknowledgement is done
@@ -240,6 +248,9 @@ impl Master {
                 .executors
                 .insert(key, ExecutorRecord { role, resources, info: executor.clone() });
         }
+        for (framework_id, task_id) in duplicates {
+            self.send_kill(&framework_id, agent_id, &task_id, None, out);
+        }
     }
 
     /// After a restart, agents that did not re-register by the deadline become unreachable:
@@ -264,6 +275,65 @@ impl Master {
                 out.push(Output::ToScheduler { conn, event: e });
             }
             self.unreachable_agents.insert(id, record);
+        }
+    }
+
+    /// The other half of a re-registration: what the master has on record for the agent but
+    /// the agent did not report is gone. Such tasks end TASK_LOST (TASK_DROPPED for
+    /// PARTITION_AWARE frameworks) and give their resources back; such executors are
+    /// forgotten with theirs. Called before the agent's resources reach the allocator, so
+    /// nothing needs recovering there.
+    pub(super) fn drop_unreported(
+        &mut self,
+        agent_id: &str,
+        register: &internal::agent_call::Register,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) {
+        let reported_tasks: BTreeSet<(&str, &str)> = register
+            .tasks
+            .iter()
+            .filter_map(|t| {
+                Some((t.framework_id.as_ref()?.value.as_str(), t.task_id.as_ref()?.value.as_str()))
+            })
+            .collect();
+        let reported_executors: BTreeSet<(&str, &str)> = register
+            .executors
+            .iter()
+            .filter_map(|e| {
+                Some((e.framework_id.as_ref()?.value.as_str(), e.executor_id.value.as_str()))
+            })
+            .collect();
+        let mut lost: Vec<(String, String, bool)> = Vec::new();
+        for framework in self.frameworks.values_mut() {
+            let partition_aware = has_capability(&framework.info, Capability::PartitionAware);
+            for (task_id, task) in &framework.tasks {
+                if task.agent_id == agent_id
+                    && !task.released
+                    && !reported_tasks.contains(&(framework.id.as_str(), task_id.as_str()))
+                {
+                    lost.push((framework.id.clone(), task_id.clone(), partition_aware));
+                }
+            }
+            framework.executors.retain(|(executor_agent, executor_id), _| {
+                executor_agent != agent_id
+                    || reported_executors.contains(&(framework.id.as_str(), executor_id.as_str()))
+            });
+        }
+        for (framework_id, task_id, partition_aware) in lost {
+            let state = if partition_aware { TaskState::TaskDropped } else { TaskState::TaskLost };
+            let status = Synthesized {
+                task_id: &task_id,
+                state,
+                source: Source::Master,
+                reason: Some(Reason::Reconciliation),
+                message: "Task is unknown to the agent".into(),
+                agent_id: Some(agent_id),
+                executor_id: None,
+            }
+            .build(now);
+            self.apply_status(&framework_id, &status, None, now);
+            self.send_update(&framework_id, status, out);
         }
     }
 

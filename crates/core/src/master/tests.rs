@@ -178,6 +178,30 @@ fn register_call(resources: &str, attributes: &str, id: Option<&str>) -> interna
     c
 }
 
+/// `call` with the agent reporting `tasks` (framework id, task id, resources) as running, as
+/// an agent that re-registers does.
+fn reporting(
+    mut call: internal::AgentCall,
+    agent_id: &str,
+    tasks: &[(&str, &str, &str)],
+) -> internal::AgentCall {
+    if let Some(register) = call.register.as_mut() {
+        for (framework_id, task_id, resources) in tasks {
+            let mut task = v1::Task {
+                name: Some(task_id.to_string()),
+                task_id: Some(v1::TaskId { value: task_id.to_string() }),
+                framework_id: Some(v1::FrameworkId { value: framework_id.to_string() }),
+                agent_id: Some(v1::AgentId { value: agent_id.into() }),
+                resources: convert::resources_to_proto(&res(resources), None),
+                ..Default::default()
+            };
+            task.set_state(TaskState::TaskRunning);
+            register.tasks.push(task);
+        }
+    }
+    call
+}
+
 fn uuid(n: u8) -> Bytes {
     Bytes::from(vec![n; 16])
 }

@@ -233,10 +233,97 @@ fn the_master_s_reservations_win_over_an_agent_that_missed_them() {
 
     // The agent comes back without the reservation (it missed the checkpoint): the master
     // tells it again and keeps counting the reserved cpu as used by the task.
-    let (aconn, out) = c.h.register(register_call("cpus:4;mem:1024;disk:1000", "", Some(&aid)));
+    let mut register = register_call("cpus:4;mem:1024;disk:1000", "", Some(&aid));
+    if let Some(r) = register.register.as_mut() {
+        let mut running = v1::Task {
+            name: Some("t".into()),
+            task_id: Some(v1::TaskId { value: "t".into() }),
+            framework_id: Some(v1::FrameworkId { value: c.fid.clone() }),
+            agent_id: Some(v1::AgentId { value: aid.clone() }),
+            resources: convert::resources_to_proto(
+                &[reserved("cpus", 1.0)].into_iter().collect(),
+                None,
+            ),
+            ..Default::default()
+        };
+        running.set_state(v1::TaskState::TaskRunning);
+        r.tasks.push(running);
+    }
+    let (aconn, out) = c.h.register(register);
     let resent: Vec<Resources> = checkpoints(&out, aconn);
     assert_eq!(resent, vec![[reserved("cpus", 1.0)].into_iter().collect::<Resources>()]);
     let offered_now: Vec<Resources> = offers(&out, c.fconn).iter().map(offered).collect();
     let offered_now = offered_now.into_iter().fold(Resources::new(), |acc, r| acc + &r);
     assert_eq!(offered_now, res("cpus:3;mem:1024;disk:1000"), "the task's cpu is not offered");
+}
+
+#[test]
+fn what_a_returning_agent_does_not_report_is_gone() {
+    let mut info = framework("f");
+    info.checkpoint = Some(true);
+    let mut c = cluster(info);
+    let aid = c.aid.clone();
+    let group_executor = {
+        let mut e = v1::ExecutorInfo {
+            executor_id: v1::ExecutorId { value: "ex".into() },
+            resources: convert::resources_to_proto(&res("cpus:0.5;mem:64"), None),
+            ..Default::default()
+        };
+        e.set_type(v1::executor_info::Type::Default);
+        e
+    };
+    let mut group = v1::offer::Operation::default();
+    group.set_type(v1::offer::operation::Type::LaunchGroup);
+    group.launch_group = Some(v1::offer::operation::LaunchGroup {
+        executor: group_executor,
+        task_group: v1::TaskGroupInfo { tasks: vec![task("g", &aid, "cpus:1;mem:64")] },
+    });
+    let offer_id = c.offer.id.value.clone();
+    let launch_t = launch(vec![task("t", &aid, "cpus:1")]);
+    let (result, _) = c.h.call(&c.fid, accept(&[&offer_id], vec![launch_t, group], Some(0.0)));
+    assert_eq!(result, Ok(()));
+
+    // The agent's stream breaks before anything arrives; it comes back knowing nothing.
+    c.h.handle(Input::AgentClosed { conn: c.aconn });
+    let (_, out) = c.h.register(register_call(AGENT_RESOURCES, "", Some(&aid)));
+    let mut lost: Vec<(String, v1::TaskState)> =
+        updates(&out, c.fconn).iter().map(|s| (s.task_id.value.clone(), s.state())).collect();
+    lost.sort();
+    assert_eq!(
+        lost,
+        vec![("g".into(), v1::TaskState::TaskLost), ("t".into(), v1::TaskState::TaskLost)]
+    );
+    assert!(c.h.master.tasks().is_empty());
+    let offer = offers(&out, c.fconn).pop().expect("everything is free again");
+    assert_eq!(offered(&offer), res(AGENT_RESOURCES));
+    assert!(offer.executor_ids.is_empty(), "the unreported executor is forgotten");
+}
+
+#[test]
+fn a_returning_agent_is_told_to_kill_a_task_whose_id_now_runs_elsewhere() {
+    let mut c = cluster(framework("f"));
+    let a = c.aid.clone();
+    let offer_id = c.offer.id.value.clone();
+    let (result, _) =
+        c.h.call(&c.fid, accept(&[&offer_id], vec![launch(vec![task("t", &a, "cpus:1")])], None));
+    assert_eq!(result, Ok(()));
+    // Agent A goes away: the task is lost, and the scheduler relaunches it on agent B.
+    let out = c.h.handle(Input::AgentClosed { conn: c.aconn });
+    assert_eq!(updates(&out, c.fconn)[0].state(), v1::TaskState::TaskLost);
+    let (_, out) = c.h.register(register_call(AGENT_RESOURCES, "", Some("b")));
+    let offer = offers(&out, c.fconn).pop().expect("an offer of b");
+    let (result, _) = c.h.call(
+        &c.fid,
+        accept(&[&offer.id.value], vec![launch(vec![task("t", "b", "cpus:1")])], None),
+    );
+    assert_eq!(result, Ok(()));
+
+    // A comes back with its copy still running: it is told to kill it.
+    let call = register_call(AGENT_RESOURCES, "", Some(&a));
+    let (aconn, out) = c.h.register(reporting(call, &a, &[(&c.fid, "t", "cpus:1")]));
+    let kills: Vec<String> = agent_events(&out, aconn)
+        .into_iter()
+        .filter_map(|e| Some(e.kill_task?.task_id.value))
+        .collect();
+    assert_eq!(kills, vec!["t".to_string()]);
 }

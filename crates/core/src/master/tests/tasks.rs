@@ -253,7 +253,8 @@ fn agent_disconnection_rescinds_offers_and_loses_tasks() {
     assert!(h.master.offer_ids().is_empty());
 
     // The agent comes back with its id; the surviving task still holds its resources.
-    let (conn, out) = h.register(register_call("cpus:4;mem:1024", "", Some(&aid)));
+    let call = register_call("cpus:4;mem:1024", "", Some(&aid));
+    let (conn, out) = h.register(reporting(call, &aid, &[(&kept_fid, "kept", "cpus:1;mem:128")]));
     let registered = agent_events(&out, conn).into_iter().find_map(|e| e.registered);
     assert_eq!(registered.map(|r| r.agent_id.value), Some(aid.clone()));
     let offered_now: Resources = [lost_conn, kept_conn].iter().flat_map(|c| offers(&out, *c)).fold(
@@ -334,7 +335,8 @@ fn a_kill_missed_by_a_disconnected_agent_is_sent_when_it_returns() {
     assert_eq!(result, Ok(()));
     assert!(!out.iter().any(|o| matches!(o, Output::ToAgent { .. })), "nobody to send it to");
 
-    let (conn, out) = c.h.register(register_call(AGENT_RESOURCES, "", Some(&aid)));
+    let call = register_call(AGENT_RESOURCES, "", Some(&aid));
+    let (conn, out) = c.h.register(reporting(call, &aid, &[(&c.fid, "t1", "cpus:1")]));
     let kills: Vec<String> = agent_events(&out, conn)
         .into_iter()
         .filter_map(|e| Some(e.kill_task?.task_id.value))
