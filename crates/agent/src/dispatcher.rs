@@ -162,12 +162,21 @@ impl Dispatcher {
                     tokio::spawn(launcher::run(*launch, self.handle.tx.clone()));
                 }
                 Output::DestroyVolumes { paths } => {
-                    // A volume may be large: delete it off the dispatcher's task.
+                    // Moved aside at once, in order with the launches that follow (a new
+                    // volume with the same id must start empty), then deleted off the
+                    // dispatcher's task, since a volume may be large.
+                    let mut doomed = Vec::new();
+                    for path in paths {
+                        let trash = format!("{path}.destroyed-{}", self.clock.now().as_nanos());
+                        match std::fs::rename(&path, &trash) {
+                            Ok(()) => doomed.push(trash),
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => tracing::warn!(%path, "cannot remove destroyed volume: {e}"),
+                        }
+                    }
                     tokio::task::spawn_blocking(move || {
-                        for path in paths {
-                            if let Err(e) = std::fs::remove_dir_all(&path)
-                                && e.kind() != std::io::ErrorKind::NotFound
-                            {
+                        for path in doomed {
+                            if let Err(e) = std::fs::remove_dir_all(&path) {
                                 tracing::warn!(%path, "cannot delete destroyed volume: {e}");
                             }
                         }

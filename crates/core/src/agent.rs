@@ -378,13 +378,15 @@ impl Agent {
                     // A volume that is no longer checkpointed was destroyed: its data goes, as
                     // in Mesos, so that a later volume with the same id starts empty.
                     let work_dir = &self.config.work_dir;
-                    let kept = launch::volume_paths(work_dir, &checkpoint.resources);
-                    let gone: Vec<String> = launch::volume_paths(work_dir, &self.checkpointed)
-                        .into_iter()
-                        .filter(|path| !kept.contains(path))
-                        .collect();
-                    if !gone.is_empty() {
-                        out.push(Output::DestroyVolumes { paths: gone });
+                    if let (Some(kept), Some(had)) = (
+                        launch::volume_paths(work_dir, &checkpoint.resources),
+                        launch::volume_paths(work_dir, &self.checkpointed),
+                    ) {
+                        let gone: Vec<String> =
+                            had.into_iter().filter(|path| !kept.contains(path)).collect();
+                        if !gone.is_empty() {
+                            out.push(Output::DestroyVolumes { paths: gone });
+                        }
                     }
                     self.checkpointed = checkpoint.resources;
                 }

@@ -265,6 +265,9 @@ pub struct Allocator {
     rng: Option<SplitMix64>,
     /// `config.min_allocatable` as (name, quantity) lists, checked once per agent and role.
     min_quantities: Vec<Vec<(String, Scalar)>>,
+    /// How many frameworks have offer constraints: while none do, picking a framework never
+    /// looks at agent descriptions.
+    constrained: usize,
 }
 
 impl Allocator {
@@ -292,6 +295,7 @@ impl Allocator {
             frameworks: Vec::new(),
             roles: RoleTree::default(),
             quota: QuotaBook::default(),
+            constrained: 0,
         }
     }
 

@@ -61,7 +61,7 @@ enum Selector {
     Attribute(String),
 }
 
-/// A compiled regular expression, compared by its pattern.
+/// A compiled regular expression, compared by its (anchored) pattern.
 #[derive(Debug, Clone)]
 struct Pattern(regex::Regex);
 
@@ -106,9 +106,9 @@ impl Constraint {
     }
 }
 
-/// RE2's FullMatch: the whole text, not a substring.
+/// RE2's FullMatch: the whole text, not a substring (patterns are compiled anchored).
 fn full_match(regex: &regex::Regex, text: &str) -> bool {
-    regex.find(text).is_some_and(|m| m.start() == 0 && m.end() == text.len())
+    regex.is_match(text)
 }
 
 /// A framework's offer constraints by role; cheap to clone.
@@ -192,7 +192,15 @@ fn constraint(c: &sched::AttributeConstraint) -> Result<Constraint, String> {
 }
 
 fn compile(pattern: &str) -> Result<Pattern, String> {
+    // Anchored at both ends, so that alternations and lazy repetitions are tried against the
+    // whole text as RE2's FullMatch does (a leftmost match that ends early would not do).
+    // The pattern is checked on its own first, so that an unbalanced parenthesis cannot pair
+    // with the anchoring group.
     regex::RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| format!("invalid regular expression '{pattern}': {e}"))?;
+    regex::RegexBuilder::new(&format!(r"\A(?:{pattern})\z"))
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map(Pattern)

@@ -394,15 +394,16 @@ pub(super) fn volume_path(work_dir: &str, role: &str, id: &str) -> String {
     format!("{}/volumes/roles/{}/{id}", work_dir.trim_end_matches('/'), role.replace('/', " "))
 }
 
-/// The host paths of the persistent volumes among `resources`.
-pub(super) fn volume_paths(work_dir: &str, resources: &[v1::Resource]) -> BTreeSet<String> {
-    let Ok(resources) = crate::convert::resources_from_proto(resources) else {
-        return BTreeSet::new();
-    };
-    resources
-        .iter()
-        .filter_map(|r| Some(volume_path(work_dir, r.role(), r.persistence_id()?)))
-        .collect()
+/// The host paths of the persistent volumes among `resources`, or `None` when they cannot be
+/// read (then nothing may be concluded about which volumes are gone).
+pub(super) fn volume_paths(work_dir: &str, resources: &[v1::Resource]) -> Option<BTreeSet<String>> {
+    let resources = crate::convert::resources_from_proto(resources).ok()?;
+    Some(
+        resources
+            .iter()
+            .filter_map(|r| Some(volume_path(work_dir, r.role(), r.persistence_id()?)))
+            .collect(),
+    )
 }
 
 /// The environment of reference §3.4.

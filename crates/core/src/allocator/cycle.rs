@@ -258,7 +258,13 @@ impl Allocator {
             return None;
         }
         let frameworks = &self.frameworks;
-        let description = self.agents[a as usize].as_ref().map(|a| a.description.clone())?;
+        // Only cloned (and only looked at) while some framework has offer constraints: this
+        // runs for every agent and role of every cycle.
+        let description = if self.constrained > 0 {
+            Some(self.agents[a as usize].as_ref()?.description.clone())
+        } else {
+            None
+        };
         let has_gpus = !offer.quantity("gpus").is_zero();
         let refined = offer.iter().any(Resource::is_refined);
         let fits = |f: u32| {
@@ -271,9 +277,9 @@ impl Allocator {
             {
                 return false;
             }
-            if let Some(fw) = frameworks[f as usize].as_ref()
+            if let (Some(fw), Some(description)) = (frameworks[f as usize].as_ref(), &description)
                 && !fw.offer_constraints.is_empty()
-                && !fw.offer_constraints.allows(&node.path, &description)
+                && !fw.offer_constraints.allows(&node.path, description)
             {
                 return false;
             }

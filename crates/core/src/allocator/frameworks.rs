@@ -60,8 +60,14 @@ impl Allocator {
         framework.active = spec.active;
         framework.min_allocatable = spec.min_allocatable.clone();
         framework.capabilities = spec.capabilities;
+        let was_constrained = !framework.offer_constraints.is_empty();
         framework.offer_constraints = spec.offer_constraints.clone();
         let name = framework.id.clone();
+        match (was_constrained, !spec.offer_constraints.is_empty()) {
+            (false, true) => self.constrained += 1,
+            (true, false) => self.constrained -= 1,
+            _ => {}
+        }
 
         let dropped: Vec<u32> =
             old_roles.iter().copied().filter(|r| roles.binary_search(r).is_err()).collect();

@@ -248,10 +248,19 @@ impl Master {
                     .and_then(|f| f.tasks.get(&update.status.task_id.value))
                     .is_some_and(|t| t.agent_id != agent_id);
                 if runs_elsewhere {
-                    return Err(CallError::BadRequest(format!(
-                        "Task {} does not run on agent {agent_id}",
-                        update.status.task_id.value
-                    )));
+                    // A stale copy of a task whose id now belongs to a task on another agent
+                    // (it is killed when its agent returns). Its updates must not reach the
+                    // framework, and no scheduler will acknowledge them, so the master ends
+                    // the agent's update stream itself.
+                    if let Some(uuid) = update.status.uuid.clone() {
+                        let task_id = update.status.task_id.value.clone();
+                        self.forward_acknowledgement(
+                            &framework_id,
+                            &(agent_id, task_id, uuid),
+                            out,
+                        );
+                    }
+                    return Ok(());
                 }
                 let mut status = update.status;
                 status.agent_id = Some(v1::AgentId { value: agent_id });

@@ -81,6 +81,10 @@ fn predicates_against_text_non_text_and_missing_attributes() {
         // A full match, not a substring, as RE2's FullMatch.
         (by_name("rack"), m("r"), false),
         (by_name("rack"), nm("x.*"), true),
+        // The whole text must match, even where the leftmost match is shorter.
+        (by_name("rack"), m("r|r1"), true),
+        (by_name("rack"), nm("r|r1"), false),
+        (by_name("rack"), m("r.*?"), true),
         // Text predicates pass attributes that are not TEXT.
         (by_name("level"), text_equals("anything"), true),
         (by_name("level"), nm(".*"), true),
@@ -116,7 +120,10 @@ fn invalid_constraints_are_refused_with_a_reason() {
     let no_predicate =
         sched::AttributeConstraint { selector: Some(by_name("rack")), predicate: None };
     let exists = c(by_name("a"), P::Exists(predicate::Exists {}));
+    let unbalanced =
+        c(by_name("rack"), P::TextMatches(predicate::TextMatches { value: Some("a)|(b".into()) }));
     let cases = [
+        (constraints("r", vec![vec![unbalanced]]), "invalid regular expression"),
         (constraints("x", vec![vec![exists]]), "not one of"),
         (constraints("r", vec![]), "no groups"),
         (constraints("r", vec![vec![]]), "empty group"),
