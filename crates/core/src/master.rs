@@ -101,10 +101,11 @@ pub enum Input {
         req: ReqId,
         weights: Vec<v1::WeightInfo>,
     },
-    /// Sets a role's quota; one with no guarantees and no limits removes it.
+    /// Sets the quota of roles, all or none; a config with no guarantees and no limits
+    /// removes the role's quota (the operator's UPDATE_QUOTA).
     UpdateQuota {
         req: ReqId,
-        quota: internal::RegistryQuota,
+        quotas: Vec<internal::RegistryQuota>,
     },
 }
 
@@ -303,8 +304,8 @@ impl Master {
                 let result = self.update_weights(weights, &mut out);
                 out.push(Output::Reply { req, result });
             }
-            Input::UpdateQuota { req, quota } => {
-                let result = self.update_quota(quota, &mut out);
+            Input::UpdateQuota { req, quotas } => {
+                let result = self.update_quota(quotas, &mut out);
                 out.push(Output::Reply { req, result });
             }
         }

@@ -1,5 +1,6 @@
 //! The master's HTTP surface: `POST /api/v1/scheduler` (reference §1.1), Agora's internal
-//! `POST /api/agora/v1/agent`, `GET /version` and `GET /health`.
+//! `POST /api/agora/v1/agent`, the first operator calls of `POST /api/v1` (weights and quota),
+//! `GET /version` and `GET /health`.
 //!
 //! Handlers check what Mesos checks before a call reaches the state machine (method, content
 //! type, body, `Accept`, the stream-id header on SUBSCRIBE) and map the core's refusals to
@@ -11,7 +12,7 @@ use agora_http::{
     EventBody, Refusal, accepted, decode_call, refuse, request_format, response_format,
     stream_response,
 };
-use agora_proto::{Format, internal, scheduler};
+use agora_proto::{Format, internal, master, scheduler};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -28,6 +29,8 @@ pub(crate) fn router(handle: Handle) -> Router {
         .route("/api/v1/scheduler", post(scheduler_api))
         .route("/master/api/v1/scheduler", post(scheduler_api))
         .route("/api/agora/v1/agent", post(agent_api))
+        .route("/api/v1", post(operator_api))
+        .route("/master/api/v1", post(operator_api))
         .route("/version", get(version))
         .route("/health", get(health))
         .route("/master/health", get(health))
@@ -81,6 +84,61 @@ async fn agent_api(
     let format = response_format(&headers)?;
     let open = |conn, stream_id| Input::AgentRegister { req, conn, stream_id, call };
     open_stream(&handle, format, open, |conn| Input::AgentClosed { conn }).await
+}
+
+/// The operator API (reference §4.2). Served so far: UPDATE_WEIGHTS and UPDATE_QUOTA, each
+/// answered `200 OK` once durable; every other call type is answered `501` with a message
+/// that names it, until the operator API is complete.
+async fn operator_api(
+    State(handle): State<Handle>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let format = request_format(&headers)?;
+    let call: master::Call = decode_call(format, &body)?;
+    let req = handle.next_id();
+    let input = match call.r#type() {
+        master::call::Type::UpdateWeights => {
+            let Some(update) = call.update_weights else {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "Expecting 'update_weights' to be present",
+                ));
+            };
+            Input::UpdateWeights { req, weights: update.weight_infos }
+        }
+        master::call::Type::UpdateQuota => {
+            let Some(update) = call.update_quota else {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "Expecting 'update_quota' to be present",
+                ));
+            };
+            let quotas = update
+                .quota_configs
+                .into_iter()
+                .map(|c| internal::RegistryQuota {
+                    role: c.role,
+                    guarantees: c.guarantees,
+                    limits: c.limits,
+                })
+                .collect();
+            Input::UpdateQuota { req, quotas }
+        }
+        master::call::Type::Unknown => {
+            return Err(refuse(StatusCode::NOT_IMPLEMENTED, "Expecting 'type' to be present"));
+        }
+        other => {
+            return Err(refuse(
+                StatusCode::NOT_IMPLEMENTED,
+                format!(
+                    "Operator call {} is not implemented by this version of Agora",
+                    other.as_str_name()
+                ),
+            ));
+        }
+    };
+    submit(&handle, input, None).await.map(|()| StatusCode::OK.into_response()).map_err(refusal)
 }
 
 /// A call answered 202 or refused.

@@ -27,6 +27,16 @@ pub mod mesos {
         pub mod executor {
             include!(concat!(env!("OUT_DIR"), "/mesos.v1.executor.rs"));
         }
+
+        /// Package `mesos.v1.master`: the operator `Call` of the master's `/api/v1`.
+        pub mod master {
+            include!(concat!(env!("OUT_DIR"), "/mesos.v1.master.rs"));
+        }
+
+        /// Package `mesos.v1.quota`: quota configurations.
+        pub mod quota {
+            include!(concat!(env!("OUT_DIR"), "/mesos.v1.quota.rs"));
+        }
     }
 }
 
@@ -52,4 +62,5 @@ pub use codec::{DecodeError, Format};
 pub use json::{JsonError, from_json, to_json, to_json_value};
 pub use mesos::v1;
 pub use mesos::v1::executor;
+pub use mesos::v1::master;
 pub use mesos::v1::scheduler;

@@ -365,32 +365,50 @@ impl Master {
         Ok(())
     }
 
-    /// UPDATE_QUOTA: enforced by the allocator and kept across restarts; empty guarantees and
-    /// limits remove the role's quota.
+    /// UPDATE_QUOTA: every config is checked first and then all are applied, or none
+    /// (all-or-nothing, as Mesos answers it); enforced by the allocator and kept across
+    /// restarts. A config with no guarantees and no limits removes the role's quota.
     pub(super) fn update_quota(
         &mut self,
-        quota: internal::RegistryQuota,
+        quotas: Vec<internal::RegistryQuota>,
         out: &mut Vec<Output>,
     ) -> Result<(), CallError> {
-        super::scheduler::validate_role(&quota.role).map_err(CallError::BadRequest)?;
-        let amounts = quota.guarantees.iter().chain(&quota.limits);
-        if let Some((name, _)) =
-            amounts.into_iter().find(|(_, v)| !v.value.is_finite() || v.value < 0.0)
-        {
-            return Err(CallError::BadRequest(format!(
-                "Quota of role '{}' for '{name}' must be a non-negative number",
-                quota.role
-            )));
+        for quota in &quotas {
+            super::scheduler::validate_role(&quota.role).map_err(CallError::BadRequest)?;
+            if quota.role.contains('/') {
+                return Err(CallError::BadRequest(format!(
+                    "Quota of role '{}': only top-level roles can have quota",
+                    quota.role
+                )));
+            }
+            let amounts = quota.guarantees.iter().chain(&quota.limits);
+            if let Some((name, _)) =
+                amounts.into_iter().find(|(_, v)| !v.value.is_finite() || v.value < 0.0)
+            {
+                return Err(CallError::BadRequest(format!(
+                    "Quota of role '{}' for '{name}' must be a non-negative number",
+                    quota.role
+                )));
+            }
+            if let Some((name, _)) = quota.guarantees.iter().find(|(name, guarantee)| {
+                quota.limits.get(*name).is_some_and(|limit| limit.value < guarantee.value)
+            }) {
+                return Err(CallError::BadRequest(format!(
+                    "Quota of role '{}': the guarantee for '{name}' exceeds its limit",
+                    quota.role
+                )));
+            }
         }
-        self.allocator
-            .update_quota(&quota.role, quota_config(&quota))
-            .map_err(|e| CallError::BadRequest(e.to_string()))?;
-        if quota.guarantees.is_empty() && quota.limits.is_empty() {
-            self.quotas.remove(&quota.role);
-            out.push(Output::Persist(RegistryOp::RemoveQuota(quota.role)));
-        } else {
-            self.quotas.insert(quota.role.clone(), quota.clone());
-            out.push(Output::Persist(RegistryOp::UpdateQuota(quota)));
+        for quota in quotas {
+            // Checked above: the allocator has no other reason to refuse.
+            let _ = self.allocator.update_quota(&quota.role, quota_config(&quota));
+            if quota.guarantees.is_empty() && quota.limits.is_empty() {
+                self.quotas.remove(&quota.role);
+                out.push(Output::Persist(RegistryOp::RemoveQuota(quota.role)));
+            } else {
+                self.quotas.insert(quota.role.clone(), quota.clone());
+                out.push(Output::Persist(RegistryOp::UpdateQuota(quota)));
+            }
         }
         Ok(())
     }

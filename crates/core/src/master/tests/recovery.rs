@@ -329,7 +329,7 @@ fn weights_and_quota_are_persisted_and_recovered() {
     }
     let mut quota = internal::RegistryQuota { role: "analytics".into(), ..Default::default() };
     quota.guarantees.insert("cpus".into(), v1::value::Scalar { value: 4.0 });
-    let out = h.handle(Input::UpdateQuota { req: 3, quota: quota.clone() });
+    let out = h.handle(Input::UpdateQuota { req: 3, quotas: vec![quota.clone()] });
     assert_eq!(reply(&out, 3), Ok(()));
 
     let mut m = h.restart();
@@ -338,7 +338,7 @@ fn weights_and_quota_are_persisted_and_recovered() {
 
     // A quota with nothing in it removes the role's quota.
     quota.guarantees.clear();
-    let out = m.handle(Input::UpdateQuota { req: 5, quota });
+    let out = m.handle(Input::UpdateQuota { req: 5, quotas: vec![quota] });
     assert_eq!(persisted(&out), vec![RegistryOp::RemoveQuota("analytics".into())]);
     assert_eq!(m.master.quotas().count(), 0);
 }
