@@ -134,6 +134,7 @@ impl Allocator {
                     let Some(f) = self.pick(a, r, &offer, now, &served) else { break };
                     served.push(f);
                     cycle.merging = true;
+                    let offer = self.visible_to(f, offer);
                     self.hold(f, r, a, &offer, true);
                     cycle.push(f, r, a, offer);
                 }
@@ -172,12 +173,16 @@ impl Allocator {
                 // role is done with this agent either way.
                 match self.pick(a, r, &offer, now, &[]) {
                     Some(f) => {
+                        let seen = self.visible_to(f, offer.clone());
                         if whole {
-                            self.record(f, r, a, &offer, true);
+                            // What the framework cannot see stays free on the agent.
+                            let rest = offer - &seen;
+                            self.agent_mut(a).available = rest;
+                            self.record(f, r, a, &seen, true);
                         } else {
-                            self.hold(f, r, a, &offer, true);
+                            self.hold(f, r, a, &seen, true);
                         }
-                        cycle.push(f, r, a, offer);
+                        cycle.push(f, r, a, seen);
                     }
                     None if whole => self.agent_mut(a).available = offer,
                     None => {}
@@ -240,9 +245,22 @@ impl Allocator {
         if changed { out } else { offer }
     }
 
+    /// What of `offer` framework `f` may be offered: all of it, or without refined
+    /// reservations for a framework that cannot read them.
+    fn visible_to(&self, f: u32, offer: Resources) -> Resources {
+        let refinement = self.frameworks[f as usize]
+            .as_ref()
+            .is_none_or(|fw| fw.capabilities.reservation_refinement);
+        if refinement || !offer.iter().any(Resource::is_refined) {
+            offer
+        } else {
+            offer.without_refinements()
+        }
+    }
+
     /// The first framework of role `r`, in DRF order, that may take `offer` on agent `a`: not
     /// blocked by a filter, meeting its minimum allocatable quantities, able to handle what
-    /// the offer holds (GPUs, refined reservations), accepting the agent under its offer
+    /// the offer holds (GPUs; refined reservations are stripped for it), accepting the agent under its offer
     /// constraints, and not in `exclude`.
     fn pick(
         &mut self,
@@ -266,14 +284,23 @@ impl Allocator {
             None
         };
         let has_gpus = !offer.quantity("gpus").is_zero();
-        let refined = offer.iter().any(Resource::is_refined);
+        let stripped = offer.iter().any(Resource::is_refined).then(|| offer.without_refinements());
+        let min_quantities = &self.min_quantities;
         let fits = |f: u32| {
             if exclude.contains(&f) {
                 return false;
             }
             if let Some(fw) = frameworks[f as usize].as_ref()
-                && ((has_gpus && !fw.capabilities.gpu_resources)
-                    || (refined && !fw.capabilities.reservation_refinement))
+                && has_gpus
+                && !fw.capabilities.gpu_resources
+            {
+                return false;
+            }
+            // A framework that cannot read refined reservations is offered the rest, if the
+            // rest is worth offering (reference §6.3: such resources are stripped for it).
+            if let (Some(fw), Some(stripped)) = (frameworks[f as usize].as_ref(), &stripped)
+                && !fw.capabilities.reservation_refinement
+                && (stripped.is_empty() || !meets_prepared(min_quantities, stripped))
             {
                 return false;
             }

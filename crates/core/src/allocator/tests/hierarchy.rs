@@ -240,3 +240,37 @@ fn allocation_updates_convert_offered_resources() {
     let offers = allocator.allocate(secs(2.0));
     assert_eq!(offers[0].resources, res("cpus:2;mem:256"));
 }
+
+#[test]
+fn refined_reservations_are_stripped_for_frameworks_that_cannot_read_them() {
+    use crate::resources::{Reservation, Resource, Scalar, Value};
+    let refined = Resource::new("cpus", "*", Value::Scalar(Scalar::from_f64(2.0)))
+        .pushed(Reservation::new_dynamic("eng", None))
+        .pushed(Reservation::new_dynamic("eng/web", None));
+    let mut total = res("cpus:1;mem:512");
+    total += &Resources::from(refined.clone());
+    for refinement in [false, true] {
+        let mut allocator = Allocator::new(ordered());
+        allocator.add_agent("a1", total.clone(), &[]);
+        let spec = FrameworkSpec {
+            roles: strings(&["eng/web"]),
+            active: true,
+            capabilities: FrameworkCapabilities {
+                reservation_refinement: refinement,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        allocator.set_framework("f", &spec);
+        let offers = allocator.allocate(secs(0.0));
+        assert_eq!(offers.len(), 1, "refinement {refinement}");
+        let has_refined = offers[0].resources.iter().any(Resource::is_refined);
+        assert_eq!(has_refined, refinement, "{}", offers[0].resources);
+        assert_eq!(offers[0].resources.scalar("mem"), Scalar::from_f64(512.0));
+        if !refinement {
+            // What was stripped stays free, for a framework that can read it.
+            let stripped = Resources::from(refined.clone());
+            assert!(allocator.available("a1").is_some_and(|free| free.contains(&stripped)));
+        }
+    }
+}
