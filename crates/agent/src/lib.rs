@@ -43,6 +43,8 @@ pub struct AgentOptions {
     /// `--attributes`.
     pub attributes: Option<String>,
     pub executor_shutdown_grace_period: Duration,
+    /// `--executor_registration_timeout`: how long an executor has to subscribe.
+    pub executor_registration_timeout: Duration,
     pub status_update_retry_min: Duration,
     pub status_update_retry_max: Duration,
     /// First wait before registering again after a failed attempt or a lost master; doubles
@@ -73,6 +75,7 @@ impl AgentOptions {
             resources: None,
             attributes: None,
             executor_shutdown_grace_period: Duration::from_secs(5),
+            executor_registration_timeout: Duration::from_secs(60),
             status_update_retry_min: Duration::from_secs(10),
             status_update_retry_max: Duration::from_secs(600),
             registration_backoff_min: Duration::from_millis(100),
@@ -151,6 +154,7 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
         command_executor: options.command_executor.clone(),
         default_executor: options.default_executor.clone(),
         executor_shutdown_grace_period: options.executor_shutdown_grace_period,
+        executor_registration_timeout: options.executor_registration_timeout,
         status_update_retry_min: options.status_update_retry_min,
         status_update_retry_max: options.status_update_retry_max,
         seed: rand_seed(),

@@ -175,6 +175,9 @@ struct AgentShape {
     /// Time an executor gets to shut down before it is killed.
     #[arg(long = "executor_shutdown_grace_period", alias = "executor-shutdown-grace-period", default_value = "5secs", value_parser = duration)]
     executor_shutdown_grace_period: Duration,
+    /// Time an executor has to subscribe before it is killed and its tasks fail.
+    #[arg(long = "executor_registration_timeout", alias = "executor-registration-timeout", default_value = "1mins", value_parser = duration)]
+    executor_registration_timeout: Duration,
     /// First retry of an unacknowledged status update (doubles up to 10mins; Mesos: 10secs).
     #[arg(long = "status_update_retry_interval", alias = "status-update-retry-interval", default_value = "10secs", value_parser = duration)]
     status_update_retry_interval: Duration,
@@ -315,6 +318,7 @@ fn agent_options(
     options.resources = shape.resources;
     options.attributes = shape.attributes;
     options.executor_shutdown_grace_period = shape.executor_shutdown_grace_period;
+    options.executor_registration_timeout = shape.executor_registration_timeout;
     options.status_update_retry_min = shape.status_update_retry_interval;
     options.registration_backoff_min = shape.registration_backoff_factor;
     options.registration_backoff_max =

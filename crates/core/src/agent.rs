@@ -53,6 +53,9 @@ pub struct AgentConfig {
     /// What runs an ExecutorInfo of type DEFAULT (which carries no command of its own).
     pub default_executor: CommandExecutor,
     pub executor_shutdown_grace_period: Duration,
+    /// How long a launched executor has to subscribe before it is killed and its tasks fail
+    /// with REASON_EXECUTOR_REGISTRATION_TIMEOUT (`--executor_registration_timeout`).
+    pub executor_registration_timeout: Duration,
     /// First retry of an unacknowledged status update; doubles up to the maximum.
     pub status_update_retry_min: Duration,
     pub status_update_retry_max: Duration,
@@ -188,6 +191,10 @@ struct Executor {
     command: bool,
     /// Tasks the master asked to kill; if the executor dies first they end TASK_KILLED.
     kill_requested: BTreeSet<String>,
+    /// Until it first subscribes: when it must have done so.
+    register_by: Option<Duration>,
+    /// Killed for not subscribing in time: its tasks fail with that reason.
+    registration_timed_out: bool,
 }
 
 /// A task handed to its executor.
@@ -287,15 +294,30 @@ impl Agent {
                 );
             }
             Input::ExecutorExited { framework_id, executor_id, status } => {
-                let message = match status {
-                    Some(s) => format!("Executor terminated ({})", describe_wait_status(s)),
-                    None => "Executor terminated".to_string(),
+                let timed_out = self
+                    .executor_mut(&framework_id, &executor_id)
+                    .is_some_and(|e| e.registration_timed_out);
+                let (reason, message) = if timed_out {
+                    let timeout = self.config.executor_registration_timeout;
+                    (
+                        Reason::ExecutorRegistrationTimeout,
+                        format!(
+                            "Executor did not register within {}",
+                            crate::duration::format(timeout)
+                        ),
+                    )
+                } else {
+                    let message = match status {
+                        Some(s) => format!("Executor terminated ({})", describe_wait_status(s)),
+                        None => "Executor terminated".to_string(),
+                    };
+                    (Reason::ExecutorTerminated, message)
                 };
                 self.executor_gone(
                     &framework_id,
                     &executor_id,
                     status,
-                    Reason::ExecutorTerminated,
+                    reason,
                     &message,
                     now,
                     &mut out,
@@ -623,6 +645,14 @@ impl Agent {
         let mut overdue = Vec::new();
         for (framework_id, framework) in &mut self.frameworks {
             for (executor_id, executor) in &mut framework.executors {
+                if executor.conn.is_none()
+                    && !executor.killed
+                    && executor.register_by.is_some_and(|at| at <= now)
+                {
+                    // Never subscribed in time: killed at once, no grace (it is not listening).
+                    executor.registration_timed_out = true;
+                    executor.kill_at = Some(now);
+                }
                 if !executor.killed && executor.kill_at.is_some_and(|at| at <= now) {
                     executor.killed = true;
                     overdue.push((framework_id.clone(), executor_id.clone()));

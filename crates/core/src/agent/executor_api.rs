@@ -55,6 +55,7 @@ impl Agent {
         if executor.kill_at.is_some() {
             return Err(CallError::Forbidden("Executor is terminating".into()));
         }
+        executor.register_by = None;
         if let Some(old) = executor.conn.replace(conn) {
             self.executor_conns.remove(&old);
             out.push(Output::CloseExecutor { conn: old });

@@ -140,6 +140,8 @@ impl Agent {
             killed: false,
             command: command_executor,
             kill_requested: BTreeSet::new(),
+            register_by: Some(now + self.config.executor_registration_timeout),
+            registration_timed_out: false,
         };
         executor.take(work, out);
         framework.executors.insert(executor_id.clone(), executor);

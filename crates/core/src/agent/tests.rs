@@ -49,6 +49,7 @@ fn config() -> AgentConfig {
             arguments: vec!["agora".into(), "executor".into(), "--default".into()],
         },
         executor_shutdown_grace_period: Duration::from_secs(5),
+        executor_registration_timeout: Duration::from_secs(60),
         status_update_retry_min: Duration::from_secs(10),
         status_update_retry_max: Duration::from_secs(40),
         seed: 7,

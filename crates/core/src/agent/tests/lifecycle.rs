@@ -449,3 +449,37 @@ fn acknowledged_terminal_tasks_are_forgotten_and_not_reported_again() {
         register.tasks.iter().filter_map(|t| Some(t.task_id.clone()?.value)).collect();
     assert_eq!(reported, vec!["t2".to_string()]);
 }
+
+#[test]
+fn an_executor_that_never_subscribes_is_killed_and_its_tasks_fail() {
+    let mut h = Harness::registered();
+    h.handle(run_task(framework(false), custom_task("slow", "e-slow")));
+    h.handle(run_task(framework(false), custom_task("fine", "e-fine")));
+    h.advance(30);
+    let (_, result, _) = h.subscribe("e-fine");
+    assert_eq!(result, Ok(()));
+    h.advance(29);
+    let kill =
+        |e: &str| Output::KillExecutor { framework_id: FRAMEWORK_ID.into(), executor_id: e.into() };
+    assert!(!h.handle(Input::Tick).contains(&kill("e-slow")), "59 s is within the timeout");
+    h.advance(1);
+    let out = h.handle(Input::Tick);
+    assert!(out.contains(&kill("e-slow")), "{out:?}");
+    assert!(!out.contains(&kill("e-fine")), "a subscribed executor is never timed out");
+
+    let out = h.handle(Input::ExecutorExited {
+        framework_id: FRAMEWORK_ID.into(),
+        executor_id: "e-slow".into(),
+        status: Some(9),
+    });
+    let failed: Vec<(String, TaskState, Reason, String)> = sent(&out)
+        .into_iter()
+        .map(|(s, _)| (s.task_id.value.clone(), s.state(), s.reason(), s.message().to_string()))
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(
+        (&*failed[0].0, failed[0].1, failed[0].2),
+        ("slow", TaskState::TaskFailed, Reason::ExecutorRegistrationTimeout)
+    );
+    assert!(failed[0].3.contains("did not register within 1mins"), "{}", failed[0].3);
+}
