@@ -99,6 +99,16 @@ struct MasterTiming {
     /// unreachable.
     #[arg(long = "agent_reregister_timeout", alias = "agent-reregister-timeout", default_value = "10mins", value_parser = duration)]
     agent_reregister_timeout: Duration,
+    /// Time between pings of each agent; an unanswered ping counts as a miss.
+    #[arg(long = "agent_ping_timeout", alias = "agent-ping-timeout", default_value = "15secs", value_parser = duration)]
+    agent_ping_timeout: Duration,
+    /// Missed pings in a row after which an agent is unreachable.
+    #[arg(
+        long = "max_agent_ping_timeouts",
+        alias = "max-agent-ping-timeouts",
+        default_value_t = 5
+    )]
+    max_agent_ping_timeouts: u32,
     /// Rescind offers a framework has not answered within this (Mesos: none).
     #[arg(long = "offer_timeout", alias = "offer-timeout", value_parser = duration)]
     offer_timeout: Option<Duration>,
@@ -288,6 +298,8 @@ fn master_options(
         options.allocator.min_allocatable = min.0.clone();
     }
     options.agent_reregister_timeout = timing.agent_reregister_timeout;
+    options.agent_ping_timeout = timing.agent_ping_timeout;
+    options.max_agent_ping_timeouts = timing.max_agent_ping_timeouts;
     options
 }
 

@@ -418,6 +418,13 @@ impl Agent {
                     self.run_task_group(run.framework_info, run.executor, run.task_group, now, out);
                 }
             }
+            // The master's health check: answered at once, on the ordered call path.
+            MasterEventType::Ping => {
+                let mut call = internal::AgentCall::default();
+                call.set_type(internal::agent_call::Type::Pong);
+                call.agent_id = self.agent_id.as_ref().map(|a| v1::AgentId { value: a.clone() });
+                out.push(Output::ToMaster(call));
+            }
             MasterEventType::Heartbeat | MasterEventType::Error | MasterEventType::Unknown => {}
         }
     }

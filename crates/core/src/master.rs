@@ -11,6 +11,7 @@
 
 mod accept;
 mod agents;
+mod health;
 mod recovery;
 mod scheduler;
 mod tasks;
@@ -57,6 +58,11 @@ pub struct MasterConfig {
     /// How long agents of the registry have to re-register after a restart before they count
     /// as unreachable (`--agent_reregister_timeout`).
     pub agent_reregister_timeout: Duration,
+    /// How often connected agents are pinged (`--agent_ping_timeout`, Mesos: 15secs).
+    pub agent_ping_timeout: Duration,
+    /// Unanswered pings in a row after which an agent is unreachable
+    /// (`--max_agent_ping_timeouts`, Mesos: 5).
+    pub max_agent_ping_timeouts: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +102,8 @@ pub enum Input {
     AllocationTick,
     /// Fires every `heartbeat_interval`.
     HeartbeatTick,
+    /// Fires every `agent_ping_timeout`.
+    PingTick,
     /// Sets the weights of the named roles (the operator's UPDATE_WEIGHTS).
     UpdateWeights {
         req: ReqId,
@@ -194,6 +202,10 @@ struct Agent {
     stream_id: Option<String>,
     /// What the registry holds about the agent, to persist only real changes.
     record: internal::RegistryAgent,
+    /// A PING went out and no PONG came back yet.
+    awaiting_pong: bool,
+    /// Pings in a row left unanswered.
+    missed_pings: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -300,6 +312,7 @@ impl Master {
                 self.allocate(now, &mut out);
             }
             Input::HeartbeatTick => self.heartbeat(&mut out),
+            Input::PingTick => self.ping_agents(now, &mut out),
             Input::UpdateWeights { req, weights } => {
                 let result = self.update_weights(weights, &mut out);
                 out.push(Output::Reply { req, result });

@@ -3,8 +3,8 @@
 //!
 //! HTTP handlers send it `Command`s over a channel; it feeds them to the core with the current
 //! time, keeps the senders of every open stream, and carries out the outputs: replies to
-//! waiting handlers, records to streams, stream closures. Two interval timers become
-//! `AllocationTick` and `HeartbeatTick`.
+//! waiting handlers, records to streams, stream closures. Three interval timers become
+//! `AllocationTick`, `HeartbeatTick` and `PingTick`.
 //!
 //! Inputs are handled in batches: everything already queued when the dispatcher wakes up goes
 //! through the core together, the batch's `Persist` operations are committed to the registry in
@@ -77,6 +77,7 @@ pub(crate) fn spawn(
     let (fatal_tx, fatal_rx) = oneshot::channel();
     let allocation_interval = config.allocation_interval;
     let heartbeat_interval = config.heartbeat_interval;
+    let ping_interval = config.agent_ping_timeout;
     let clock = Clock::start();
     let dispatcher = Dispatcher {
         master: Master::recover(config, snapshot, clock.now()),
@@ -86,7 +87,9 @@ pub(crate) fn spawn(
         streams: Streams::default(),
     };
     tokio::spawn(async move {
-        if let Err(reason) = dispatcher.run(rx, allocation_interval, heartbeat_interval).await {
+        if let Err(reason) =
+            dispatcher.run(rx, allocation_interval, heartbeat_interval, ping_interval).await
+        {
             tracing::error!(%reason, "the master stops");
             let _ = fatal_tx.send(reason);
         }
@@ -109,6 +112,7 @@ impl Dispatcher {
         mut rx: mpsc::UnboundedReceiver<Command>,
         allocation_interval: Duration,
         heartbeat_interval: Duration,
+        ping_interval: Duration,
     ) -> Result<(), String> {
         let mut allocation = tokio::time::interval(allocation_interval);
         allocation.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -117,6 +121,9 @@ impl Dispatcher {
             heartbeat_interval,
         );
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut open = true;
         while open {
             let first = tokio::select! {
@@ -126,6 +133,7 @@ impl Dispatcher {
                 },
                 _ = allocation.tick() => Input::AllocationTick,
                 _ = heartbeat.tick() => Input::HeartbeatTick,
+                _ = ping.tick() => Input::PingTick,
             };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -245,6 +253,8 @@ mod tests {
             max_completed_tasks_per_framework: 10,
             max_completed_frameworks: 10,
             agent_reregister_timeout: Duration::from_secs(600),
+            agent_ping_timeout: Duration::from_secs(15),
+            max_agent_ping_timeouts: 5,
         }
     }
 

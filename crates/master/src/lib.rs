@@ -55,6 +55,9 @@ pub struct MasterOptions {
     /// `--offer_timeout`: rescind offers not answered within this.
     pub offer_timeout: Option<Duration>,
     pub agent_reregister_timeout: Duration,
+    /// `--agent_ping_timeout` and `--max_agent_ping_timeouts`.
+    pub agent_ping_timeout: Duration,
+    pub max_agent_ping_timeouts: u32,
     pub allocator: AllocatorConfig,
 }
 
@@ -71,6 +74,8 @@ impl MasterOptions {
             heartbeat_interval: Duration::from_secs(15),
             offer_timeout: None,
             agent_reregister_timeout: Duration::from_secs(600),
+            agent_ping_timeout: Duration::from_secs(15),
+            max_agent_ping_timeouts: 5,
             allocator: AllocatorConfig::default(),
         }
     }
@@ -140,6 +145,8 @@ pub async fn start(options: MasterOptions) -> Result<RunningMaster, MasterError>
         max_completed_tasks_per_framework: 1000,
         max_completed_frameworks: 50,
         agent_reregister_timeout: options.agent_reregister_timeout,
+        agent_ping_timeout: options.agent_ping_timeout,
+        max_agent_ping_timeouts: options.max_agent_ping_timeouts,
     };
     let (store, snapshot) = open_registry(&options, &master_info).await?;
     let recovered = (snapshot.agents.len(), snapshot.frameworks.len());

@@ -107,6 +107,9 @@ impl Master {
             checkpointed_resources: checkpointed_wire,
             unreachable_time: None,
         };
+        // An unreachable agent that comes back brings its tasks back; their frameworks hear
+        // of each (reference §5.2, REASON_AGENT_REREGISTERED).
+        let was_unreachable = self.unreachable_agents.contains_key(&id);
         self.record_agent(&record, out);
 
         if let Some(old) = self.agents.get(&id).and_then(|a| a.conn) {
@@ -134,6 +137,8 @@ impl Master {
             agent.conn = Some(conn);
             agent.stream_id = Some(stream_id);
             agent.record = record;
+            agent.awaiting_pong = false;
+            agent.missed_pings = 0;
         } else {
             self.agents.insert(
                 id.clone(),
@@ -146,12 +151,17 @@ impl Master {
                     conn: Some(conn),
                     stream_id: Some(stream_id),
                     record,
+                    awaiting_pong: false,
+                    missed_pings: 0,
                 },
             );
         }
         self.agent_conns.insert(conn, id.clone());
         self.adopt_reported(&id, &register, now, out);
         self.drop_unreported(&id, &register, now, out);
+        if was_unreachable {
+            self.announce_returned_tasks(&id, now, out);
+        }
 
         // What the master's own records say is running there still holds the resources.
         let mut used: Vec<(String, String, Resources)> = Vec::new();
@@ -268,6 +278,7 @@ impl Master {
                 self.apply_status(&framework_id, &status, latest, now);
                 self.send_update(&framework_id, status, out);
             }
+            AgentCallType::Pong => self.pong(&agent_id),
             AgentCallType::ExecutorExited => {
                 let exited = call.executor_exited.ok_or_else(|| {
                     CallError::BadRequest("Expecting 'executor_exited' to be present".into())

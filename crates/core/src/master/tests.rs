@@ -26,6 +26,7 @@ use crate::convert;
 use crate::resources::Resources;
 
 mod groups;
+mod health;
 mod offers;
 mod recovery;
 mod reservations;
@@ -52,6 +53,8 @@ fn config() -> MasterConfig {
         max_completed_tasks_per_framework: 10,
         max_completed_frameworks: 10,
         agent_reregister_timeout: Duration::from_secs(600),
+        agent_ping_timeout: Duration::from_secs(15),
+        max_agent_ping_timeouts: 5,
     }
 }
 

@@ -483,3 +483,13 @@ fn an_executor_that_never_subscribes_is_killed_and_its_tasks_fail() {
     );
     assert!(failed[0].3.contains("did not register within 1mins"), "{}", failed[0].3);
 }
+
+#[test]
+fn pings_are_answered_with_pongs() {
+    let mut h = Harness::registered();
+    let out = h.handle(Input::Master(master_event(MasterEventType::Ping)));
+    let calls = to_master(&out);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].r#type(), internal::agent_call::Type::Pong);
+    assert_eq!(calls[0].agent_id.as_ref().map(|a| a.value.as_str()), Some(AGENT_ID));
+}
