@@ -53,7 +53,12 @@ pub(crate) async fn submit(
         .unwrap_or_else(|| Err(CallError::Forbidden("The agent is shutting down".into())))
 }
 
-pub(crate) fn spawn(config: AgentConfig, master: String, backoff: master_link::Backoff) -> Handle {
+pub(crate) fn spawn(
+    config: AgentConfig,
+    master: String,
+    backoff: master_link::Backoff,
+    gc_delay: Duration,
+) -> Handle {
     let (tx, rx) = mpsc::unbounded_channel();
     let handle = Dispatch::new(tx);
     let to_master = master_link::spawn(master, handle.clone(), backoff);
@@ -66,6 +71,7 @@ pub(crate) fn spawn(config: AgentConfig, master: String, backoff: master_link::B
         pids: HashMap::new(),
         pending_kills: HashSet::new(),
         clock: Clock::start(),
+        gc_delay,
     };
     tokio::spawn(dispatcher.run(rx));
     handle
@@ -81,6 +87,8 @@ struct Dispatcher {
     /// Kills ordered before the executor's process id was known.
     pending_kills: HashSet<(String, String)>,
     clock: Clock,
+    /// How long a finished executor's sandbox stays (`--gc_delay`).
+    gc_delay: Duration,
 }
 
 impl Dispatcher {
@@ -159,7 +167,7 @@ impl Dispatcher {
                     self.streams.remove(conn);
                 }
                 Output::LaunchExecutor(launch) => {
-                    tokio::spawn(launcher::run(*launch, self.handle.tx.clone()));
+                    tokio::spawn(launcher::run(*launch, self.handle.tx.clone(), self.gc_delay));
                 }
                 Output::DestroyVolumes { paths } => {
                     // Moved aside at once, in order with the launches that follow (a new

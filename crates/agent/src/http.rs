@@ -1,8 +1,10 @@
-//! The agent's HTTP surface: the executor API `POST /api/v1/executor` (reference §3.1),
-//! `GET /files/read`, `GET /version` and `GET /health`.
+//! The agent's HTTP surface: the executor API `POST /api/v1/executor` (reference §3.1), the
+//! files API `GET /files/{browse,read,download,debug}` (also under `.json`, §4.4),
+//! `GET /version` and `GET /health`.
 //!
 //! Handlers check the transport-level rules (content type, body, `Accept`) and map the core's
-//! refusals to status codes in `refusal`; everything else goes through the dispatcher.
+//! refusals to status codes in `refusal`; the executor API goes through the dispatcher, the
+//! files API straight to `files.rs` on a blocking thread (it only reads the disk).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,11 +17,13 @@ use agora_http::{
 };
 use agora_proto::executor;
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use crate::dispatcher::{Command, Handle, submit};
@@ -34,8 +38,14 @@ struct AppState {
 pub(crate) fn router(handle: Handle, work_dir: PathBuf) -> Router {
     Router::new()
         .route("/api/v1/executor", post(executor_api))
+        .route("/files/browse", get(files_browse))
+        .route("/files/browse.json", get(files_browse))
         .route("/files/read", get(files_read))
         .route("/files/read.json", get(files_read))
+        .route("/files/download", get(files_download))
+        .route("/files/download.json", get(files_download))
+        .route("/files/debug", get(files_debug))
+        .route("/files/debug.json", get(files_debug))
         .route("/version", get(version))
         .route("/health", get(|| async { StatusCode::OK }))
         .layer(DefaultBodyLimit::max(agora_http::MAX_BODY))
@@ -78,13 +88,42 @@ async fn executor_api(
     }
 }
 
+/// The `path` query parameter every files endpoint but debug needs.
+fn path_param(query: &HashMap<String, String>) -> Result<String, Refusal> {
+    query
+        .get("path")
+        .cloned()
+        .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "Expecting 'path' query parameter"))
+}
+
+/// Runs a files operation off the async threads and maps its refusals to Mesos's codes.
+async fn blocking_files<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, FilesError> + Send + 'static,
+) -> Result<T, Refusal> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(FilesError::BadRequest(m))) => Err(refuse(StatusCode::BAD_REQUEST, m)),
+        Ok(Err(FilesError::NotFound(m))) => Err(refuse(StatusCode::NOT_FOUND, m)),
+        Err(e) => Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("files API failed: {e}"))),
+    }
+}
+
+async fn files_browse(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, Refusal> {
+    let path = path_param(&query)?;
+    let work_dir = state.work_dir.clone();
+    let infos = blocking_files(move || files::browse(&work_dir, &path)).await?;
+    let entries: Vec<serde_json::Value> = infos.iter().map(files::FileInfo::to_json).collect();
+    Ok(axum::Json(entries).into_response())
+}
+
 async fn files_read(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let Some(path) = query.get("path") else {
-        return refuse(StatusCode::BAD_REQUEST, "Expecting 'path' query parameter").into_response();
-    };
+) -> Result<Response, Refusal> {
+    let path = path_param(&query)?;
     let number = |key: &str| -> Result<Option<i64>, Refusal> {
         match query.get(key) {
             None => Ok(None),
@@ -96,23 +135,60 @@ async fn files_read(
             }),
         }
     };
-    let (offset, length) = match (number("offset"), number("length")) {
-        (Ok(o), Ok(l)) => (o, l),
-        (Err(r), _) | (_, Err(r)) => return r.into_response(),
-    };
+    let offset = number("offset")?;
+    let length = number("length")?;
     let work_dir = state.work_dir.clone();
-    let path = path.clone();
-    let result =
-        tokio::task::spawn_blocking(move || files::read(&work_dir, &path, offset, length)).await;
-    match result {
-        Ok(Ok(read)) => axum::Json(serde_json::json!({ "data": read.data, "offset": read.offset }))
-            .into_response(),
-        Ok(Err(FilesError::BadRequest(m))) => refuse(StatusCode::BAD_REQUEST, m).into_response(),
-        Ok(Err(FilesError::NotFound(m))) => refuse(StatusCode::NOT_FOUND, m).into_response(),
-        Err(e) => {
-            refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("read failed: {e}")).into_response()
+    let read = blocking_files(move || files::read(&work_dir, &path, offset, length)).await?;
+    Ok(axum::Json(serde_json::json!({ "data": read.data, "offset": read.offset })).into_response())
+}
+
+/// The file as an attachment, streamed in chunks so that a large file costs little memory.
+async fn files_download(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, Refusal> {
+    let path = path_param(&query)?;
+    let work_dir = state.work_dir.clone();
+    let requested = path.clone();
+    let (real, name) = blocking_files(move || files::download(&work_dir, &path)).await?;
+    let file = tokio::fs::File::open(&real).await.map_err(|e| {
+        refuse(StatusCode::NOT_FOUND, format!("Failed to open file {requested}: {e}"))
+    })?;
+    // The stream ends after an error, so a failing disk cannot keep it spinning.
+    let chunks = futures::stream::unfold(Some(file), |state| async move {
+        let mut file = state?;
+        let mut buffer = vec![0; 64 * 1024];
+        match file.read(&mut buffer).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buffer.truncate(n);
+                Some((Ok::<_, std::io::Error>(Bytes::from(buffer)), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
         }
-    }
+    });
+    // Quotes would end the header's quoted string early and control characters are not
+    // allowed in a header at all; a task chooses its file names.
+    let quoted: String = name
+        .chars()
+        .map(|c| if c == '"' || c == '\\' || c.is_control() { '_' } else { c })
+        .collect();
+    let headers = [
+        (header::CONTENT_TYPE, files::content_type(&name).to_string()),
+        (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{quoted}\"")),
+    ];
+    Ok((headers, Body::from_stream(chunks)).into_response())
+}
+
+/// The virtual path table: attached path → sandbox directory.
+async fn files_debug(State(state): State<AppState>) -> Result<Response, Refusal> {
+    let work_dir = state.work_dir.clone();
+    let table = blocking_files(move || Ok(files::attachments(&work_dir))).await?;
+    let table: serde_json::Map<String, serde_json::Value> = table
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v.to_string_lossy().into_owned())))
+        .collect();
+    Ok(axum::Json(table).into_response())
 }
 
 async fn version() -> Response {

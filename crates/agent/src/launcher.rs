@@ -3,12 +3,13 @@
 //! reports its exit.
 //!
 //! A launch runs as its own task and reports back to the dispatcher: `Launched` with the pid,
-//! then `ExecutorExited` with the raw wait status, or `ExecutorLaunchFailed`. Isolation
-//! (cgroups, namespaces, switching user) is not done here yet.
+//! then `ExecutorExited` with the raw wait status, or `ExecutorLaunchFailed`. Either way the
+//! sandbox is handed to `gc` for removal after `--gc_delay`. Isolation (cgroups, namespaces,
+//! switching user) is not done here yet.
 
 use std::fs::File;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -18,15 +19,18 @@ use nix::unistd::Pid;
 use tokio::sync::mpsc;
 
 use crate::dispatcher::Command;
+use crate::gc;
 
-/// Starts the executor of `launch` and waits for it to end.
-pub(crate) async fn run(launch: Launch, tx: mpsc::UnboundedSender<Command>) {
+/// Starts the executor of `launch`, waits for it to end and schedules its sandbox's removal
+/// `gc_delay` later.
+pub(crate) async fn run(launch: Launch, tx: mpsc::UnboundedSender<Command>, gc_delay: Duration) {
     let framework_id = launch.framework_id.clone();
     let executor_id = launch.executor_id.clone();
     let mut child = match spawn(&launch) {
         Ok(child) => child,
         Err(message) => {
             tracing::warn!(%framework_id, %executor_id, %message, "executor launch failed");
+            gc::schedule(PathBuf::from(&launch.sandbox), gc_delay);
             let _ = tx.send(Command::Event(Input::ExecutorLaunchFailed {
                 framework_id,
                 executor_id,
@@ -45,6 +49,7 @@ pub(crate) async fn run(launch: Launch, tx: mpsc::UnboundedSender<Command>) {
     tracing::info!(%framework_id, %executor_id, sandbox = %launch.sandbox, "executor started");
     let status = child.wait().await.ok().map(|s| s.into_raw());
     tracing::info!(%framework_id, %executor_id, ?status, "executor exited");
+    gc::schedule(PathBuf::from(&launch.sandbox), gc_delay);
     let _ = tx.send(Command::Event(Input::ExecutorExited { framework_id, executor_id, status }));
 }
 

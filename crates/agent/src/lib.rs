@@ -4,13 +4,15 @@
 //!
 //! `dispatcher.rs` is the single owner of the core and of executor streams; `master_link.rs`
 //! keeps the registration stream to the master alive and sends calls in order; `launcher.rs`
-//! creates sandboxes and starts, watches and kills executor processes; `http.rs` serves the
-//! executor API and `/files/read`; `detect.rs` measures the machine. Not here yet:
+//! creates sandboxes and starts, watches and kills executor processes; `gc.rs` removes the
+//! sandboxes of ended executors after `--gc_delay`; `http.rs` serves the executor API and the
+//! files API of `files.rs`; `detect.rs` measures the machine. Not here yet:
 //! checkpointing and recovery, cgroups and namespaces, the fetcher.
 
 mod detect;
 mod dispatcher;
 mod files;
+mod gc;
 mod http;
 mod launcher;
 mod master_link;
@@ -55,6 +57,8 @@ pub struct AgentOptions {
     pub command_executor: CommandExecutor,
     /// How to start the default executor (for task groups whose ExecutorInfo has type DEFAULT).
     pub default_executor: CommandExecutor,
+    /// `--gc_delay`: how long a sandbox stays after its executor ended (Mesos: 1 week).
+    pub gc_delay: Duration,
 }
 
 impl AgentOptions {
@@ -82,6 +86,7 @@ impl AgentOptions {
             registration_backoff_max: Duration::from_secs(10),
             command_executor,
             default_executor,
+            gc_delay: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -163,7 +168,7 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
         min: options.registration_backoff_min,
         max: options.registration_backoff_max,
     };
-    let handle = dispatcher::spawn(config, options.master.clone(), backoff);
+    let handle = dispatcher::spawn(config, options.master.clone(), backoff, options.gc_delay);
     let app = http::router(handle, work_dir);
     let server = Server::spawn(listener, app, "agent")
         .map_err(|source| AgentError::Bind { addr: requested, source })?;

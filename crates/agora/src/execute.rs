@@ -143,30 +143,28 @@ fn exit_status(status: &v1::TaskStatus) -> i32 {
         .unwrap_or(1)
 }
 
-/// Prints the task's stdout, read through the agent's files API.
+/// Prints the task's stdout, downloaded through the agent's files API (a download has no
+/// per-request cap, unlike `/files/read`, and keeps the bytes as they are).
 async fn print_stdout(offer: &v1::Offer, framework_id: &str, task_id: &str) {
     let Some(url) = &offer.url else { return };
     let host = url.address.ip.clone().or_else(|| url.address.hostname.clone()).unwrap_or_default();
     let path = format!("/frameworks/{framework_id}/executors/{task_id}/runs/latest/stdout");
     let client = agora_client::http::client();
     let request = client
-        .get(format!(
-            "http://{host}:{}/files/read?path={}&offset=0",
-            url.address.port,
-            escape(&path)
-        ))
+        .get(format!("http://{host}:{}/files/download?path={}", url.address.port, escape(&path)))
         .timeout(Duration::from_secs(10));
     let body = match request.send().await {
-        Ok(response) if response.status().is_success() => {
-            response.bytes().await.ok().map(|b| b.to_vec())
-        }
+        Ok(response) if response.status().is_success() => response.bytes().await.ok(),
         _ => None,
     };
-    let data = body
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v.get("data").and_then(|d| d.as_str()).map(str::to_string));
-    match data {
-        Some(text) => print!("{text}"),
+    match body {
+        Some(bytes) => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            if out.write_all(&bytes).and_then(|()| out.flush()).is_err() {
+                eprintln!("agora execute: could not write the task's stdout");
+            }
+        }
         None => eprintln!("agora execute: could not read the task's stdout from the agent"),
     }
 }

@@ -195,6 +195,9 @@ struct AgentShape {
     /// master; it doubles up to --registration_backoff_max.
     #[arg(long = "registration_backoff_factor", alias = "registration-backoff-factor", default_value = "100ms", value_parser = duration)]
     registration_backoff_factor: Duration,
+    /// How long the sandbox of an ended executor stays before it is removed.
+    #[arg(long = "gc_delay", alias = "gc-delay", default_value = "1weeks", value_parser = duration)]
+    gc_delay: Duration,
     /// Longest wait between registration attempts.
     #[arg(long = "registration_backoff_max", alias = "registration-backoff-max", default_value = "10secs", value_parser = duration)]
     registration_backoff_max: Duration,
@@ -332,6 +335,7 @@ fn agent_options(
     options.executor_shutdown_grace_period = shape.executor_shutdown_grace_period;
     options.executor_registration_timeout = shape.executor_registration_timeout;
     options.status_update_retry_min = shape.status_update_retry_interval;
+    options.gc_delay = shape.gc_delay;
     options.registration_backoff_min = shape.registration_backoff_factor;
     options.registration_backoff_max =
         shape.registration_backoff_max.max(shape.registration_backoff_factor);
