@@ -6,6 +6,7 @@
 //! launches and kills. A timer turns into `Tick` for update retries and shutdown deadlines.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use agora_core::agent::{Agent, AgentConfig, CallError, ConnId, Input, Output, ReqId};
@@ -16,6 +17,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 
+use crate::fetcher::Fetcher;
 use crate::{launcher, master_link};
 
 /// How often the core gets a `Tick`; retries and deadlines are this precise.
@@ -53,7 +55,12 @@ pub(crate) async fn submit(
         .unwrap_or_else(|| Err(CallError::Forbidden("The agent is shutting down".into())))
 }
 
-pub(crate) fn spawn(config: AgentConfig, master: String, backoff: master_link::Backoff) -> Handle {
+pub(crate) fn spawn(
+    config: AgentConfig,
+    master: String,
+    backoff: master_link::Backoff,
+    fetcher: Fetcher,
+) -> Handle {
     let (tx, rx) = mpsc::unbounded_channel();
     let handle = Dispatch::new(tx);
     let to_master = master_link::spawn(master, handle.clone(), backoff);
@@ -66,6 +73,7 @@ pub(crate) fn spawn(config: AgentConfig, master: String, backoff: master_link::B
         pids: HashMap::new(),
         pending_kills: HashSet::new(),
         clock: Clock::start(),
+        fetcher: Arc::new(fetcher),
     };
     tokio::spawn(dispatcher.run(rx));
     handle
@@ -81,6 +89,7 @@ struct Dispatcher {
     /// Kills ordered before the executor's process id was known.
     pending_kills: HashSet<(String, String)>,
     clock: Clock,
+    fetcher: Arc<Fetcher>,
 }
 
 impl Dispatcher {
@@ -159,7 +168,9 @@ impl Dispatcher {
                     self.streams.remove(conn);
                 }
                 Output::LaunchExecutor(launch) => {
-                    tokio::spawn(launcher::run(*launch, self.handle.tx.clone()));
+                    // The launch task fetches the executor's URIs first, off the dispatcher.
+                    let fetcher = Arc::clone(&self.fetcher);
+                    tokio::spawn(launcher::run(*launch, fetcher, self.handle.tx.clone()));
                 }
                 Output::DestroyVolumes { paths } => {
                     // Moved aside at once, in order with the launches that follow (a new

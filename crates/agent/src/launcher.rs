@@ -3,13 +3,16 @@
 //! reports its exit.
 //!
 //! A launch runs as its own task and reports back to the dispatcher: `Launched` with the pid,
-//! then `ExecutorExited` with the raw wait status, or `ExecutorLaunchFailed`. Isolation
-//! (cgroups, namespaces, switching user) is not done here yet.
+//! then `ExecutorExited` with the raw wait status, or `ExecutorLaunchFailed`. The fetcher runs
+//! first, in the same task, so a slow download holds up only its own executor; a failed fetch
+//! is a failed launch and the executor never starts. Isolation (cgroups, namespaces,
+//! switching user) is not done here yet.
 
 use std::fs::File;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agora_core::agent::{Input, Launch, VolumeLink};
@@ -18,12 +21,16 @@ use nix::unistd::Pid;
 use tokio::sync::mpsc;
 
 use crate::dispatcher::Command;
+use crate::fetcher::Fetcher;
 
-/// Starts the executor of `launch` and waits for it to end.
-pub(crate) async fn run(launch: Launch, tx: mpsc::UnboundedSender<Command>) {
+/// Fetches the executor's URIs, starts the executor of `launch` and waits for it to end.
+pub(crate) async fn run(launch: Launch, fetcher: Arc<Fetcher>, tx: mpsc::UnboundedSender<Command>) {
     let framework_id = launch.framework_id.clone();
     let executor_id = launch.executor_id.clone();
-    let mut child = match spawn(&launch) {
+    let fetched = fetcher
+        .fetch_all(&launch.command.uris, Path::new(&launch.sandbox), launch.user.as_deref())
+        .await;
+    let mut child = match fetched.and_then(|()| spawn(&launch)) {
         Ok(child) => child,
         Err(message) => {
             tracing::warn!(%framework_id, %executor_id, %message, "executor launch failed");

@@ -4,12 +4,14 @@
 //!
 //! `dispatcher.rs` is the single owner of the core and of executor streams; `master_link.rs`
 //! keeps the registration stream to the master alive and sends calls in order; `launcher.rs`
-//! creates sandboxes and starts, watches and kills executor processes; `http.rs` serves the
-//! executor API and `/files/read`; `detect.rs` measures the machine. Not here yet:
-//! checkpointing and recovery, cgroups and namespaces, the fetcher.
+//! creates sandboxes and starts, watches and kills executor processes; `fetcher.rs` fetches an
+//! executor's URIs into its sandbox before it starts; `http.rs` serves the executor API and
+//! `/files/read`; `detect.rs` measures the machine. Not here yet: checkpointing and recovery,
+//! cgroups and namespaces.
 
 mod detect;
 mod dispatcher;
+mod fetcher;
 mod files;
 mod http;
 mod launcher;
@@ -53,6 +55,8 @@ pub struct AgentOptions {
     pub command_executor: CommandExecutor,
     /// How to start the default executor (for task groups whose ExecutorInfo has type DEFAULT).
     pub default_executor: CommandExecutor,
+    /// `--fetcher_cache_dir`: where URIs with `cache` set are kept; `<work_dir>/fetch` if unset.
+    pub fetcher_cache_dir: Option<PathBuf>,
 }
 
 impl AgentOptions {
@@ -79,6 +83,7 @@ impl AgentOptions {
             registration_backoff_max: Duration::from_secs(10),
             command_executor,
             default_executor,
+            fetcher_cache_dir: None,
         }
     }
 }
@@ -93,6 +98,8 @@ pub enum AgentError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot use work directory {path}: {source}")]
     WorkDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot set up the fetcher's HTTP client: {0}")]
+    Fetcher(#[source] reqwest::Error),
 }
 
 /// An agent that is serving.
@@ -159,7 +166,9 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
         min: options.registration_backoff_min,
         max: options.registration_backoff_max,
     };
-    let handle = dispatcher::spawn(config, options.master.clone(), backoff);
+    let cache_dir = options.fetcher_cache_dir.clone().unwrap_or_else(|| work_dir.join("fetch"));
+    let fetcher = fetcher::Fetcher::new(cache_dir).map_err(AgentError::Fetcher)?;
+    let handle = dispatcher::spawn(config, options.master.clone(), backoff, fetcher);
     let app = http::router(handle, work_dir);
     let server = Server::spawn(listener, app, "agent")
         .map_err(|source| AgentError::Bind { addr: requested, source })?;
