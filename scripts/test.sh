@@ -17,6 +17,17 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "system tools the tests use"
+# The agent's fetcher unpacks .zip archives with the system `unzip`, as Mesos does.
+if ! command -v unzip >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq unzip
+    else
+        echo "unzip is missing and cannot be installed here (need root and apt-get)" >&2
+        exit 1
+    fi
+fi
+
 step "build the agora binary the integration tests start"
 cargo build --locked --bin agora
 

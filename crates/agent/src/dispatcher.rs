@@ -6,6 +6,7 @@
 //! launches and kills. A timer turns into `Tick` for update retries and shutdown deadlines.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use agora_core::agent::{Agent, AgentConfig, CallError, ConnId, Input, Output, ReqId};
@@ -16,6 +17,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 
+use crate::fetcher::Fetcher;
 use crate::{launcher, master_link};
 
 /// How often the core gets a `Tick`; retries and deadlines are this precise.
@@ -58,6 +60,7 @@ pub(crate) fn spawn(
     master: String,
     backoff: master_link::Backoff,
     gc_delay: Duration,
+    fetcher: Fetcher,
 ) -> Handle {
     let (tx, rx) = mpsc::unbounded_channel();
     let handle = Dispatch::new(tx);
@@ -72,6 +75,7 @@ pub(crate) fn spawn(
         pending_kills: HashSet::new(),
         clock: Clock::start(),
         gc_delay,
+        fetcher: Arc::new(fetcher),
     };
     tokio::spawn(dispatcher.run(rx));
     handle
@@ -89,6 +93,7 @@ struct Dispatcher {
     clock: Clock,
     /// How long a finished executor's sandbox stays (`--gc_delay`).
     gc_delay: Duration,
+    fetcher: Arc<Fetcher>,
 }
 
 impl Dispatcher {
@@ -167,7 +172,10 @@ impl Dispatcher {
                     self.streams.remove(conn);
                 }
                 Output::LaunchExecutor(launch) => {
-                    tokio::spawn(launcher::run(*launch, self.handle.tx.clone(), self.gc_delay));
+                    // The launch task fetches the executor's URIs first, off the dispatcher.
+                    let fetcher = Arc::clone(&self.fetcher);
+                    let tx = self.handle.tx.clone();
+                    tokio::spawn(launcher::run(*launch, fetcher, tx, self.gc_delay));
                 }
                 Output::DestroyVolumes { paths } => {
                     // Moved aside at once, in order with the launches that follow (a new

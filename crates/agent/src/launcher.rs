@@ -3,14 +3,17 @@
 //! reports its exit.
 //!
 //! A launch runs as its own task and reports back to the dispatcher: `Launched` with the pid,
-//! then `ExecutorExited` with the raw wait status, or `ExecutorLaunchFailed`. Either way the
-//! sandbox is handed to `gc` for removal after `--gc_delay`. Isolation (cgroups, namespaces,
+//! then `ExecutorExited` with the raw wait status, or `ExecutorLaunchFailed`. The fetcher runs
+//! first, in the same task, so a slow download holds up only its own executor; a failed fetch
+//! is a failed launch and the executor never starts. Either way the sandbox is handed to `gc`
+//! for removal after `--gc_delay`. Isolation (cgroups, namespaces,
 //! switching user) is not done here yet.
 
 use std::fs::File;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agora_core::agent::{Input, Launch, VolumeLink};
@@ -19,14 +22,23 @@ use nix::unistd::Pid;
 use tokio::sync::mpsc;
 
 use crate::dispatcher::Command;
+use crate::fetcher::Fetcher;
 use crate::gc;
 
-/// Starts the executor of `launch`, waits for it to end and schedules its sandbox's removal
-/// `gc_delay` later.
-pub(crate) async fn run(launch: Launch, tx: mpsc::UnboundedSender<Command>, gc_delay: Duration) {
+/// Fetches the executor's URIs, starts the executor of `launch`, waits for it to end and
+/// schedules its sandbox's removal `gc_delay` later.
+pub(crate) async fn run(
+    launch: Launch,
+    fetcher: Arc<Fetcher>,
+    tx: mpsc::UnboundedSender<Command>,
+    gc_delay: Duration,
+) {
     let framework_id = launch.framework_id.clone();
     let executor_id = launch.executor_id.clone();
-    let mut child = match spawn(&launch) {
+    let fetched = fetcher
+        .fetch_all(&launch.command.uris, Path::new(&launch.sandbox), launch.user.as_deref())
+        .await;
+    let mut child = match fetched.and_then(|()| spawn(&launch)) {
         Ok(child) => child,
         Err(message) => {
             tracing::warn!(%framework_id, %executor_id, %message, "executor launch failed");

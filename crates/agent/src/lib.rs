@@ -4,13 +4,15 @@
 //!
 //! `dispatcher.rs` is the single owner of the core and of executor streams; `master_link.rs`
 //! keeps the registration stream to the master alive and sends calls in order; `launcher.rs`
-//! creates sandboxes and starts, watches and kills executor processes; `gc.rs` removes the
-//! sandboxes of ended executors after `--gc_delay`; `http.rs` serves the executor API and the
-//! files API of `files.rs`; `detect.rs` measures the machine. Not here yet:
-//! checkpointing and recovery, cgroups and namespaces, the fetcher.
+//! creates sandboxes and starts, watches and kills executor processes; `fetcher.rs` fetches an
+//! executor's URIs into its sandbox before it starts; `gc.rs` removes the sandboxes of ended
+//! executors after `--gc_delay`; `http.rs` serves the executor API and the files API of
+//! `files.rs`; `detect.rs` measures the machine. Not here yet: checkpointing and recovery,
+//! cgroups and namespaces.
 
 mod detect;
 mod dispatcher;
+mod fetcher;
 mod files;
 mod gc;
 mod http;
@@ -59,6 +61,8 @@ pub struct AgentOptions {
     pub default_executor: CommandExecutor,
     /// `--gc_delay`: how long a sandbox stays after its executor ended (Mesos: 1 week).
     pub gc_delay: Duration,
+    /// `--fetcher_cache_dir`: where URIs with `cache` set are kept; `<work_dir>/fetch` if unset.
+    pub fetcher_cache_dir: Option<PathBuf>,
 }
 
 impl AgentOptions {
@@ -87,6 +91,7 @@ impl AgentOptions {
             command_executor,
             default_executor,
             gc_delay: Duration::from_secs(7 * 24 * 3600),
+            fetcher_cache_dir: None,
         }
     }
 }
@@ -101,6 +106,8 @@ pub enum AgentError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot use work directory {path}: {source}")]
     WorkDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot set up the fetcher's HTTP client: {0}")]
+    Fetcher(#[source] reqwest::Error),
 }
 
 /// An agent that is serving.
@@ -168,7 +175,10 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
         min: options.registration_backoff_min,
         max: options.registration_backoff_max,
     };
-    let handle = dispatcher::spawn(config, options.master.clone(), backoff, options.gc_delay);
+    let cache_dir = options.fetcher_cache_dir.clone().unwrap_or_else(|| work_dir.join("fetch"));
+    let fetcher = fetcher::Fetcher::new(cache_dir).map_err(AgentError::Fetcher)?;
+    let handle =
+        dispatcher::spawn(config, options.master.clone(), backoff, options.gc_delay, fetcher);
     let app = http::router(handle, work_dir);
     let server = Server::spawn(listener, app, "agent")
         .map_err(|source| AgentError::Bind { addr: requested, source })?;

@@ -201,6 +201,10 @@ struct AgentShape {
     /// Longest wait between registration attempts.
     #[arg(long = "registration_backoff_max", alias = "registration-backoff-max", default_value = "10secs", value_parser = duration)]
     registration_backoff_max: Duration,
+    /// Where fetched URIs with `cache` set are kept (default: `fetch` under the agent's
+    /// --work_dir).
+    #[arg(long = "fetcher_cache_dir", alias = "fetcher-cache-dir")]
+    fetcher_cache_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -339,6 +343,7 @@ fn agent_options(
     options.registration_backoff_min = shape.registration_backoff_factor;
     options.registration_backoff_max =
         shape.registration_backoff_max.max(shape.registration_backoff_factor);
+    options.fetcher_cache_dir = shape.fetcher_cache_dir;
     Ok(options)
 }
 

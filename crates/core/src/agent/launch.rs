@@ -349,7 +349,9 @@ fn builtin_command(launcher: &CommandExecutor, task: Option<&v1::CommandInfo>) -
         shell: Some(false),
         environment: task.and_then(|c| c.environment.clone()),
         user: task.and_then(|c| c.user.clone()),
-        ..Default::default()
+        // The agent fetches the executor's URIs before starting it, so the task's URIs must
+        // travel on the synthesized executor's command (as in Mesos).
+        uris: task.map(|c| c.uris.clone()).unwrap_or_default(),
     }
 }
 

@@ -394,6 +394,28 @@ fn command_tasks_launch_the_command_executor() {
 }
 
 #[test]
+fn the_command_executor_carries_its_tasks_uris_to_the_fetcher() {
+    let mut h = Harness::registered();
+    let mut task = command_task("t1");
+    let uris = vec![
+        v1::command_info::Uri { value: "http://h/a.tgz".into(), ..Default::default() },
+        v1::command_info::Uri {
+            value: "/opt/tool".into(),
+            executable: Some(true),
+            output_file: Some("bin/tool".into()),
+            ..Default::default()
+        },
+    ];
+    if let Some(command) = task.command.as_mut() {
+        command.uris = uris.clone();
+    }
+    let launch =
+        launches(&h.handle(run_task(framework(false), task))).pop().expect("LaunchExecutor");
+    assert_eq!(launch.command.uris, uris);
+    assert_eq!(launch.command.value.as_deref(), Some("/usr/bin/agora"));
+}
+
+#[test]
 fn custom_executors_run_once_and_take_further_tasks() {
     let mut h = Harness::registered();
     let out = h.handle(run_task(framework(false), custom_task("t1", "e1")));
