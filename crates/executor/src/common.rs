@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use agora_proto::v1;
 use agora_proto::v1::TaskState;
+use agora_proto::v1::task_status::Reason;
 
+use crate::health::HealthSpec;
 use crate::process::Termination;
 
 /// The kill grace period when neither the KILL event nor the task names one (Mesos's default).
@@ -70,6 +72,8 @@ pub struct TaskSpec {
     pub command: Option<v1::CommandInfo>,
     /// The task's own kill policy.
     pub kill_grace: Option<Duration>,
+    /// The task's health check, or why it cannot be run.
+    pub health: Option<Result<HealthSpec, String>>,
 }
 
 /// The agent's events that the cores act on.
@@ -104,6 +108,9 @@ pub struct Update {
     pub task_id: String,
     pub state: TaskState,
     pub message: Option<String>,
+    /// The task's health, for updates that report it.
+    pub healthy: Option<bool>,
+    pub reason: Option<Reason>,
 }
 
 /// A source of update uuids (16 random bytes in production, a counter in tests).
@@ -129,8 +136,15 @@ impl Reporter {
         state: TaskState,
         message: Option<String>,
     ) -> [u8; 16] {
+        let update = Update { uuid: [0; 16], task_id, state, message, healthy: None, reason: None };
+        self.push(out, update)
+    }
+
+    /// Like [`Reporter::send`], for an update with more than a state and a message: it gets a
+    /// fresh uuid in place of its own.
+    pub fn push<O: From<Update>>(&mut self, out: &mut Vec<O>, mut update: Update) -> [u8; 16] {
         let uuid = (self.uuids)();
-        let update = Update { uuid, task_id, state, message };
+        update.uuid = uuid;
         self.unacknowledged.push(update.clone());
         out.push(O::from(update));
         uuid

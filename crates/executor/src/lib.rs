@@ -17,11 +17,15 @@
 //! decision lives in the sans-IO cores (`state.rs` for the command executor, `group.rs` for the
 //! default executor, `common.rs` for what they share); the process plumbing, task sandboxes
 //! included, in `process.rs`; the IO both loops share (the environment, the subscription,
-//! sending updates) in `shell.rs`. Neither executor re-subscribes after losing the agent (which
-//! checkpointing frameworks would want) or runs health checks.
+//! sending updates) in `shell.rs`; the health-check probes in `probe.rs`, their timing in
+//! `health.rs`. The command executor runs its task's health check (COMMAND, TCP or HTTP); the
+//! default executor does not run health checks yet, and neither executor re-subscribes after
+//! losing the agent (which checkpointing frameworks would want).
 
 pub mod common;
 pub mod group;
+pub mod health;
+mod probe;
 pub mod process;
 mod shell;
 pub mod state;
@@ -32,6 +36,7 @@ use std::time::Instant;
 
 use agora_proto::v1;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::common::Config;
 use crate::group::DefaultExecutor;
@@ -53,7 +58,7 @@ pub async fn run_command_executor() -> i32 {
             return 1;
         }
     };
-    Shell { sandbox: setup.sandbox, child: None, pgid: None }.run(core, link).await
+    Shell { sandbox: setup.sandbox, child: None, pgid: None, probe: None }.run(core, link).await
 }
 
 /// The command executor's side of the IO: its one task's process.
@@ -63,6 +68,9 @@ struct Shell {
     child: Option<tokio::process::Child>,
     /// The task's process group, kept after the leader's exit to clear what it left behind.
     pgid: Option<u32>,
+    /// The health-check probe under way; it runs beside the loop so that a slow one delays
+    /// nothing else.
+    probe: Option<JoinHandle<Result<(), String>>>,
 }
 
 impl Shell {
@@ -77,6 +85,10 @@ impl Shell {
                 termination = wait(&mut self.child) => {
                     self.child = None;
                     Input::Exited(termination)
+                }
+                result = probed(&mut self.probe) => {
+                    self.probe = None;
+                    Input::Probed(result)
                 }
                 () = sleep_until(deadline) => Input::Tick,
             };
@@ -93,8 +105,18 @@ impl Shell {
                                 log(&format!("cannot send {signal} to process group {pgid}: {e}"));
                             }
                         }
+                        Output::Probe { probe, timeout } => {
+                            let sandbox = self.sandbox.clone();
+                            self.probe = Some(tokio::spawn(async move {
+                                probe::run(&probe, timeout, &sandbox).await
+                            }));
+                        }
                         Output::Log(line) => log(&line),
                         Output::Exit(code) => {
+                            // A probe still running (and its command) must not outlive us.
+                            if let Some(probe) = self.probe.take() {
+                                probe.abort();
+                            }
                             link.close().await;
                             return code;
                         }
@@ -120,6 +142,14 @@ impl Shell {
             }
             Err(message) => Input::SpawnFailed { message },
         }
+    }
+}
+
+/// The result of the probe under way; never resolves without one.
+async fn probed(probe: &mut Option<JoinHandle<Result<(), String>>>) -> Result<(), String> {
+    match probe {
+        Some(handle) => handle.await.unwrap_or_else(|e| Err(format!("the probe failed: {e}"))),
+        None => std::future::pending().await,
     }
 }
 

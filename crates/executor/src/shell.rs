@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::common::{AgentEvent, TaskSpec, Update, UuidSource};
+use crate::health::HealthSpec;
 
 /// The agent's default `--executor_shutdown_grace_period`, used when the environment lacks one.
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -158,6 +159,10 @@ impl Link {
         };
         status.set_state(update.state);
         status.set_source(v1::task_status::Source::Executor);
+        status.healthy = update.healthy;
+        if let Some(reason) = update.reason {
+            status.set_reason(reason);
+        }
         // The sender only stops once `updates` is dropped, in `close`.
         let _ = self.updates.send(status);
     }
@@ -271,6 +276,7 @@ fn task_spec(task: v1::TaskInfo) -> TaskSpec {
     TaskSpec {
         task_id: task.task_id.value,
         kill_grace: task.kill_policy.as_ref().and_then(grace_of),
+        health: task.health_check.as_ref().map(HealthSpec::from_proto),
         command: task.command,
     }
 }
@@ -325,7 +331,9 @@ mod tests {
         launch.set_type(EventType::Launch);
         launch.launch = Some(executor::event::Launch { task: task("t", Some(2_000_000_000)) });
         match translate(launch) {
-            Some(AgentEvent::Launch(TaskSpec { task_id, command: Some(_), kill_grace })) => {
+            Some(AgentEvent::Launch(TaskSpec {
+                task_id, command: Some(_), kill_grace, ..
+            })) => {
                 assert_eq!(task_id, "t");
                 assert_eq!(kill_grace, Some(Duration::from_secs(2)));
             }

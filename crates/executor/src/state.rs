@@ -1,7 +1,9 @@
 //! The command executor's decision core: given agent events, the outcome of spawning the task,
 //! the task's exit and the passing of time, it decides which status updates to send, which
 //! signals to deliver to the task's process group, when the next timer is due and when the
-//! executor exits (reference §3.5).
+//! executor exits (reference §3.5). It also carries the task's health check (§7.7): it asks
+//! for probes when the checker in `health.rs` says one is due, reports health changes as
+//! TASK_RUNNING updates with `healthy` set, and kills the task once failures add up.
 //!
 //! It does no IO: it never touches processes, sockets or the clock. Time enters as the `now`
 //! argument of [`CommandExecutor::handle`], update uuids come from an injected generator, and
@@ -13,9 +15,11 @@ use std::time::{Duration, Instant};
 
 use agora_proto::v1;
 use agora_proto::v1::TaskState;
+use agora_proto::v1::task_status::Reason;
 use nix::sys::signal::Signal;
 
 use crate::common::{AgentEvent, Config, Killing, Reporter, Update, UuidSource, terminal_state};
+use crate::health::{HealthChecker, HealthSpec, Probe, Verdict};
 use crate::process::Termination;
 
 /// The message of the update that refuses a second task.
@@ -26,8 +30,14 @@ pub const MULTIPLE_TASKS: &str = "Attempted to run multiple tasks using a comman
 pub enum Input {
     /// SUBSCRIBED; `task_killing_state` says whether the framework wants TASK_KILLING updates.
     Subscribed { task_killing_state: bool },
-    /// LAUNCH of one task; `kill_grace` is the task's own kill policy.
-    Launch { task_id: String, command: Option<v1::CommandInfo>, kill_grace: Option<Duration> },
+    /// LAUNCH of one task; `kill_grace` is the task's own kill policy, `health` its health
+    /// check (or why that cannot run).
+    Launch {
+        task_id: String,
+        command: Option<v1::CommandInfo>,
+        kill_grace: Option<Duration>,
+        health: Option<Result<HealthSpec, String>>,
+    },
     /// LAUNCH_GROUP, which a command executor cannot run.
     LaunchGroup { task_ids: Vec<String> },
     /// KILL; `grace` is the event's kill policy, which overrides the task's.
@@ -46,6 +56,8 @@ pub enum Input {
     SpawnFailed { message: String },
     /// The task's process ended.
     Exited(Termination),
+    /// The result of the probe of [`Output::Probe`]: `Ok` for healthy, else why not.
+    Probed(Result<(), String>),
     /// The deadline of [`CommandExecutor::next_deadline`] may have passed.
     Tick,
 }
@@ -60,6 +72,7 @@ impl From<AgentEvent> for Input {
                 task_id: task.task_id,
                 command: task.command,
                 kill_grace: task.kill_grace,
+                health: task.health,
             },
             AgentEvent::LaunchGroup(tasks) => {
                 Self::LaunchGroup { task_ids: tasks.into_iter().map(|t| t.task_id).collect() }
@@ -82,6 +95,9 @@ pub enum Output {
     Spawn(Option<v1::CommandInfo>),
     /// Deliver this signal to the task's process group (if it was ever started).
     Signal(Signal),
+    /// Run this health-check probe for at most `timeout` and answer with [`Input::Probed`]
+    /// when it is over (other inputs may come first).
+    Probe { probe: Probe, timeout: Option<Duration> },
     /// A line for the executor's log (the sandbox's `stderr`).
     Log(String),
     /// Exit the executor with this code; the core ignores every later input.
@@ -100,6 +116,11 @@ struct Task {
     /// Whether the process was forked; signals before that have no group to reach.
     spawned: bool,
     kill: Option<Killing>,
+    /// The health check, until the process is forked and its checker starts.
+    health: Option<HealthSpec>,
+    checker: Option<HealthChecker>,
+    /// The kill came from failed health checks: the terminal update says `healthy: false`.
+    unhealthy: bool,
 }
 
 enum Phase {
@@ -138,10 +159,18 @@ impl CommandExecutor {
         self.reporter.unacknowledged()
     }
 
-    /// When the shell must feed [`Input::Tick`] next: the kill escalation or the ack fail-safe.
+    /// When the shell must feed [`Input::Tick`] next: the kill escalation, the next health
+    /// check or the ack fail-safe.
     pub fn next_deadline(&self) -> Option<Instant> {
         match &self.phase {
-            Phase::Active(Task { spawned: true, kill: Some(killing), .. }) => killing.deadline(),
+            Phase::Active(task) => {
+                let escalation = match (&task.kill, task.spawned) {
+                    (Some(killing), true) => killing.deadline(),
+                    _ => None,
+                };
+                let check = task.checker.as_ref().and_then(HealthChecker::deadline);
+                escalation.into_iter().chain(check).min()
+            }
             Phase::Finishing { deadline, .. } => Some(*deadline),
             _ => None,
         }
@@ -157,8 +186,8 @@ impl CommandExecutor {
             Input::Subscribed { task_killing_state } => {
                 self.task_killing_state = task_killing_state;
             }
-            Input::Launch { task_id, command, kill_grace } => {
-                self.launch(task_id, command, kill_grace, &mut out);
+            Input::Launch { task_id, command, kill_grace, health } => {
+                self.launch(task_id, command, kill_grace, health, now, &mut out);
             }
             Input::LaunchGroup { task_ids } => {
                 for task_id in task_ids {
@@ -180,10 +209,11 @@ impl CommandExecutor {
                 if let Phase::Active(task) = &self.phase {
                     let task_id = task.id.clone();
                     out.push(Output::Log(format!("cannot start task {task_id}: {message}")));
-                    self.finish(task_id, TaskState::TaskFailed, message, now, &mut out);
+                    self.finish(task_id, TaskState::TaskFailed, message, None, now, &mut out);
                 }
             }
             Input::Exited(termination) => self.exited(termination, now, &mut out),
+            Input::Probed(result) => self.probed(result, now, &mut out),
             Input::Tick => self.tick(now, &mut out),
         }
         out
@@ -194,6 +224,8 @@ impl CommandExecutor {
         task_id: String,
         command: Option<v1::CommandInfo>,
         kill_grace: Option<Duration>,
+        health: Option<Result<HealthSpec, String>>,
+        now: Instant,
         out: &mut Vec<Output>,
     ) {
         if !matches!(self.phase, Phase::Idle) {
@@ -201,10 +233,28 @@ impl CommandExecutor {
             self.reporter.send(out, task_id, TaskState::TaskFailed, Some(MULTIPLE_TASKS.into()));
             return;
         }
+        // A task whose health nobody could watch is refused rather than run unwatched.
+        let health = match health.transpose() {
+            Ok(health) => health,
+            Err(why) => {
+                let message = format!("Invalid health check: {why}");
+                out.push(Output::Log(format!("refusing task {task_id}: {message}")));
+                self.finish(task_id, TaskState::TaskFailed, message, None, now, out);
+                return;
+            }
+        };
         out.push(Output::Log(format!("starting task {task_id}")));
         self.reporter.send(out, task_id.clone(), TaskState::TaskStarting, None);
         out.push(Output::Spawn(command));
-        self.phase = Phase::Active(Task { id: task_id, kill_grace, spawned: false, kill: None });
+        self.phase = Phase::Active(Task {
+            id: task_id,
+            kill_grace,
+            spawned: false,
+            kill: None,
+            health,
+            checker: None,
+            unhealthy: false,
+        });
     }
 
     fn spawned(&mut self, now: Instant, out: &mut Vec<Output>) {
@@ -215,6 +265,12 @@ impl CommandExecutor {
         let task_id = task.id.clone();
         // A kill that arrived while the process was being forked is carried out now.
         let kill_pending = task.kill.is_some();
+        // The delay and the grace period count from the start of the task's process.
+        if let Some(spec) = task.health.take()
+            && !kill_pending
+        {
+            task.checker = Some(HealthChecker::new(spec, now));
+        }
         self.reporter.send(out, task_id, TaskState::TaskRunning, None);
         if kill_pending {
             out.push(Output::Signal(Signal::SIGTERM));
@@ -243,6 +299,10 @@ impl CommandExecutor {
         let grace = self.config.kill_grace(grace, task.kill_grace);
         let (line, first) = Killing::begin(&mut task.kill, task_id, now, grace);
         out.extend(line.map(Output::Log));
+        // A task on its way out has no health left to report.
+        if let Some(checker) = &mut task.checker {
+            checker.stop();
+        }
         if first {
             let spawned = task.spawned;
             if self.task_killing_state {
@@ -293,24 +353,29 @@ impl CommandExecutor {
         };
         let task_id = task.id.clone();
         let killed = task.kill.is_some();
+        let healthy = task.unhealthy.then_some(false);
         let (state, message) = terminal_state(termination, killed);
         out.push(Output::Log(format!("task {task_id}: {message}")));
         // The group leader is gone; whatever it left behind in its group belongs to the task
         // and ends with it, as it would when Mesos destroys the container.
         out.push(Output::Signal(Signal::SIGKILL));
-        self.finish(task_id, state, message, now, out);
+        self.finish(task_id, state, message, healthy, now, out);
     }
 
-    /// Sends the terminal update of the task and starts waiting for its ack.
+    /// Sends the terminal update of the task (with `healthy` when health checks killed it) and
+    /// starts waiting for its ack.
     fn finish(
         &mut self,
         task_id: String,
         state: TaskState,
         message: String,
+        healthy: Option<bool>,
         now: Instant,
         out: &mut Vec<Output>,
     ) {
-        let terminal = self.reporter.send(out, task_id, state, Some(message));
+        let update =
+            Update { uuid: [0; 16], task_id, state, message: Some(message), healthy, reason: None };
+        let terminal = self.reporter.push(out, update);
         let wait = if self.shutting_down {
             self.config.shutdown_ack_timeout
         } else {
@@ -337,7 +402,52 @@ impl CommandExecutor {
                 ));
                 self.exit(1, out);
             }
-            _ => self.escalate_if_due(now, out),
+            _ => {
+                self.escalate_if_due(now, out);
+                if let Phase::Active(Task { checker: Some(checker), .. }) = &mut self.phase
+                    && checker.due(now)
+                {
+                    let spec = checker.spec();
+                    out.push(Output::Probe { probe: spec.probe.clone(), timeout: spec.timeout });
+                }
+            }
+        }
+    }
+
+    /// A probe's result: reported when it changes what the framework knows, and the task
+    /// killed (with its own kill policy) once failures reach the limit.
+    fn probed(&mut self, result: Result<(), String>, now: Instant, out: &mut Vec<Output>) {
+        let Phase::Active(Task { id, checker: Some(checker), unhealthy, .. }) = &mut self.phase
+        else {
+            return;
+        };
+        if let Err(why) = &result {
+            out.push(Output::Log(format!("health check of task {id} failed: {why}")));
+        }
+        let verdict = checker.result(result.is_ok(), now);
+        let healthy = match verdict {
+            Verdict::Quiet => return,
+            Verdict::Report { healthy } => healthy,
+            Verdict::ReportAndKill => {
+                *unhealthy = true;
+                false
+            }
+        };
+        let task_id = id.clone();
+        let update = Update {
+            uuid: [0; 16],
+            task_id: task_id.clone(),
+            state: TaskState::TaskRunning,
+            message: None,
+            healthy: Some(healthy),
+            reason: Some(Reason::TaskHealthCheckStatusUpdated),
+        };
+        self.reporter.push(out, update);
+        if verdict == Verdict::ReportAndKill {
+            out.push(Output::Log(format!(
+                "task {task_id} failed its health check too many times in a row; killing it"
+            )));
+            self.kill(&task_id, None, now, out);
         }
     }
 

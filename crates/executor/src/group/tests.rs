@@ -17,6 +17,7 @@ fn spec(task_id: &str, kill_grace: Option<Duration>) -> TaskSpec {
         task_id: task_id.into(),
         command: Some(v1::CommandInfo { value: Some("sleep 60".into()), ..Default::default() }),
         kill_grace,
+        health: None,
     }
 }
 

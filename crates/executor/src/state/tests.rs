@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::common::{ACK_TIMEOUT, DEFAULT_KILL_GRACE, SHUTDOWN_RESERVE, counting_uuids};
+use crate::health::{HealthSpec, Probe};
 
 fn uuid(n: u8) -> Vec<u8> {
     let mut uuid = vec![0u8; 16];
@@ -20,6 +21,7 @@ fn launch(task_id: &str, kill_grace: Option<Duration>) -> Input {
         task_id: task_id.into(),
         command: Some(v1::CommandInfo { value: Some("true".into()), ..Default::default() }),
         kill_grace,
+        health: None,
     }
 }
 
@@ -385,4 +387,109 @@ fn unknown_acks_and_stray_exits_change_nothing() {
     assert!(ex.handle(Input::Exited(Termination::Exited(0)), t0).is_empty());
     assert!(ex.handle(Input::Spawned, t0).is_empty());
     assert!(ex.handle(Input::Tick, t0).is_empty());
+}
+
+/// A health check probing port 80 after 1 s, every 1 s, with no grace and a 2-failure limit.
+fn health_spec() -> HealthSpec {
+    HealthSpec {
+        probe: Probe::Tcp { port: 80 },
+        delay: Duration::from_secs(1),
+        interval: Duration::from_secs(1),
+        timeout: Some(Duration::from_secs(1)),
+        consecutive_failures: 2,
+        grace_period: Duration::ZERO,
+    }
+}
+
+/// An executor whose health-checked task `t` is running (uuids 1 and 2 used), at `t0`.
+fn running_checked() -> (CommandExecutor, Instant) {
+    let t0 = Instant::now();
+    let mut ex = executor();
+    ex.handle(Input::Subscribed { task_killing_state: false }, t0);
+    let Input::Launch { task_id, command, kill_grace, .. } = launch("t", None) else {
+        unreachable!("launch() makes a Launch");
+    };
+    let health = Some(Ok(health_spec()));
+    ex.handle(Input::Launch { task_id, command, kill_grace, health }, t0);
+    ex.handle(Input::Spawned, t0);
+    (ex, t0)
+}
+
+/// The health updates among `outputs`, as (state, healthy, reason).
+fn health(outputs: &[Output]) -> Vec<(TaskState, Option<bool>, Option<Reason>)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send(u) => Some((u.state, u.healthy, u.reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn probes(outputs: &[Output]) -> usize {
+    outputs.iter().filter(|o| matches!(o, Output::Probe { .. })).count()
+}
+
+#[test]
+fn health_checks_report_changes_and_kill_after_consecutive_failures() {
+    let (mut ex, t0) = running_checked();
+    let secs = Duration::from_secs;
+    let updated = Some(Reason::TaskHealthCheckStatusUpdated);
+    assert_eq!(ex.next_deadline(), Some(t0 + secs(1)), "the first probe after the delay");
+    assert_eq!(probes(&ex.handle(Input::Tick, t0)), 0, "not before the delay");
+
+    assert_eq!(probes(&ex.handle(Input::Tick, t0 + secs(1))), 1);
+    let out = ex.handle(Input::Probed(Ok(())), t0 + secs(1));
+    assert_eq!(health(&out), [(TaskState::TaskRunning, Some(true), updated)]);
+    assert_eq!(ex.next_deadline(), Some(t0 + secs(2)));
+
+    assert_eq!(probes(&ex.handle(Input::Tick, t0 + secs(2))), 1);
+    assert!(
+        ex.handle(Input::Probed(Ok(())), t0 + secs(2))
+            .iter()
+            .all(|o| !matches!(o, Output::Send(_)))
+    );
+
+    assert_eq!(probes(&ex.handle(Input::Tick, t0 + secs(3))), 1);
+    let out = ex.handle(Input::Probed(Err("refused".into())), t0 + secs(3));
+    assert_eq!(health(&out), [(TaskState::TaskRunning, Some(false), updated)]);
+    assert!(signals(&out).is_empty());
+
+    assert_eq!(probes(&ex.handle(Input::Tick, t0 + secs(4))), 1);
+    let out = ex.handle(Input::Probed(Err("refused".into())), t0 + secs(4));
+    assert_eq!(health(&out), [(TaskState::TaskRunning, Some(false), updated)]);
+    assert_eq!(signals(&out), [Signal::SIGTERM], "the second failure in a row kills");
+    assert_eq!(ex.next_deadline(), Some(t0 + secs(4) + DEFAULT_KILL_GRACE), "no more probes");
+    assert_eq!(probes(&ex.handle(Input::Tick, t0 + secs(5))), 0);
+
+    let out = ex.handle(Input::Exited(Termination::Signaled(15)), t0 + secs(5));
+    assert_eq!(health(&out), [(TaskState::TaskKilled, Some(false), None)]);
+}
+
+#[test]
+fn an_invalid_health_check_fails_the_task_without_starting_it() {
+    let t0 = Instant::now();
+    let mut ex = executor();
+    let Input::Launch { task_id, command, kill_grace, .. } = launch("t", None) else {
+        unreachable!("launch() makes a Launch");
+    };
+    let health = Some(Err("no port".into()));
+    let out = ex.handle(Input::Launch { task_id, command, kill_grace, health }, t0);
+    assert!(!out.iter().any(|o| matches!(o, Output::Spawn(_))));
+    let sent = sent(&out);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1, TaskState::TaskFailed);
+    assert!(sent[0].2.as_deref().is_some_and(|m| m.contains("Invalid health check: no port")));
+}
+
+#[test]
+fn a_kill_stops_health_checks_and_the_terminal_update_says_nothing_of_health() {
+    let (mut ex, t0) = running_checked();
+    let secs = Duration::from_secs;
+    assert_eq!(probes(&ex.handle(Input::Tick, t0 + secs(1))), 1);
+    ex.handle(kill(None), t0 + secs(1));
+    let out = ex.handle(Input::Probed(Err("refused".into())), t0 + secs(2));
+    assert!(health(&out).is_empty(), "a late result is ignored");
+    let out = ex.handle(Input::Exited(Termination::Signaled(15)), t0 + secs(2));
+    assert_eq!(health(&out), [(TaskState::TaskKilled, None, None)]);
 }
