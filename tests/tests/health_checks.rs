@@ -2,11 +2,15 @@
 //! runs a task's COMMAND, TCP or HTTP health check with short intervals; a check that keeps
 //! failing yields TASK_RUNNING updates with `healthy: false` and then TASK_KILLED with
 //! `healthy: false`, and checks that pass yield a TASK_RUNNING update with `healthy: true`.
+//! The default executor checks each task of a group the same way, and a task killed by its
+//! checks takes its group down.
 //! No assertion depends on timing: the waits are the helpers' generous deadlines.
 
 use std::collections::BTreeMap;
 
 use agora_client::scheduler::SchedulerSession;
+use agora_core::convert;
+use agora_core::resources::Resources;
 use agora_core::status::is_terminal;
 use agora_proto::v1::health_check::{HttpCheckInfo, TcpCheckInfo, Type};
 use agora_proto::v1::task_status::Reason;
@@ -142,5 +146,52 @@ async fn failing_checks_kill_the_task_and_passing_ones_report_healthy() -> anyho
             killed += 1;
         }
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_group_member_that_fails_its_check_takes_the_group_down() -> anyhow::Result<()> {
+    let cluster = Cluster::start()?;
+    let framework = v1::FrameworkInfo {
+        user: "root".into(),
+        name: "group-health".into(),
+        ..Default::default()
+    };
+    let (session, mut events) =
+        SchedulerSession::subscribe(&cluster.master, framework, Format::Json).await?;
+    let offer = next_offers(&mut events).await?.remove(0);
+    let task = |id: &str, check: Option<v1::HealthCheck>| v1::TaskInfo {
+        health_check: check,
+        ..command_task(id, &offer.agent_id, "cpus:0.1;mem:32", "sleep 600")
+    };
+    let resources = Resources::parse("cpus:0.1;mem:32").expect("a valid resource string");
+    let mut executor = v1::ExecutorInfo {
+        executor_id: v1::ExecutorId { value: "group-health".into() },
+        resources: convert::resources_to_proto(&resources, None),
+        ..Default::default()
+    };
+    executor.set_type(v1::executor_info::Type::Default);
+    // The check runs in the task's own sandbox, where the file never appears.
+    let tasks = vec![task("checked", Some(command_check("test -f ok"))), task("other", None)];
+    session.launch_group(vec![offer.id.clone()], executor, tasks, Some(0.0)).await?;
+
+    let mut seen: BTreeMap<String, Vec<TaskStatus>> = BTreeMap::new();
+    let ended = |seen: &BTreeMap<String, Vec<TaskStatus>>, id: &str| {
+        seen.get(id).is_some_and(|s| s.last().is_some_and(|s| is_terminal(s.state())))
+    };
+    while !(ended(&seen, "checked") && ended(&seen, "other")) {
+        let status = next_update(&session, &mut events).await?;
+        session.acknowledge(&status).await?;
+        seen.entry(status.task_id.value.clone()).or_default().push(status);
+    }
+    let checked = &seen["checked"];
+    let unhealthy = checked.iter().filter(|s| is_health_update(s) && !s.healthy()).count();
+    assert_eq!(unhealthy, 3, "one unhealthy update per counted failure: {checked:#?}");
+    let last = checked.last().expect("the loop saw a terminal update");
+    assert_eq!((last.state(), last.healthy), (TaskState::TaskKilled, Some(false)), "{last:?}");
+    let other = &seen["other"];
+    assert!(!other.iter().any(is_health_update), "an unchecked task reports no health");
+    let last = other.last().expect("the loop saw a terminal update");
+    assert_eq!((last.state(), last.healthy), (TaskState::TaskKilled, None), "{last:?}");
     Ok(())
 }

@@ -72,8 +72,8 @@ pub struct TaskSpec {
     pub command: Option<v1::CommandInfo>,
     /// The task's own kill policy.
     pub kill_grace: Option<Duration>,
-    /// The task's health check, or why it cannot be run.
-    pub health: Option<Result<HealthSpec, String>>,
+    /// The task's health check, or why it cannot be run. (Boxed: it is large and rare.)
+    pub health: Option<Result<Box<HealthSpec>, String>>,
 }
 
 /// The agent's events that the cores act on.

@@ -9,19 +9,23 @@
 //!
 //! Like the command executor's core (`state.rs`) it does no IO: time enters as `now`, uuids
 //! from an injected generator, and the loop in `lib.rs` starts and signals the processes it
-//! names by task id. It has no health checks and does not run single tasks (LAUNCH), which
-//! Mesos's default executor does not either.
+//! names by task id. Each task's health check runs as in the command executor (`health.rs`
+//! decides when to probe and what results mean; a kill by failed checks takes the group down
+//! like any other kill). It does not run single tasks (LAUNCH), which Mesos's default executor
+//! does not either.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use agora_proto::v1;
 use agora_proto::v1::TaskState;
+use agora_proto::v1::task_status::Reason;
 use nix::sys::signal::Signal;
 
 use crate::common::{
     AgentEvent, Config, Killing, Reporter, TaskSpec, Update, UuidSource, terminal_state,
 };
+use crate::health::{HealthChecker, HealthSpec, Probe, Verdict};
 use crate::process::Termination;
 
 /// The message of the update that refuses a single task.
@@ -71,6 +75,11 @@ pub enum Input {
         task_id: String,
         termination: Termination,
     },
+    /// The result of the task's probe of [`Output::Probe`]: `Ok` for healthy, else why not.
+    Probed {
+        task_id: String,
+        result: Result<(), String>,
+    },
     /// The deadline of [`DefaultExecutor::next_deadline`] may have passed.
     Tick,
 }
@@ -100,6 +109,9 @@ pub enum Output {
     Spawn { task_id: String, command: v1::CommandInfo },
     /// Deliver this signal to the task's process group (if it was started).
     Signal { task_id: String, signal: Signal },
+    /// Run this health-check probe of the task (in its sandbox) for at most `timeout` and
+    /// answer with [`Input::Probed`] when it is over (other inputs may come first).
+    Probe { task_id: String, probe: Probe, timeout: Option<Duration> },
     /// A line for the executor's log (the sandbox's `stderr`).
     Log(String),
     /// Exit the executor with this code; the core ignores every later input.
@@ -122,6 +134,26 @@ struct Task {
     /// The uuid of the terminal update, once sent; the task is forgotten when it is
     /// acknowledged.
     terminal: Option<[u8; 16]>,
+    /// The health check, until the process is forked and its checker starts.
+    health: Option<Box<HealthSpec>>,
+    checker: Option<Box<HealthChecker>>,
+    /// The kill came from failed health checks: the terminal update says `healthy: false`.
+    unhealthy: bool,
+}
+
+impl Task {
+    fn new(group: u64, kill_grace: Option<Duration>, health: Option<Box<HealthSpec>>) -> Self {
+        Self {
+            group,
+            kill_grace,
+            spawned: false,
+            kill: None,
+            terminal: None,
+            health,
+            checker: None,
+            unhealthy: false,
+        }
+    }
 }
 
 impl Task {
@@ -162,15 +194,13 @@ impl DefaultExecutor {
         self.reporter.unacknowledged()
     }
 
-    /// When the shell must feed [`Input::Tick`] next: the earliest kill escalation or the ack
-    /// fail-safe.
+    /// When the shell must feed [`Input::Tick`] next: the earliest kill escalation, health
+    /// check or ack fail-safe.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.tasks
-            .values()
-            .filter(|t| t.spawned && t.live())
-            .filter_map(|t| t.kill.as_ref().and_then(Killing::deadline))
-            .chain(self.finishing)
-            .min()
+        let live = self.tasks.values().filter(|t| t.spawned && t.live());
+        let escalations = live.clone().filter_map(|t| t.kill.as_ref().and_then(Killing::deadline));
+        let checks = live.filter_map(|t| t.checker.as_ref().and_then(|c| c.deadline()));
+        escalations.chain(checks).chain(self.finishing).min()
     }
 
     /// Feeds one input observed at `now` and returns what to do about it.
@@ -201,12 +231,13 @@ impl DefaultExecutor {
             Input::SpawnFailed { task_id, message } => {
                 if self.tasks.get(&task_id).is_some_and(Task::live) {
                     out.push(Output::Log(format!("cannot start task {task_id}: {message}")));
-                    self.finish(&task_id, TaskState::TaskFailed, message, now, &mut out);
+                    self.finish(&task_id, TaskState::TaskFailed, message, None, now, &mut out);
                 }
             }
             Input::Exited { task_id, termination } => {
                 self.exited(&task_id, termination, now, &mut out);
             }
+            Input::Probed { task_id, result } => self.probed(&task_id, result, now, &mut out),
             Input::Tick => self.tick(now, &mut out),
         }
         out
@@ -232,20 +263,23 @@ impl DefaultExecutor {
         out.push(Output::Log(format!("starting task group {}", ids.join(", "))));
         let mut commands = Vec::new();
         for spec in specs {
-            let task = Task {
-                group,
-                kill_grace: spec.kill_grace,
-                spawned: false,
-                kill: None,
-                terminal: None,
+            // A task whose health nobody could watch cannot start, as one without a command.
+            let (health, invalid) = match spec.health.transpose() {
+                Ok(health) => (health, None),
+                Err(why) => (None, Some(format!("Invalid health check: {why}"))),
             };
-            self.tasks.insert(spec.task_id.clone(), task);
+            let command = match (spec.command, invalid) {
+                (_, Some(why)) => Err(why),
+                (None, None) => Err("The task has no CommandInfo".to_string()),
+                (Some(command), None) => Ok(command),
+            };
+            self.tasks.insert(spec.task_id.clone(), Task::new(group, spec.kill_grace, health));
             self.reporter.send(out, spec.task_id.clone(), TaskState::TaskStarting, None);
-            commands.push((spec.task_id, spec.command));
+            commands.push((spec.task_id, command));
         }
-        if commands.iter().all(|(_, command)| command.is_some()) {
+        if commands.iter().all(|(_, command)| command.is_ok()) {
             let spawns = commands.into_iter().filter_map(|(task_id, command)| {
-                Some(Output::Spawn { task_id, command: command? })
+                Some(Output::Spawn { task_id, command: command.ok()? })
             });
             out.extend(spawns);
             return;
@@ -254,10 +288,12 @@ impl DefaultExecutor {
         // without having run.
         for (task_id, command) in commands {
             let (state, message) = match command {
-                None => (TaskState::TaskFailed, "The task has no CommandInfo"),
-                Some(_) => (TaskState::TaskKilled, "Another task of the group could not start"),
+                Err(why) => (TaskState::TaskFailed, why),
+                Ok(_) => {
+                    (TaskState::TaskKilled, "Another task of the group could not start".into())
+                }
             };
-            self.terminate(&task_id, state, message.into(), out);
+            self.terminate(&task_id, state, message, None, out);
         }
         self.check_finished(now);
     }
@@ -278,10 +314,8 @@ impl DefaultExecutor {
             );
             let group = self.next_group;
             self.next_group += 1;
-            self.tasks.insert(
-                task_id,
-                Task { group, kill_grace: None, spawned: false, kill: None, terminal: Some(uuid) },
-            );
+            let task = Task { terminal: Some(uuid), ..Task::new(group, None, None) };
+            self.tasks.insert(task_id, task);
         }
         self.check_finished(now);
     }
@@ -291,6 +325,12 @@ impl DefaultExecutor {
             return;
         };
         task.spawned = true;
+        // The delay and the grace period count from the start of the task's process.
+        if let Some(spec) = task.health.take()
+            && task.kill.is_none()
+        {
+            task.checker = Some(Box::new(HealthChecker::new(*spec, now)));
+        }
         if task.kill.is_some() {
             // The group was doomed while this process was being forked: it goes at once, and
             // is never reported running.
@@ -348,6 +388,10 @@ impl DefaultExecutor {
         let grace = self.config.kill_grace(grace, task.kill_grace);
         let (line, first) = Killing::begin(&mut task.kill, task_id, now, grace);
         out.extend(line.map(Output::Log));
+        // A task on its way out has no health left to report.
+        if let Some(checker) = &mut task.checker {
+            checker.stop();
+        }
         if first {
             let spawned = task.spawned;
             if self.task_killing_state {
@@ -386,11 +430,12 @@ impl DefaultExecutor {
             return;
         };
         let (state, message) = terminal_state(termination, task.kill.is_some());
+        let healthy = task.unhealthy.then_some(false);
         out.push(Output::Log(format!("task {task_id}: {message}")));
         // The group leader is gone; whatever it left behind in its process group belongs to
         // the task and ends with it, as it would when Mesos destroys the container.
         out.push(Output::Signal { task_id: task_id.to_string(), signal: Signal::SIGKILL });
-        self.finish(task_id, state, message, now, out);
+        self.finish(task_id, state, message, healthy, now, out);
     }
 
     /// Sends the terminal update of a task; a task that did not finish takes its group down.
@@ -399,10 +444,11 @@ impl DefaultExecutor {
         task_id: &str,
         state: TaskState,
         message: String,
+        healthy: Option<bool>,
         now: Instant,
         out: &mut Vec<Output>,
     ) {
-        self.terminate(task_id, state, message, out);
+        self.terminate(task_id, state, message, healthy, out);
         if state != TaskState::TaskFinished
             && let Some(group) = self.tasks.get(task_id).map(|t| t.group)
         {
@@ -411,16 +457,22 @@ impl DefaultExecutor {
         self.check_finished(now);
     }
 
-    /// Sends the terminal update of a task and marks it over.
+    /// Sends the terminal update of a task (with `healthy` when health checks killed it) and
+    /// marks it over.
     fn terminate(
         &mut self,
         task_id: &str,
         state: TaskState,
         message: String,
+        healthy: Option<bool>,
         out: &mut Vec<Output>,
     ) {
-        let uuid = self.reporter.send(out, task_id.to_string(), state, Some(message));
-        if let Some(task) = self.tasks.get_mut(task_id) {
+        let task_id = task_id.to_string();
+        let message = Some(message);
+        let update = Update { uuid: [0; 16], task_id, state, message, healthy, reason: None };
+        let task_id = update.task_id.clone();
+        let uuid = self.reporter.push(out, update);
+        if let Some(task) = self.tasks.get_mut(&task_id) {
             task.terminal = Some(uuid);
         }
     }
@@ -472,10 +524,64 @@ impl DefaultExecutor {
         let ids: Vec<String> = self.tasks.keys().cloned().collect();
         for task_id in ids {
             self.escalate_if_due(&task_id, now, out);
+            if let Some(task) = self.tasks.get_mut(&task_id)
+                && task.live()
+                && let Some(checker) = &mut task.checker
+                && checker.due(now)
+            {
+                let spec = checker.spec();
+                let (probe, timeout) = (spec.probe.clone(), spec.timeout);
+                out.push(Output::Probe { task_id, probe, timeout });
+            }
         }
         if self.finishing.is_some_and(|deadline| now >= deadline) {
             out.push(Output::Log("terminal updates were not acknowledged in time; exiting".into()));
             self.exit(1, out);
+        }
+    }
+
+    /// A probe's result for one task: reported when it changes what the framework knows, and
+    /// the task killed (with its own kill policy, and so its group) once failures reach the
+    /// limit.
+    fn probed(
+        &mut self,
+        task_id: &str,
+        result: Result<(), String>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(task) = self.tasks.get_mut(task_id).filter(|t| t.live()) else {
+            return;
+        };
+        let Some(checker) = &mut task.checker else {
+            return;
+        };
+        if let Err(why) = &result {
+            out.push(Output::Log(format!("health check of task {task_id} failed: {why}")));
+        }
+        let verdict = checker.result(result.is_ok(), now);
+        let healthy = match verdict {
+            Verdict::Quiet => return,
+            Verdict::Report { healthy } => healthy,
+            Verdict::ReportAndKill => {
+                task.unhealthy = true;
+                false
+            }
+        };
+        let update = Update {
+            uuid: [0; 16],
+            task_id: task_id.to_string(),
+            state: TaskState::TaskRunning,
+            message: None,
+            healthy: Some(healthy),
+            reason: Some(Reason::TaskHealthCheckStatusUpdated),
+        };
+        self.reporter.push(out, update);
+        if verdict == Verdict::ReportAndKill {
+            out.push(Output::Log(format!(
+                "task {task_id} failed its health check too many times in a row; killing it"
+            )));
+            self.kill(task_id, None, now, out);
         }
     }
 

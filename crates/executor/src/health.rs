@@ -27,8 +27,9 @@ const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 /// What one probe does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
-    /// Run this command in the task's sandbox; exit status 0 means healthy.
-    Command(v1::CommandInfo),
+    /// Run this command in the task's sandbox; exit status 0 means healthy. (Boxed: a
+    /// CommandInfo is large, and probes travel inside every task's state.)
+    Command(Box<v1::CommandInfo>),
     /// Connect to 127.0.0.1:port; a completed connection means healthy.
     Tcp { port: u16 },
     /// GET http://127.0.0.1:port/path; a status in 200..=399 means healthy.
@@ -63,7 +64,7 @@ impl HealthSpec {
                 if command.value.as_deref().unwrap_or_default().is_empty() {
                     return Err("the health check's command has no value".into());
                 }
-                Probe::Command(command)
+                Probe::Command(Box::new(command))
             }
             Type::Tcp => {
                 let tcp = check.tcp.as_ref().ok_or("a TCP health check needs a port")?;

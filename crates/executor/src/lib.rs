@@ -18,9 +18,8 @@
 //! default executor, `common.rs` for what they share); the process plumbing, task sandboxes
 //! included, in `process.rs`; the IO both loops share (the environment, the subscription,
 //! sending updates) in `shell.rs`; the health-check probes in `probe.rs`, their timing in
-//! `health.rs`. The command executor runs its task's health check (COMMAND, TCP or HTTP); the
-//! default executor does not run health checks yet, and neither executor re-subscribes after
-//! losing the agent (which checkpointing frameworks would want).
+//! `health.rs`. Both executors run their tasks' health checks (COMMAND, TCP or HTTP); neither
+//! re-subscribes after losing the agent (which checkpointing frameworks would want).
 
 pub mod common;
 pub mod group;
@@ -191,6 +190,9 @@ pub async fn run_default_executor() -> i32 {
     let (exits_tx, mut exits) = mpsc::unbounded_channel::<(String, Termination)>();
     // Process groups by task id, kept after a task's exit to clear what it left behind.
     let mut groups: HashMap<String, u32> = HashMap::new();
+    // Health-check probes report here, by task id; as with exits, the loop keeps a sender.
+    let (probes_tx, mut probes) = mpsc::unbounded_channel::<(String, Result<(), String>)>();
+    let mut running_probes: Vec<JoinHandle<()>> = Vec::new();
     loop {
         let deadline = core.next_deadline();
         let input = tokio::select! {
@@ -201,6 +203,7 @@ pub async fn run_default_executor() -> i32 {
             Some((task_id, termination)) = exits.recv() => {
                 group::Input::Exited { task_id, termination }
             }
+            Some((task_id, result)) = probes.recv() => group::Input::Probed { task_id, result },
             () = sleep_until(deadline) => group::Input::Tick,
         };
         let mut inputs = VecDeque::from([input]);
@@ -228,8 +231,23 @@ pub async fn run_default_executor() -> i32 {
                             ));
                         }
                     }
+                    group::Output::Probe { task_id, probe, timeout } => {
+                        // The same sandbox the task runs in (`process::spawn_in_task_sandbox`).
+                        let sandbox = setup.sandbox.join("tasks").join(&task_id);
+                        let results = probes_tx.clone();
+                        running_probes.retain(|probe| !probe.is_finished());
+                        running_probes.push(tokio::spawn(async move {
+                            let result = probe::run(&probe, timeout, &sandbox).await;
+                            // After the loop returns nobody needs the result.
+                            let _ = results.send((task_id, result));
+                        }));
+                    }
                     group::Output::Log(line) => log(&line),
                     group::Output::Exit(code) => {
+                        // Probes still running (and their commands) must not outlive us.
+                        for probe in running_probes.drain(..) {
+                            probe.abort();
+                        }
                         link.close().await;
                         return code;
                     }

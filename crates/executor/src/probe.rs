@@ -121,7 +121,10 @@ mod tests {
     }
 
     fn command(value: &str) -> Probe {
-        Probe::Command(v1::CommandInfo { value: Some(value.into()), ..Default::default() })
+        Probe::Command(Box::new(v1::CommandInfo {
+            value: Some(value.into()),
+            ..Default::default()
+        }))
     }
 
     #[test]

@@ -276,7 +276,7 @@ fn task_spec(task: v1::TaskInfo) -> TaskSpec {
     TaskSpec {
         task_id: task.task_id.value,
         kill_grace: task.kill_policy.as_ref().and_then(grace_of),
-        health: task.health_check.as_ref().map(HealthSpec::from_proto),
+        health: task.health_check.as_ref().map(|check| HealthSpec::from_proto(check).map(Box::new)),
         command: task.command,
     }
 }

@@ -36,7 +36,7 @@ pub enum Input {
         task_id: String,
         command: Option<v1::CommandInfo>,
         kill_grace: Option<Duration>,
-        health: Option<Result<HealthSpec, String>>,
+        health: Option<Result<Box<HealthSpec>, String>>,
     },
     /// LAUNCH_GROUP, which a command executor cannot run.
     LaunchGroup { task_ids: Vec<String> },
@@ -117,8 +117,8 @@ struct Task {
     spawned: bool,
     kill: Option<Killing>,
     /// The health check, until the process is forked and its checker starts.
-    health: Option<HealthSpec>,
-    checker: Option<HealthChecker>,
+    health: Option<Box<HealthSpec>>,
+    checker: Option<Box<HealthChecker>>,
     /// The kill came from failed health checks: the terminal update says `healthy: false`.
     unhealthy: bool,
 }
@@ -168,7 +168,7 @@ impl CommandExecutor {
                     (Some(killing), true) => killing.deadline(),
                     _ => None,
                 };
-                let check = task.checker.as_ref().and_then(HealthChecker::deadline);
+                let check = task.checker.as_ref().and_then(|c| c.deadline());
                 escalation.into_iter().chain(check).min()
             }
             Phase::Finishing { deadline, .. } => Some(*deadline),
@@ -224,7 +224,7 @@ impl CommandExecutor {
         task_id: String,
         command: Option<v1::CommandInfo>,
         kill_grace: Option<Duration>,
-        health: Option<Result<HealthSpec, String>>,
+        health: Option<Result<Box<HealthSpec>, String>>,
         now: Instant,
         out: &mut Vec<Output>,
     ) {
@@ -269,7 +269,7 @@ impl CommandExecutor {
         if let Some(spec) = task.health.take()
             && !kill_pending
         {
-            task.checker = Some(HealthChecker::new(spec, now));
+            task.checker = Some(Box::new(HealthChecker::new(*spec, now)));
         }
         self.reporter.send(out, task_id, TaskState::TaskRunning, None);
         if kill_pending {

@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::common::{ACK_TIMEOUT, DEFAULT_KILL_GRACE, SHUTDOWN_RESERVE, counting_uuids};
+use crate::health::{HealthSpec, Probe};
 
 fn executor(task_killing_state: bool) -> DefaultExecutor {
     let mut ex = DefaultExecutor::new(Config::new(Duration::from_secs(5)), counting_uuids());
@@ -382,4 +383,82 @@ fn agent_events_map_to_inputs() {
     let group = AgentEvent::LaunchGroup(vec![spec("a", None)]);
     assert_eq!(Input::from(group), Input::LaunchGroup { tasks: vec![spec("a", None)] });
     assert_eq!(Input::from(AgentEvent::Shutdown), Input::Shutdown);
+}
+
+/// A task spec whose health check probes at once, every 1 s, kills after 1 failure, no grace.
+fn checked(task_id: &str) -> TaskSpec {
+    let health = HealthSpec {
+        probe: Probe::Tcp { port: 80 },
+        delay: Duration::ZERO,
+        interval: Duration::from_secs(1),
+        timeout: None,
+        consecutive_failures: 1,
+        grace_period: Duration::ZERO,
+    };
+    TaskSpec { health: Some(Ok(Box::new(health))), ..spec(task_id, None) }
+}
+
+fn probes(outputs: &[Output]) -> Vec<String> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Probe { task_id, .. } => Some(task_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn health(outputs: &[Output]) -> Vec<(String, TaskState, Option<bool>, Option<Reason>)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send(u) => Some((u.task_id.clone(), u.state, u.healthy, u.reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_task_that_fails_its_health_check_is_killed_and_takes_its_group_down() {
+    let t0 = Instant::now();
+    let secs = Duration::from_secs;
+    let updated = Some(Reason::TaskHealthCheckStatusUpdated);
+    let mut ex = executor(false);
+    ex.handle(Input::LaunchGroup { tasks: vec![checked("a"), spec("b", None)] }, t0);
+    ex.handle(spawned("a"), t0);
+    ex.handle(spawned("b"), t0);
+    assert_eq!(ex.next_deadline(), Some(t0), "no delay");
+    assert_eq!(probes(&ex.handle(Input::Tick, t0)), ["a"], "only the checked task is probed");
+
+    let out = ex.handle(Input::Probed { task_id: "a".into(), result: Ok(()) }, t0);
+    assert_eq!(health(&out), [("a".into(), TaskState::TaskRunning, Some(true), updated)]);
+    assert!(probes(&ex.handle(Input::Tick, t0)).is_empty(), "not before the interval");
+
+    assert_eq!(probes(&ex.handle(Input::Tick, t0 + secs(1))), ["a"]);
+    let failed = Input::Probed { task_id: "a".into(), result: Err("refused".into()) };
+    let out = ex.handle(failed, t0 + secs(1));
+    assert_eq!(health(&out)[0], ("a".into(), TaskState::TaskRunning, Some(false), updated));
+    assert_eq!(
+        signals(&out),
+        [("a".into(), Signal::SIGTERM), ("b".into(), Signal::SIGTERM)],
+        "the failed check kills the task, and the group goes with it"
+    );
+
+    let out = ex.handle(exited("a", Termination::Signaled(15)), t0 + secs(2));
+    assert_eq!(health(&out), [("a".into(), TaskState::TaskKilled, Some(false), None)]);
+    let out = ex.handle(exited("b", Termination::Signaled(15)), t0 + secs(2));
+    assert_eq!(health(&out), [("b".into(), TaskState::TaskKilled, None, None)]);
+}
+
+#[test]
+fn an_invalid_health_check_keeps_the_group_from_starting() {
+    let t0 = Instant::now();
+    let mut ex = executor(false);
+    let bad = TaskSpec { health: Some(Err("no port".into())), ..spec("a", None) };
+    let out = ex.handle(Input::LaunchGroup { tasks: vec![bad, spec("b", None)] }, t0);
+    assert!(spawns(&out).is_empty());
+    let ends: Vec<_> =
+        states(&out).into_iter().filter(|(_, s)| *s != TaskState::TaskStarting).collect();
+    assert_eq!(ends, [("a".into(), TaskState::TaskFailed), ("b".into(), TaskState::TaskKilled)]);
+    assert!(messages(&out).iter().flatten().any(|m| m.contains("Invalid health check: no port")));
 }

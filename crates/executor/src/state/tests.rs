@@ -409,7 +409,7 @@ fn running_checked() -> (CommandExecutor, Instant) {
     let Input::Launch { task_id, command, kill_grace, .. } = launch("t", None) else {
         unreachable!("launch() makes a Launch");
     };
-    let health = Some(Ok(health_spec()));
+    let health = Some(Ok(Box::new(health_spec())));
     ex.handle(Input::Launch { task_id, command, kill_grace, health }, t0);
     ex.handle(Input::Spawned, t0);
     (ex, t0)
