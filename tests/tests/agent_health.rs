@@ -25,9 +25,9 @@ async fn a_stopped_agent_becomes_unreachable_and_its_task_comes_back() -> anyhow
         "100ms",
         // Short intervals keep the test fast; they are flags, not assertions.
         "--agent_ping_timeout",
-        "200ms",
+        "500ms",
         "--max_agent_ping_timeouts",
-        "2",
+        "3",
     ])?;
     let agent = Daemon::agent(&[
         "--master",
