@@ -488,6 +488,33 @@ impl Master {
         Some(offer)
     }
 
+    /// Rescinds every outstanding offer of an agent (it is going away, or coming back on a new
+    /// stream); the resources return to the allocator without a filter.
+    fn rescind_agent_offers(&mut self, agent_id: &str, now: Duration, out: &mut Vec<Output>) {
+        let offers: Vec<String> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| o.agent_id == agent_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for offer_id in offers {
+            self.remove_offer(&offer_id, None, true, now, out);
+        }
+    }
+
+    /// Tells every connected framework that an agent is lost (FAILURE with only `agent_id`).
+    fn announce_agent_failure(&self, agent_id: &str, out: &mut Vec<Output>) {
+        for &conn in self.scheduler_conns.keys() {
+            let mut e = event(sched::event::Type::Failure);
+            e.failure = Some(sched::event::Failure {
+                agent_id: Some(v1::AgentId { value: agent_id.to_string() }),
+                executor_id: None,
+                status: None,
+            });
+            out.push(Output::ToScheduler { conn, event: e });
+        }
+    }
+
     /// Records a status update for a known task: its state, the update in flight, and the
     /// release of its resources on the first known terminal state.
     fn apply_status(

@@ -116,15 +116,7 @@ impl Master {
             // Re-registration while the old stream is open: the newest stream wins. The
             // agent's offers go first, because the allocator forgets its allocations with the
             // agent and would otherwise offer the same resources a second time.
-            let offers: Vec<String> = self
-                .offers
-                .iter()
-                .filter(|(_, o)| o.agent_id == id)
-                .map(|(offer_id, _)| offer_id.clone())
-                .collect();
-            for offer_id in offers {
-                self.remove_offer(&offer_id, None, true, now, out);
-            }
+            self.rescind_agent_offers(&id, now, out);
             self.agent_conns.remove(&old);
             self.allocator.remove_agent(&id);
             out.push(Output::CloseAgent { conn: old });
@@ -347,15 +339,7 @@ impl Master {
         }
         agent.conn = None;
         agent.stream_id = None;
-        let offers: Vec<String> = self
-            .offers
-            .iter()
-            .filter(|(_, o)| o.agent_id == agent_id)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for offer_id in offers {
-            self.remove_offer(&offer_id, None, true, now, out);
-        }
+        self.rescind_agent_offers(&agent_id, now, out);
         self.allocator.remove_agent(&agent_id);
 
         // Tasks of frameworks that do not checkpoint cannot outlive the agent's connection.

@@ -11,12 +11,12 @@
 
 use std::time::Duration;
 
+use agora_proto::internal;
+use agora_proto::v1::TaskState;
 use agora_proto::v1::framework_info::capability::Type as Capability;
 use agora_proto::v1::task_status::{Reason, Source};
-use agora_proto::v1::{self, TaskState};
-use agora_proto::{internal, scheduler as sched};
 
-use super::{Master, Output, RegistryOp, event, has_capability, time_info};
+use super::{Master, Output, RegistryOp, has_capability, time_info};
 use crate::status::Synthesized;
 
 impl Master {
@@ -55,15 +55,7 @@ impl Master {
 
     /// See the module documentation.
     fn mark_unreachable(&mut self, agent_id: &str, now: Duration, out: &mut Vec<Output>) {
-        let offers: Vec<String> = self
-            .offers
-            .iter()
-            .filter(|(_, o)| o.agent_id == agent_id)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for offer_id in offers {
-            self.remove_offer(&offer_id, None, true, now, out);
-        }
+        self.rescind_agent_offers(agent_id, now, out);
         let Some(agent) = self.agents.remove(agent_id) else {
             return;
         };
@@ -108,15 +100,7 @@ impl Master {
             }
             self.send_update(&framework_id, status, out);
         }
-        for &conn in self.scheduler_conns.keys() {
-            let mut e = event(sched::event::Type::Failure);
-            e.failure = Some(sched::event::Failure {
-                agent_id: Some(v1::AgentId { value: agent_id.to_string() }),
-                executor_id: None,
-                status: None,
-            });
-            out.push(Output::ToScheduler { conn, event: e });
-        }
+        self.announce_agent_failure(agent_id, out);
     }
 
     /// Tells each framework the state of its tasks on an agent that was unreachable and

@@ -11,15 +11,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use agora_proto::internal;
 use agora_proto::v1::framework_info::capability::Type as Capability;
 use agora_proto::v1::task_status::{Reason, Source};
 use agora_proto::v1::{self, TaskState};
-use agora_proto::{internal, scheduler as sched};
 
 use super::scheduler::{framework_roles, framework_spec};
 use super::{
     AllocatorConfig, CallError, ExecutorRecord, Framework, Master, MasterConfig, Output, Task,
-    event, has_capability, time_info,
+    has_capability, time_info,
 };
 use crate::allocator::QuotaConfig;
 use crate::convert;
@@ -265,15 +265,7 @@ impl Master {
         for (id, mut record) in std::mem::take(&mut self.recovered_agents) {
             record.unreachable_time = Some(time_info(now));
             out.push(Output::Persist(RegistryOp::UpdateAgent(record.clone())));
-            for &conn in self.scheduler_conns.keys() {
-                let mut e = event(sched::event::Type::Failure);
-                e.failure = Some(sched::event::Failure {
-                    agent_id: Some(v1::AgentId { value: id.clone() }),
-                    executor_id: None,
-                    status: None,
-                });
-                out.push(Output::ToScheduler { conn, event: e });
-            }
+            self.announce_agent_failure(&id, out);
             self.unreachable_agents.insert(id, record);
         }
     }
