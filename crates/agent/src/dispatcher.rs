@@ -4,6 +4,12 @@
 //! feeds them to the core with the current time and carries out the outputs: replies, records
 //! to executor streams, calls to the master (through the link's ordered sender), executor
 //! launches and kills. A timer turns into `Tick` for update retries and shutdown deadlines.
+//!
+//! It also owns the checkpoint store: the core's `Output::Checkpoint` is committed (durably)
+//! before any later output of the same input is carried out, and every executor's process id
+//! is recorded as it starts and forgotten as it ends. At start it replays the recovery: live
+//! executors are watched, orphans of frameworks that do not checkpoint are killed, and the
+//! core's `recover` outputs are carried out before anything else.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -17,8 +23,27 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 
+use crate::checkpoint::{self, ExecutorPid, Store};
 use crate::fetcher::Fetcher;
 use crate::{launcher, master_link};
+
+/// What a restarted agent takes over from its previous run (built by `lib.rs`).
+pub(crate) struct Recovery {
+    pub(crate) recovered: agora_core::agent::Recovered,
+    /// Executors of checkpointing frameworks still running, with their processes.
+    pub(crate) live: Vec<((String, String), ExecutorPid)>,
+    /// Still-running executors of frameworks that do not checkpoint: they are killed.
+    pub(crate) orphans: Vec<ExecutorPid>,
+    /// Recorded processes that are no longer of interest.
+    pub(crate) forget: Vec<(String, String)>,
+}
+
+/// The checkpoint side of the dispatcher.
+pub(crate) struct Persistence {
+    pub(crate) store: Store,
+    pub(crate) recovery: Recovery,
+    pub(crate) session_helper: Option<String>,
+}
 
 /// How often the core gets a `Tick`; retries and deadlines are this precise.
 const TICK: Duration = Duration::from_millis(100);
@@ -61,14 +86,15 @@ pub(crate) fn spawn(
     backoff: master_link::Backoff,
     gc_delay: Duration,
     fetcher: Fetcher,
+    persistence: Persistence,
 ) -> Handle {
     let (tx, rx) = mpsc::unbounded_channel();
     let handle = Dispatch::new(tx);
-    let to_master = master_link::spawn(master, handle.clone(), backoff);
-    let dispatcher = Dispatcher {
+    let Persistence { store, recovery, session_helper } = persistence;
+    let mut dispatcher = Dispatcher {
         agent: Agent::new(config),
         handle: handle.clone(),
-        to_master,
+        to_master: mpsc::unbounded_channel().0,
         pending: HashMap::new(),
         streams: Streams::default(),
         pids: HashMap::new(),
@@ -76,7 +102,12 @@ pub(crate) fn spawn(
         clock: Clock::start(),
         gc_delay,
         fetcher: Arc::new(fetcher),
+        store,
+        session_helper: session_helper.map(Arc::new),
     };
+    dispatcher.recover(recovery);
+    // The master link starts after recovery, so its first REGISTER reports what was recovered.
+    dispatcher.to_master = master_link::spawn(master, handle.clone(), backoff);
     tokio::spawn(dispatcher.run(rx));
     handle
 }
@@ -94,9 +125,56 @@ struct Dispatcher {
     /// How long a finished executor's sandbox stays (`--gc_delay`).
     gc_delay: Duration,
     fetcher: Arc<Fetcher>,
+    store: Store,
+    session_helper: Option<Arc<String>>,
 }
 
 impl Dispatcher {
+    fn recover(&mut self, recovery: Recovery) {
+        let Recovery { recovered, live, orphans, forget } = recovery;
+        for pid in orphans {
+            tracing::info!(
+                pid = pid.pid,
+                "killing an executor of a framework that does not checkpoint"
+            );
+            launcher::kill_tree(pid.pid);
+        }
+        for (framework_id, executor_id) in forget {
+            self.record_pid(&framework_id, &executor_id, None);
+        }
+        let sandboxes: HashMap<(String, String), String> = recovered
+            .executors
+            .iter()
+            .map(|(e, _)| {
+                (
+                    (e.framework_id.clone(), e.executor_info.executor_id.value.clone()),
+                    e.sandbox.clone(),
+                )
+            })
+            .collect();
+        for (key, pid) in live {
+            tracing::info!(framework_id = %key.0, executor_id = %key.1, pid = pid.pid, "recovered a running executor");
+            let sandbox = sandboxes.get(&key).cloned().unwrap_or_default();
+            tokio::spawn(launcher::watch(
+                key.clone(),
+                pid,
+                sandbox,
+                self.handle.tx.clone(),
+                self.gc_delay,
+            ));
+            self.pids.insert(key, pid.pid);
+        }
+        let outputs = self.agent.recover(recovered, self.clock.now());
+        self.apply(outputs);
+    }
+
+    /// Records (or forgets) an executor's process; an agent that cannot checkpoint stops.
+    fn record_pid(&self, framework_id: &str, executor_id: &str, pid: Option<ExecutorPid>) {
+        if let Err(e) = self.store.set_pid(framework_id, executor_id, pid) {
+            checkpoint_failed(&e);
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -117,7 +195,9 @@ impl Dispatcher {
                             Input::ExecutorExited { framework_id, executor_id, .. }
                             | Input::ExecutorLaunchFailed { framework_id, executor_id, .. } => {
                                 let key = (framework_id.clone(), executor_id.clone());
-                                self.pids.remove(&key);
+                                if self.pids.remove(&key).is_some() {
+                                    self.record_pid(&key.0, &key.1, None);
+                                }
                                 self.pending_kills.remove(&key);
                             }
                             Input::ExecutorClosed { conn } => {
@@ -132,6 +212,10 @@ impl Dispatcher {
                         continue;
                     }
                     Some(Command::Launched { framework_id, executor_id, pid }) => {
+                        // A process that is already gone is recorded with no start time; no
+                        // live process can match it.
+                        let start_time = checkpoint::process_start_time(pid).unwrap_or(u64::MAX);
+                        self.record_pid(&framework_id, &executor_id, Some(ExecutorPid { pid, start_time }));
                         let key = (framework_id, executor_id);
                         if self.pending_kills.remove(&key) {
                             self.kill(key.clone(), pid);
@@ -141,7 +225,7 @@ impl Dispatcher {
                     }
                     Some(Command::HardKill { key, pid }) => {
                         if self.pids.get(&key) == Some(&pid) {
-                            launcher::signal_group(pid, Signal::SIGKILL);
+                            launcher::kill_tree(pid);
                         }
                         continue;
                     }
@@ -157,6 +241,11 @@ impl Dispatcher {
     fn apply(&mut self, outputs: Vec<Output>) {
         for output in outputs {
             match output {
+                Output::Checkpoint(records) => {
+                    if let Err(e) = self.store.commit(&records) {
+                        checkpoint_failed(&e);
+                    }
+                }
                 Output::Reply { req, result } => {
                     if let Some(reply) = self.pending.remove(&req) {
                         let _ = reply.send(result);
@@ -175,7 +264,8 @@ impl Dispatcher {
                     // The launch task fetches the executor's URIs first, off the dispatcher.
                     let fetcher = Arc::clone(&self.fetcher);
                     let tx = self.handle.tx.clone();
-                    tokio::spawn(launcher::run(*launch, fetcher, tx, self.gc_delay));
+                    let helper = self.session_helper.clone();
+                    tokio::spawn(launcher::run(*launch, fetcher, helper, tx, self.gc_delay));
                 }
                 Output::DestroyVolumes { paths } => {
                     // Moved aside at once, in order with the launches that follow (a new
@@ -227,4 +317,13 @@ impl Dispatcher {
             let _ = tx.send(Command::HardKill { key, pid });
         });
     }
+}
+
+/// An agent that cannot write its checkpoint must not acknowledge or forward anything more:
+/// what it says could not be recovered. Like Mesos, it stops; started again, it recovers from
+/// the last durable state.
+fn checkpoint_failed(error: &checkpoint::CheckpointError) -> ! {
+    tracing::error!("cannot write the agent's checkpoint, stopping: {error}");
+    eprintln!("agora agent: cannot write the checkpoint, stopping: {error}");
+    std::process::exit(1)
 }

@@ -8,6 +8,12 @@
 //! is a failed launch and the executor never starts. Either way the sandbox is handed to `gc`
 //! for removal after `--gc_delay`. Isolation (cgroups, namespaces,
 //! switching user) is not done here yet.
+//!
+//! With a session helper (the `agora` binary's `session-exec`), each executor leads a session
+//! of its own, which every process it starts stays in unless it calls `setsid` itself: the
+//! hard kill takes the whole session, tasks that moved to process groups of their own included.
+//! `watch` follows an executor a previous agent run started (no longer our child, so it is
+//! polled through `/proc`).
 
 use std::fs::File;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -21,6 +27,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
 
+use crate::checkpoint::{ExecutorPid, is_alive};
 use crate::dispatcher::Command;
 use crate::fetcher::Fetcher;
 use crate::gc;
@@ -30,6 +37,7 @@ use crate::gc;
 pub(crate) async fn run(
     launch: Launch,
     fetcher: Arc<Fetcher>,
+    helper: Option<Arc<String>>,
     tx: mpsc::UnboundedSender<Command>,
     gc_delay: Duration,
 ) {
@@ -38,19 +46,20 @@ pub(crate) async fn run(
     let fetched = fetcher
         .fetch_all(&launch.command.uris, Path::new(&launch.sandbox), launch.user.as_deref())
         .await;
-    let mut child = match fetched.and_then(|()| spawn(&launch)) {
-        Ok(child) => child,
-        Err(message) => {
-            tracing::warn!(%framework_id, %executor_id, %message, "executor launch failed");
-            gc::schedule(PathBuf::from(&launch.sandbox), gc_delay);
-            let _ = tx.send(Command::Event(Input::ExecutorLaunchFailed {
-                framework_id,
-                executor_id,
-                message,
-            }));
-            return;
-        }
-    };
+    let mut child =
+        match fetched.and_then(|()| spawn(&launch, helper.as_deref().map(String::as_str))) {
+            Ok(child) => child,
+            Err(message) => {
+                tracing::warn!(%framework_id, %executor_id, %message, "executor launch failed");
+                gc::schedule(PathBuf::from(&launch.sandbox), gc_delay);
+                let _ = tx.send(Command::Event(Input::ExecutorLaunchFailed {
+                    framework_id,
+                    executor_id,
+                    message,
+                }));
+                return;
+            }
+        };
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         let _ = tx.send(Command::Launched {
             framework_id: framework_id.clone(),
@@ -65,7 +74,7 @@ pub(crate) async fn run(
     let _ = tx.send(Command::Event(Input::ExecutorExited { framework_id, executor_id, status }));
 }
 
-fn spawn(launch: &Launch) -> Result<tokio::process::Child, String> {
+fn spawn(launch: &Launch, helper: Option<&str>) -> Result<tokio::process::Child, String> {
     let sandbox = Path::new(&launch.sandbox);
     std::fs::create_dir_all(sandbox)
         .map_err(|e| format!("cannot create sandbox {}: {e}", launch.sandbox))?;
@@ -84,33 +93,114 @@ fn spawn(launch: &Launch) -> Result<tokio::process::Child, String> {
 
     let command = &launch.command;
     let value = command.value.clone().unwrap_or_default();
-    let mut process = if command.shell() {
-        let mut p = std::process::Command::new("/bin/sh");
-        p.arg("-c").arg(&value);
-        p
+    // (program, argv[0], the other arguments)
+    let (program, arg0, rest): (String, String, Vec<String>) = if command.shell() {
+        ("/bin/sh".into(), "sh".into(), vec!["-c".into(), value.clone()])
     } else {
         if value.is_empty() {
             return Err("the executor's CommandInfo has no value".into());
         }
-        let mut p = std::process::Command::new(&value);
         // With shell=false the arguments are the whole argv, argv[0] included.
-        if let Some((first, rest)) = command.arguments.split_first() {
-            p.arg0(first).args(rest);
+        match command.arguments.split_first() {
+            Some((first, rest)) => (value.clone(), first.clone(), rest.to_vec()),
+            None => (value.clone(), value.clone(), Vec::new()),
         }
-        p
+    };
+    let mut process = match helper {
+        Some(helper) => {
+            // The helper execs the program, so a missing one must be caught here to fail
+            // the launch rather than the executor.
+            resolve(&program, sandbox)?;
+            let mut p = std::process::Command::new(helper);
+            p.arg("session-exec").arg(&program).arg(&arg0).args(&rest);
+            p
+        }
+        None => {
+            let mut p = std::process::Command::new(&program);
+            p.arg0(&arg0).args(&rest).process_group(0);
+            p
+        }
     };
     process
         .current_dir(sandbox)
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(stdout)
-        .stderr(stderr)
-        // Its own process group, so that killing the executor reaches everything it started
-        // and an executor that kills its own group cannot reach the agent.
-        .process_group(0);
+        .stderr(stderr);
+    // Its own session (through the helper) or process group, so that killing the executor
+    // reaches everything it started and an executor that kills its own group cannot reach
+    // the agent.
     tokio::process::Command::from(process)
         .spawn()
         .map_err(|e| format!("cannot start '{value}': {e}"))
+}
+
+/// Checks that `program` can be started: a path (relative ones from the sandbox) that
+/// exists, or a name found on `PATH`.
+fn resolve(program: &str, sandbox: &Path) -> Result<(), String> {
+    let exists = if program.contains('/') {
+        sandbox.join(program).is_file()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+    };
+    if exists { Ok(()) } else { Err(format!("cannot start '{program}': not found")) }
+}
+
+/// Follows an executor started by a previous run of the agent until it ends, then reports it
+/// like any exit (without a wait status: it is not our child) and schedules its sandbox's
+/// removal.
+pub(crate) async fn watch(
+    key: (String, String),
+    pid: ExecutorPid,
+    sandbox: String,
+    tx: mpsc::UnboundedSender<Command>,
+    gc_delay: Duration,
+) {
+    while is_alive(pid) {
+        tokio::time::sleep(WATCH_INTERVAL).await;
+    }
+    let (framework_id, executor_id) = key;
+    tracing::info!(%framework_id, %executor_id, pid = pid.pid, "recovered executor exited");
+    if !sandbox.is_empty() {
+        gc::schedule(PathBuf::from(sandbox), gc_delay);
+    }
+    let _ =
+        tx.send(Command::Event(Input::ExecutorExited { framework_id, executor_id, status: None }));
+}
+
+/// How often a recovered executor is checked.
+const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// SIGKILLs an executor and everything in its session (or, for a process that leads no
+/// session, its process group): the hard end of an executor, tasks that left its process
+/// group included. A process that called `setsid` itself escapes; cgroups will close that.
+pub(crate) fn kill_tree(pid: i32) {
+    signal_group(pid, Signal::SIGKILL);
+    for member in session_members(pid) {
+        if let Err(e) = nix::sys::signal::kill(Pid::from_raw(member), Signal::SIGKILL)
+            && e != nix::errno::Errno::ESRCH
+        {
+            tracing::warn!(pid = member, "cannot kill a process of an executor's session: {e}");
+        }
+    }
+}
+
+/// The processes whose session id is `sid` (field 6 of `/proc/<pid>/stat`).
+fn session_members(sid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|stat| {
+                let rest = &stat[stat.rfind(')')? + 1..];
+                // `rest` starts at field 3 (state): 4 ppid, 5 pgrp, 6 session.
+                rest.split_whitespace().nth(3)?.parse::<i32>().ok()
+            }) == Some(sid)
+        })
+        .collect()
 }
 
 /// Creates each persistent volume's directory if it is new and links it into the sandbox at

@@ -7,9 +7,13 @@
 //! creates sandboxes and starts, watches and kills executor processes; `fetcher.rs` fetches an
 //! executor's URIs into its sandbox before it starts; `gc.rs` removes the sandboxes of ended
 //! executors after `--gc_delay`; `http.rs` serves the executor API and the files API of
-//! `files.rs`; `detect.rs` measures the machine. Not here yet: checkpointing and recovery,
-//! cgroups and namespaces.
+//! `files.rs`; `detect.rs` measures the machine; `checkpoint.rs` keeps the agent's checkpoint
+//! under `<work_dir>/meta`, from which `start` recovers after a restart (reference §7.4): the
+//! core rebuilds its executors, tasks and update streams, executors still alive are watched
+//! and may subscribe again, and the executors of frameworks that do not checkpoint are
+//! killed. Not here yet: cgroups and namespaces.
 
+pub mod checkpoint;
 mod detect;
 mod dispatcher;
 mod fetcher;
@@ -23,7 +27,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agora_core::agent::{AgentConfig, CommandExecutor};
+use agora_core::agent::{AgentConfig, CommandExecutor, Liveness, Recovered};
 use agora_core::attributes::{AttributeParseError, Attributes};
 use agora_core::convert;
 use agora_core::resources::{ParseError, Resources};
@@ -63,6 +67,29 @@ pub struct AgentOptions {
     pub gc_delay: Duration,
     /// `--fetcher_cache_dir`: where URIs with `cache` set are kept; `<work_dir>/fetch` if unset.
     pub fetcher_cache_dir: Option<PathBuf>,
+    /// `--recover`: what to do with the executors a previous run left.
+    pub recover: RecoverMode,
+    /// `--strict`: a checkpoint record that cannot be read stops the agent (else it is
+    /// skipped).
+    pub strict: bool,
+    /// `--executor_reregistration_timeout`: how long recovered executors have to subscribe
+    /// again (Mesos: 2secs, at most 15secs).
+    pub executor_reregistration_timeout: Duration,
+    /// `--recovery_timeout`: how long checkpointing executors try to reach a restarting agent.
+    pub recovery_timeout: Duration,
+    /// A program that runs `session-exec PROGRAM ARG0 ARGS...` as a new session leader (the
+    /// `agora` binary), so that an executor's whole tree can be found and killed; without
+    /// one, executors only get a process group of their own.
+    pub session_helper: Option<String>,
+}
+
+/// `--recover`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoverMode {
+    /// Reconnect to the executors still running and carry on (the default).
+    Reconnect,
+    /// Kill every executor a previous run left, forget the checkpoint and exit.
+    Cleanup,
 }
 
 impl AgentOptions {
@@ -92,6 +119,11 @@ impl AgentOptions {
             default_executor,
             gc_delay: Duration::from_secs(7 * 24 * 3600),
             fetcher_cache_dir: None,
+            recover: RecoverMode::Reconnect,
+            strict: true,
+            executor_reregistration_timeout: Duration::from_secs(2),
+            recovery_timeout: Duration::from_secs(15 * 60),
+            session_helper: None,
         }
     }
 }
@@ -108,6 +140,14 @@ pub enum AgentError {
     WorkDir { path: PathBuf, source: std::io::Error },
     #[error("cannot set up the fetcher's HTTP client: {0}")]
     Fetcher(#[source] reqwest::Error),
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error(
+        "incompatible agent info detected: {0}. The checkpoint under {1} belongs to an agent \
+         with another configuration; start it as before, or remove {1} to register as a new agent \
+         (its executors are then left alone)"
+    )]
+    Incompatible(String, String),
 }
 
 /// An agent that is serving.
@@ -153,6 +193,9 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
     let addr =
         listener.local_addr().map_err(|source| AgentError::Bind { addr: requested, source })?;
     let hostname = options.hostname.clone().unwrap_or_else(|| addr.ip().to_string());
+    let store = checkpoint::Store::open(&work_dir)?;
+    let loaded = store.load(options.strict)?;
+    let rebooted = checkpoint::boot_id_changed(&work_dir)?;
     let config = AgentConfig {
         agent_info: v1::AgentInfo {
             hostname,
@@ -167,6 +210,8 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
         default_executor: options.default_executor.clone(),
         executor_shutdown_grace_period: options.executor_shutdown_grace_period,
         executor_registration_timeout: options.executor_registration_timeout,
+        executor_reregistration_timeout: options.executor_reregistration_timeout,
+        recovery_timeout: options.recovery_timeout,
         status_update_retry_min: options.status_update_retry_min,
         status_update_retry_max: options.status_update_retry_max,
         seed: rand_seed(),
@@ -177,13 +222,128 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
     };
     let cache_dir = options.fetcher_cache_dir.clone().unwrap_or_else(|| work_dir.join("fetch"));
     let fetcher = fetcher::Fetcher::new(cache_dir).map_err(AgentError::Fetcher)?;
-    let handle =
-        dispatcher::spawn(config, options.master.clone(), backoff, options.gc_delay, fetcher);
+    if let Some(agent) = &loaded.agent {
+        compatible(&agent.agent_info, &config.agent_info).map_err(|why| {
+            AgentError::Incompatible(why, checkpoint::Store::dir(&work_dir).display().to_string())
+        })?;
+    }
+    let recovery = recovery(loaded, rebooted);
+    let handle = dispatcher::spawn(
+        config,
+        options.master.clone(),
+        backoff,
+        options.gc_delay,
+        fetcher,
+        dispatcher::Persistence { store, recovery, session_helper: options.session_helper.clone() },
+    );
+    // Written only now, so that a crash during recovery still finds the old boot id.
+    checkpoint::record_boot_id(&work_dir)?;
     let app = http::router(handle, work_dir);
     let server = Server::spawn(listener, app, "agent")
         .map_err(|source| AgentError::Bind { addr: requested, source })?;
     tracing::info!(%addr, master = %options.master, %resources, "agent listening");
     Ok(RunningAgent { addr, resources, server })
+}
+
+/// `--recover=cleanup`: kills every executor a previous run of the agent left running (those
+/// of all frameworks, by their whole sessions), waits for them to be gone, and removes the
+/// checkpoint, so that the next start registers as a new agent. Returns how many were killed.
+pub async fn cleanup(options: &AgentOptions) -> Result<usize, AgentError> {
+    let work_dir = &options.work_dir;
+    let meta = checkpoint::Store::dir(work_dir);
+    if !meta.exists() {
+        return Ok(0);
+    }
+    let loaded = checkpoint::Store::open(work_dir)?.load(options.strict)?;
+    let rebooted = checkpoint::boot_id_changed(work_dir)?;
+    let live: Vec<_> = loaded
+        .pids
+        .into_iter()
+        .map(|(_, pid)| pid)
+        .filter(|pid| !rebooted && checkpoint::is_alive(*pid))
+        .collect();
+    for pid in &live {
+        launcher::kill_tree(pid.pid);
+    }
+    // SIGKILL cannot be refused; the wait only covers the kernel's own pace.
+    for _ in 0..100 {
+        if !live.iter().any(|pid| checkpoint::is_alive(*pid)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::remove_dir_all(&meta)
+        .map_err(|source| AgentError::WorkDir { path: meta.clone(), source })?;
+    Ok(live.len())
+}
+
+/// Mesos's `equal` reconfiguration policy: a restarted agent keeps its id only with the
+/// hostname, port, resources and attributes it registered with.
+fn compatible(old: &v1::AgentInfo, new: &v1::AgentInfo) -> Result<(), String> {
+    let differs = |what: &str, old: String, new: String| {
+        Err(format!("the {what} changed from {old} to {new}"))
+    };
+    if old.hostname != new.hostname {
+        return differs("hostname", old.hostname.clone(), new.hostname.clone());
+    }
+    if old.port != new.port {
+        return differs("port", format!("{:?}", old.port), format!("{:?}", new.port));
+    }
+    let resources = |r: &[v1::Resource]| {
+        convert::resources_from_proto(r).map_or_else(|e| format!("<{e}>"), |r| r.to_string())
+    };
+    if resources(&old.resources) != resources(&new.resources) {
+        return differs("resources", resources(&old.resources), resources(&new.resources));
+    }
+    if old.attributes != new.attributes {
+        return differs(
+            "attributes",
+            format!("{:?}", old.attributes),
+            format!("{:?}", new.attributes),
+        );
+    }
+    Ok(())
+}
+
+/// What the dispatcher recovers: the core's records, each executor's liveness, the processes
+/// to watch, and the live executors of frameworks that do not checkpoint, which are killed.
+fn recovery(loaded: checkpoint::Loaded, rebooted: bool) -> dispatcher::Recovery {
+    let pids: std::collections::BTreeMap<_, _> = loaded.pids.into_iter().collect();
+    let mut live = Vec::new();
+    let mut executors = Vec::new();
+    for record in loaded.executors {
+        let key = (record.framework_id.clone(), record.executor_info.executor_id.value.clone());
+        // After a reboot a recorded pid names some other process, if any.
+        let pid = pids.get(&key).copied().filter(|pid| !rebooted && checkpoint::is_alive(*pid));
+        let liveness = match pid {
+            Some(pid) => {
+                live.push((key, pid));
+                Liveness::Alive
+            }
+            None => Liveness::Gone,
+        };
+        executors.push((record, liveness));
+    }
+    let dead: Vec<_> =
+        pids.into_iter().filter(|(key, _)| !live.iter().any(|(k, _)| k == key)).collect();
+    let orphans = dead
+        .iter()
+        .filter(|(_, pid)| !rebooted && checkpoint::is_alive(*pid))
+        .map(|(_, pid)| *pid)
+        .collect();
+    let forget = dead.into_iter().map(|(key, _)| key).collect();
+    dispatcher::Recovery {
+        recovered: Recovered {
+            agent: loaded.agent,
+            frameworks: loaded.frameworks,
+            executors,
+            tasks: loaded.tasks,
+            rebooted,
+        },
+        live,
+        orphans,
+        forget,
+    }
 }
 
 /// Seeds the core's uuid generator from the operating system's randomness.

@@ -43,6 +43,31 @@ enum Command {
     /// `--default` the default executor for task groups (not for direct use).
     #[command(hide = true)]
     Executor(ExecutorFlags),
+    /// Runs PROGRAM with ARG0 as its argv[0] as the leader of a new session (the agent starts
+    /// executors through it, so that their whole tree can be killed; not for direct use).
+    #[command(name = "session-exec", hide = true)]
+    SessionExec(SessionExecFlags),
+}
+
+#[derive(Args, Clone)]
+struct SessionExecFlags {
+    program: String,
+    arg0: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+/// Becomes a session leader and execs the program; returns only if that fails.
+fn session_exec(flags: SessionExecFlags) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    if let Err(e) = nix::unistd::setsid() {
+        eprintln!("agora session-exec: cannot start a session: {e}");
+        return ExitCode::from(127);
+    }
+    let error =
+        std::process::Command::new(&flags.program).arg0(&flags.arg0).args(&flags.args).exec();
+    eprintln!("agora session-exec: cannot start '{}': {error}", flags.program);
+    ExitCode::from(127)
 }
 
 #[derive(Args, Clone)]
@@ -205,6 +230,28 @@ struct AgentShape {
     /// --work_dir).
     #[arg(long = "fetcher_cache_dir", alias = "fetcher-cache-dir")]
     fetcher_cache_dir: Option<PathBuf>,
+    /// What to do with the executors a previous run of the agent left: `reconnect` to them, or
+    /// `cleanup` (kill them all, forget the checkpoint and exit).
+    #[arg(long, default_value = "reconnect", value_parser = ["reconnect", "cleanup"])]
+    recover: String,
+    /// Refuse to start when a checkpoint record cannot be read (`--strict=false` skips it).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    strict: bool,
+    /// How long executors found running after a restart have to subscribe again (at most
+    /// 15secs, as in Mesos).
+    #[arg(long = "executor_reregistration_timeout", alias = "executor-reregistration-timeout", default_value = "2secs", value_parser = reregistration_timeout)]
+    executor_reregistration_timeout: Duration,
+    /// How long executors of checkpointing frameworks keep trying to reach a restarting agent.
+    #[arg(long = "recovery_timeout", alias = "recovery-timeout", default_value = "15mins", value_parser = duration)]
+    recovery_timeout: Duration,
+}
+
+fn reregistration_timeout(text: &str) -> Result<Duration, String> {
+    let value = duration(text)?;
+    if value > Duration::from_secs(15) {
+        return Err(format!("{text} is above the 15secs Mesos allows"));
+    }
+    Ok(value)
 }
 
 #[derive(Args, Clone)]
@@ -229,6 +276,9 @@ struct DevFlags {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::SessionExec(flags) = cli.command {
+        return session_exec(flags);
+    }
     if let Command::Executor(flags) = &cli.command {
         // The executor's stderr is the sandbox's; it logs there plainly.
         let default = flags.default;
@@ -248,7 +298,7 @@ fn main() -> ExitCode {
             Command::Agent(flags) => run_agent(flags).await,
             Command::Dev(flags) => run_dev(flags).await,
             Command::Execute(flags) => return execute::run(flags).await.map(exit_code),
-            Command::Executor(_) => Ok(()),
+            Command::Executor(_) | Command::SessionExec(_) => Ok(()),
         }
         .map(|()| ExitCode::SUCCESS)
     });
@@ -322,6 +372,7 @@ fn agent_options(
         .context("cannot find the agora binary for the built-in executors")?
         .to_string_lossy()
         .into_owned();
+    let program_path = program.clone();
     // Both built-in executors are this very binary in its hidden executor mode.
     let command_executor = CommandExecutor {
         program: program.clone(),
@@ -344,6 +395,15 @@ fn agent_options(
     options.registration_backoff_max =
         shape.registration_backoff_max.max(shape.registration_backoff_factor);
     options.fetcher_cache_dir = shape.fetcher_cache_dir;
+    options.recover = if shape.recover == "cleanup" {
+        agora_agent::RecoverMode::Cleanup
+    } else {
+        agora_agent::RecoverMode::Reconnect
+    };
+    options.strict = shape.strict;
+    options.executor_reregistration_timeout = shape.executor_reregistration_timeout;
+    options.recovery_timeout = shape.recovery_timeout;
+    options.session_helper = Some(program_path);
     Ok(options)
 }
 
@@ -377,6 +437,13 @@ async fn run_agent(flags: AgentFlags) -> anyhow::Result<()> {
         flags.work_dir,
         flags.shape,
     )?;
+    if options.recover == agora_agent::RecoverMode::Cleanup {
+        let killed = agora_agent::cleanup(&options).await?;
+        println!(
+            "agora agent: recovery cleanup killed {killed} executors and removed the checkpoint"
+        );
+        return Ok(());
+    }
     let agent = agora_agent::start(options).await?;
     println!("agora agent listening on http://{} (resources {})", agent.addr, agent.resources);
     wait_for_signal().await;

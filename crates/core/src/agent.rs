@@ -7,10 +7,11 @@
 //! the HTTP connections. Executor API calls live in `agent/executor_api.rs`, status updates in
 //! `agent/updates.rs`, launching (which executor takes a task or a task group, sandboxes,
 //! environments, volumes, LAUNCH and LAUNCH_GROUP) in `agent/launch.rs`, the REGISTER report
-//! in `agent/register.rs`. Losing the master kills nothing: the agent re-registers with the
-//! tasks it runs. Not here yet: checkpointing and recovery of the agent itself, executor
-//! registration timeouts, health checks.
+//! in `agent/register.rs`, the checkpoint and recovery after a restart in
+//! `agent/checkpoint.rs`. Losing the master kills nothing: the agent re-registers with the
+//! tasks it runs.
 
+mod checkpoint;
 mod executor_api;
 mod launch;
 mod register;
@@ -27,6 +28,7 @@ use agora_proto::{executor, internal};
 pub use crate::call::CallError;
 use crate::ids::UuidGen;
 use crate::status::is_terminal;
+pub use checkpoint::{CheckpointKey, CheckpointRecord, Liveness, Recovered};
 use updates::UpdateStream;
 
 /// An executor API stream, numbered by the shell.
@@ -56,6 +58,12 @@ pub struct AgentConfig {
     /// How long a launched executor has to subscribe before it is killed and its tasks fail
     /// with REASON_EXECUTOR_REGISTRATION_TIMEOUT (`--executor_registration_timeout`).
     pub executor_registration_timeout: Duration,
+    /// How long an executor found alive after an agent restart has to subscribe again
+    /// (`--executor_reregistration_timeout`); it also bounds the executors' own backoff.
+    pub executor_reregistration_timeout: Duration,
+    /// How long a checkpointing executor keeps trying to reach a restarting agent
+    /// (`--recovery_timeout`, handed to executors as `MESOS_RECOVERY_TIMEOUT`).
+    pub recovery_timeout: Duration,
     /// First retry of an unacknowledged status update; doubles up to the maximum.
     pub status_update_retry_min: Duration,
     pub status_update_retry_max: Duration,
@@ -135,6 +143,9 @@ pub enum Output {
         req: ReqId,
         result: Result<(), CallError>,
     },
+    /// Make these records durable (`None`: delete the record) before carrying out any of the
+    /// outputs that follow. Always the first output when present.
+    Checkpoint(Vec<(CheckpointKey, Option<CheckpointRecord>)>),
     ToMaster(internal::AgentCall),
     ToExecutor {
         conn: ConnId,
@@ -195,6 +206,8 @@ struct Executor {
     register_by: Option<Duration>,
     /// Killed for not subscribing in time: its tasks fail with that reason.
     registration_timed_out: bool,
+    /// Found alive by a restarted agent: its deadline is for subscribing again.
+    recovered: bool,
 }
 
 /// A task handed to its executor.
@@ -225,6 +238,10 @@ pub struct Agent {
     streams: BTreeMap<(String, String), UpdateStream>,
     /// Dynamic reservations and persistent volumes, as the master last sent them.
     checkpointed: Vec<v1::Resource>,
+    /// Frameworks whose executors, tasks and update streams are checkpointed.
+    checkpointing: BTreeSet<String>,
+    /// Checkpoint records changed by the input being handled.
+    dirty: BTreeSet<CheckpointKey>,
 }
 
 impl Agent {
@@ -238,6 +255,8 @@ impl Agent {
             executor_conns: BTreeMap::new(),
             streams: BTreeMap::new(),
             checkpointed: Vec::new(),
+            checkpointing: BTreeSet::new(),
+            dirty: BTreeSet::new(),
         }
     }
 
@@ -294,10 +313,19 @@ impl Agent {
                 );
             }
             Input::ExecutorExited { framework_id, executor_id, status } => {
-                let timed_out = self
+                let (timed_out, recovered) = self
                     .executor_mut(&framework_id, &executor_id)
-                    .is_some_and(|e| e.registration_timed_out);
-                let (reason, message) = if timed_out {
+                    .map_or((false, false), |e| (e.registration_timed_out, e.recovered));
+                let (reason, message) = if timed_out && recovered {
+                    let timeout = self.config.executor_reregistration_timeout;
+                    (
+                        Reason::ExecutorReregistrationTimeout,
+                        format!(
+                            "Executor did not re-register within {} of the agent's restart",
+                            crate::duration::format(timeout)
+                        ),
+                    )
+                } else if timed_out {
                     let timeout = self.config.executor_registration_timeout;
                     (
                         Reason::ExecutorRegistrationTimeout,
@@ -325,6 +353,7 @@ impl Agent {
             }
             Input::Tick => self.tick(now, &mut out),
         }
+        self.flush_checkpoint(&mut out);
         out
     }
 
@@ -333,6 +362,17 @@ impl Agent {
     /// rebuilds its view of this agent from it).
     fn master_disconnected(&mut self) {
         self.registered = false;
+    }
+
+    /// Whether the framework takes the partition-aware task states (the agent knows only the
+    /// frameworks it runs executors for).
+    fn partition_aware(&self, framework_id: &str) -> bool {
+        self.frameworks.get(framework_id).is_some_and(|f| {
+            f.info
+                .capabilities
+                .iter()
+                .any(|c| c.r#type() == v1::framework_info::capability::Type::PartitionAware)
+        })
     }
 
     fn executor_mut(&mut self, framework_id: &str, executor_id: &str) -> Option<&mut Executor> {
@@ -345,6 +385,7 @@ impl Agent {
                 if let Some(registered) = event.registered {
                     self.agent_id = Some(registered.agent_id.value);
                     self.registered = true;
+                    self.mark(CheckpointKey::Agent);
                     // The master may have missed updates while we were away: send every head again.
                     for stream in self.streams.values_mut() {
                         stream.reset_backoff(now, self.config.status_update_retry_min);
@@ -411,6 +452,7 @@ impl Agent {
                         }
                     }
                     self.checkpointed = checkpoint.resources;
+                    self.mark(CheckpointKey::Agent);
                 }
             }
             MasterEventType::RunTaskGroup => {
@@ -465,13 +507,11 @@ impl Agent {
         let Some((executor_id, executor)) = found else {
             // The agent does not have the task (it never arrived, or the agent restarted):
             // answer so that the kill ends it, as Mesos does, instead of leaving it staging.
-            let partition_aware = self.frameworks.get(framework_id).is_some_and(|f| {
-                f.info
-                    .capabilities
-                    .iter()
-                    .any(|c| c.r#type() == v1::framework_info::capability::Type::PartitionAware)
-            });
-            let state = if partition_aware { TaskState::TaskDropped } else { TaskState::TaskLost };
+            let state = if self.partition_aware(framework_id) {
+                TaskState::TaskDropped
+            } else {
+                TaskState::TaskLost
+            };
             let status = self.agent_status(
                 framework_id,
                 &task_id.value,
@@ -493,7 +533,9 @@ impl Agent {
             executor.queued.retain(|t| !group.contains(&t.task_id.value));
             executor.groups.retain(|g| !g.contains(&task_id.value));
             let idle = executor.queued.is_empty() && executor.launched.is_empty();
+            self.mark(CheckpointKey::Executor(framework_id.into(), executor_id.clone()));
             for doomed in &group {
+                self.mark(CheckpointKey::Task(framework_id.into(), doomed.clone()));
                 let status = self.agent_status(
                     framework_id,
                     doomed,
@@ -511,7 +553,9 @@ impl Agent {
             return;
         }
         executor.kill_requested.extend(group);
-        let Some(conn) = executor.conn else {
+        let conn = executor.conn;
+        self.mark(CheckpointKey::Executor(framework_id.into(), executor_id.clone()));
+        let Some(conn) = conn else {
             // The executor is not connected and cannot hear the kill: end it, and the task
             // with it (it ends TASK_KILLED because the kill was asked for).
             self.shutdown_executor(framework_id, &executor_id, now, out);
@@ -527,7 +571,17 @@ impl Agent {
 
     fn shutdown_framework(&mut self, framework_id: &str, now: Duration, out: &mut Vec<Output>) {
         // The master forgot the framework: nobody will acknowledge its updates any more.
+        let dropped: Vec<String> = self
+            .streams
+            .keys()
+            .filter(|(f, _)| f == framework_id)
+            .map(|(_, t)| t.clone())
+            .collect();
         self.streams.retain(|(f, _), _| f != framework_id);
+        for task_id in dropped {
+            self.mark(CheckpointKey::Task(framework_id.into(), task_id));
+        }
+        self.mark(CheckpointKey::Framework(framework_id.into()));
         let executors: Vec<String> = self
             .frameworks
             .get_mut(framework_id)
@@ -558,6 +612,7 @@ impl Agent {
             return;
         }
         let grace = shutdown_grace(&executor.info, default_grace);
+        let recorded = CheckpointKey::Executor(framework_id.into(), executor_id.into());
         match executor.conn {
             Some(conn) => {
                 executor.kill_at = Some(now + grace);
@@ -574,6 +629,7 @@ impl Agent {
                 });
             }
         }
+        self.mark(recorded);
     }
 
     /// Handles the end of an executor: every task it left unfinished fails, and the master
@@ -589,6 +645,12 @@ impl Agent {
         now: Duration,
         out: &mut Vec<Output>,
     ) {
+        // After a reboot the tasks are lost rather than failed: nothing they did survived.
+        let lost = if self.partition_aware(framework_id) {
+            TaskState::TaskGone
+        } else {
+            TaskState::TaskLost
+        };
         let Some(framework) = self.frameworks.get_mut(framework_id) else {
             return;
         };
@@ -598,6 +660,13 @@ impl Agent {
         let terminating = framework.terminating;
         if framework.executors.is_empty() {
             self.frameworks.remove(framework_id);
+            self.mark(CheckpointKey::Framework(framework_id.into()));
+        }
+        self.mark(CheckpointKey::Executor(framework_id.into(), executor_id.into()));
+        for task_id in
+            executor.queued.iter().map(|t| &t.task_id.value).chain(executor.launched.keys())
+        {
+            self.mark(CheckpointKey::Task(framework_id.into(), task_id.clone()));
         }
         if let Some(conn) = executor.conn {
             self.executor_conns.remove(&conn);
@@ -618,6 +687,8 @@ impl Agent {
         for task_id in unfinished.into_iter().filter(|_| !terminating) {
             let state = if executor.kill_requested.contains(&task_id) {
                 TaskState::TaskKilled
+            } else if reason == Reason::AgentRestarted {
+                lost
             } else {
                 TaskState::TaskFailed
             };
@@ -661,6 +732,7 @@ impl Agent {
                     executor.kill_at = Some(now);
                 }
                 if !executor.killed && executor.kill_at.is_some_and(|at| at <= now) {
+                    // (`killed` is not checkpointed: a restarted agent kills again.)
                     executor.killed = true;
                     overdue.push((framework_id.clone(), executor_id.clone()));
                 }

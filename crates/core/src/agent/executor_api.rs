@@ -13,7 +13,7 @@ use agora_proto::v1::task_status::Source;
 use agora_proto::v1::{self, TaskState};
 use agora_proto::{executor, internal};
 
-use super::{Agent, CallError, ConnId, Output};
+use super::{Agent, CallError, CheckpointKey, ConnId, Output};
 
 impl Agent {
     /// SUBSCRIBE: the stream `conn` becomes the executor's. A re-subscribing executor sends the
@@ -75,6 +75,8 @@ impl Agent {
         executor.accept_unacknowledged(&subscribe.unacknowledged_tasks);
         executor.deliver_queued(conn, out);
         self.executor_conns.insert(conn, (framework_id.clone(), executor_id.clone()));
+        // Queued tasks may have been handed over.
+        self.mark_executor(&framework_id, &executor_id);
         for status in updates {
             self.executor_update(&framework_id, &executor_id, conn, status, now, out);
         }
@@ -167,8 +169,10 @@ impl Agent {
             task.state = status.state();
             task.latest = Some(status.clone());
         }
+        self.mark(CheckpointKey::Task(framework_id.into(), task_id.value.clone()));
         self.enqueue_update(framework_id, status, now, out);
-        // Accepted (in memory: nothing is checkpointed yet), so the executor may stop retrying.
+        // Accepted: it is checkpointed (for a checkpointing framework) before this
+        // acknowledgement leaves, so the executor may stop retrying it.
         let mut e = executor::Event::default();
         e.set_type(executor::event::Type::Acknowledged);
         e.acknowledged = Some(executor::event::Acknowledged { task_id, uuid });

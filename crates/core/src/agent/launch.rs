@@ -19,8 +19,8 @@ use agora_proto::v1::task_status::Reason;
 use agora_proto::v1::{self, TaskState};
 
 use super::{
-    Agent, AgentConfig, CommandExecutor, ConnId, Executor, Framework, Launch, LaunchedTask, Output,
-    VolumeLink, shutdown_grace,
+    Agent, AgentConfig, CheckpointKey, CommandExecutor, ConnId, Executor, Framework, Launch,
+    LaunchedTask, Output, VolumeLink, shutdown_grace,
 };
 
 impl Agent {
@@ -59,6 +59,14 @@ impl Agent {
         };
         let executor_id = executor_info.executor_id.value.clone();
         let agent_id = self.agent_id.clone().unwrap_or_default();
+        if framework_info.checkpoint() {
+            self.checkpointing.insert(framework_id.clone());
+        }
+        self.mark(CheckpointKey::Framework(framework_id.clone()));
+        self.mark(CheckpointKey::Executor(framework_id.clone(), executor_id.clone()));
+        for task in work.tasks() {
+            self.mark(CheckpointKey::Task(framework_id.clone(), task.task_id.value.clone()));
+        }
         let framework = self.frameworks.entry(framework_id.clone()).or_insert_with(|| Framework {
             info: framework_info.clone(),
             executors: BTreeMap::new(),
@@ -142,6 +150,7 @@ impl Agent {
             kill_requested: BTreeSet::new(),
             register_by: Some(now + self.config.executor_registration_timeout),
             registration_timed_out: false,
+            recovered: false,
         };
         executor.take(work, out);
         framework.executors.insert(executor_id.clone(), executor);
@@ -435,8 +444,12 @@ fn executor_environment(
         ("LIBPROCESS_PORT".to_string(), "0".to_string()),
     ];
     if checkpoint {
-        env.push(("MESOS_RECOVERY_TIMEOUT".to_string(), "15mins".to_string()));
-        env.push(("MESOS_SUBSCRIPTION_BACKOFF_MAX".to_string(), "2secs".to_string()));
+        let recovery = crate::duration::format(config.recovery_timeout);
+        // Mesos hands executors the re-registration timeout as their backoff ceiling, so
+        // that each retries at least once while a restarted agent waits for it.
+        let backoff = crate::duration::format(config.executor_reregistration_timeout);
+        env.push(("MESOS_RECOVERY_TIMEOUT".to_string(), recovery));
+        env.push(("MESOS_SUBSCRIPTION_BACKOFF_MAX".to_string(), backoff));
     }
     if let Some(variables) = executor.command.as_ref().and_then(|c| c.environment.as_ref()) {
         for variable in &variables.variables {

@@ -17,12 +17,18 @@ use agora_proto::v1::{self, TaskState};
 use agora_proto::{executor, internal};
 use bytes::Bytes;
 
-use super::{Agent, AgentConfig, CallError, CommandExecutor, ConnId, Input, Launch, Output};
+use std::collections::BTreeMap;
+
+use super::{
+    Agent, AgentConfig, CallError, CheckpointKey, CheckpointRecord, CommandExecutor, ConnId, Input,
+    Launch, Liveness, Output, Recovered,
+};
 use crate::convert;
 use crate::resources::Resources;
 
 mod groups;
 mod lifecycle;
+mod recovery;
 
 const AGENT_ID: &str = "c0ffee-S0";
 const FRAMEWORK_ID: &str = "c0ffee-0000";
@@ -50,6 +56,8 @@ fn config() -> AgentConfig {
         },
         executor_shutdown_grace_period: Duration::from_secs(5),
         executor_registration_timeout: Duration::from_secs(60),
+        executor_reregistration_timeout: Duration::from_secs(2),
+        recovery_timeout: Duration::from_secs(900),
         status_update_retry_min: Duration::from_secs(10),
         status_update_retry_max: Duration::from_secs(40),
         seed: 7,
@@ -259,11 +267,53 @@ struct Harness {
     agent: Agent,
     now: Duration,
     next_id: u64,
+    /// The checkpoint as the shell would have written it.
+    disk: BTreeMap<CheckpointKey, CheckpointRecord>,
 }
 
 impl Harness {
     fn new() -> Self {
-        Self { agent: Agent::new(config()), now: Duration::from_secs(1_700_000_000), next_id: 0 }
+        Self {
+            agent: Agent::new(config()),
+            now: Duration::from_secs(1_700_000_000),
+            next_id: 0,
+            disk: BTreeMap::new(),
+        }
+    }
+
+    /// Applies the checkpoint output (always first) to `disk` and returns the rest.
+    fn persist(&mut self, mut out: Vec<Output>) -> Vec<Output> {
+        if let Some(Output::Checkpoint(records)) = out.first() {
+            for (key, record) in records.clone() {
+                match record {
+                    Some(record) => self.disk.insert(key, record),
+                    None => self.disk.remove(&key),
+                };
+            }
+            out.remove(0);
+        }
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Checkpoint(_))),
+            "the checkpoint goes first, once"
+        );
+        out
+    }
+
+    /// A new agent process recovering from `disk`, with `liveness` for every executor
+    /// found there; returns the outputs of the recovery.
+    fn restart(&mut self, liveness: Liveness, rebooted: bool) -> Vec<Output> {
+        let mut recovered = Recovered { rebooted, ..Default::default() };
+        for record in self.disk.values().cloned() {
+            match record {
+                CheckpointRecord::Agent(a) => recovered.agent = Some(a),
+                CheckpointRecord::Framework(f) => recovered.frameworks.push(f),
+                CheckpointRecord::Executor(e) => recovered.executors.push((e, liveness)),
+                CheckpointRecord::Task(t) => recovered.tasks.push(t),
+            }
+        }
+        self.agent = Agent::new(config());
+        let out = self.agent.recover(recovered, self.now);
+        self.persist(out)
     }
 
     /// An agent the master has registered as `AGENT_ID`.
@@ -274,7 +324,8 @@ impl Harness {
     }
 
     fn handle(&mut self, input: Input) -> Vec<Output> {
-        self.agent.handle(input, self.now)
+        let out = self.agent.handle(input, self.now);
+        self.persist(out)
     }
 
     fn advance(&mut self, seconds: u64) {

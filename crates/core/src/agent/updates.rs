@@ -2,8 +2,9 @@
 //! the head in flight to the master, retried from `status_update_retry_min` doubling up to
 //! `status_update_retry_max` until the scheduler's acknowledgement comes back through the master.
 //!
-//! Duplicate updates (same uuid) are dropped. The streams live in memory; checkpointing them is
-//! a later stage, as is the bookkeeping of completed tasks.
+//! Duplicate updates (same uuid) are dropped. Every change to a stream marks its task's record
+//! for the checkpoint (`checkpoint.rs`), which holds the pending updates and the uuids seen, so
+//! a restarted agent carries on where it stopped.
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
@@ -12,7 +13,7 @@ use agora_proto::internal;
 use agora_proto::v1::{self, TaskState};
 use bytes::Bytes;
 
-use super::{Agent, Output};
+use super::{Agent, CheckpointKey, Output};
 use crate::status::is_terminal;
 
 #[derive(Debug, Default)]
@@ -50,6 +51,25 @@ impl UpdateStream {
     fn latest_state(&self) -> Option<TaskState> {
         self.pending.back().map(|s| s.state())
     }
+
+    /// The pending updates and the uuids seen, for the task's checkpoint record.
+    pub(super) fn to_checkpoint(&self) -> (Vec<v1::TaskStatus>, Vec<Bytes>) {
+        (self.pending.iter().cloned().collect(), self.seen.iter().cloned().collect())
+    }
+
+    /// A stream read back from the checkpoint; its head goes out once the agent registers.
+    pub(super) fn from_checkpoint(
+        pending: Vec<v1::TaskStatus>,
+        seen: Vec<Bytes>,
+        min: Duration,
+    ) -> Self {
+        Self {
+            pending: pending.into(),
+            seen: seen.into_iter().collect(),
+            retry_at: None,
+            backoff: min,
+        }
+    }
 }
 
 impl Agent {
@@ -67,6 +87,7 @@ impl Agent {
             return;
         }
         let key = (framework_id.to_string(), status.task_id.value.clone());
+        self.mark(CheckpointKey::Task(key.0.clone(), key.1.clone()));
         let stream = self.streams.entry(key.clone()).or_default();
         if let Some(uuid) = &status.uuid
             && !stream.seen.insert(uuid.clone())
@@ -98,6 +119,10 @@ impl Agent {
             // A stale or duplicate acknowledgement; the head stays in flight.
             return;
         }
+        self.mark(CheckpointKey::Task(key.0.clone(), key.1.clone()));
+        let Some(stream) = self.streams.get_mut(&key) else {
+            return;
+        };
         let acked = stream.pending.pop_front();
         if stream.pending.is_empty() {
             // A terminal update acknowledged ends the task's stream for good.
