@@ -17,11 +17,21 @@ pub struct ExecutorEnv {
     pub agent_endpoint: String,
     pub sandbox: Option<String>,
     pub shutdown_grace_period: Option<String>,
+    /// `MESOS_CHECKPOINT` is "1": the framework checkpoints, so the agent may restart under the
+    /// executor, which then subscribes again instead of exiting.
+    pub checkpoint: bool,
+    /// `MESOS_RECOVERY_TIMEOUT` (a duration string; the agent sets it only when checkpointing):
+    /// how long to keep trying to subscribe again after losing the agent.
+    pub recovery_timeout: Option<String>,
+    /// `MESOS_SUBSCRIPTION_BACKOFF_MAX` (a duration string; only when checkpointing): the
+    /// longest pause between two of those tries.
+    pub subscription_backoff_max: Option<String>,
 }
 
 impl ExecutorEnv {
     /// Reads `MESOS_FRAMEWORK_ID`, `MESOS_EXECUTOR_ID` and `MESOS_AGENT_ENDPOINT` (required)
-    /// and the optional sandbox and grace period.
+    /// and the optional sandbox, grace period and checkpointing settings. Durations stay strings:
+    /// the executor parses them and decides what a bad one means.
     pub fn from_env() -> Result<Self, String> {
         let required = |name: &str| {
             std::env::var(name)
@@ -35,6 +45,10 @@ impl ExecutorEnv {
             agent_endpoint: required("MESOS_AGENT_ENDPOINT")?,
             sandbox: std::env::var("MESOS_SANDBOX").ok(),
             shutdown_grace_period: std::env::var("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD").ok(),
+            // The agent writes "1" or "0"; anything else is not a promise that it checkpoints.
+            checkpoint: std::env::var("MESOS_CHECKPOINT").is_ok_and(|v| v == "1"),
+            recovery_timeout: std::env::var("MESOS_RECOVERY_TIMEOUT").ok(),
+            subscription_backoff_max: std::env::var("MESOS_SUBSCRIPTION_BACKOFF_MAX").ok(),
         })
     }
 }

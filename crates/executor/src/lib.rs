@@ -17,15 +17,20 @@
 //! decision lives in the sans-IO cores (`state.rs` for the command executor, `group.rs` for the
 //! default executor, `common.rs` for what they share); the process plumbing, task sandboxes
 //! included, in `process.rs`; the IO both loops share (the environment, the subscription,
-//! sending updates) in `shell.rs`; the health-check probes in `probe.rs`, their timing in
-//! `health.rs`. Both executors run their tasks' health checks (COMMAND, TCP or HTTP); neither
-//! re-subscribes after losing the agent (which checkpointing frameworks would want).
+//! sending updates, subscribing again) in `shell.rs`, with its bookkeeping of what the agent
+//! has not acknowledged in `recovery.rs`; the health-check probes in `probe.rs`, their timing in
+//! `health.rs`. Both executors run their tasks' health checks (COMMAND, TCP or HTTP). For a
+//! checkpointing framework both survive a restart of their agent: the shell subscribes again,
+//! re-sending what is unacknowledged, and the tasks carry on untouched; only when the agent
+//! stays away past the recovery timeout (or the framework does not checkpoint) does a lost
+//! agent end the executor and its tasks.
 
 pub mod common;
 pub mod group;
 pub mod health;
 mod probe;
 pub mod process;
+mod recovery;
 mod shell;
 pub mod state;
 
@@ -50,7 +55,7 @@ pub async fn run_command_executor() -> i32 {
         return 1;
     };
     let core = CommandExecutor::new(Config::new(setup.shutdown_grace), shell::random_uuids());
-    let link = match Link::open(&setup.env).await {
+    let link = match Link::open(&setup.env, setup.recovery).await {
         Ok(link) => link,
         Err(e) => {
             log(&format!("cannot subscribe: {e}"));
@@ -178,7 +183,7 @@ pub async fn run_default_executor() -> i32 {
         return 1;
     };
     let mut core = DefaultExecutor::new(Config::new(setup.shutdown_grace), shell::random_uuids());
-    let mut link = match Link::open(&setup.env).await {
+    let mut link = match Link::open(&setup.env, setup.recovery).await {
         Ok(link) => link,
         Err(e) => {
             log(&format!("cannot subscribe: {e}"));

@@ -343,6 +343,19 @@ fn without_acks_the_executor_gives_up_after_the_fail_safe() {
 }
 
 #[test]
+fn a_second_subscribed_after_a_resubscription_changes_nothing() {
+    // A checkpointing executor subscribes again after an agent restart, and the agent answers
+    // SUBSCRIBED again: the running group carries on and its pending acks still end it.
+    let (mut ex, t0) = running(&["a", "b"], false);
+    assert!(ex.handle(Input::Subscribed { task_killing_state: false }, t0).is_empty());
+    assert!(signals(&ex.handle(Input::Tick, t0)).is_empty());
+    ex.handle(exited("a", Termination::Exited(0)), t0);
+    ex.handle(exited("b", Termination::Exited(0)), t0);
+    assert!(ex.handle(Input::Subscribed { task_killing_state: false }, t0).is_empty());
+    assert_eq!(ack_all(&mut ex, t0), Some(0));
+}
+
+#[test]
 fn losing_the_agent_or_an_error_kills_every_running_task_and_exits_non_zero() {
     let lost = || Input::Disconnected { reason: "stream ended".into() };
     let error = || Input::Error { message: "bad".into() };

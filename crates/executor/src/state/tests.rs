@@ -361,6 +361,17 @@ fn without_an_ack_the_executor_gives_up_after_the_fail_safe() {
 }
 
 #[test]
+fn a_second_subscribed_after_a_resubscription_changes_nothing_but_the_capability() {
+    // A checkpointing executor subscribes again after an agent restart, and the agent answers
+    // SUBSCRIBED again: the running task carries on, nothing is sent, nothing is killed.
+    let (mut ex, t0) = running(None);
+    assert!(ex.handle(Input::Subscribed { task_killing_state: true }, t0).is_empty());
+    // The framework info of the new SUBSCRIBED is the one that counts.
+    assert_eq!(states(&ex.handle(kill(None), t0)), [TaskState::TaskKilling]);
+    assert_eq!(ex.next_deadline(), Some(t0 + DEFAULT_KILL_GRACE));
+}
+
+#[test]
 fn losing_the_agent_or_an_error_kills_the_task_and_exits_non_zero() {
     let lost = || Input::Disconnected { reason: "stream ended".into() };
     let error = || Input::Error { message: "bad".into() };
