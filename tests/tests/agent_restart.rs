@@ -54,6 +54,9 @@ fn agent_args(master: &str, port: u16, work_dir: &Path) -> Vec<String> {
         // Generous, for a loaded CI machine; executors retry at least this often.
         "--executor_reregistration_timeout".into(),
         "10secs".into(),
+        // Bounds how long an executor left behind by a failed test keeps looking for us.
+        "--recovery_timeout".into(),
+        "1mins".into(),
     ]
 }
 
@@ -273,8 +276,14 @@ async fn after_a_reboot_the_tasks_are_lost() -> anyhow::Result<()> {
     eventually("the old processes are gone", || !alive(pid) && !alive(executor)).await?;
     std::fs::write(agent_dir.join("meta/boot_id"), "00000000-0000-0000-0000-000000000000\n")?;
     let _agent = Daemon::agent(&agent_args(&master.addr, port, &agent_dir))?;
-    let status = next_update(&session, &mut events).await?;
-    session.acknowledge(&status).await?;
+    // A RUNNING whose acknowledgement died with the agent may come again first.
+    let status = loop {
+        let status = next_update(&session, &mut events).await?;
+        session.acknowledge(&status).await?;
+        if status.state() != TaskState::TaskRunning {
+            break status;
+        }
+    };
     ensure!(
         (status.state(), status.reason()) == (TaskState::TaskLost, Reason::AgentRestarted),
         "got {:?} ({:?}: {})",
@@ -300,8 +309,13 @@ async fn executors_of_frameworks_without_checkpoint_do_not_survive_a_restart() -
     agent.kill()?;
     let _agent = Daemon::agent(&agent_args(&master.addr, port, &agent_dir))?;
     eventually("the executor and its task are gone", || !alive(pid) && !alive(executor)).await?;
-    let status = next_update(&session, &mut events).await?;
-    session.acknowledge(&status).await?;
+    let status = loop {
+        let status = next_update(&session, &mut events).await?;
+        session.acknowledge(&status).await?;
+        if status.state() != TaskState::TaskRunning {
+            break status;
+        }
+    };
     ensure!(
         status.state() == TaskState::TaskLost,
         "got {:?}: {}",

@@ -48,6 +48,9 @@ pub(crate) struct Persistence {
 /// How often the core gets a `Tick`; retries and deadlines are this precise.
 const TICK: Duration = Duration::from_millis(100);
 
+/// The most commands one batch (and its one checkpoint write) takes.
+const BATCH: usize = 256;
+
 pub(crate) enum Command {
     /// A request from a handler, with its reply channel and, for SUBSCRIBE, the stream to
     /// register before the core sees the call.
@@ -179,73 +182,104 @@ impl Dispatcher {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            let input = tokio::select! {
+            let mut outputs = Vec::new();
+            tokio::select! {
                 command = rx.recv() => match command {
-                    Some(Command::Input { input, reply, stream }) => {
-                        if let Some((conn, format, tx)) = stream {
-                            self.streams.insert(conn, format, tx);
-                        }
-                        if let Input::ExecutorSubscribe { req, .. } | Input::ExecutorCall { req, .. } = &input {
-                            self.pending.insert(*req, reply);
-                        }
-                        input
-                    }
-                    Some(Command::Event(input)) => {
-                        match &input {
-                            Input::ExecutorExited { framework_id, executor_id, .. }
-                            | Input::ExecutorLaunchFailed { framework_id, executor_id, .. } => {
-                                let key = (framework_id.clone(), executor_id.clone());
-                                if self.pids.remove(&key).is_some() {
-                                    self.record_pid(&key.0, &key.1, None);
-                                }
-                                self.pending_kills.remove(&key);
-                            }
-                            Input::ExecutorClosed { conn } => {
-                                self.streams.remove(*conn);
-                            }
-                            _ => {}
-                        }
-                        input
-                    }
-                    Some(Command::RegisterCall(reply)) => {
-                        let _ = reply.send(self.agent.register_call());
-                        continue;
-                    }
-                    Some(Command::Launched { framework_id, executor_id, pid }) => {
-                        // A process that is already gone is recorded with no start time; no
-                        // live process can match it.
-                        let start_time = checkpoint::process_start_time(pid).unwrap_or(u64::MAX);
-                        self.record_pid(&framework_id, &executor_id, Some(ExecutorPid { pid, start_time }));
-                        let key = (framework_id, executor_id);
-                        if self.pending_kills.remove(&key) {
-                            self.kill(key.clone(), pid);
-                        }
-                        self.pids.insert(key, pid);
-                        continue;
-                    }
-                    Some(Command::HardKill { key, pid }) => {
-                        if self.pids.get(&key) == Some(&pid) {
-                            launcher::kill_tree(pid);
-                        }
-                        continue;
-                    }
+                    Some(command) => self.take(command, &mut outputs),
                     None => return,
                 },
-                _ = tick.tick() => Input::Tick,
-            };
-            let outputs = self.agent.handle(input, self.clock.now());
+                _ = tick.tick() => outputs.extend(self.agent.handle(Input::Tick, self.clock.now())),
+            }
+            // Group commit: what is already waiting joins this batch, so that one durable
+            // write covers the checkpoint records of all of it.
+            for _ in 0..BATCH {
+                let Ok(command) = rx.try_recv() else { break };
+                self.take(command, &mut outputs);
+            }
             self.apply(outputs);
         }
     }
 
+    /// Feeds one command to the core, adding its outputs to the batch; commands the dispatcher
+    /// answers itself first carry out the batch so far, so they see its effects.
+    fn take(&mut self, command: Command, outputs: &mut Vec<Output>) {
+        let input = match command {
+            Command::Input { input, reply, stream } => {
+                if let Some((conn, format, tx)) = stream {
+                    self.streams.insert(conn, format, tx);
+                }
+                if let Input::ExecutorSubscribe { req, .. } | Input::ExecutorCall { req, .. } =
+                    &input
+                {
+                    self.pending.insert(*req, reply);
+                }
+                input
+            }
+            Command::Event(input) => {
+                match &input {
+                    Input::ExecutorExited { framework_id, executor_id, .. }
+                    | Input::ExecutorLaunchFailed { framework_id, executor_id, .. } => {
+                        let key = (framework_id.clone(), executor_id.clone());
+                        if self.pids.remove(&key).is_some() {
+                            self.record_pid(&key.0, &key.1, None);
+                        }
+                        self.pending_kills.remove(&key);
+                    }
+                    Input::ExecutorClosed { conn } => {
+                        self.streams.remove(*conn);
+                    }
+                    _ => {}
+                }
+                input
+            }
+            Command::RegisterCall(reply) => {
+                self.apply(std::mem::take(outputs));
+                let _ = reply.send(self.agent.register_call());
+                return;
+            }
+            Command::Launched { framework_id, executor_id, pid } => {
+                self.apply(std::mem::take(outputs));
+                // A process that is already gone is recorded with no start time; no live
+                // process can match it.
+                let start_time = checkpoint::process_start_time(pid).unwrap_or(u64::MAX);
+                self.record_pid(&framework_id, &executor_id, Some(ExecutorPid { pid, start_time }));
+                let key = (framework_id, executor_id);
+                if self.pending_kills.remove(&key) {
+                    self.kill(key.clone(), pid);
+                }
+                self.pids.insert(key, pid);
+                return;
+            }
+            Command::HardKill { key, pid } => {
+                if self.pids.get(&key) == Some(&pid) {
+                    launcher::kill_tree(pid);
+                }
+                return;
+            }
+        };
+        outputs.extend(self.agent.handle(input, self.clock.now()));
+    }
+
+    /// Carries out a batch of outputs: every checkpoint record first, in one durable write
+    /// (each record is the whole current state of its key, so later ones simply win), then
+    /// the rest in order.
     fn apply(&mut self, outputs: Vec<Output>) {
+        let mut records = Vec::new();
+        let mut rest = Vec::with_capacity(outputs.len());
         for output in outputs {
             match output {
-                Output::Checkpoint(records) => {
-                    if let Err(e) = self.store.commit(&records) {
-                        checkpoint_failed(&e);
-                    }
-                }
+                Output::Checkpoint(batch) => records.extend(batch),
+                other => rest.push(other),
+            }
+        }
+        if !records.is_empty()
+            && let Err(e) = self.store.commit(&records)
+        {
+            checkpoint_failed(&e);
+        }
+        for output in rest {
+            match output {
+                Output::Checkpoint(_) => {}
                 Output::Reply { req, result } => {
                     if let Some(reply) = self.pending.remove(&req) {
                         let _ = reply.send(result);
