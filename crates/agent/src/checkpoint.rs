@@ -304,10 +304,13 @@ pub fn current_boot_id() -> Option<String> {
 }
 
 /// Whether the machine rebooted since the boot id under `meta/` was written (`false` for a
-/// new work directory).
+/// new work directory). A boot id that cannot be read counts as a reboot: then no recorded
+/// pid is trusted.
 pub fn boot_id_changed(work_dir: &Path) -> Result<bool, CheckpointError> {
     let path = Store::dir(work_dir).join("boot_id");
-    let current = current_boot_id().unwrap_or_default();
+    let Some(current) = current_boot_id() else {
+        return Ok(true);
+    };
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(text.trim() != current),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -315,12 +318,18 @@ pub fn boot_id_changed(work_dir: &Path) -> Result<bool, CheckpointError> {
     }
 }
 
-/// Records this boot's id under `meta/`.
+/// Records this boot's id under `meta/`, atomically (a torn write would look like a reboot).
 pub fn record_boot_id(work_dir: &Path) -> Result<(), CheckpointError> {
     let path = Store::dir(work_dir).join("boot_id");
+    let staged = Store::dir(work_dir).join("boot_id.new");
     let current = current_boot_id().unwrap_or_default();
-    std::fs::write(&path, format!("{current}\n"))
-        .map_err(|source| CheckpointError::Io { path, source })
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&staged)?;
+        std::io::Write::write_all(&mut file, format!("{current}\n").as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&staged, &path)
+    };
+    write().map_err(|source| CheckpointError::Io { path: path.clone(), source })
 }
 
 /// The start time of a live (not zombie) process, field 22 of `/proc/<pid>/stat`.

@@ -63,10 +63,17 @@ pub(crate) enum Command {
     Event(Input),
     /// The master link asks for the REGISTER call of its next connection.
     RegisterCall(oneshot::Sender<internal::AgentCall>),
-    /// An executor process started with this process id (also its process group id).
-    Launched { framework_id: String, executor_id: String, pid: i32 },
+    /// An executor process started with this process id (also its process group and
+    /// session id). With a session helper the program waits for `confirm`, sent once the
+    /// pid is durable, so no executor ever runs unrecorded.
+    Launched {
+        framework_id: String,
+        executor_id: String,
+        pid: ExecutorPid,
+        confirm: Option<oneshot::Sender<()>>,
+    },
     /// The grace after SIGTERM is over: SIGKILL the executor if it is still the same process.
-    HardKill { key: (String, String), pid: i32 },
+    HardKill { key: (String, String), pid: ExecutorPid },
 }
 
 pub(crate) type Handle = Dispatch<Command>;
@@ -102,6 +109,7 @@ pub(crate) fn spawn(
         streams: Streams::default(),
         pids: HashMap::new(),
         pending_kills: HashSet::new(),
+        launching: HashSet::new(),
         clock: Clock::start(),
         gc_delay,
         fetcher: Arc::new(fetcher),
@@ -121,9 +129,12 @@ struct Dispatcher {
     to_master: mpsc::UnboundedSender<internal::AgentCall>,
     pending: HashMap<ReqId, oneshot::Sender<Result<(), CallError>>>,
     streams: Streams,
-    pids: HashMap<(String, String), i32>,
+    pids: HashMap<(String, String), ExecutorPid>,
     /// Kills ordered before the executor's process id was known.
     pending_kills: HashSet<(String, String)>,
+    /// Executors whose launch is under way (fetching or starting), until their pid or their
+    /// end is known: only for those can a kill wait for the pid.
+    launching: HashSet<(String, String)>,
     clock: Clock,
     /// How long a finished executor's sandbox stays (`--gc_delay`).
     gc_delay: Duration,
@@ -140,7 +151,7 @@ impl Dispatcher {
                 pid = pid.pid,
                 "killing an executor of a framework that does not checkpoint"
             );
-            launcher::kill_tree(pid.pid);
+            launcher::kill_tree(pid);
         }
         for (framework_id, executor_id) in forget {
             self.record_pid(&framework_id, &executor_id, None);
@@ -155,6 +166,13 @@ impl Dispatcher {
                 )
             })
             .collect();
+        // The sandboxes of executors that did not survive the restart go like any other
+        // ended executor's (the timers of the previous run died with it).
+        for (key, sandbox) in &sandboxes {
+            if !live.iter().any(|(k, _)| k == key) {
+                crate::gc::schedule(std::path::PathBuf::from(sandbox), self.gc_delay);
+            }
+        }
         for (key, pid) in live {
             tracing::info!(framework_id = %key.0, executor_id = %key.1, pid = pid.pid, "recovered a running executor");
             let sandbox = sandboxes.get(&key).cloned().unwrap_or_default();
@@ -165,7 +183,7 @@ impl Dispatcher {
                 self.handle.tx.clone(),
                 self.gc_delay,
             ));
-            self.pids.insert(key, pid.pid);
+            self.pids.insert(key, pid);
         }
         let outputs = self.agent.recover(recovered, self.clock.now());
         self.apply(outputs);
@@ -183,18 +201,26 @@ impl Dispatcher {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let mut outputs = Vec::new();
-            tokio::select! {
+            let ticked = tokio::select! {
                 command = rx.recv() => match command {
-                    Some(command) => self.take(command, &mut outputs),
+                    Some(command) => {
+                        self.take(command, &mut outputs);
+                        false
+                    }
                     None => return,
                 },
-                _ = tick.tick() => outputs.extend(self.agent.handle(Input::Tick, self.clock.now())),
-            }
+                _ = tick.tick() => true,
+            };
             // Group commit: what is already waiting joins this batch, so that one durable
             // write covers the checkpoint records of all of it.
             for _ in 0..BATCH {
                 let Ok(command) = rx.try_recv() else { break };
                 self.take(command, &mut outputs);
+            }
+            // The tick comes after what was waiting, so that a deadline never beats a call
+            // (an executor's SUBSCRIBE, say) that arrived before it was handled.
+            if ticked {
+                outputs.extend(self.agent.handle(Input::Tick, self.clock.now()));
             }
             self.apply(outputs);
         }
@@ -224,6 +250,7 @@ impl Dispatcher {
                             self.record_pid(&key.0, &key.1, None);
                         }
                         self.pending_kills.remove(&key);
+                        self.launching.remove(&key);
                     }
                     Input::ExecutorClosed { conn } => {
                         self.streams.remove(*conn);
@@ -237,15 +264,22 @@ impl Dispatcher {
                 let _ = reply.send(self.agent.register_call());
                 return;
             }
-            Command::Launched { framework_id, executor_id, pid } => {
+            Command::Launched { framework_id, executor_id, pid, confirm } => {
                 self.apply(std::mem::take(outputs));
-                // A process that is already gone is recorded with no start time; no live
-                // process can match it.
-                let start_time = checkpoint::process_start_time(pid).unwrap_or(u64::MAX);
-                self.record_pid(&framework_id, &executor_id, Some(ExecutorPid { pid, start_time }));
+                self.record_pid(&framework_id, &executor_id, Some(pid));
                 let key = (framework_id, executor_id);
-                if self.pending_kills.remove(&key) {
-                    self.kill(key.clone(), pid);
+                self.launching.remove(&key);
+                let doomed = self.pending_kills.remove(&key);
+                match confirm {
+                    // Killed before it started: without the go-ahead the helper exits and
+                    // the executor program never runs.
+                    Some(confirm) if doomed => drop(confirm),
+                    // Durable now: the executor program may start.
+                    Some(confirm) => {
+                        let _ = confirm.send(());
+                    }
+                    None if doomed => self.kill(key.clone(), pid),
+                    None => {}
                 }
                 self.pids.insert(key, pid);
                 return;
@@ -299,6 +333,11 @@ impl Dispatcher {
                     let fetcher = Arc::clone(&self.fetcher);
                     let tx = self.handle.tx.clone();
                     let helper = self.session_helper.clone();
+                    let key = (launch.framework_id.clone(), launch.executor_id.clone());
+                    // A kill left over from an earlier executor with the same id must not
+                    // reach this one.
+                    self.pending_kills.remove(&key);
+                    self.launching.insert(key);
                     tokio::spawn(launcher::run(*launch, fetcher, helper, tx, self.gc_delay));
                 }
                 Output::DestroyVolumes { paths } => {
@@ -332,9 +371,12 @@ impl Dispatcher {
                     let key = (framework_id, executor_id);
                     match self.pids.get(&key) {
                         Some(&pid) => self.kill(key, pid),
-                        None => {
+                        // Still starting: killed as soon as its pid is known.
+                        None if self.launching.contains(&key) => {
                             self.pending_kills.insert(key);
                         }
+                        // Already gone (its exit is in this very batch).
+                        None => {}
                     }
                 }
             }
@@ -343,8 +385,12 @@ impl Dispatcher {
 
     /// SIGTERM now, SIGKILL after the grace period unless the executor exited meanwhile (its
     /// process id may then belong to somebody else).
-    fn kill(&self, key: (String, String), pid: i32) {
-        launcher::signal_group(pid, Signal::SIGTERM);
+    fn kill(&self, key: (String, String), pid: ExecutorPid) {
+        // A recovered executor is not our child: its pid is checked before every signal.
+        if !checkpoint::is_alive(pid) {
+            return;
+        }
+        launcher::signal_group(pid.pid, Signal::SIGTERM);
         let tx = self.handle.tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(launcher::TERM_GRACE).await;

@@ -61,11 +61,23 @@ pub(crate) async fn run(
             }
         };
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        // Read while the child is unreaped, so the pid cannot name anybody else yet.
+        let start_time = crate::checkpoint::process_start_time(pid).unwrap_or(u64::MAX);
+        let (confirm, confirmed) = tokio::sync::oneshot::channel();
         let _ = tx.send(Command::Launched {
             framework_id: framework_id.clone(),
             executor_id: executor_id.clone(),
-            pid,
+            pid: ExecutorPid { pid, start_time },
+            confirm: helper.is_some().then_some(confirm),
         });
+        if let Some(mut gate) = child.stdin.take() {
+            // The helper execs the executor only after this byte: its pid is durable by now.
+            // Without it (the agent is going away) the helper exits without running it.
+            if confirmed.await.is_ok() {
+                use tokio::io::AsyncWriteExt;
+                let _ = gate.write_all(b"\n").await;
+            }
+        }
     }
     tracing::info!(%framework_id, %executor_id, sandbox = %launch.sandbox, "executor started");
     let status = child.wait().await.ok().map(|s| s.into_raw());
@@ -106,25 +118,25 @@ fn spawn(launch: &Launch, helper: Option<&str>) -> Result<tokio::process::Child,
             None => (value.clone(), value.clone(), Vec::new()),
         }
     };
+    let path = launch.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
     let mut process = match helper {
         Some(helper) => {
             // The helper execs the program, so a missing one must be caught here to fail
             // the launch rather than the executor.
-            resolve(&program, sandbox)?;
+            resolve(&program, sandbox, path.as_deref())?;
             let mut p = std::process::Command::new(helper);
-            p.arg("session-exec").arg(&program).arg(&arg0).args(&rest);
+            p.arg("session-exec").arg(&program).arg(&arg0).args(&rest).stdin(Stdio::piped());
             p
         }
         None => {
             let mut p = std::process::Command::new(&program);
-            p.arg0(&arg0).args(&rest).process_group(0);
+            p.arg0(&arg0).args(&rest).process_group(0).stdin(Stdio::null());
             p
         }
     };
     process
         .current_dir(sandbox)
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr);
     // Its own session (through the helper) or process group, so that killing the executor
@@ -136,13 +148,13 @@ fn spawn(launch: &Launch, helper: Option<&str>) -> Result<tokio::process::Child,
 }
 
 /// Checks that `program` can be started: a path (relative ones from the sandbox) that
-/// exists, or a name found on `PATH`.
-fn resolve(program: &str, sandbox: &Path) -> Result<(), String> {
+/// exists, or a name found on the `PATH` it will run with (the executor's own, else ours).
+fn resolve(program: &str, sandbox: &Path, path: Option<&str>) -> Result<(), String> {
     let exists = if program.contains('/') {
         sandbox.join(program).is_file()
     } else {
-        std::env::var_os("PATH")
-            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+        let path = path.map(std::ffi::OsString::from).or_else(|| std::env::var_os("PATH"));
+        path.is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
     };
     if exists { Ok(()) } else { Err(format!("cannot start '{program}': not found")) }
 }
@@ -175,16 +187,32 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 /// SIGKILLs an executor and everything in its session (or, for a process that leads no
 /// session, its process group): the hard end of an executor, tasks that left its process
 /// group included. A process that called `setsid` itself escapes; cgroups will close that.
-pub(crate) fn kill_tree(pid: i32) {
-    signal_group(pid, Signal::SIGKILL);
-    for member in session_members(pid) {
-        if let Err(e) = nix::sys::signal::kill(Pid::from_raw(member), Signal::SIGKILL)
-            && e != nix::errno::Errno::ESRCH
-        {
-            tracing::warn!(pid = member, "cannot kill a process of an executor's session: {e}");
+///
+/// Nothing is signalled unless `pid` is still the executor that was recorded (same start
+/// time), so a recycled pid never takes an unrelated session down. The session is swept
+/// until it is empty (a process may fork while it is swept), a bounded number of times.
+pub(crate) fn kill_tree(pid: ExecutorPid) {
+    if !is_alive(pid) {
+        return;
+    }
+    signal_group(pid.pid, Signal::SIGKILL);
+    for _ in 0..KILL_SWEEPS {
+        let members = session_members(pid.pid);
+        if members.is_empty() {
+            return;
+        }
+        for member in members {
+            if let Err(e) = nix::sys::signal::kill(Pid::from_raw(member), Signal::SIGKILL)
+                && e != nix::errno::Errno::ESRCH
+            {
+                tracing::warn!(pid = member, "cannot kill a process of an executor's session: {e}");
+            }
         }
     }
 }
+
+/// How many times `kill_tree` sweeps a session.
+const KILL_SWEEPS: usize = 10;
 
 /// The processes whose session id is `sid` (field 6 of `/proc/<pid>/stat`).
 fn session_members(sid: i32) -> Vec<i32> {
@@ -196,8 +224,14 @@ fn session_members(sid: i32) -> Vec<i32> {
         .filter(|&pid| {
             std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|stat| {
                 let rest = &stat[stat.rfind(')')? + 1..];
-                // `rest` starts at field 3 (state): 4 ppid, 5 pgrp, 6 session.
-                rest.split_whitespace().nth(3)?.parse::<i32>().ok()
+                // `rest` starts at field 3 (state): 4 ppid, 5 pgrp, 6 session. Zombies are
+                // dead already; they only wait to be reaped.
+                let mut fields = rest.split_whitespace();
+                let state = fields.next()?;
+                if state == "Z" || state == "X" {
+                    return None;
+                }
+                fields.nth(2)?.parse::<i32>().ok()
             }) == Some(sid)
         })
         .collect()

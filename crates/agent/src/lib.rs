@@ -144,8 +144,8 @@ pub enum AgentError {
     Checkpoint(#[from] checkpoint::CheckpointError),
     #[error(
         "incompatible agent info detected: {0}. The checkpoint under {1} belongs to an agent \
-         with another configuration; start it as before, or remove {1} to register as a new agent \
-         (its executors are then left alone)"
+         with another configuration; start it as before, or run `agora agent --recover=cleanup` \
+         with the same --work_dir to end what it left running and register as a new agent"
     )]
     Incompatible(String, String),
 }
@@ -254,7 +254,9 @@ pub async fn cleanup(options: &AgentOptions) -> Result<usize, AgentError> {
     if !meta.exists() {
         return Ok(0);
     }
-    let loaded = checkpoint::Store::open(work_dir)?.load(options.strict)?;
+    // Best effort: cleanup is what an operator reaches for when the checkpoint is in doubt,
+    // so unreadable records are skipped rather than refused.
+    let loaded = checkpoint::Store::open(work_dir)?.load(false)?;
     let rebooted = checkpoint::boot_id_changed(work_dir)?;
     let live: Vec<_> = loaded
         .pids
@@ -263,7 +265,7 @@ pub async fn cleanup(options: &AgentOptions) -> Result<usize, AgentError> {
         .filter(|pid| !rebooted && checkpoint::is_alive(*pid))
         .collect();
     for pid in &live {
-        launcher::kill_tree(pid.pid);
+        launcher::kill_tree(*pid);
     }
     // SIGKILL cannot be refused; the wait only covers the kernel's own pace.
     for _ in 0..100 {

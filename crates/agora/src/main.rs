@@ -57,9 +57,29 @@ struct SessionExecFlags {
     args: Vec<String>,
 }
 
-/// Becomes a session leader and execs the program; returns only if that fails.
+/// Waits for the agent's go-ahead on stdin (one byte, sent once the agent has recorded this
+/// process durably), becomes a session leader and execs the program; returns only if that
+/// fails. Without the go-ahead (the agent went away) the program never runs.
 fn session_exec(flags: SessionExecFlags) -> ExitCode {
+    use std::io::Read;
     use std::os::unix::process::CommandExt;
+    let mut byte = [0u8; 1];
+    if !matches!(std::io::stdin().read(&mut byte), Ok(1)) {
+        eprintln!("agora session-exec: the agent did not confirm the launch; not starting it");
+        return ExitCode::from(127);
+    }
+    match std::fs::File::open("/dev/null") {
+        Ok(null) => {
+            if let Err(e) = nix::unistd::dup2_stdin(&null) {
+                eprintln!("agora session-exec: cannot point stdin at /dev/null: {e}");
+                return ExitCode::from(127);
+            }
+        }
+        Err(e) => {
+            eprintln!("agora session-exec: cannot open /dev/null: {e}");
+            return ExitCode::from(127);
+        }
+    }
     if let Err(e) = nix::unistd::setsid() {
         eprintln!("agora session-exec: cannot start a session: {e}");
         return ExitCode::from(127);
@@ -235,7 +255,7 @@ struct AgentShape {
     #[arg(long, default_value = "reconnect", value_parser = ["reconnect", "cleanup"])]
     recover: String,
     /// Refuse to start when a checkpoint record cannot be read (`--strict=false` skips it).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     strict: bool,
     /// How long executors found running after a restart have to subscribe again (at most
     /// 15secs, as in Mesos).

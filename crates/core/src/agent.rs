@@ -721,6 +721,7 @@ impl Agent {
     fn tick(&mut self, now: Duration, out: &mut Vec<Output>) {
         self.resend_due(now, out);
         let mut overdue = Vec::new();
+        let mut changed = Vec::new();
         for (framework_id, framework) in &mut self.frameworks {
             for (executor_id, executor) in &mut framework.executors {
                 if executor.conn.is_none()
@@ -730,6 +731,8 @@ impl Agent {
                     // Never subscribed in time: killed at once, no grace (it is not listening).
                     executor.registration_timed_out = true;
                     executor.kill_at = Some(now);
+                    changed
+                        .push(CheckpointKey::Executor(framework_id.clone(), executor_id.clone()));
                 }
                 if !executor.killed && executor.kill_at.is_some_and(|at| at <= now) {
                     // (`killed` is not checkpointed: a restarted agent kills again.)
@@ -737,6 +740,9 @@ impl Agent {
                     overdue.push((framework_id.clone(), executor_id.clone()));
                 }
             }
+        }
+        for key in changed {
+            self.mark(key);
         }
         for (framework_id, executor_id) in overdue {
             out.push(Output::KillExecutor { framework_id, executor_id });

@@ -44,8 +44,11 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
+    /// Pauses double up to half of `max` (MESOS_SUBSCRIPTION_BACKOFF_MAX, which the agent
+    /// sets to its re-registration timeout): then at least two attempts fall inside the
+    /// window a restarted agent waits, whenever it opens.
     pub(crate) fn new(max: Duration) -> Self {
-        let max = max.max(MIN_BACKOFF);
+        let max = (max / 2).max(MIN_BACKOFF);
         Self { next: FIRST_BACKOFF.min(max), max }
     }
 
@@ -210,9 +213,9 @@ mod tests {
     }
 
     #[test]
-    fn backoff_starts_quick_and_doubles_up_to_the_maximum() {
+    fn backoff_starts_quick_and_doubles_up_to_half_the_maximum() {
         let ms = Duration::from_millis;
-        let mut backoff = Backoff::new(Duration::from_secs(2));
+        let mut backoff = Backoff::new(Duration::from_secs(4));
         let delays: Vec<_> = (0..8).map(|_| backoff.next_delay()).collect();
         assert_eq!(
             delays,
@@ -220,7 +223,7 @@ mod tests {
         );
 
         // A maximum under the first pause caps it too; a zero one cannot make the retries spin.
-        let mut short = Backoff::new(ms(50));
+        let mut short = Backoff::new(ms(100));
         assert_eq!([short.next_delay(), short.next_delay()], [ms(50), ms(50)]);
         let mut zero = Backoff::new(Duration::ZERO);
         assert_eq!([zero.next_delay(), zero.next_delay()], [ms(10), ms(10)]);

@@ -213,7 +213,9 @@ impl Agent {
         for record in recovered.tasks {
             self.checkpointing.insert(record.framework_id.clone());
             let key = (record.framework_id.clone(), record.task_id.clone());
-            if !record.pending.is_empty() {
+            // A stream without pending updates still remembers the uuids it took, so an
+            // executor that sends an acknowledged update again is not forwarded twice.
+            if !record.pending.is_empty() || !record.seen.is_empty() {
                 let stream = UpdateStream::from_checkpoint(
                     record.pending.clone(),
                     record.seen.clone(),
@@ -225,6 +227,11 @@ impl Agent {
         }
         let mut gone = Vec::new();
         let mut doomed = Vec::new();
+        let known: BTreeSet<(String, String)> = recovered
+            .executors
+            .iter()
+            .map(|(e, _)| (e.framework_id.clone(), e.executor_info.executor_id.value.clone()))
+            .collect();
         for (record, liveness) in recovered.executors {
             let framework_id = record.framework_id.clone();
             let executor_id = record.executor_info.executor_id.value.clone();
@@ -262,6 +269,26 @@ impl Agent {
         }
         for (framework_id, executor_id) in doomed {
             self.shutdown_executor(&framework_id, &executor_id, now, &mut out);
+        }
+        // Tasks whose executor record is missing (a damaged checkpoint, read without
+        // `--strict`): nobody runs them any more, so the framework must hear so.
+        for ((framework_id, task_id), record) in &tasks {
+            let orphaned = record
+                .executor_id
+                .as_ref()
+                .is_some_and(|e| !known.contains(&(framework_id.clone(), e.clone())));
+            if orphaned && !crate::status::is_terminal(record.state()) {
+                let status = self.agent_status(
+                    framework_id,
+                    task_id,
+                    record.executor_id.as_deref(),
+                    TaskState::TaskLost,
+                    Reason::AgentRestarted,
+                    "The agent restarted and could not recover the task's executor",
+                    now,
+                );
+                self.enqueue_update(framework_id, status, now, &mut out);
+            }
         }
         // Frameworks left with neither executors nor streams have nothing to recover.
         let streams = &self.streams;

@@ -72,11 +72,48 @@ impl Agent {
             }),
         });
         out.push(Output::ToExecutor { conn, event: e });
+        // A task the agent handed over just before it restarted, which the executor never
+        // got: its LAUNCH died with the agent. It cannot be delivered again safely (the
+        // executor may hold it under an acknowledged update), so it is reported lost.
+        let vanished: Vec<String> = if executor.recovered {
+            executor
+                .launched
+                .iter()
+                .filter(|(id, task)| {
+                    task.state == TaskState::TaskStaging
+                        && !subscribe.unacknowledged_tasks.iter().any(|t| t.task_id.value == **id)
+                })
+                .map(|(id, _)| id.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for id in &vanished {
+            executor.launched.remove(id);
+        }
+        executor.recovered = false;
         executor.accept_unacknowledged(&subscribe.unacknowledged_tasks);
         executor.deliver_queued(conn, out);
         self.executor_conns.insert(conn, (framework_id.clone(), executor_id.clone()));
         // Queued tasks may have been handed over.
         self.mark_executor(&framework_id, &executor_id);
+        for task_id in vanished {
+            let state = if self.partition_aware(&framework_id) {
+                TaskState::TaskDropped
+            } else {
+                TaskState::TaskLost
+            };
+            let status = self.agent_status(
+                &framework_id,
+                &task_id,
+                Some(&executor_id),
+                state,
+                v1::task_status::Reason::AgentRestarted,
+                "Task launched during agent restart",
+                now,
+            );
+            self.enqueue_update(&framework_id, status, now, out);
+        }
         for status in updates {
             self.executor_update(&framework_id, &executor_id, conn, status, now, out);
         }

@@ -245,14 +245,16 @@ impl Executor {
         }
     }
 
-    /// Drops a task whose terminal update was acknowledged.
-    pub(super) fn forget(&mut self, task_id: &str) {
-        self.launched.remove(task_id);
-        self.kill_requested.remove(task_id);
+    /// Drops a task whose terminal update was acknowledged; says whether it held it.
+    pub(super) fn forget(&mut self, task_id: &str) -> bool {
+        let held = self.launched.remove(task_id).is_some();
+        let killed = self.kill_requested.remove(task_id);
+        let mut grouped = false;
         self.groups.retain_mut(|group| {
-            group.remove(task_id);
+            grouped |= group.remove(task_id);
             !group.is_empty()
         });
+        held || killed || grouped
     }
 
     /// Records a task as delivered to the executor; it stays staging until the executor

@@ -130,10 +130,16 @@ impl Agent {
                 self.streams.remove(&key);
                 // The task is over for everyone: its executor forgets it too, so that it is
                 // neither reported again when the agent re-registers nor kept forever.
+                let mut holders = Vec::new();
                 if let Some(framework) = self.frameworks.get_mut(framework_id) {
-                    for executor in framework.executors.values_mut() {
-                        executor.forget(task_id);
+                    for (executor_id, executor) in &mut framework.executors {
+                        if executor.forget(task_id) {
+                            holders.push(executor_id.clone());
+                        }
                     }
+                }
+                for executor_id in holders {
+                    self.mark(CheckpointKey::Executor(framework_id.into(), executor_id));
                 }
             } else {
                 stream.retry_at = None;

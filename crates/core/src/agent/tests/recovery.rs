@@ -196,3 +196,46 @@ fn executors_being_shut_down_are_killed_after_a_restart() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_task_whose_launch_died_with_the_agent_is_reported_lost() {
+    let mut h = Harness::registered();
+    // Handed over (STAGING), but the executor never got the LAUNCH before the crash.
+    h.running_for(framework(true), "t1");
+    restarted_registered(&mut h, Liveness::Alive, false);
+    let (conn, result, out) = h.subscribe("t1");
+    assert_eq!(result, Ok(()));
+    assert_eq!(exec_kinds(&out, conn), vec![EventType::Subscribed], "not delivered twice");
+    let (lost, _) = sent(&out).into_iter().next().expect("an update");
+    assert_eq!((lost.state(), lost.reason()), (TaskState::TaskLost, Reason::AgentRestarted));
+
+    // One the executor holds (it says so) stays.
+    let mut h = Harness::registered();
+    h.running_for(framework(true), "t2");
+    restarted_registered(&mut h, Liveness::Alive, false);
+    let req = h.next();
+    let conn = h.next();
+    let mut call = executor_call("t2", CallType::Subscribe);
+    call.subscribe = Some(executor::call::Subscribe {
+        unacknowledged_tasks: vec![command_task("t2")],
+        unacknowledged_updates: vec![],
+    });
+    let out = h.handle(Input::ExecutorSubscribe { req, conn, call });
+    assert_eq!(reply(&out, req), Ok(()));
+    assert!(sent(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn forgetting_a_task_rewrites_its_executors_record() {
+    let mut h = Harness::registered();
+    h.running_for(framework(true), "t1");
+    h.handle(kill_task("t1"));
+    h.report("t1", status("t1", TaskState::TaskKilled, 1));
+    h.handle(acknowledge("t1", 1));
+    let Some(CheckpointRecord::Executor(executor)) =
+        h.disk.get(&CheckpointKey::Executor(FRAMEWORK_ID.into(), "t1".into()))
+    else {
+        panic!("the executor's record");
+    };
+    assert!(executor.kill_requested.is_empty(), "{executor:?}");
+}
