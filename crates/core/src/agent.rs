@@ -505,6 +505,18 @@ impl Agent {
             })
         });
         let Some((executor_id, executor)) = found else {
+            // A task that ended and whose terminal update waits for its acknowledgement is
+            // not unknown: the kill has nothing left to do, and a second terminal state
+            // must not follow the first.
+            let key = (framework_id.to_string(), task_id.value.clone());
+            if self
+                .streams
+                .get(&key)
+                .and_then(UpdateStream::latest)
+                .is_some_and(|s| is_terminal(s.state()))
+            {
+                return;
+            }
             // The agent does not have the task (it never arrived, or the agent restarted):
             // answer so that the kill ends it, as Mesos does, instead of leaving it staging.
             let state = if self.partition_aware(framework_id) {

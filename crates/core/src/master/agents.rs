@@ -11,15 +11,13 @@
 use std::time::Duration;
 
 use agora_proto::internal::agent_call::Type as AgentCallType;
-use agora_proto::v1::task_status::{Reason, Source};
-use agora_proto::v1::{self, TaskState};
+use agora_proto::v1;
 use agora_proto::{internal, scheduler as sched};
 
 use super::{AGENT_PROTOCOL_VERSION, Agent, CallError, ConnId, Master, Output, ReqId, event};
 use crate::convert;
 use crate::offer_constraints::AgentDescription;
 use crate::resources::Resources;
-use crate::status::Synthesized;
 
 fn agent_error(message: impl Into<String>) -> internal::AgentEvent {
     let mut e = internal::AgentEvent::default();
@@ -342,41 +340,11 @@ impl Master {
         self.rescind_agent_offers(&agent_id, now, out);
         self.allocator.remove_agent(&agent_id);
 
-        // Tasks of frameworks that do not checkpoint cannot outlive the agent's connection.
-        let mut lost = Vec::new();
-        for framework in self.frameworks.values() {
-            if framework.info.checkpoint() {
-                continue;
-            }
-            for task in framework.tasks.values().filter(|t| t.agent_id == agent_id) {
-                lost.push((framework.id.clone(), task.info.task_id.value.clone()));
-            }
-        }
-        for (framework_id, task_id) in lost {
-            let status = Synthesized {
-                task_id: &task_id,
-                state: TaskState::TaskLost,
-                source: Source::Master,
-                reason: Some(Reason::AgentDisconnected),
-                message: "Agent disconnected".into(),
-                agent_id: Some(&agent_id),
-                executor_id: None,
-            }
-            .build(now);
-            if let Some(task) =
-                self.frameworks.get_mut(&framework_id).and_then(|f| f.tasks.get_mut(&task_id))
-            {
-                // The allocator already forgot the agent, so nothing goes back to it.
-                task.released = true;
-            }
-            self.apply_status(&framework_id, &status, None, now);
-            self.send_update(&framework_id, status, out);
-        }
-        for framework in self.frameworks.values_mut() {
-            if !framework.info.checkpoint() {
-                framework.executors.retain(|(a, _), _| *a != agent_id);
-            }
-        }
+        // Nothing else changes: the agent's tasks keep running (losing the master kills
+        // nothing on the agent), so they are neither lost nor freed here. If the agent
+        // restarted, its new REGISTER leaves out the tasks of frameworks that do not
+        // checkpoint (their executors are killed) and reconciliation ends them; if it never
+        // comes back, the pings make it unreachable.
     }
 }
 

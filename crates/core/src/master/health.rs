@@ -22,12 +22,19 @@ use crate::status::Synthesized;
 impl Master {
     /// The ping timer fired: agents that left the previous ping unanswered count a miss, and
     /// are marked unreachable after `max_agent_ping_timeouts` of them; every other connected
-    /// agent gets a new PING.
+    /// agent gets a new PING. An agent whose stream broke cannot answer: each tick counts as
+    /// a miss until it registers again, so one that never returns becomes unreachable.
     pub(super) fn ping_agents(&mut self, now: Duration, out: &mut Vec<Output>) {
         let max = self.config.max_agent_ping_timeouts.max(1);
         let mut unreachable = Vec::new();
         for agent in self.agents.values_mut() {
-            let Some(conn) = agent.conn else { continue };
+            let Some(conn) = agent.conn else {
+                agent.missed_pings += 1;
+                if agent.missed_pings >= max {
+                    unreachable.push(agent.id.clone());
+                }
+                continue;
+            };
             if agent.awaiting_pong {
                 agent.missed_pings += 1;
                 if agent.missed_pings >= max {

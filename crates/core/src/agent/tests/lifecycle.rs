@@ -493,3 +493,20 @@ fn pings_are_answered_with_pongs() {
     assert_eq!(calls[0].r#type(), internal::agent_call::Type::Pong);
     assert_eq!(calls[0].agent_id.as_ref().map(|a| a.value.as_str()), Some(AGENT_ID));
 }
+
+#[test]
+fn killing_a_task_whose_end_awaits_its_acknowledgement_adds_nothing() {
+    let mut h = Harness::registered();
+    h.running("t1");
+    let (result, _) = h.update("t1", status("t1", TaskState::TaskFinished, 1));
+    assert_eq!(result, Ok(()));
+    h.handle(Input::ExecutorExited {
+        framework_id: FRAMEWORK_ID.into(),
+        executor_id: "t1".into(),
+        status: Some(0),
+    });
+    // (Found by the simulator: the kill queued TASK_LOST behind TASK_FINISHED.)
+    let out = h.handle(kill_task("t1"));
+    assert!(sent(&out).is_empty(), "{out:?}");
+    assert_eq!(h.agent.pending_updates(), 1, "only the FINISHED waits");
+}

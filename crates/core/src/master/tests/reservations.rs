@@ -307,8 +307,14 @@ fn a_returning_agent_is_told_to_kill_a_task_whose_id_now_runs_elsewhere() {
     let (result, _) =
         c.h.call(&c.fid, accept(&[&offer_id], vec![launch(vec![task("t", &a, "cpus:1")])], None));
     assert_eq!(result, Ok(()));
-    // Agent A goes away: the task is lost, and the scheduler relaunches it on agent B.
+    // Agent A goes away and stays away: after the pings it misses the task is lost, and the
+    // scheduler relaunches it on agent B.
     let out = c.h.handle(Input::AgentClosed { conn: c.aconn });
+    assert!(updates(&out, c.fconn).is_empty(), "a broken stream alone ends nothing");
+    let mut out = Vec::new();
+    for _ in 0..5 {
+        out = c.h.handle(Input::PingTick);
+    }
     assert_eq!(updates(&out, c.fconn)[0].state(), v1::TaskState::TaskLost);
     let (_, out) = c.h.register(register_call(AGENT_RESOURCES, "", Some("b")));
     let offer = offers(&out, c.fconn).pop().expect("an offer of b");

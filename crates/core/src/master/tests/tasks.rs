@@ -212,7 +212,7 @@ fn teardown_shuts_the_framework_down() {
 }
 
 #[test]
-fn agent_disconnection_rescinds_offers_and_loses_tasks() {
+fn agent_disconnection_rescinds_offers_and_a_restarted_agent_loses_what_it_no_longer_runs() {
     let mut h = Harness::new();
     let (lost_conn, lost_fid) = h.subscribe(framework("volatile"));
     let mut durable = framework("durable");
@@ -238,23 +238,25 @@ fn agent_disconnection_rescinds_offers_and_loses_tasks() {
     let out = h.handle(Input::AgentClosed { conn: aconn });
     let rescind = events(&out, owner_conn).into_iter().find_map(|e| e.rescind).expect("RESCIND");
     assert_eq!(rescind.offer_id.map(|o| o.value), Some(offer_id));
+    // A broken stream alone ends no task: the agent may still run them all.
+    assert!(updates(&out, lost_conn).is_empty() && updates(&out, kept_conn).is_empty());
+    assert_eq!(h.master.tasks().len(), 2);
+    assert!(h.master.offer_ids().is_empty());
+
+    // The agent restarted: it comes back with its id, without the task of the framework that
+    // does not checkpoint (its executor was killed), which is lost; the surviving task still
+    // holds its resources.
+    let call = register_call("cpus:4;mem:1024", "", Some(&aid));
+    let (conn, out) = h.register(reporting(call, &aid, &[(&kept_fid, "kept", "cpus:1;mem:128")]));
     let lost = updates(&out, lost_conn);
     assert_eq!(lost.len(), 1);
-    assert_eq!(
-        (lost[0].state(), lost[0].reason()),
-        (TaskState::TaskLost, Reason::AgentDisconnected)
-    );
+    assert_eq!((lost[0].state(), lost[0].reason()), (TaskState::TaskLost, Reason::Reconciliation));
     assert_eq!(lost[0].agent_id.as_ref().map(|a| a.value.as_str()), Some(aid.as_str()));
     assert!(updates(&out, kept_conn).is_empty(), "checkpointing frameworks keep their tasks");
     assert_eq!(
         h.master.tasks(),
         vec![(kept_fid.clone(), "kept".to_string(), TaskState::TaskStaging)]
     );
-    assert!(h.master.offer_ids().is_empty());
-
-    // The agent comes back with its id; the surviving task still holds its resources.
-    let call = register_call("cpus:4;mem:1024", "", Some(&aid));
-    let (conn, out) = h.register(reporting(call, &aid, &[(&kept_fid, "kept", "cpus:1;mem:128")]));
     let registered = agent_events(&out, conn).into_iter().find_map(|e| e.registered);
     assert_eq!(registered.map(|r| r.agent_id.value), Some(aid.clone()));
     let offered_now: Resources = [lost_conn, kept_conn].iter().flat_map(|c| offers(&out, *c)).fold(
