@@ -1,7 +1,9 @@
 //! What the two executor cores share: their timing knobs, the agent's events in the cores'
 //! terms, status updates with their uuids and the record of those the agent has not
-//! acknowledged yet, the SIGTERM-then-SIGKILL escalation of one kill, and the mapping of a
-//! process's end to a terminal task state (reference §3.5).
+//! acknowledged yet, the SIGTERM-then-SIGKILL escalation of one kill, the mapping of a
+//! process's end to a terminal task state (reference §3.5), and the validation of a task's
+//! health check and generalized check at launch with the TASK_RUNNING updates that carry
+//! their results (§7.7).
 //!
 //! Like the cores themselves (`state.rs` for the command executor, `group.rs` for the default
 //! executor) it does no IO: time is an `Instant` handed in, uuids come from an injected
@@ -13,6 +15,7 @@ use agora_proto::v1;
 use agora_proto::v1::TaskState;
 use agora_proto::v1::task_status::Reason;
 
+use crate::check::{CheckSpec, CheckStatus};
 use crate::health::HealthSpec;
 use crate::process::Termination;
 
@@ -74,6 +77,8 @@ pub struct TaskSpec {
     pub kill_grace: Option<Duration>,
     /// The task's health check, or why it cannot be run. (Boxed: it is large and rare.)
     pub health: Option<Result<Box<HealthSpec>, String>>,
+    /// The task's generalized check, or why it cannot be run. (Boxed for the same reason.)
+    pub check: Option<Result<Box<CheckSpec>, String>>,
 }
 
 /// The agent's events that the cores act on.
@@ -110,6 +115,8 @@ pub struct Update {
     pub message: Option<String>,
     /// The task's health, for updates that report it.
     pub healthy: Option<bool>,
+    /// The latest result of the task's check, on the TASK_RUNNING updates of a checked task.
+    pub check_status: Option<CheckStatus>,
     pub reason: Option<Reason>,
 }
 
@@ -136,7 +143,15 @@ impl Reporter {
         state: TaskState,
         message: Option<String>,
     ) -> [u8; 16] {
-        let update = Update { uuid: [0; 16], task_id, state, message, healthy: None, reason: None };
+        let update = Update {
+            uuid: [0; 16],
+            task_id,
+            state,
+            message,
+            healthy: None,
+            check_status: None,
+            reason: None,
+        };
         self.push(out, update)
     }
 
@@ -234,6 +249,43 @@ pub fn terminal_state(termination: Termination, killed: bool) -> (TaskState, Str
         TaskState::TaskFailed
     };
     (state, message)
+}
+
+/// A task's health check and generalized check as LAUNCH delivers them, each possibly invalid.
+pub struct Checks {
+    pub health: Option<Result<Box<HealthSpec>, String>>,
+    pub check: Option<Result<Box<CheckSpec>, String>>,
+}
+
+pub type ValidChecks = (Option<Box<HealthSpec>>, Option<Box<CheckSpec>>);
+
+impl Checks {
+    /// Both specs, or the message of the TASK_FAILED that refuses the task.
+    pub fn validate(self) -> Result<ValidChecks, String> {
+        let health =
+            self.health.transpose().map_err(|why| format!("Invalid health check: {why}"))?;
+        let check = self.check.transpose().map_err(|why| format!("Invalid check: {why}"))?;
+        Ok((health, check))
+    }
+}
+
+/// A TASK_RUNNING update of `task_id`, carrying the check's latest result when the task has a
+/// check (`check_status`), and `healthy` and `reason` when it reports one of them.
+pub fn running(
+    task_id: String,
+    check_status: Option<CheckStatus>,
+    healthy: Option<bool>,
+    reason: Option<Reason>,
+) -> Update {
+    Update {
+        uuid: [0; 16],
+        task_id,
+        state: TaskState::TaskRunning,
+        message: None,
+        healthy,
+        check_status,
+        reason,
+    }
 }
 
 /// Uuids 1, 2, 3, ... in the first byte, so tests can name them.

@@ -11,7 +11,9 @@
 //! from an injected generator, and the loop in `lib.rs` starts and signals the processes it
 //! names by task id. Each task's health check runs as in the command executor (`health.rs`
 //! decides when to probe and what results mean; a kill by failed checks takes the group down
-//! like any other kill). It does not run single tasks (LAUNCH), which Mesos's default executor
+//! like any other kill), and so does each task's generalized check (`check.rs`: changed
+//! results go out as TASK_RUNNING updates with reason TASK_CHECK_STATUS_UPDATED, every
+//! TASK_RUNNING update of the task carries the latest one, and checks never kill). It does not run single tasks (LAUNCH), which Mesos's default executor
 //! does not either.
 
 use std::collections::BTreeMap;
@@ -22,8 +24,10 @@ use agora_proto::v1::TaskState;
 use agora_proto::v1::task_status::Reason;
 use nix::sys::signal::Signal;
 
+use crate::check::{CheckSpec, CheckStatus, Checker};
 use crate::common::{
-    AgentEvent, Config, Killing, Reporter, TaskSpec, Update, UuidSource, terminal_state,
+    AgentEvent, Checks, Config, Killing, Reporter, TaskSpec, Update, UuidSource, running,
+    terminal_state,
 };
 use crate::health::{HealthChecker, HealthSpec, Probe, Verdict};
 use crate::process::Termination;
@@ -80,6 +84,12 @@ pub enum Input {
         task_id: String,
         result: Result<(), String>,
     },
+    /// The outcome of the task's check probe of [`Output::Check`]: the result, or why there
+    /// is none.
+    Checked {
+        task_id: String,
+        outcome: Result<CheckStatus, String>,
+    },
     /// The deadline of [`DefaultExecutor::next_deadline`] may have passed.
     Tick,
 }
@@ -112,6 +122,9 @@ pub enum Output {
     /// Run this health-check probe of the task (in its sandbox) for at most `timeout` and
     /// answer with [`Input::Probed`] when it is over (other inputs may come first).
     Probe { task_id: String, probe: Probe, timeout: Option<Duration> },
+    /// Run this check probe of the task (in its sandbox) for at most `timeout` and answer with
+    /// [`Input::Checked`] when it is over (other inputs may come first).
+    Check { task_id: String, probe: Probe, timeout: Option<Duration> },
     /// A line for the executor's log (the sandbox's `stderr`).
     Log(String),
     /// Exit the executor with this code; the core ignores every later input.
@@ -139,10 +152,18 @@ struct Task {
     checker: Option<Box<HealthChecker>>,
     /// The kill came from failed health checks: the terminal update says `healthy: false`.
     unhealthy: bool,
+    /// The generalized check, until the process is forked and its checker starts.
+    check: Option<Box<CheckSpec>>,
+    check_checker: Option<Box<Checker>>,
 }
 
 impl Task {
-    fn new(group: u64, kill_grace: Option<Duration>, health: Option<Box<HealthSpec>>) -> Self {
+    fn new(
+        group: u64,
+        kill_grace: Option<Duration>,
+        health: Option<Box<HealthSpec>>,
+        check: Option<Box<CheckSpec>>,
+    ) -> Self {
         Self {
             group,
             kill_grace,
@@ -152,13 +173,18 @@ impl Task {
             health,
             checker: None,
             unhealthy: false,
+            check,
+            check_checker: None,
         }
     }
-}
 
-impl Task {
     fn live(&self) -> bool {
         self.terminal.is_none()
+    }
+
+    /// What the task's TASK_RUNNING updates carry: the check's latest result, if it has one.
+    fn check_status(&self) -> Option<CheckStatus> {
+        self.check_checker.as_ref().map(|c| c.status())
     }
 }
 
@@ -199,8 +225,9 @@ impl DefaultExecutor {
     pub fn next_deadline(&self) -> Option<Instant> {
         let live = self.tasks.values().filter(|t| t.spawned && t.live());
         let escalations = live.clone().filter_map(|t| t.kill.as_ref().and_then(Killing::deadline));
-        let checks = live.filter_map(|t| t.checker.as_ref().and_then(|c| c.deadline()));
-        escalations.chain(checks).chain(self.finishing).min()
+        let health = live.clone().filter_map(|t| t.checker.as_ref().and_then(|c| c.deadline()));
+        let checks = live.filter_map(|t| t.check_checker.as_ref().and_then(|c| c.deadline()));
+        escalations.chain(health).chain(checks).chain(self.finishing).min()
     }
 
     /// Feeds one input observed at `now` and returns what to do about it.
@@ -238,6 +265,7 @@ impl DefaultExecutor {
                 self.exited(&task_id, termination, now, &mut out);
             }
             Input::Probed { task_id, result } => self.probed(&task_id, result, now, &mut out),
+            Input::Checked { task_id, outcome } => self.checked(&task_id, outcome, now, &mut out),
             Input::Tick => self.tick(now, &mut out),
         }
         out
@@ -263,17 +291,20 @@ impl DefaultExecutor {
         out.push(Output::Log(format!("starting task group {}", ids.join(", "))));
         let mut commands = Vec::new();
         for spec in specs {
-            // A task whose health nobody could watch cannot start, as one without a command.
-            let (health, invalid) = match spec.health.transpose() {
-                Ok(health) => (health, None),
-                Err(why) => (None, Some(format!("Invalid health check: {why}"))),
-            };
+            // A task whose health or check nobody could watch cannot start, as one without a
+            // command.
+            let ((health, check), invalid) =
+                match (Checks { health: spec.health, check: spec.check }).validate() {
+                    Ok(checks) => (checks, None),
+                    Err(why) => ((None, None), Some(why)),
+                };
             let command = match (spec.command, invalid) {
                 (_, Some(why)) => Err(why),
                 (None, None) => Err("The task has no CommandInfo".to_string()),
                 (Some(command), None) => Ok(command),
             };
-            self.tasks.insert(spec.task_id.clone(), Task::new(group, spec.kill_grace, health));
+            let task = Task::new(group, spec.kill_grace, health, check);
+            self.tasks.insert(spec.task_id.clone(), task);
             self.reporter.send(out, spec.task_id.clone(), TaskState::TaskStarting, None);
             commands.push((spec.task_id, command));
         }
@@ -314,7 +345,7 @@ impl DefaultExecutor {
             );
             let group = self.next_group;
             self.next_group += 1;
-            let task = Task { terminal: Some(uuid), ..Task::new(group, None, None) };
+            let task = Task { terminal: Some(uuid), ..Task::new(group, None, None, None) };
             self.tasks.insert(task_id, task);
         }
         self.check_finished(now);
@@ -331,13 +362,20 @@ impl DefaultExecutor {
         {
             task.checker = Some(Box::new(HealthChecker::new(*spec, now)));
         }
+        // So does the check's; its empty first result rides on the TASK_RUNNING update.
+        if let Some(spec) = task.check.take()
+            && task.kill.is_none()
+        {
+            task.check_checker = Some(Box::new(Checker::new(*spec, now)));
+        }
         if task.kill.is_some() {
             // The group was doomed while this process was being forked: it goes at once, and
             // is never reported running.
             out.push(Output::Signal { task_id: task_id.to_string(), signal: Signal::SIGTERM });
             self.escalate_if_due(task_id, now, out);
         } else {
-            self.reporter.send(out, task_id.to_string(), TaskState::TaskRunning, None);
+            let check_status = task.check_status();
+            self.reporter.push(out, running(task_id.to_string(), check_status, None, None));
         }
     }
 
@@ -388,8 +426,12 @@ impl DefaultExecutor {
         let grace = self.config.kill_grace(grace, task.kill_grace);
         let (line, first) = Killing::begin(&mut task.kill, task_id, now, grace);
         out.extend(line.map(Output::Log));
-        // A task on its way out has no health left to report.
+        // A task on its way out has no health left to report, nor check results: those go
+        // only on TASK_RUNNING updates.
         if let Some(checker) = &mut task.checker {
+            checker.stop();
+        }
+        if let Some(checker) = &mut task.check_checker {
             checker.stop();
         }
         if first {
@@ -469,7 +511,15 @@ impl DefaultExecutor {
     ) {
         let task_id = task_id.to_string();
         let message = Some(message);
-        let update = Update { uuid: [0; 16], task_id, state, message, healthy, reason: None };
+        let update = Update {
+            uuid: [0; 16],
+            task_id,
+            state,
+            message,
+            healthy,
+            check_status: None,
+            reason: None,
+        };
         let task_id = update.task_id.clone();
         let uuid = self.reporter.push(out, update);
         if let Some(task) = self.tasks.get_mut(&task_id) {
@@ -531,7 +581,16 @@ impl DefaultExecutor {
             {
                 let spec = checker.spec();
                 let (probe, timeout) = (spec.probe.clone(), spec.timeout);
-                out.push(Output::Probe { task_id, probe, timeout });
+                out.push(Output::Probe { task_id: task_id.clone(), probe, timeout });
+            }
+            if let Some(task) = self.tasks.get_mut(&task_id)
+                && task.live()
+                && let Some(checker) = &mut task.check_checker
+                && checker.due(now)
+            {
+                let spec = checker.spec();
+                let (probe, timeout) = (spec.probe.clone(), spec.timeout);
+                out.push(Output::Check { task_id, probe, timeout });
             }
         }
         if self.finishing.is_some_and(|deadline| now >= deadline) {
@@ -553,6 +612,7 @@ impl DefaultExecutor {
         let Some(task) = self.tasks.get_mut(task_id).filter(|t| t.live()) else {
             return;
         };
+        let check_status = task.check_status();
         let Some(checker) = &mut task.checker else {
             return;
         };
@@ -568,20 +628,38 @@ impl DefaultExecutor {
                 false
             }
         };
-        let update = Update {
-            uuid: [0; 16],
-            task_id: task_id.to_string(),
-            state: TaskState::TaskRunning,
-            message: None,
-            healthy: Some(healthy),
-            reason: Some(Reason::TaskHealthCheckStatusUpdated),
-        };
+        let reason = Some(Reason::TaskHealthCheckStatusUpdated);
+        let update = running(task_id.to_string(), check_status, Some(healthy), reason);
         self.reporter.push(out, update);
         if verdict == Verdict::ReportAndKill {
             out.push(Output::Log(format!(
                 "task {task_id} failed its health check too many times in a row; killing it"
             )));
             self.kill(task_id, None, now, out);
+        }
+    }
+
+    /// A check probe's outcome for one task: a changed result goes out on a TASK_RUNNING
+    /// update; nothing else happens to the task (or its group), whatever the result.
+    fn checked(
+        &mut self,
+        task_id: &str,
+        outcome: Result<CheckStatus, String>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(task) = self.tasks.get_mut(task_id).filter(|t| t.live()) else {
+            return;
+        };
+        let Some(checker) = &mut task.check_checker else {
+            return;
+        };
+        if let Err(why) = &outcome {
+            out.push(Output::Log(format!("check of task {task_id} gave no result: {why}")));
+        }
+        if let Some(status) = checker.result(outcome, now) {
+            let reason = Some(Reason::TaskCheckStatusUpdated);
+            self.reporter.push(out, running(task_id.to_string(), Some(status), None, reason));
         }
     }
 

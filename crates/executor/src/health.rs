@@ -6,7 +6,8 @@
 //! It runs no probe: the IO shell (`probe.rs`) connects, requests or runs the command and feeds
 //! the verdict back; time enters as the `now` of each call. It does not send updates or kill
 //! anything either: it says so, and the executor core that owns the task acts. Generalized
-//! checks (`CheckInfo`) are not handled here.
+//! checks (`CheckInfo`) have their own checker in `check.rs`, which shares [`Probe`] and the
+//! field parsing here.
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,8 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 /// health check from the wire names centuries.
 const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// What one probe does.
+/// What one probe does, and what its result means for a health check (a generalized check
+/// reports the raw exit code, status code or connection result instead; see `check.rs`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
     /// Run this command in the task's sandbox; exit status 0 means healthy. (Boxed: a
@@ -68,7 +70,7 @@ impl HealthSpec {
             }
             Type::Tcp => {
                 let tcp = check.tcp.as_ref().ok_or("a TCP health check needs a port")?;
-                Probe::Tcp { port: port(tcp.port)? }
+                Probe::Tcp { port: port(WHAT, tcp.port)? }
             }
             Type::Http => {
                 let http = check.http.as_ref().ok_or("an HTTP health check needs a port")?;
@@ -76,30 +78,22 @@ impl HealthSpec {
                     let scheme = http.scheme();
                     return Err(format!("HTTP health checks over '{scheme}' are not supported"));
                 }
-                let path = match http.path() {
-                    "" => "/".to_string(),
-                    p if p.starts_with('/') => p.to_string(),
-                    p => format!("/{p}"),
-                };
-                // The path goes into a request line: whitespace or line breaks would forge one.
-                if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                    return Err(format!("the health check's path {path:?} is not a URL path"));
-                }
-                Probe::Http { port: port(http.port)?, path }
+                Probe::Http { port: port(WHAT, http.port)?, path: url_path(WHAT, http.path())? }
             }
             Type::Unknown => return Err("the health check has no (known) type".into()),
         };
-        let timeout = seconds("timeout_seconds", check.timeout_seconds, DEFAULT_TIMEOUT)?;
+        let timeout = seconds(WHAT, "timeout_seconds", check.timeout_seconds, DEFAULT_TIMEOUT)?;
         Ok(Self {
             probe,
-            delay: seconds("delay_seconds", check.delay_seconds, DEFAULT_DELAY)?,
-            interval: seconds("interval_seconds", check.interval_seconds, DEFAULT_INTERVAL)?,
+            delay: seconds(WHAT, "delay_seconds", check.delay_seconds, DEFAULT_DELAY)?,
+            interval: seconds(WHAT, "interval_seconds", check.interval_seconds, DEFAULT_INTERVAL)?,
             timeout: (!timeout.is_zero()).then_some(timeout),
             consecutive_failures: check
                 .consecutive_failures
                 .unwrap_or(DEFAULT_CONSECUTIVE_FAILURES)
                 .max(1),
             grace_period: seconds(
+                WHAT,
                 "grace_period_seconds",
                 check.grace_period_seconds,
                 DEFAULT_GRACE_PERIOD,
@@ -108,21 +102,44 @@ impl HealthSpec {
     }
 }
 
-fn port(port: u32) -> Result<u16, String> {
+/// How errors about a `HealthCheck` name it.
+const WHAT: &str = "health check";
+
+/// A probe's port; `what` names the check in the error.
+pub(crate) fn port(what: &str, port: u32) -> Result<u16, String> {
     u16::try_from(port)
         .ok()
         .filter(|p| *p != 0)
-        .ok_or_else(|| format!("{port} is not a health check port"))
+        .ok_or_else(|| format!("{port} is not a {what} port"))
 }
 
-/// A duration field in seconds, `default` when unset.
-fn seconds(name: &str, value: Option<f64>, default: Duration) -> Result<Duration, String> {
+/// The path an HTTP probe requests: rooted, `/` when unset.
+pub(crate) fn url_path(what: &str, path: &str) -> Result<String, String> {
+    let path = match path {
+        "" => "/".to_string(),
+        p if p.starts_with('/') => p.to_string(),
+        p => format!("/{p}"),
+    };
+    // The path goes into a request line: whitespace or line breaks would forge one.
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("the {what}'s path {path:?} is not a URL path"));
+    }
+    Ok(path)
+}
+
+/// A duration field in seconds, `default` when unset; `what` names the check in the error.
+pub(crate) fn seconds(
+    what: &str,
+    name: &str,
+    value: Option<f64>,
+    default: Duration,
+) -> Result<Duration, String> {
     match value {
         None => Ok(default),
         Some(s) if s.is_finite() && s >= 0.0 => {
             Ok(Duration::from_secs_f64(s.min(MAX_DURATION.as_secs_f64())))
         }
-        Some(s) => Err(format!("the health check's {name} ({s}) must be a non-negative number")),
+        Some(s) => Err(format!("the {what}'s {name} ({s}) must be a non-negative number")),
     }
 }
 

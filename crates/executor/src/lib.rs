@@ -18,13 +18,18 @@
 //! default executor, `common.rs` for what they share); the process plumbing, task sandboxes
 //! included, in `process.rs`; the IO both loops share (the environment, the subscription,
 //! sending updates, subscribing again) in `shell.rs`, with its bookkeeping of what the agent
-//! has not acknowledged in `recovery.rs`; the health-check probes in `probe.rs`, their timing in
-//! `health.rs`. Both executors run their tasks' health checks (COMMAND, TCP or HTTP). For a
+//! has not acknowledged in `recovery.rs`; the probes in `probe.rs`, the timing of health checks in
+//! `health.rs` and of generalized checks in `check.rs`. Both executors run their tasks' health
+//! checks (COMMAND, TCP or HTTP; failures add up to a kill) and generalized checks
+//! (`TaskInfo.check`, COMMAND, TCP or HTTP: each changed result reaches the framework as
+//! `check_status` on a TASK_RUNNING update with reason TASK_CHECK_STATUS_UPDATED, and checks
+//! never kill). For a
 //! checkpointing framework both survive a restart of their agent: the shell subscribes again,
 //! re-sending what is unacknowledged, and the tasks carry on untouched; only when the agent
 //! stays away past the recovery timeout (or the framework does not checkpoint) does a lost
 //! agent end the executor and its tasks.
 
+pub mod check;
 pub mod common;
 pub mod group;
 pub mod health;
@@ -42,6 +47,7 @@ use agora_proto::v1;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::check::CheckStatus;
 use crate::common::Config;
 use crate::group::DefaultExecutor;
 use crate::process::{Termination, signal_group};
@@ -62,7 +68,8 @@ pub async fn run_command_executor() -> i32 {
             return 1;
         }
     };
-    Shell { sandbox: setup.sandbox, child: None, pgid: None, probe: None }.run(core, link).await
+    let shell = Shell { sandbox: setup.sandbox, child: None, pgid: None, probe: None, check: None };
+    shell.run(core, link).await
 }
 
 /// The command executor's side of the IO: its one task's process.
@@ -75,6 +82,9 @@ struct Shell {
     /// The health-check probe under way; it runs beside the loop so that a slow one delays
     /// nothing else.
     probe: Option<JoinHandle<Result<(), String>>>,
+    /// The check probe under way, beside the loop (and any health-check probe) for the same
+    /// reason.
+    check: Option<JoinHandle<Result<CheckStatus, String>>>,
 }
 
 impl Shell {
@@ -93,6 +103,10 @@ impl Shell {
                 result = probed(&mut self.probe) => {
                     self.probe = None;
                     Input::Probed(result)
+                }
+                outcome = probed(&mut self.check) => {
+                    self.check = None;
+                    Input::Checked(outcome)
                 }
                 () = sleep_until(deadline) => Input::Tick,
             };
@@ -115,11 +129,20 @@ impl Shell {
                                 probe::run(&probe, timeout, &sandbox).await
                             }));
                         }
+                        Output::Check { probe, timeout } => {
+                            let sandbox = self.sandbox.clone();
+                            self.check = Some(tokio::spawn(async move {
+                                probe::check(&probe, timeout, &sandbox).await
+                            }));
+                        }
                         Output::Log(line) => log(&line),
                         Output::Exit(code) => {
                             // A probe still running (and its command) must not outlive us.
                             if let Some(probe) = self.probe.take() {
                                 probe.abort();
+                            }
+                            if let Some(check) = self.check.take() {
+                                check.abort();
                             }
                             link.close().await;
                             return code;
@@ -150,7 +173,7 @@ impl Shell {
 }
 
 /// The result of the probe under way; never resolves without one.
-async fn probed(probe: &mut Option<JoinHandle<Result<(), String>>>) -> Result<(), String> {
+async fn probed<T>(probe: &mut Option<JoinHandle<Result<T, String>>>) -> Result<T, String> {
     match probe {
         Some(handle) => handle.await.unwrap_or_else(|e| Err(format!("the probe failed: {e}"))),
         None => std::future::pending().await,
@@ -198,6 +221,9 @@ pub async fn run_default_executor() -> i32 {
     // Health-check probes report here, by task id; as with exits, the loop keeps a sender.
     let (probes_tx, mut probes) = mpsc::unbounded_channel::<(String, Result<(), String>)>();
     let mut running_probes: Vec<JoinHandle<()>> = Vec::new();
+    // Check probes report here, by task id, the same way.
+    let (checks_tx, mut checks) =
+        mpsc::unbounded_channel::<(String, Result<CheckStatus, String>)>();
     loop {
         let deadline = core.next_deadline();
         let input = tokio::select! {
@@ -209,6 +235,7 @@ pub async fn run_default_executor() -> i32 {
                 group::Input::Exited { task_id, termination }
             }
             Some((task_id, result)) = probes.recv() => group::Input::Probed { task_id, result },
+            Some((task_id, outcome)) = checks.recv() => group::Input::Checked { task_id, outcome },
             () = sleep_until(deadline) => group::Input::Tick,
         };
         let mut inputs = VecDeque::from([input]);
@@ -245,6 +272,16 @@ pub async fn run_default_executor() -> i32 {
                             let result = probe::run(&probe, timeout, &sandbox).await;
                             // After the loop returns nobody needs the result.
                             let _ = results.send((task_id, result));
+                        }));
+                    }
+                    group::Output::Check { task_id, probe, timeout } => {
+                        let sandbox = setup.sandbox.join("tasks").join(&task_id);
+                        let results = checks_tx.clone();
+                        running_probes.retain(|probe| !probe.is_finished());
+                        running_probes.push(tokio::spawn(async move {
+                            let outcome = probe::check(&probe, timeout, &sandbox).await;
+                            // After the loop returns nobody needs the outcome.
+                            let _ = results.send((task_id, outcome));
                         }));
                     }
                     group::Output::Log(line) => log(&line),

@@ -1,10 +1,11 @@
-//! Running one health-check probe (reference §7.7): a command in the task's sandbox, a TCP
+//! Running one probe of a health check or a generalized check (reference §7.7): a command in the task's sandbox, a TCP
 //! connection to 127.0.0.1, or an HTTP/1.0 GET to 127.0.0.1 written by hand on a `TcpStream`
 //! (a whole HTTP client library would cost more compile time than the one request line and
 //! one status line it would save). Each probe is bounded by the check's timeout.
 //!
-//! It decides nothing: when to probe and what a result means belong to the sans-IO checker in
-//! `health.rs`. It does not follow redirects (a 3xx already counts as healthy) nor speak TLS.
+//! It decides nothing: when to probe and what a result means belong to the sans-IO checkers in
+//! `health.rs` (healthy or not) and `check.rs` (the raw exit code, status code or connection
+//! result, which this file reports as a `CheckStatus`). It does not follow redirects (a 3xx already counts as healthy) nor speak TLS.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -14,19 +15,30 @@ use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::check::CheckStatus;
 use crate::health::Probe;
 use crate::process::{Termination, build_command, signal_group};
 
 /// The most of an HTTP response read to find its status line.
 const MAX_STATUS_LINE: usize = 4096;
 
-/// Runs `probe` for at most `timeout` (no limit for `None`); `Ok` means healthy, the error
-/// says why not (for the executor's log).
-pub(crate) async fn run(
-    probe: &Probe,
-    timeout: Option<Duration>,
-    sandbox: &Path,
-) -> Result<(), String> {
+/// What one probe saw, before a health check or a check makes something of it.
+enum Seen {
+    /// The command ended like this.
+    Ended(Termination),
+    /// The TCP connection was made.
+    Connected,
+    /// The TCP connection could not be made, for this reason.
+    Refused(String),
+    /// The HTTP server answered with this status code.
+    Status(u16),
+    /// The probe outlived its timeout (and was stopped), as this says.
+    TimedOut(String),
+}
+
+/// Runs `probe` for at most `timeout` (no limit for `None`); the error says why there is
+/// nothing to show for it (the command would not start, the HTTP server gave no status).
+async fn observe(probe: &Probe, timeout: Option<Duration>, sandbox: &Path) -> Result<Seen, String> {
     match probe {
         Probe::Command(command) => {
             let mut process = build_command(command, sandbox, &[])?;
@@ -35,36 +47,74 @@ pub(crate) async fn run(
             let mut child = tokio::process::Command::from(process)
                 .kill_on_drop(true)
                 .spawn()
-                .map_err(|e| format!("cannot run the health check command: {e}"))?;
+                .map_err(|e| format!("cannot run the check command: {e}"))?;
             let pgid = child.id();
-            let status = match bounded(timeout, child.wait()).await {
-                Ok(status) => status.map_err(|e| format!("cannot wait for the check: {e}"))?,
+            match bounded(timeout, child.wait()).await {
+                Ok(status) => {
+                    let status = status.map_err(|e| format!("cannot wait for the check: {e}"))?;
+                    Ok(Seen::Ended(Termination::from(status)))
+                }
                 Err(elapsed) => {
                     // The command runs in a group of its own: whatever it started goes too.
                     if let Some(pgid) = pgid {
                         let _ = signal_group(pgid, Signal::SIGKILL);
                     }
-                    return Err(elapsed);
+                    Ok(Seen::TimedOut(elapsed))
                 }
-            };
-            match Termination::from(status) {
-                Termination::Exited(0) => Ok(()),
-                other => Err(format!("the health check command failed: {other}")),
             }
         }
-        Probe::Tcp { port } => bounded(timeout, TcpStream::connect(("127.0.0.1", *port)))
-            .await?
-            .map(drop)
-            .map_err(|e| format!("cannot connect to 127.0.0.1:{port}: {e}")),
-        Probe::Http { port, path } => {
-            let status = bounded(timeout, http_get(*port, path)).await??;
-            if (200..=399).contains(&status) {
-                Ok(())
-            } else {
-                Err(format!("GET http://127.0.0.1:{port}{path} answered {status}"))
+        Probe::Tcp { port } => {
+            match bounded(timeout, TcpStream::connect(("127.0.0.1", *port))).await {
+                Ok(Ok(_)) => Ok(Seen::Connected),
+                Ok(Err(e)) => Ok(Seen::Refused(format!("cannot connect to 127.0.0.1:{port}: {e}"))),
+                Err(elapsed) => Ok(Seen::TimedOut(elapsed)),
             }
         }
+        Probe::Http { port, path } => match bounded(timeout, http_get(*port, path)).await {
+            Ok(status) => status.map(Seen::Status),
+            Err(elapsed) => Ok(Seen::TimedOut(elapsed)),
+        },
     }
+}
+
+/// Runs `probe` as a health check, for at most `timeout` (no limit for `None`); `Ok` means
+/// healthy, the error says why not (for the executor's log).
+pub(crate) async fn run(
+    probe: &Probe,
+    timeout: Option<Duration>,
+    sandbox: &Path,
+) -> Result<(), String> {
+    match observe(probe, timeout, sandbox).await? {
+        Seen::Ended(Termination::Exited(0)) | Seen::Connected => Ok(()),
+        Seen::Ended(other) => Err(format!("the health check command failed: {other}")),
+        Seen::Status(status) if (200..=399).contains(&status) => Ok(()),
+        Seen::Status(status) => {
+            let Probe::Http { port, path } = probe else {
+                return Err(format!("the probe answered {status}"));
+            };
+            Err(format!("GET http://127.0.0.1:{port}{path} answered {status}"))
+        }
+        Seen::Refused(why) | Seen::TimedOut(why) => Err(why),
+    }
+}
+
+/// Runs `probe` as a generalized check, for at most `timeout` (no limit for `None`): its
+/// result as the framework sees it (empty on a timeout), or why there is none (for the
+/// executor's log; the check's status stays as it was). A command killed by a signal has no
+/// exit code to report, so it counts as no result rather than as a made-up code.
+pub(crate) async fn check(
+    probe: &Probe,
+    timeout: Option<Duration>,
+    sandbox: &Path,
+) -> Result<CheckStatus, String> {
+    Ok(match observe(probe, timeout, sandbox).await? {
+        Seen::Ended(Termination::Exited(code)) => CheckStatus::Command { exit_code: Some(code) },
+        Seen::Ended(other) => return Err(format!("the check command did not exit: {other}")),
+        Seen::Connected => CheckStatus::Tcp { succeeded: Some(true) },
+        Seen::Refused(_) => CheckStatus::Tcp { succeeded: Some(false) },
+        Seen::Status(status) => CheckStatus::Http { status_code: Some(u32::from(status)) },
+        Seen::TimedOut(_) => CheckStatus::empty(probe),
+    })
 }
 
 /// `work`, or an error once `timeout` has passed.
@@ -72,7 +122,7 @@ async fn bounded<T>(timeout: Option<Duration>, work: impl Future<Output = T>) ->
     match timeout {
         Some(limit) => tokio::time::timeout(limit, work)
             .await
-            .map_err(|_| format!("the health check timed out after {limit:?}")),
+            .map_err(|_| format!("the probe timed out after {limit:?}")),
         None => Ok(work.await),
     }
 }
@@ -177,6 +227,40 @@ mod tests {
 
         let closed = crate::health::Probe::Tcp { port: free_port() };
         assert!(run(&closed, limit, dir.path()).await.is_err());
+
+        // As a check, the same probes report the raw result.
+        assert_eq!(
+            check(&http("/down"), limit, dir.path()).await,
+            Ok(CheckStatus::Http { status_code: Some(503) })
+        );
+        assert_eq!(
+            check(&http("/moved"), limit, dir.path()).await,
+            Ok(CheckStatus::Http { status_code: Some(302) })
+        );
+        assert_eq!(
+            check(&Probe::Tcp { port }, limit, dir.path()).await,
+            Ok(CheckStatus::Tcp { succeeded: Some(true) })
+        );
+        assert_eq!(
+            check(&closed, limit, dir.path()).await,
+            Ok(CheckStatus::Tcp { succeeded: Some(false) })
+        );
+        let nobody = Probe::Http { port: free_port(), path: "/".into() };
+        assert!(check(&nobody, limit, dir.path()).await.is_err(), "no status, no result");
+    }
+
+    #[tokio::test]
+    async fn command_checks_report_exit_codes_and_time_out_empty() {
+        let dir = sandbox();
+        let limit = Some(Duration::from_secs(10));
+        assert_eq!(
+            check(&command("exit 3"), limit, dir.path()).await,
+            Ok(CheckStatus::Command { exit_code: Some(3) })
+        );
+        let slow = check(&command("sleep 30"), Some(Duration::from_millis(100)), dir.path()).await;
+        assert_eq!(slow, Ok(CheckStatus::Command { exit_code: None }));
+        let killed = check(&command("kill -9 $$"), limit, dir.path()).await;
+        assert!(killed.is_err_and(|e| e.contains("did not exit")));
     }
 
     /// A port nothing listens on (bound, then released).

@@ -26,6 +26,7 @@ use tokio::signal::unix::{Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::check::{CheckSpec, CheckStatus};
 use crate::common::{AgentEvent, TaskSpec, Update, UuidSource};
 use crate::health::HealthSpec;
 use crate::recovery::{Backoff, DEFAULT_BACKOFF_MAX, DEFAULT_RECOVERY_TIMEOUT, Recovery, Unacked};
@@ -330,6 +331,7 @@ impl Link {
         status.set_state(update.state);
         status.set_source(v1::task_status::Source::Executor);
         status.healthy = update.healthy;
+        status.check_status = update.check_status.map(CheckStatus::to_proto);
         if let Some(reason) = update.reason {
             status.set_reason(reason);
         }
@@ -602,6 +604,7 @@ fn task_spec(task: v1::TaskInfo) -> TaskSpec {
         task_id: task.task_id.value,
         kill_grace: task.kill_policy.as_ref().and_then(grace_of),
         health: task.health_check.as_ref().map(|check| HealthSpec::from_proto(check).map(Box::new)),
+        check: task.check.as_ref().map(|check| CheckSpec::from_proto(check).map(Box::new)),
         command: task.command,
     }
 }
@@ -704,5 +707,24 @@ mod tests {
         let mut shutdown = executor::Event::default();
         shutdown.set_type(EventType::Shutdown);
         assert_eq!(translate(shutdown), Some(AgentEvent::Shutdown));
+    }
+
+    #[test]
+    fn a_task_check_is_parsed_or_refused_with_the_reason() {
+        let mut checked = task("t", None);
+        checked.check = Some(v1::CheckInfo {
+            r#type: Some(v1::check_info::Type::Tcp as i32),
+            tcp: Some(v1::check_info::Tcp { port: 8080 }),
+            ..Default::default()
+        });
+        let spec = task_spec(checked.clone());
+        let probe = spec.check.and_then(Result::ok).map(|c| c.probe.clone());
+        assert_eq!(probe, Some(crate::health::Probe::Tcp { port: 8080 }));
+        checked.check = Some(v1::CheckInfo {
+            r#type: Some(v1::check_info::Type::Http as i32),
+            ..Default::default()
+        });
+        assert!(matches!(task_spec(checked).check, Some(Err(_))));
+        assert_eq!(task_spec(task("u", None)).check, None);
     }
 }

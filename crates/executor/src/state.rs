@@ -3,7 +3,11 @@
 //! signals to deliver to the task's process group, when the next timer is due and when the
 //! executor exits (reference §3.5). It also carries the task's health check (§7.7): it asks
 //! for probes when the checker in `health.rs` says one is due, reports health changes as
-//! TASK_RUNNING updates with `healthy` set, and kills the task once failures add up.
+//! TASK_RUNNING updates with `healthy` set, and kills the task once failures add up. Its
+//! generalized check (`TaskInfo.check`) runs beside that on the checker in `check.rs`: each
+//! changed result goes out as a TASK_RUNNING update with reason TASK_CHECK_STATUS_UPDATED, and
+//! every TASK_RUNNING update of a checked task carries the latest result (an empty one on the
+//! first); checks never kill, and stop once the task is being killed.
 //!
 //! It does no IO: it never touches processes, sockets or the clock. Time enters as the `now`
 //! argument of [`CommandExecutor::handle`], update uuids come from an injected generator, and
@@ -18,7 +22,10 @@ use agora_proto::v1::TaskState;
 use agora_proto::v1::task_status::Reason;
 use nix::sys::signal::Signal;
 
-use crate::common::{AgentEvent, Config, Killing, Reporter, Update, UuidSource, terminal_state};
+use crate::check::{CheckSpec, CheckStatus, Checker};
+use crate::common::{
+    AgentEvent, Checks, Config, Killing, Reporter, Update, UuidSource, running, terminal_state,
+};
 use crate::health::{HealthChecker, HealthSpec, Probe, Verdict};
 use crate::process::Termination;
 
@@ -31,12 +38,13 @@ pub enum Input {
     /// SUBSCRIBED; `task_killing_state` says whether the framework wants TASK_KILLING updates.
     Subscribed { task_killing_state: bool },
     /// LAUNCH of one task; `kill_grace` is the task's own kill policy, `health` its health
-    /// check (or why that cannot run).
+    /// check and `check` its generalized check (or why they cannot run).
     Launch {
         task_id: String,
         command: Option<v1::CommandInfo>,
         kill_grace: Option<Duration>,
         health: Option<Result<Box<HealthSpec>, String>>,
+        check: Option<Result<Box<CheckSpec>, String>>,
     },
     /// LAUNCH_GROUP, which a command executor cannot run.
     LaunchGroup { task_ids: Vec<String> },
@@ -58,6 +66,8 @@ pub enum Input {
     Exited(Termination),
     /// The result of the probe of [`Output::Probe`]: `Ok` for healthy, else why not.
     Probed(Result<(), String>),
+    /// The outcome of the check probe of [`Output::Check`]: the result, or why there is none.
+    Checked(Result<CheckStatus, String>),
     /// The deadline of [`CommandExecutor::next_deadline`] may have passed.
     Tick,
 }
@@ -73,6 +83,7 @@ impl From<AgentEvent> for Input {
                 command: task.command,
                 kill_grace: task.kill_grace,
                 health: task.health,
+                check: task.check,
             },
             AgentEvent::LaunchGroup(tasks) => {
                 Self::LaunchGroup { task_ids: tasks.into_iter().map(|t| t.task_id).collect() }
@@ -98,6 +109,9 @@ pub enum Output {
     /// Run this health-check probe for at most `timeout` and answer with [`Input::Probed`]
     /// when it is over (other inputs may come first).
     Probe { probe: Probe, timeout: Option<Duration> },
+    /// Run this check probe for at most `timeout` and answer with [`Input::Checked`] when it
+    /// is over (other inputs may come first; it may run beside a health-check probe).
+    Check { probe: Probe, timeout: Option<Duration> },
     /// A line for the executor's log (the sandbox's `stderr`).
     Log(String),
     /// Exit the executor with this code; the core ignores every later input.
@@ -121,6 +135,16 @@ struct Task {
     checker: Option<Box<HealthChecker>>,
     /// The kill came from failed health checks: the terminal update says `healthy: false`.
     unhealthy: bool,
+    /// The generalized check, until the process is forked and its checker starts.
+    check: Option<Box<CheckSpec>>,
+    check_checker: Option<Box<Checker>>,
+}
+
+impl Task {
+    /// What the task's TASK_RUNNING updates carry: the check's latest result, if it has one.
+    fn check_status(&self) -> Option<CheckStatus> {
+        self.check_checker.as_ref().map(|c| c.status())
+    }
 }
 
 enum Phase {
@@ -168,8 +192,9 @@ impl CommandExecutor {
                     (Some(killing), true) => killing.deadline(),
                     _ => None,
                 };
-                let check = task.checker.as_ref().and_then(|c| c.deadline());
-                escalation.into_iter().chain(check).min()
+                let health = task.checker.as_ref().and_then(|c| c.deadline());
+                let check = task.check_checker.as_ref().and_then(|c| c.deadline());
+                escalation.into_iter().chain(health).chain(check).min()
             }
             Phase::Finishing { deadline, .. } => Some(*deadline),
             _ => None,
@@ -186,8 +211,9 @@ impl CommandExecutor {
             Input::Subscribed { task_killing_state } => {
                 self.task_killing_state = task_killing_state;
             }
-            Input::Launch { task_id, command, kill_grace, health } => {
-                self.launch(task_id, command, kill_grace, health, now, &mut out);
+            Input::Launch { task_id, command, kill_grace, health, check } => {
+                let checks = Checks { health, check };
+                self.launch(task_id, command, kill_grace, checks, now, &mut out);
             }
             Input::LaunchGroup { task_ids } => {
                 for task_id in task_ids {
@@ -214,6 +240,7 @@ impl CommandExecutor {
             }
             Input::Exited(termination) => self.exited(termination, now, &mut out),
             Input::Probed(result) => self.probed(result, now, &mut out),
+            Input::Checked(outcome) => self.checked(outcome, now, &mut out),
             Input::Tick => self.tick(now, &mut out),
         }
         out
@@ -224,7 +251,7 @@ impl CommandExecutor {
         task_id: String,
         command: Option<v1::CommandInfo>,
         kill_grace: Option<Duration>,
-        health: Option<Result<Box<HealthSpec>, String>>,
+        checks: Checks,
         now: Instant,
         out: &mut Vec<Output>,
     ) {
@@ -233,11 +260,11 @@ impl CommandExecutor {
             self.reporter.send(out, task_id, TaskState::TaskFailed, Some(MULTIPLE_TASKS.into()));
             return;
         }
-        // A task whose health nobody could watch is refused rather than run unwatched.
-        let health = match health.transpose() {
-            Ok(health) => health,
-            Err(why) => {
-                let message = format!("Invalid health check: {why}");
+        // A task whose health or check nobody could watch is refused rather than run
+        // unwatched.
+        let (health, check) = match checks.validate() {
+            Ok(checks) => checks,
+            Err(message) => {
                 out.push(Output::Log(format!("refusing task {task_id}: {message}")));
                 self.finish(task_id, TaskState::TaskFailed, message, None, now, out);
                 return;
@@ -254,6 +281,8 @@ impl CommandExecutor {
             health,
             checker: None,
             unhealthy: false,
+            check,
+            check_checker: None,
         });
     }
 
@@ -271,7 +300,14 @@ impl CommandExecutor {
         {
             task.checker = Some(Box::new(HealthChecker::new(*spec, now)));
         }
-        self.reporter.send(out, task_id, TaskState::TaskRunning, None);
+        // So does the check's; its empty first result rides on the TASK_RUNNING update.
+        if let Some(spec) = task.check.take()
+            && !kill_pending
+        {
+            task.check_checker = Some(Box::new(Checker::new(*spec, now)));
+        }
+        let check_status = task.check_status();
+        self.reporter.push(out, running(task_id, check_status, None, None));
         if kill_pending {
             out.push(Output::Signal(Signal::SIGTERM));
             self.escalate_if_due(now, out);
@@ -299,8 +335,12 @@ impl CommandExecutor {
         let grace = self.config.kill_grace(grace, task.kill_grace);
         let (line, first) = Killing::begin(&mut task.kill, task_id, now, grace);
         out.extend(line.map(Output::Log));
-        // A task on its way out has no health left to report.
+        // A task on its way out has no health left to report, nor check results: those go
+        // only on TASK_RUNNING updates.
         if let Some(checker) = &mut task.checker {
+            checker.stop();
+        }
+        if let Some(checker) = &mut task.check_checker {
             checker.stop();
         }
         if first {
@@ -373,8 +413,15 @@ impl CommandExecutor {
         now: Instant,
         out: &mut Vec<Output>,
     ) {
-        let update =
-            Update { uuid: [0; 16], task_id, state, message: Some(message), healthy, reason: None };
+        let update = Update {
+            uuid: [0; 16],
+            task_id,
+            state,
+            message: Some(message),
+            healthy,
+            check_status: None,
+            reason: None,
+        };
         let terminal = self.reporter.push(out, update);
         let wait = if self.shutting_down {
             self.config.shutdown_ack_timeout
@@ -404,11 +451,20 @@ impl CommandExecutor {
             }
             _ => {
                 self.escalate_if_due(now, out);
-                if let Phase::Active(Task { checker: Some(checker), .. }) = &mut self.phase
+                let Phase::Active(task) = &mut self.phase else {
+                    return;
+                };
+                if let Some(checker) = &mut task.checker
                     && checker.due(now)
                 {
                     let spec = checker.spec();
                     out.push(Output::Probe { probe: spec.probe.clone(), timeout: spec.timeout });
+                }
+                if let Some(checker) = &mut task.check_checker
+                    && checker.due(now)
+                {
+                    let spec = checker.spec();
+                    out.push(Output::Check { probe: spec.probe.clone(), timeout: spec.timeout });
                 }
             }
         }
@@ -417,8 +473,11 @@ impl CommandExecutor {
     /// A probe's result: reported when it changes what the framework knows, and the task
     /// killed (with its own kill policy) once failures reach the limit.
     fn probed(&mut self, result: Result<(), String>, now: Instant, out: &mut Vec<Output>) {
-        let Phase::Active(Task { id, checker: Some(checker), unhealthy, .. }) = &mut self.phase
-        else {
+        let Phase::Active(task) = &mut self.phase else {
+            return;
+        };
+        let check_status = task.check_status();
+        let Task { id, checker: Some(checker), unhealthy, .. } = task else {
             return;
         };
         if let Err(why) = &result {
@@ -434,20 +493,33 @@ impl CommandExecutor {
             }
         };
         let task_id = id.clone();
-        let update = Update {
-            uuid: [0; 16],
-            task_id: task_id.clone(),
-            state: TaskState::TaskRunning,
-            message: None,
-            healthy: Some(healthy),
-            reason: Some(Reason::TaskHealthCheckStatusUpdated),
-        };
-        self.reporter.push(out, update);
+        let reason = Some(Reason::TaskHealthCheckStatusUpdated);
+        self.reporter.push(out, running(task_id.clone(), check_status, Some(healthy), reason));
         if verdict == Verdict::ReportAndKill {
             out.push(Output::Log(format!(
                 "task {task_id} failed its health check too many times in a row; killing it"
             )));
             self.kill(&task_id, None, now, out);
+        }
+    }
+
+    /// A check probe's outcome: a changed result goes out on a TASK_RUNNING update; nothing
+    /// else happens to the task, whatever the result.
+    fn checked(
+        &mut self,
+        outcome: Result<CheckStatus, String>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Phase::Active(Task { id, check_checker: Some(checker), .. }) = &mut self.phase else {
+            return;
+        };
+        if let Err(why) = &outcome {
+            out.push(Output::Log(format!("check of task {id} gave no result: {why}")));
+        }
+        if let Some(status) = checker.result(outcome, now) {
+            let reason = Some(Reason::TaskCheckStatusUpdated);
+            self.reporter.push(out, running(id.clone(), Some(status), None, reason));
         }
     }
 

@@ -4,6 +4,7 @@
 //! no clock: time is an `Instant` the tests move by hand.
 
 use super::*;
+use crate::check::{CheckSpec, CheckStatus};
 use crate::common::{ACK_TIMEOUT, DEFAULT_KILL_GRACE, SHUTDOWN_RESERVE, counting_uuids};
 use crate::health::{HealthSpec, Probe};
 
@@ -19,6 +20,7 @@ fn spec(task_id: &str, kill_grace: Option<Duration>) -> TaskSpec {
         command: Some(v1::CommandInfo { value: Some("sleep 60".into()), ..Default::default() }),
         kill_grace,
         health: None,
+        check: None,
     }
 }
 
@@ -474,4 +476,113 @@ fn an_invalid_health_check_keeps_the_group_from_starting() {
         states(&out).into_iter().filter(|(_, s)| *s != TaskState::TaskStarting).collect();
     assert_eq!(ends, [("a".into(), TaskState::TaskFailed), ("b".into(), TaskState::TaskKilled)]);
     assert!(messages(&out).iter().flatten().any(|m| m.contains("Invalid health check: no port")));
+}
+
+/// A task spec whose TCP check probes at once, every 1 s.
+fn with_check(task_id: &str) -> TaskSpec {
+    let check = CheckSpec {
+        probe: Probe::Tcp { port: 80 },
+        delay: Duration::ZERO,
+        interval: Duration::from_secs(1),
+        timeout: None,
+    };
+    TaskSpec { check: Some(Ok(Box::new(check))), ..spec(task_id, None) }
+}
+
+fn checks(outputs: &[Output]) -> Vec<String> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Check { task_id, .. } => Some(task_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+type CheckRow = (String, TaskState, Option<CheckStatus>, Option<bool>, Option<Reason>);
+
+fn check_updates(outputs: &[Output]) -> Vec<CheckRow> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send(u) => {
+                Some((u.task_id.clone(), u.state, u.check_status, u.healthy, u.reason))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn tcp(succeeded: Option<bool>) -> CheckStatus {
+    CheckStatus::Tcp { succeeded }
+}
+
+#[test]
+fn each_checked_task_reports_its_own_changes_and_checks_never_take_the_group_down() {
+    let t0 = Instant::now();
+    let secs = Duration::from_secs;
+    let updated = Some(Reason::TaskCheckStatusUpdated);
+    let running = TaskState::TaskRunning;
+    let mut ex = executor(false);
+    ex.handle(Input::LaunchGroup { tasks: vec![with_check("a"), spec("b", None)] }, t0);
+    let out = ex.handle(spawned("a"), t0);
+    assert_eq!(check_updates(&out), [("a".into(), running, Some(tcp(None)), None, None)]);
+    let out = ex.handle(spawned("b"), t0);
+    assert_eq!(check_updates(&out), [("b".into(), running, None, None, None)], "no check");
+    assert_eq!(checks(&ex.handle(Input::Tick, t0)), ["a"], "only the checked task is probed");
+
+    let refused = || Input::Checked { task_id: "a".into(), outcome: Ok(tcp(Some(false))) };
+    let out = ex.handle(refused(), t0);
+    assert_eq!(check_updates(&out), [("a".into(), running, Some(tcp(Some(false))), None, updated)]);
+    assert!(signals(&out).is_empty(), "a failed check kills nothing");
+    assert!(checks(&ex.handle(Input::Tick, t0)).is_empty(), "not before the interval");
+
+    assert_eq!(checks(&ex.handle(Input::Tick, t0 + secs(1))), ["a"]);
+    assert!(check_updates(&ex.handle(refused(), t0 + secs(1))).is_empty(), "no change");
+    assert_eq!(checks(&ex.handle(Input::Tick, t0 + secs(2))), ["a"]);
+    let why = Input::Checked { task_id: "a".into(), outcome: Err("no answer".into()) };
+    assert!(check_updates(&ex.handle(why, t0 + secs(2))).is_empty(), "no result, no change");
+    assert_eq!(checks(&ex.handle(Input::Tick, t0 + secs(3))), ["a"]);
+    let up = Input::Checked { task_id: "a".into(), outcome: Ok(tcp(Some(true))) };
+    let out = ex.handle(up, t0 + secs(3));
+    assert_eq!(check_updates(&out), [("a".into(), running, Some(tcp(Some(true))), None, updated)]);
+
+    // The task's end stops its checks; its terminal update carries no check status.
+    let out = ex.handle(exited("a", Termination::Exited(0)), t0 + secs(4));
+    assert_eq!(check_updates(&out), [("a".into(), TaskState::TaskFinished, None, None, None)]);
+    assert!(checks(&ex.handle(Input::Tick, t0 + secs(9))).is_empty());
+    let late = Input::Checked { task_id: "a".into(), outcome: Ok(tcp(Some(false))) };
+    assert!(check_updates(&ex.handle(late, t0 + secs(9))).is_empty());
+}
+
+#[test]
+fn health_updates_of_a_checked_task_carry_its_latest_check_status() {
+    let t0 = Instant::now();
+    let mut ex = executor(false);
+    let both = TaskSpec { health: checked("a").health, ..with_check("a") };
+    ex.handle(Input::LaunchGroup { tasks: vec![both] }, t0);
+    ex.handle(spawned("a"), t0);
+    let out = ex.handle(Input::Tick, t0);
+    assert_eq!((probes(&out), checks(&out)), (vec!["a".into()], vec!["a".into()]));
+    ex.handle(Input::Checked { task_id: "a".into(), outcome: Ok(tcp(Some(true))) }, t0);
+    let out = ex.handle(Input::Probed { task_id: "a".into(), result: Ok(()) }, t0);
+    let reason = Some(Reason::TaskHealthCheckStatusUpdated);
+    let running = TaskState::TaskRunning;
+    assert_eq!(
+        check_updates(&out),
+        [("a".into(), running, Some(tcp(Some(true))), Some(true), reason)]
+    );
+}
+
+#[test]
+fn an_invalid_check_keeps_the_group_from_starting() {
+    let t0 = Instant::now();
+    let mut ex = executor(false);
+    let bad = TaskSpec { check: Some(Err("no port".into())), ..spec("a", None) };
+    let out = ex.handle(Input::LaunchGroup { tasks: vec![bad, spec("b", None)] }, t0);
+    assert!(spawns(&out).is_empty());
+    let ends: Vec<_> =
+        states(&out).into_iter().filter(|(_, s)| *s != TaskState::TaskStarting).collect();
+    assert_eq!(ends, [("a".into(), TaskState::TaskFailed), ("b".into(), TaskState::TaskKilled)]);
+    assert!(messages(&out).iter().flatten().any(|m| m.contains("Invalid check: no port")));
 }

@@ -139,6 +139,7 @@ fn update(task_id: &str, uuid: u8, state: TaskState) -> Update {
         state,
         message: None,
         healthy: None,
+        check_status: None,
         reason: None,
     }
 }

@@ -3,6 +3,7 @@
 //! time is an `Instant` the tests move by hand.
 
 use super::*;
+use crate::check::{CheckSpec, CheckStatus};
 use crate::common::{ACK_TIMEOUT, DEFAULT_KILL_GRACE, SHUTDOWN_RESERVE, counting_uuids};
 use crate::health::{HealthSpec, Probe};
 
@@ -22,6 +23,7 @@ fn launch(task_id: &str, kill_grace: Option<Duration>) -> Input {
         command: Some(v1::CommandInfo { value: Some("true".into()), ..Default::default() }),
         kill_grace,
         health: None,
+        check: None,
     }
 }
 
@@ -421,7 +423,7 @@ fn running_checked() -> (CommandExecutor, Instant) {
         unreachable!("launch() makes a Launch");
     };
     let health = Some(Ok(Box::new(health_spec())));
-    ex.handle(Input::Launch { task_id, command, kill_grace, health }, t0);
+    ex.handle(Input::Launch { task_id, command, kill_grace, health, check: None }, t0);
     ex.handle(Input::Spawned, t0);
     (ex, t0)
 }
@@ -485,7 +487,7 @@ fn an_invalid_health_check_fails_the_task_without_starting_it() {
         unreachable!("launch() makes a Launch");
     };
     let health = Some(Err("no port".into()));
-    let out = ex.handle(Input::Launch { task_id, command, kill_grace, health }, t0);
+    let out = ex.handle(Input::Launch { task_id, command, kill_grace, health, check: None }, t0);
     assert!(!out.iter().any(|o| matches!(o, Output::Spawn(_))));
     let sent = sent(&out);
     assert_eq!(sent.len(), 1);
@@ -503,4 +505,143 @@ fn a_kill_stops_health_checks_and_the_terminal_update_says_nothing_of_health() {
     assert!(health(&out).is_empty(), "a late result is ignored");
     let out = ex.handle(Input::Exited(Termination::Signaled(15)), t0 + secs(2));
     assert_eq!(health(&out), [(TaskState::TaskKilled, None, None)]);
+}
+
+/// A COMMAND check probing after 1 s, every 1 s.
+fn check_spec() -> CheckSpec {
+    CheckSpec {
+        probe: Probe::Command(Box::default()),
+        delay: Duration::from_secs(1),
+        interval: Duration::from_secs(1),
+        timeout: Some(Duration::from_secs(1)),
+    }
+}
+
+/// An executor whose task `t`, with a check and maybe a health check, was launched and
+/// spawned at `t0`; also the outputs of the spawn.
+fn running_with_check(health: Option<HealthSpec>) -> (CommandExecutor, Instant, Vec<Output>) {
+    let t0 = Instant::now();
+    let mut ex = executor();
+    ex.handle(Input::Subscribed { task_killing_state: true }, t0);
+    let Input::Launch { task_id, command, kill_grace, .. } = launch("t", None) else {
+        unreachable!("launch() makes a Launch");
+    };
+    let health = health.map(|h| Ok(Box::new(h)));
+    let check = Some(Ok(Box::new(check_spec())));
+    ex.handle(Input::Launch { task_id, command, kill_grace, health, check }, t0);
+    let out = ex.handle(Input::Spawned, t0);
+    (ex, t0, out)
+}
+
+/// The updates among `outputs`, as (state, check status, healthy, reason).
+type CheckRow = (TaskState, Option<CheckStatus>, Option<bool>, Option<Reason>);
+fn check_updates(outputs: &[Output]) -> Vec<CheckRow> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send(u) => Some((u.state, u.check_status, u.healthy, u.reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn checks(outputs: &[Output]) -> usize {
+    outputs.iter().filter(|o| matches!(o, Output::Check { .. })).count()
+}
+
+fn exit_code(code: Option<i32>) -> CheckStatus {
+    CheckStatus::Command { exit_code: code }
+}
+
+#[test]
+fn check_results_are_reported_when_they_change_and_never_kill() {
+    let (mut ex, t0, out) = running_with_check(None);
+    let secs = Duration::from_secs;
+    let updated = Some(Reason::TaskCheckStatusUpdated);
+    let running = TaskState::TaskRunning;
+    assert_eq!(
+        check_updates(&out),
+        [(running, Some(exit_code(None)), None, None)],
+        "TASK_RUNNING carries the empty first result"
+    );
+    assert_eq!(ex.next_deadline(), Some(t0 + secs(1)));
+    assert_eq!(checks(&ex.handle(Input::Tick, t0)), 0, "not before the delay");
+
+    // (time, outcome, expected update): only changes go out; failures and timeouts do not
+    // kill.
+    let rows: Vec<(u64, Result<CheckStatus, String>, Option<CheckRow>)> = vec![
+        (1, Ok(exit_code(Some(3))), Some((running, Some(exit_code(Some(3))), None, updated))),
+        (2, Ok(exit_code(Some(3))), None),
+        (3, Err("cannot fork".into()), None),
+        (4, Ok(exit_code(Some(0))), Some((running, Some(exit_code(Some(0))), None, updated))),
+        (5, Ok(exit_code(None)), Some((running, Some(exit_code(None)), None, updated))),
+        (6, Ok(exit_code(Some(1))), Some((running, Some(exit_code(Some(1))), None, updated))),
+    ];
+    for (at, outcome, expected) in rows {
+        let now = t0 + secs(at);
+        assert_eq!(checks(&ex.handle(Input::Tick, now)), 1, "a probe at {at} s");
+        let out = ex.handle(Input::Checked(outcome), now);
+        assert_eq!(check_updates(&out), expected.into_iter().collect::<Vec<_>>(), "at {at} s");
+        assert!(signals(&out).is_empty(), "checks never kill");
+    }
+
+    // A kill stops the checks; the KILLING and terminal updates carry no check status.
+    let out = ex.handle(kill(None), t0 + secs(7));
+    assert_eq!(check_updates(&out), [(TaskState::TaskKilling, None, None, None)]);
+    assert_eq!(checks(&ex.handle(Input::Tick, t0 + secs(8))), 0);
+    assert!(
+        check_updates(&ex.handle(Input::Checked(Ok(exit_code(Some(9)))), t0 + secs(8))).is_empty()
+    );
+    let out = ex.handle(Input::Exited(Termination::Signaled(15)), t0 + secs(8));
+    assert_eq!(check_updates(&out), [(TaskState::TaskKilled, None, None, None)]);
+}
+
+#[test]
+fn health_updates_carry_the_latest_check_status() {
+    let (mut ex, t0, _) = running_with_check(Some(health_spec()));
+    let secs = Duration::from_secs;
+    let out = ex.handle(Input::Tick, t0 + secs(1));
+    assert_eq!((probes(&out), checks(&out)), (1, 1), "both probes run side by side");
+    ex.handle(Input::Checked(Ok(exit_code(Some(2)))), t0 + secs(1));
+    let out = ex.handle(Input::Probed(Ok(())), t0 + secs(1));
+    assert_eq!(
+        check_updates(&out),
+        [(
+            TaskState::TaskRunning,
+            Some(exit_code(Some(2))),
+            Some(true),
+            Some(Reason::TaskHealthCheckStatusUpdated)
+        )]
+    );
+}
+
+#[test]
+fn an_invalid_check_fails_the_task_without_starting_it() {
+    let t0 = Instant::now();
+    let mut ex = executor();
+    let Input::Launch { task_id, command, kill_grace, .. } = launch("t", None) else {
+        unreachable!("launch() makes a Launch");
+    };
+    let check = Some(Err("a TCP check needs a port".into()));
+    let out = ex.handle(Input::Launch { task_id, command, kill_grace, health: None, check }, t0);
+    assert!(!out.iter().any(|o| matches!(o, Output::Spawn(_))));
+    let sent = sent(&out);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1, TaskState::TaskFailed);
+    assert!(sent[0].2.as_deref().is_some_and(|m| m.contains("Invalid check: a TCP check")));
+}
+
+#[test]
+fn a_check_never_starts_when_a_kill_came_during_the_spawn() {
+    let t0 = Instant::now();
+    let mut ex = executor();
+    let Input::Launch { task_id, command, kill_grace, .. } = launch("t", None) else {
+        unreachable!("launch() makes a Launch");
+    };
+    let check = Some(Ok(Box::new(check_spec())));
+    ex.handle(Input::Launch { task_id, command, kill_grace, health: None, check }, t0);
+    ex.handle(kill(None), t0);
+    let out = ex.handle(Input::Spawned, t0);
+    assert_eq!(check_updates(&out), [(TaskState::TaskRunning, None, None, None)]);
+    assert_eq!(checks(&ex.handle(Input::Tick, t0 + Duration::from_secs(1))), 0);
 }
