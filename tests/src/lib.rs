@@ -8,7 +8,7 @@
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use agora_core::convert;
 use agora_core::resources::Resources;
 use agora_proto::scheduler::{Event, event};
 use agora_proto::v1;
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 
 /// Path of the `agora` binary under test.
 pub fn agora_bin() -> PathBuf {
@@ -308,4 +308,32 @@ pub fn command_task(id: &str, agent: &v1::AgentId, resources: &str, command: &st
         command: Some(v1::CommandInfo { value: Some(command.into()), ..Default::default() }),
         ..Default::default()
     }
+}
+
+/// Whether process `pid` exists (a zombie counts as gone: its task is over).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.starts_with(" Z")))
+}
+
+/// Waits for `check` to hold, polling, for up to two minutes.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !check() {
+        ensure!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// The process id a task wrote to `<dir>/<task>.pid`.
+pub async fn task_pid(dir: &Path, task: &str) -> anyhow::Result<i32> {
+    let path = dir.join(format!("{task}.pid"));
+    let mut pid = None;
+    eventually(&format!("{task} wrote its pid"), || {
+        pid = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse().ok());
+        pid.is_some()
+    })
+    .await?;
+    pid.context("pid")
 }

@@ -22,8 +22,8 @@ use agora_proto::scheduler::{self, Event};
 use agora_proto::v1::task_status::Reason;
 use agora_proto::v1::{self, TaskState};
 use agora_tests::{
-    Daemon, agora_bin, command_task, free_port, next_event, next_offers, next_update,
-    required_in_ci,
+    Daemon, agora_bin, alive, command_task, eventually, free_port, next_event, next_offers,
+    next_update, required_in_ci, task_pid,
 };
 use anyhow::{Context, bail, ensure};
 
@@ -70,37 +70,10 @@ fn framework(name: &str, checkpoint: bool) -> v1::FrameworkInfo {
     }
 }
 
-/// Whether process `pid` exists (a zombie counts as gone).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.starts_with(" Z")))
-}
-
 /// The parent of process `pid`.
 fn parent(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit(')').next()?.split_whitespace().nth(1)?.parse().ok()
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while !check() {
-        ensure!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
-
-/// The process id a task wrote to `<dir>/<task>.pid`.
-async fn task_pid(dir: &Path, task: &str) -> anyhow::Result<i32> {
-    let path = dir.join(format!("{task}.pid"));
-    let mut pid = None;
-    eventually(&format!("{task} wrote its pid"), || {
-        pid = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse().ok());
-        pid.is_some()
-    })
-    .await?;
-    pid.context("pid")
 }
 
 /// Per task, the states the framework saw, in order.
@@ -253,6 +226,20 @@ async fn one_long_task(
     Ok((session, events, pid, executor))
 }
 
+/// The first update that is not a RUNNING (acknowledging every one).
+async fn next_change(
+    session: &SchedulerSession,
+    events: &mut Subscription<Event>,
+) -> anyhow::Result<v1::TaskStatus> {
+    loop {
+        let status = next_update(session, events).await?;
+        session.acknowledge(&status).await?;
+        if status.state() != TaskState::TaskRunning {
+            return Ok(status);
+        }
+    }
+}
+
 #[tokio::test]
 async fn after_a_reboot_the_tasks_are_lost() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -277,13 +264,7 @@ async fn after_a_reboot_the_tasks_are_lost() -> anyhow::Result<()> {
     std::fs::write(agent_dir.join("meta/boot_id"), "00000000-0000-0000-0000-000000000000\n")?;
     let _agent = Daemon::agent(&agent_args(&master.addr, port, &agent_dir))?;
     // A RUNNING whose acknowledgement died with the agent may come again first.
-    let status = loop {
-        let status = next_update(&session, &mut events).await?;
-        session.acknowledge(&status).await?;
-        if status.state() != TaskState::TaskRunning {
-            break status;
-        }
-    };
+    let status = next_change(&session, &mut events).await?;
     ensure!(
         (status.state(), status.reason()) == (TaskState::TaskLost, Reason::AgentRestarted),
         "got {:?} ({:?}: {})",
@@ -309,13 +290,7 @@ async fn executors_of_frameworks_without_checkpoint_do_not_survive_a_restart() -
     agent.kill()?;
     let _agent = Daemon::agent(&agent_args(&master.addr, port, &agent_dir))?;
     eventually("the executor and its task are gone", || !alive(pid) && !alive(executor)).await?;
-    let status = loop {
-        let status = next_update(&session, &mut events).await?;
-        session.acknowledge(&status).await?;
-        if status.state() != TaskState::TaskRunning {
-            break status;
-        }
-    };
+    let status = next_change(&session, &mut events).await?;
     ensure!(
         status.state() == TaskState::TaskLost,
         "got {:?}: {}",

@@ -14,7 +14,10 @@ use agora_client::scheduler::SchedulerSession;
 use agora_proto::scheduler::Event;
 use agora_proto::v1::task_status::Reason;
 use agora_proto::{Format, v1};
-use agora_tests::{Daemon, agora_bin, command_task, free_port, next_offers, next_update};
+use agora_tests::{
+    Daemon, agora_bin, alive, command_task, eventually, free_port, next_offers, next_update,
+    task_pid,
+};
 use anyhow::{Context, bail, ensure};
 
 const LONG: [&str; 2] = ["long-1", "long-2"];
@@ -32,34 +35,6 @@ fn master_args(port: u16, work_dir: &Path) -> Vec<String> {
         "--heartbeat_interval".into(),
         "1secs".into(),
     ]
-}
-
-/// Whether process `pid` exists (a zombie counts as gone: its task is over).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.starts_with(" Z")))
-}
-
-/// Waits for `check` to hold, polling, for up to two minutes.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while !check() {
-        ensure!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
-
-/// The process id a task wrote to `<dir>/<task>.pid`.
-async fn task_pid(dir: &Path, task: &str) -> anyhow::Result<i32> {
-    let path = dir.join(format!("{task}.pid"));
-    let mut pid = None;
-    eventually(&format!("{task} wrote its pid"), || {
-        pid = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse().ok());
-        pid.is_some()
-    })
-    .await?;
-    pid.context("pid")
 }
 
 /// Acknowledges updates (declining offers) until every task of `ids` is RUNNING.

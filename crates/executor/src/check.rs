@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use agora_proto::v1;
 use agora_proto::v1::check_info::Type;
 
-use crate::health::{Probe, port, seconds, url_path};
+use crate::health::{Probe, ProbeSchedule, port, seconds, url_path};
 
 /// Mesos's defaults for the fields a `CheckInfo` leaves unset.
 pub const DEFAULT_DELAY: Duration = Duration::from_secs(15);
@@ -131,11 +131,7 @@ impl CheckStatus {
 #[derive(Debug, Clone)]
 pub struct Checker {
     spec: CheckSpec,
-    /// When the next probe is due; `None` while one runs or once checking stopped.
-    next: Option<Instant>,
-    /// A probe was asked for and its result has not come back.
-    running: bool,
-    stopped: bool,
+    schedule: ProbeSchedule,
     /// The last result, reported or (at the start) to be put on the first TASK_RUNNING update.
     status: CheckStatus,
 }
@@ -143,9 +139,9 @@ pub struct Checker {
 impl Checker {
     /// Starts checking a task that started at `now`, with an empty result.
     pub fn new(spec: CheckSpec, now: Instant) -> Self {
-        let next = Some(now + spec.delay);
+        let schedule = ProbeSchedule::new(now + spec.delay);
         let status = CheckStatus::empty(&spec.probe);
-        Self { spec, next, running: false, stopped: false, status }
+        Self { spec, schedule, status }
     }
 
     pub fn spec(&self) -> &CheckSpec {
@@ -159,19 +155,12 @@ impl Checker {
 
     /// When [`Checker::due`] must be asked next.
     pub fn deadline(&self) -> Option<Instant> {
-        self.next
+        self.schedule.deadline()
     }
 
     /// Whether a probe must start at `now`; a `true` marks it running until its result.
     pub fn due(&mut self, now: Instant) -> bool {
-        match self.next {
-            Some(next) if !self.stopped && !self.running && now >= next => {
-                self.next = None;
-                self.running = true;
-                true
-            }
-            _ => false,
-        }
+        self.schedule.due(now)
     }
 
     /// The outcome of the probe that [`Checker::due`] started, observed at `now`: a result
@@ -184,11 +173,9 @@ impl Checker {
         outcome: Result<CheckStatus, String>,
         now: Instant,
     ) -> Option<CheckStatus> {
-        if self.stopped || !self.running {
+        if !self.schedule.finished(now, self.spec.interval) {
             return None;
         }
-        self.running = false;
-        self.next = Some(now + self.spec.interval);
         let status = outcome.ok().filter(|s| s.same_type(&self.status))?;
         (status != self.status).then(|| {
             self.status = status;
@@ -198,8 +185,7 @@ impl Checker {
 
     /// No more probes (the task is being killed or is over); later outcomes are ignored.
     pub fn stop(&mut self) {
-        self.stopped = true;
-        self.next = None;
+        self.schedule.stop();
     }
 }
 

@@ -159,43 +159,36 @@ pub enum Verdict {
 pub struct HealthChecker {
     spec: HealthSpec,
     started: Instant,
-    /// When the next probe is due; `None` while one runs or once checking stopped.
-    next: Option<Instant>,
-    /// A probe was asked for and its result has not come back.
-    running: bool,
+    schedule: ProbeSchedule,
     failures: u32,
     /// No success yet: failures within the grace period are ignored, and the first success is
     /// reported.
     initializing: bool,
+}
+
+/// When the probes of one check (a health check or a generalized check) run: the first after
+/// the delay, then one interval after each result, one at a time, none once stopped.
+#[derive(Debug, Clone)]
+pub(crate) struct ProbeSchedule {
+    /// When the next probe is due; `None` while one runs or once checking stopped.
+    next: Option<Instant>,
+    /// A probe was asked for and its result has not come back.
+    running: bool,
     stopped: bool,
 }
 
-impl HealthChecker {
-    /// Starts checking a task that started at `now`.
-    pub fn new(spec: HealthSpec, now: Instant) -> Self {
-        let next = Some(now + spec.delay);
-        Self {
-            spec,
-            started: now,
-            next,
-            running: false,
-            failures: 0,
-            initializing: true,
-            stopped: false,
-        }
+impl ProbeSchedule {
+    pub(crate) fn new(first: Instant) -> Self {
+        Self { next: Some(first), running: false, stopped: false }
     }
 
-    pub fn spec(&self) -> &HealthSpec {
-        &self.spec
-    }
-
-    /// When [`HealthChecker::due`] must be asked next.
-    pub fn deadline(&self) -> Option<Instant> {
+    /// When [`ProbeSchedule::due`] must be asked next.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         self.next
     }
 
     /// Whether a probe must start at `now`; a `true` marks it running until its result.
-    pub fn due(&mut self, now: Instant) -> bool {
+    pub(crate) fn due(&mut self, now: Instant) -> bool {
         match self.next {
             Some(next) if !self.stopped && !self.running && now >= next => {
                 self.next = None;
@@ -206,14 +199,51 @@ impl HealthChecker {
         }
     }
 
+    /// The probe under way ended at `now`; the next is due `interval` later. `false` for a
+    /// result nobody asked for (none running, or checking stopped), which must be ignored.
+    pub(crate) fn finished(&mut self, now: Instant, interval: Duration) -> bool {
+        if self.stopped || !self.running {
+            return false;
+        }
+        self.running = false;
+        self.next = Some(now + interval);
+        true
+    }
+
+    /// No more probes; later results are ignored.
+    pub(crate) fn stop(&mut self) {
+        self.stopped = true;
+        self.next = None;
+    }
+}
+
+impl HealthChecker {
+    /// Starts checking a task that started at `now`.
+    pub fn new(spec: HealthSpec, now: Instant) -> Self {
+        let schedule = ProbeSchedule::new(now + spec.delay);
+        Self { spec, started: now, schedule, failures: 0, initializing: true }
+    }
+
+    pub fn spec(&self) -> &HealthSpec {
+        &self.spec
+    }
+
+    /// When [`HealthChecker::due`] must be asked next.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.schedule.deadline()
+    }
+
+    /// Whether a probe must start at `now`; a `true` marks it running until its result.
+    pub fn due(&mut self, now: Instant) -> bool {
+        self.schedule.due(now)
+    }
+
     /// The result of the probe that [`HealthChecker::due`] started, observed at `now`; the
     /// next probe is due one interval later. A result nobody asked for is ignored.
     pub fn result(&mut self, healthy: bool, now: Instant) -> Verdict {
-        if self.stopped || !self.running {
+        if !self.schedule.finished(now, self.spec.interval) {
             return Verdict::Quiet;
         }
-        self.running = false;
-        self.next = Some(now + self.spec.interval);
         if healthy {
             let report = self.initializing || self.failures > 0;
             self.initializing = false;
@@ -236,8 +266,7 @@ impl HealthChecker {
 
     /// No more probes (the task is being killed or is over); later results are ignored.
     pub fn stop(&mut self) {
-        self.stopped = true;
-        self.next = None;
+        self.schedule.stop();
     }
 }
 
