@@ -7,7 +7,7 @@
 //! The simulator holds no copy of the cores' logic: it plays the part of their IO shells
 //! (`crates/master/src/dispatcher.rs`, `crates/agent/src/dispatcher.rs` and `master_link.rs`,
 //! the executor's `lib.rs` and `shell.rs`), and of the world around them (processes, disks,
-//! sockets). What it does not model yet: duplicated messages, slow disks and failed writes,
+//! sockets). What it does not model yet: duplicated stream messages and agent calls, slow disks and failed writes,
 //! several masters and leader election, task groups and custom executors, the operator API.
 
 mod invariants;
@@ -47,9 +47,33 @@ pub struct Options {
     /// task already completed), which may run ahead of, or contradict, updates still in flight,
     /// as in Mesos (see `tests/regressions.rs`).
     pub strict_reconciliation: bool,
+    /// Let the network duplicate ACCEPT calls too, not only idempotent ones. Off by default:
+    /// the copy finds its offer used and the master answers TASK_LOST (REASON_INVALID_OFFERS)
+    /// for tasks the first copy launched, as Mesos does (see `tests/regressions.rs`).
+    pub duplicate_accepts: bool,
 }
 
 impl Options {
+    /// The flags of `agora-sim` that select these options' workload (beyond the seed).
+    pub fn flags(&self) -> String {
+        let mut flags = String::new();
+        let defaults = Options::new(self.seed);
+        if self.max_steps != defaults.max_steps {
+            flags += &format!(" --steps {}", self.max_steps);
+        }
+        for (on, flag) in [
+            (self.non_checkpointing, " --non-checkpointing"),
+            (self.kills, " --kills"),
+            (self.strict_reconciliation, " --strict-reconciliation"),
+            (self.duplicate_accepts, " --duplicate-accepts"),
+        ] {
+            if on {
+                flags += flag;
+            }
+        }
+        flags
+    }
+
     /// The defaults for `seed`.
     pub fn new(seed: u64) -> Self {
         Self {
@@ -63,6 +87,7 @@ impl Options {
             non_checkpointing: false,
             kills: false,
             strict_reconciliation: false,
+            duplicate_accepts: false,
         }
     }
 }
@@ -75,12 +100,14 @@ pub struct Violation {
     /// Virtual time since the start of the run.
     pub time: Duration,
     pub message: String,
+    /// The command-line flags of the options that differ from the defaults.
+    pub flags: String,
 }
 
 impl Violation {
     /// The command that replays the run with a trace of every step.
     pub fn replay_command(&self) -> String {
-        format!("cargo run -p agora-sim -- --seed {} --trace", self.seed)
+        format!("cargo run -p agora-sim -- --seed {}{} --trace", self.seed, self.flags)
     }
 }
 

@@ -16,7 +16,8 @@ const USAGE: &str = "usage: agora-sim [--seed N] [--seeds N] [--seconds S] [--st
   --trace      print every step
   --non-checkpointing  half the schedulers do not checkpoint (known core bug 1)
   --kills      schedulers kill some tasks (known core bug 2)
-  --strict-reconciliation  reconciliation answers must follow the update stream's order";
+  --strict-reconciliation  reconciliation answers must follow the update stream's order
+  --duplicate-accepts      the network may duplicate ACCEPT calls too";
 
 struct Args {
     seed: u64,
@@ -27,6 +28,7 @@ struct Args {
     non_checkpointing: bool,
     kills: bool,
     strict_reconciliation: bool,
+    duplicate_accepts: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -39,6 +41,7 @@ fn parse() -> Result<Args, String> {
         non_checkpointing: false,
         kills: false,
         strict_reconciliation: false,
+        duplicate_accepts: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,6 +62,7 @@ fn parse() -> Result<Args, String> {
             "--non-checkpointing" => args.non_checkpointing = true,
             "--kills" => args.kills = true,
             "--strict-reconciliation" => args.strict_reconciliation = true,
+            "--duplicate-accepts" => args.duplicate_accepts = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
         options.non_checkpointing = args.non_checkpointing;
         options.kills = args.kills;
         options.strict_reconciliation = args.strict_reconciliation;
+        options.duplicate_accepts = args.duplicate_accepts;
         if let Some(max) = args.steps {
             options.max_steps = max;
         }

@@ -7,8 +7,9 @@
 //! so both ends see it close; a plain request may simply be lost, and its sender never hears
 //! back. Separate requests race each other. A partitioned agent loses every message to and
 //! from the master until the partition heals. Executors talk to their agent over loopback,
-//! which this module does not model (no delay, no loss). Duplicated messages are not modelled
-//! yet: every message arrives at most once.
+//! which this module does not model (no delay, no loss). A scheduler's call may arrive twice,
+//! as when its HTTP client retries; streams and agent calls never duplicate (TCP does not, and
+//! the agent's link does not retry).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,6 +25,9 @@ pub(crate) struct NetConfig {
     pub(crate) stream_drop: f64,
     /// Chance that a request never arrives.
     pub(crate) request_loss: f64,
+    /// Chance that a scheduler's call arrives twice (its client retried a call whose answer
+    /// it did not get in time).
+    pub(crate) duplicate: f64,
 }
 
 impl NetConfig {
@@ -34,6 +38,7 @@ impl NetConfig {
             max_delay: Duration::from_millis(rng.range(min_ms + 1, 400)),
             stream_drop: rng.unit() * 0.004,
             request_loss: rng.unit() * 0.03,
+            duplicate: rng.unit() * 0.05,
         }
     }
 }
@@ -102,6 +107,11 @@ impl Network {
             return true;
         }
         !self.healed && self.rng.chance(self.config.request_loss)
+    }
+
+    /// Whether a scheduler's call is sent a second time.
+    pub(crate) fn duplicated(&mut self) -> bool {
+        !self.healed && self.rng.chance(self.config.duplicate)
     }
 
     pub(crate) fn partitioned(&self, agent: Option<usize>, now: Duration) -> bool {

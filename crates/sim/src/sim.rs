@@ -186,7 +186,13 @@ impl Sim {
     }
 
     fn violation(&self, message: String) -> Violation {
-        Violation { seed: self.options.seed, step: self.step, time: self.now, message }
+        Violation {
+            seed: self.options.seed,
+            step: self.step,
+            time: self.now,
+            message,
+            flags: self.options.flags(),
+        }
     }
 
     pub(crate) fn run(mut self) -> Result<Summary, Violation> {

@@ -4,7 +4,8 @@
 //!
 //! It plays a framework written against the v1 HTTP API with its own bookkeeping of the tasks
 //! it launched (kept across its failovers, as a real framework keeps them in its own store).
-//! Calls other than SUBSCRIBE are fire-and-forget: a lost ACCEPT shows up through offer
+//! Calls other than SUBSCRIBE are fire-and-forget (the network may deliver one twice, as a
+//! retrying client would): a lost ACCEPT shows up through offer
 //! expiry and reconciliation, a lost acknowledgement through the agent's retries. Every update
 //! it receives is checked against the previous one for the same task.
 
@@ -170,11 +171,22 @@ impl Sim {
         if self.net.request_lost(None, self.now) {
             return;
         }
-        let req = self.id();
-        let epoch = self.master.epoch;
-        let delay = self.net.delay();
-        let input = agora_core::master::Input::SchedulerCall { req, stream_id, call: c };
-        self.after(delay, Event::AtMaster { epoch, input });
+        // ACCEPT is not idempotent: a second copy finds its offer gone (see
+        // `Options::duplicate_accepts`).
+        let idempotent = c.r#type() != CallType::Accept || self.options.duplicate_accepts;
+        let copies = if idempotent && self.net.duplicated() { 2 } else { 1 };
+        for _ in 0..copies {
+            let req = self.id();
+            let epoch = self.master.epoch;
+            let delay = self.net.delay();
+            let call = c.clone();
+            let input = agora_core::master::Input::SchedulerCall {
+                req,
+                stream_id: stream_id.clone(),
+                call,
+            };
+            self.after(delay, Event::AtMaster { epoch, input });
+        }
     }
 
     pub(crate) fn scheduler_event(&mut self, s: usize, conn: ConnId, event: Option<sched::Event>) {
