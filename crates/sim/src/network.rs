@@ -5,8 +5,9 @@
 //! Connections are modelled like TCP: a stream delivers in order (a message never overtakes an
 //! earlier one on the same stream), and a message the network drops breaks the whole stream,
 //! so both ends see it close; a plain request may simply be lost, and its sender never hears
-//! back. Separate requests race each other. A partitioned agent loses every message to and
-//! from the master until the partition heals. Executors talk to their agent over loopback,
+//! back. Separate requests race each other. A partitioned agent loses every request to or
+//! from the master, and its stream's messages wait (TCP retransmits) until the partition
+//! heals, so that only the heartbeat and ping timeouts of both ends notice it. Executors talk to their agent over loopback,
 //! which this module does not model (no delay, no loss). A scheduler's call may arrive twice,
 //! as when its HTTP client retries; streams and agent calls never duplicate (TCP does not, and
 //! the agent's link does not retry).
@@ -83,7 +84,18 @@ impl Network {
     /// When a message sent now on `channel` arrives: after its own delay, and never before the
     /// message sent before it on the same channel.
     pub(crate) fn arrival(&mut self, channel: Channel, now: Duration) -> Duration {
-        let at = now + self.delay();
+        self.arrival_after(channel, now, now)
+    }
+
+    /// Like [`Network::arrival`], for a message that cannot leave before `not_before` (a
+    /// stream across a partition: TCP retransmits it once the partition heals).
+    pub(crate) fn arrival_after(
+        &mut self,
+        channel: Channel,
+        now: Duration,
+        not_before: Duration,
+    ) -> Duration {
+        let at = now.max(not_before) + self.delay();
         let last = self.last.entry(channel).or_default();
         // Strictly after: two messages of one channel never share an instant, so the queue's
         // order (time, then sequence) keeps them in sending order either way.
@@ -92,13 +104,16 @@ impl Network {
         at
     }
 
-    /// Whether a stream message to or from `agent` (or a scheduler, for `None`) is dropped,
-    /// which breaks its stream.
-    pub(crate) fn stream_breaks(&mut self, agent: Option<usize>, now: Duration) -> bool {
-        if self.partitioned(agent, now) {
-            return true;
-        }
+    /// Whether a stream message is dropped, which breaks its stream. A partition does not
+    /// break streams by itself: their messages wait for it to heal (see
+    /// [`Network::partition_end`]), unless an end gives up on the stream first.
+    pub(crate) fn stream_breaks(&mut self) -> bool {
         !self.healed && self.rng.chance(self.config.stream_drop)
+    }
+
+    /// When the partition that cuts `agent` off ends, if it is cut off now.
+    pub(crate) fn partition_end(&self, agent: usize, now: Duration) -> Option<Duration> {
+        self.partitions.get(&agent).copied().filter(|until| now < *until)
     }
 
     /// Whether a request to the master from `agent` (or a scheduler) is lost.
@@ -150,9 +165,13 @@ mod tests {
         }
         net.partition(2, Duration::from_secs(10));
         assert!(net.request_lost(Some(2), now));
-        assert!(net.stream_breaks(Some(2), now));
+        assert_eq!(net.partition_end(2, now), Some(Duration::from_secs(10)));
+        assert!(
+            net.arrival_after(Channel::Stream(4), now, Duration::from_secs(10))
+                > Duration::from_secs(10)
+        );
         net.heal();
         assert!(!net.request_lost(Some(2), now));
-        assert!(!net.stream_breaks(None, now));
+        assert!(!net.stream_breaks());
     }
 }

@@ -303,7 +303,7 @@ impl Sim {
             3 | 4 => self.kill_random_executor(),
             5 | 6 => {
                 let a = self.rng.index(self.agents.len());
-                let length = Duration::from_millis(self.rng.range(1000, 40_000));
+                let length = Duration::from_millis(self.rng.range(1000, 120_000));
                 self.trace(|| format!("fault: agent {a} partitioned for {length:?}"));
                 self.net.partition(a, self.now + length);
             }

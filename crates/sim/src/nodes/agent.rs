@@ -32,6 +32,9 @@ const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(8);
 /// How long a REGISTER may go unanswered before the link gives up on it.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Silence on the master's stream after which the link reconnects: five heartbeat intervals,
+/// as in `master_link.rs`.
+const SILENCE: Duration = Duration::from_secs(75);
 
 #[derive(Debug, Clone)]
 enum Link {
@@ -47,6 +50,8 @@ pub(crate) struct AgentNode {
     pub(crate) inc: u64,
     disk: BTreeMap<CheckpointKey, CheckpointRecord>,
     link: Link,
+    /// When the master's stream last delivered anything.
+    last_heard: Duration,
     backoff: Duration,
     /// Executor streams by connection id, and requests awaiting a reply, with their executor.
     exec_conns: BTreeMap<ConnId, usize>,
@@ -62,6 +67,7 @@ impl AgentNode {
             inc: 0,
             disk: BTreeMap::new(),
             link: Link::Down { retry_at: Duration::ZERO },
+            last_heard: Duration::ZERO,
             backoff: BACKOFF_MIN,
             exec_conns: BTreeMap::new(),
             exec_reqs: BTreeMap::new(),
@@ -119,6 +125,14 @@ impl Sim {
                 self.client_closes(conn);
                 self.register(a);
             }
+            Link::Connected { conn, .. } if self.now >= self.agents[a].last_heard + SILENCE => {
+                self.trace(|| format!("agent {a}: no heartbeat on {conn}, reconnecting"));
+                self.client_closes(conn);
+                let agent = &mut self.agents[a];
+                agent.link = Link::Down { retry_at: self.now + agent.backoff };
+                agent.backoff = (agent.backoff * 2).min(BACKOFF_MAX);
+                self.agent_input(a, Input::MasterDisconnected);
+            }
             _ => {}
         }
     }
@@ -171,6 +185,7 @@ impl Sim {
             }
             Some(event) => {
                 let agent = &mut self.agents[a];
+                agent.last_heard = self.now;
                 if let Link::Registering { conn, stream_id, .. } = &agent.link {
                     agent.link = Link::Connected { conn: *conn, stream_id: stream_id.clone() };
                 }

@@ -222,7 +222,7 @@ impl Sim {
                     return;
                 };
                 let Peer::Scheduler(s) = peer else { return };
-                if self.net.stream_breaks(None, self.now) {
+                if self.net.stream_breaks() {
                     self.break_stream(conn);
                     return;
                 }
@@ -233,11 +233,12 @@ impl Sim {
                 let Some(&Peer::Agent(a, inc)) = self.master.conns.get(&conn) else {
                     return;
                 };
-                if self.net.stream_breaks(Some(a), self.now) {
+                if self.net.stream_breaks() {
                     self.break_stream(conn);
                     return;
                 }
-                let at = self.net.arrival(Channel::Stream(conn), self.now);
+                let healed = self.net.partition_end(a, self.now).unwrap_or(self.now);
+                let at = self.net.arrival_after(Channel::Stream(conn), self.now, healed);
                 self.at(at, Event::FromMaster { a, inc, conn, event: Some(event) });
             }
             Output::CloseScheduler { conn } | Output::CloseAgent { conn } => {
