@@ -12,7 +12,8 @@ fn expect_clean(options: Options) {
     }
 }
 
-/// Bug 1: the master and the agent disagree on what a broken agent stream does to the tasks
+/// Bug 1 (fixed: a broken stream now ends no task on the master; missed pings or the
+/// restarted agent's report decide): the master and the agent disagreed on what a broken agent stream does to the tasks
 /// of a framework that does not checkpoint. The master (`agent_closed` in
 /// `core/src/master/agents.rs`) sends TASK_LOST (REASON_AGENT_DISCONNECTED) for them at once,
 /// "since they cannot outlive the connection"; the agent core keeps running them ("losing the
@@ -20,14 +21,14 @@ fn expect_clean(options: Options) {
 /// RUNNING, FINISHED) reach the scheduler after the TASK_LOST.
 /// Replay: `cargo run -p agora-sim -- --seed 1 --non-checkpointing --trace`.
 #[test]
-#[ignore = "core bug: TASK_LOST on agent disconnect, then the task's own updates"]
 fn non_checkpointing_tasks_are_reported_lost_and_then_live_on() {
     let mut options = Options::new(1);
     options.non_checkpointing = true;
     expect_clean(options);
 }
 
-/// Bug 2: a KILL for a task that has finished, whose terminal update the agent still holds
+/// Bug 2 (fixed: the agent ignores a kill of a task whose terminal update is pending): a KILL
+/// for a task that has finished, whose terminal update the agent still holds
 /// unacknowledged (its executor already exited), is answered by the agent core (`kill_task`
 /// in `core/src/agent.rs`) as a kill of an unknown task: it queues TASK_LOST
 /// (REASON_TASK_UNKNOWN) behind the TASK_FINISHED, so the scheduler sees FINISHED then LOST.
@@ -35,7 +36,6 @@ fn non_checkpointing_tasks_are_reported_lost_and_then_live_on() {
 /// KILLED then LOST. A kill sent while the task finishes on its own does the same.
 /// Replay: `cargo run -p agora-sim -- --seed 4 --kills --trace`.
 #[test]
-#[ignore = "core bug: KILL of a finished, unacknowledged task queues TASK_LOST after FINISHED"]
 fn killing_a_finished_task_adds_a_second_terminal_state() {
     let mut options = Options::new(4);
     options.kills = true;

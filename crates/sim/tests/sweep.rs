@@ -1,7 +1,7 @@
 //! The simulation tier in CI: runs seeds one after the other for a bounded wall time
 //! (`AGORA_SIM_SECONDS`, 20 by default; seeds from `AGORA_SIM_SEED`, 1 by default) and fails
 //! with the replay command of the first seed that breaks an invariant. Known core bugs are
-//! kept out of this sweep by the defaults of `Options` and pinned in `regressions.rs`.
+//! kept out of this sweep by the options that expose them and pinned in `regressions.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,11 @@ fn seeds_sweep_without_violations() {
     let mut seed = first;
     // At least one seed, however small the budget.
     loop {
-        if let Err(violation) = run(&Options::new(seed)) {
+        // Both workloads whose core bugs are fixed (see `regressions.rs`) run in the sweep.
+        let mut options = Options::new(seed);
+        options.non_checkpointing = true;
+        options.kills = true;
+        if let Err(violation) = run(&options) {
             panic!("{violation}");
         }
         seed += 1;

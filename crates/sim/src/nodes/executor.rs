@@ -76,6 +76,7 @@ fn translate(event: executor::Event) -> Option<Input> {
                 task_id: task.task_id.value,
                 command: task.command,
                 health: None,
+                check: None,
             })
         }
         EventType::LaunchGroup => Some(Input::LaunchGroup {
@@ -353,7 +354,8 @@ impl Sim {
                             );
                         }
                     }
-                    Output::Probe { .. } => {}
+                    // The simulated tasks carry no health checks or checks.
+                    Output::Probe { .. } | Output::Check { .. } => {}
                     Output::Log(line) => self.trace(|| format!("executor {e}: {line}")),
                     Output::Exit(code) => {
                         self.executor_exit(e, code);

@@ -311,8 +311,15 @@ impl Sim {
         };
         // Reconciliation answers come from the master's latest knowledge, out of band: by
         // default they are not held to the order of the update stream (see `Options`).
-        let reconciliation =
-            status.reason() == v1::task_status::Reason::Reconciliation && status.reason.is_some();
+        // So is the master's word that a task's agent became unreachable (TASK_LOST for
+        // frameworks that are not partition-aware, TASK_UNREACHABLE for the others): the
+        // agent may come back with the task, which then carries on (Mesos documents that a
+        // task can come back from TASK_LOST this way).
+        let unreachable = status.source() == v1::task_status::Source::Master
+            && status.reason() == v1::task_status::Reason::AgentRemoved;
+        let reconciliation = unreachable
+            || (status.reason() == v1::task_status::Reason::Reconciliation
+                && status.reason.is_some());
         let previous = if reconciliation && !self.options.strict_reconciliation {
             None
         } else if self.options.strict_reconciliation {
