@@ -51,6 +51,10 @@ pub struct Options {
     /// the copy finds its offer used and the master answers TASK_LOST (REASON_INVALID_OFFERS)
     /// for tasks the first copy launched, as Mesos does (see `tests/regressions.rs`).
     pub duplicate_accepts: bool,
+    /// Hold the master's TASK_LOST for an unreachable agent as final. Off by default: for a
+    /// framework that is not partition-aware it is not (the agent may come back and report
+    /// the task), as Mesos documents (see `tests/regressions.rs`).
+    pub strict_lost: bool,
 }
 
 impl Options {
@@ -66,6 +70,7 @@ impl Options {
             (self.kills, " --kills"),
             (self.strict_reconciliation, " --strict-reconciliation"),
             (self.duplicate_accepts, " --duplicate-accepts"),
+            (self.strict_lost, " --strict-lost"),
         ] {
             if on {
                 flags += flag;
@@ -88,6 +93,7 @@ impl Options {
             kills: false,
             strict_reconciliation: false,
             duplicate_accepts: false,
+            strict_lost: false,
         }
     }
 }

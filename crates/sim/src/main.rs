@@ -17,7 +17,8 @@ const USAGE: &str = "usage: agora-sim [--seed N] [--seeds N] [--seconds S] [--st
   --non-checkpointing  half the schedulers do not checkpoint (known core bug 1)
   --kills      schedulers kill some tasks (known core bug 2)
   --strict-reconciliation  reconciliation answers must follow the update stream's order
-  --duplicate-accepts      the network may duplicate ACCEPT calls too";
+  --duplicate-accepts      the network may duplicate ACCEPT calls too
+  --strict-lost            TASK_LOST for an unreachable agent must be final";
 
 struct Args {
     seed: u64,
@@ -29,6 +30,7 @@ struct Args {
     kills: bool,
     strict_reconciliation: bool,
     duplicate_accepts: bool,
+    strict_lost: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -42,6 +44,7 @@ fn parse() -> Result<Args, String> {
         kills: false,
         strict_reconciliation: false,
         duplicate_accepts: false,
+        strict_lost: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -63,6 +66,7 @@ fn parse() -> Result<Args, String> {
             "--kills" => args.kills = true,
             "--strict-reconciliation" => args.strict_reconciliation = true,
             "--duplicate-accepts" => args.duplicate_accepts = true,
+            "--strict-lost" => args.strict_lost = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
         options.kills = args.kills;
         options.strict_reconciliation = args.strict_reconciliation;
         options.duplicate_accepts = args.duplicate_accepts;
+        options.strict_lost = args.strict_lost;
         if let Some(max) = args.steps {
             options.max_steps = max;
         }

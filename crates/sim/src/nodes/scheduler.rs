@@ -313,7 +313,13 @@ impl Sim {
         // default they are not held to the order of the update stream (see `Options`).
         let reconciliation =
             status.reason() == v1::task_status::Reason::Reconciliation && status.reason.is_some();
-        let previous = if reconciliation && !self.options.strict_reconciliation {
+        // A TASK_LOST the master sends for an unreachable agent is not final for a framework
+        // that is not partition-aware: the agent may come back with the task (see `Options`).
+        let unreachable = state == v1::TaskState::TaskLost
+            && status.source() == v1::task_status::Source::Master
+            && status.reason() == v1::task_status::Reason::AgentRemoved
+            && !self.options.strict_lost;
+        let previous = if unreachable || (reconciliation && !self.options.strict_reconciliation) {
             None
         } else if self.options.strict_reconciliation {
             view.last
@@ -332,7 +338,7 @@ impl Sim {
                 return;
             }
         }
-        if !reconciliation {
+        if !reconciliation && !unreachable {
             view.streamed = Some(state);
         }
         view.last = Some(state);
