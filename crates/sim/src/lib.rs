@@ -55,6 +55,11 @@ pub struct Options {
     /// framework that is not partition-aware it is not (the agent may come back and report
     /// the task), as Mesos documents (see `tests/regressions.rs`).
     pub strict_lost: bool,
+    /// Hold the master's announcement of a returning agent's tasks (REASON_AGENT_REREGISTERED)
+    /// to the order of the update stream. Off by default until the master stops announcing a
+    /// task's latest state ahead of older updates the agent still holds (see
+    /// `tests/regressions.rs`).
+    pub strict_announcements: bool,
 }
 
 impl Options {
@@ -71,6 +76,7 @@ impl Options {
             (self.strict_reconciliation, " --strict-reconciliation"),
             (self.duplicate_accepts, " --duplicate-accepts"),
             (self.strict_lost, " --strict-lost"),
+            (self.strict_announcements, " --strict-announcements"),
         ] {
             if on {
                 flags += flag;
@@ -94,6 +100,7 @@ impl Options {
             strict_reconciliation: false,
             duplicate_accepts: false,
             strict_lost: false,
+            strict_announcements: false,
         }
     }
 }

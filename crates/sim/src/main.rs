@@ -18,7 +18,8 @@ const USAGE: &str = "usage: agora-sim [--seed N] [--seeds N] [--seconds S] [--st
   --kills      schedulers kill some tasks (known core bug 2)
   --strict-reconciliation  reconciliation answers must follow the update stream's order
   --duplicate-accepts      the network may duplicate ACCEPT calls too
-  --strict-lost            TASK_LOST for an unreachable agent must be final";
+  --strict-lost            TASK_LOST for an unreachable agent must be final
+  --strict-announcements   a returning agent's task announcements must follow the stream (core bug 3)";
 
 struct Args {
     seed: u64,
@@ -31,6 +32,7 @@ struct Args {
     strict_reconciliation: bool,
     duplicate_accepts: bool,
     strict_lost: bool,
+    strict_announcements: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -45,6 +47,7 @@ fn parse() -> Result<Args, String> {
         strict_reconciliation: false,
         duplicate_accepts: false,
         strict_lost: false,
+        strict_announcements: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -67,6 +70,7 @@ fn parse() -> Result<Args, String> {
             "--strict-reconciliation" => args.strict_reconciliation = true,
             "--duplicate-accepts" => args.duplicate_accepts = true,
             "--strict-lost" => args.strict_lost = true,
+            "--strict-announcements" => args.strict_announcements = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
         options.strict_reconciliation = args.strict_reconciliation;
         options.duplicate_accepts = args.duplicate_accepts;
         options.strict_lost = args.strict_lost;
+        options.strict_announcements = args.strict_announcements;
         if let Some(max) = args.steps {
             options.max_steps = max;
         }

@@ -319,7 +319,15 @@ impl Sim {
             && status.source() == v1::task_status::Source::Master
             && status.reason() == v1::task_status::Reason::AgentRemoved
             && !self.options.strict_lost;
-        let previous = if unreachable || (reconciliation && !self.options.strict_reconciliation) {
+        // The master's announcement of a returning agent's tasks runs ahead of the updates that
+        // agent still holds (see `Options::strict_announcements`).
+        let announcement = status.reason() == v1::task_status::Reason::AgentReregistered
+            && status.reason.is_some()
+            && !self.options.strict_announcements;
+        let previous = if unreachable
+            || announcement
+            || (reconciliation && !self.options.strict_reconciliation)
+        {
             None
         } else if self.options.strict_reconciliation {
             view.last
@@ -338,13 +346,16 @@ impl Sim {
                 return;
             }
         }
-        if !reconciliation && !unreachable {
+        if !reconciliation && !unreachable && !announcement {
             view.streamed = Some(state);
         }
         view.last = Some(state);
         let agent_id =
             status.agent_id.clone().unwrap_or_else(|| v1::AgentId { value: view.agent_id.clone() });
-        self.trace(|| format!("scheduler {s}: {task_id} is {state:?}"));
+        self.trace(|| {
+            let reason = status.reason.and_then(|r| v1::task_status::Reason::try_from(r).ok());
+            format!("scheduler {s}: {task_id} is {state:?} ({:?}, {reason:?})", status.source())
+        });
         if let Some(uuid) = status.uuid {
             let mut c = call(CallType::Acknowledge);
             c.acknowledge =
