@@ -51,6 +51,15 @@ pub struct Options {
     /// the copy finds its offer used and the master answers TASK_LOST (REASON_INVALID_OFFERS)
     /// for tasks the first copy launched, as Mesos does (see `tests/regressions.rs`).
     pub duplicate_accepts: bool,
+    /// Hold the master's TASK_LOST for an unreachable agent as final. Off by default: for a
+    /// framework that is not partition-aware it is not (the agent may come back and report
+    /// the task), as Mesos documents (see `tests/regressions.rs`).
+    pub strict_lost: bool,
+    /// Hold the master's announcement of a returning agent's tasks (REASON_AGENT_REREGISTERED)
+    /// to the order of the update stream. Off by default until the master stops announcing a
+    /// task's latest state ahead of older updates the agent still holds (see
+    /// `tests/regressions.rs`).
+    pub strict_announcements: bool,
 }
 
 impl Options {
@@ -66,6 +75,8 @@ impl Options {
             (self.kills, " --kills"),
             (self.strict_reconciliation, " --strict-reconciliation"),
             (self.duplicate_accepts, " --duplicate-accepts"),
+            (self.strict_lost, " --strict-lost"),
+            (self.strict_announcements, " --strict-announcements"),
         ] {
             if on {
                 flags += flag;
@@ -88,6 +99,8 @@ impl Options {
             kills: false,
             strict_reconciliation: false,
             duplicate_accepts: false,
+            strict_lost: false,
+            strict_announcements: false,
         }
     }
 }

@@ -17,7 +17,9 @@ const USAGE: &str = "usage: agora-sim [--seed N] [--seeds N] [--seconds S] [--st
   --non-checkpointing  half the schedulers do not checkpoint (known core bug 1)
   --kills      schedulers kill some tasks (known core bug 2)
   --strict-reconciliation  reconciliation answers must follow the update stream's order
-  --duplicate-accepts      the network may duplicate ACCEPT calls too";
+  --duplicate-accepts      the network may duplicate ACCEPT calls too
+  --strict-lost            TASK_LOST for an unreachable agent must be final
+  --strict-announcements   a returning agent's task announcements must follow the stream (core bug 3)";
 
 struct Args {
     seed: u64,
@@ -29,6 +31,8 @@ struct Args {
     kills: bool,
     strict_reconciliation: bool,
     duplicate_accepts: bool,
+    strict_lost: bool,
+    strict_announcements: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -42,6 +46,8 @@ fn parse() -> Result<Args, String> {
         kills: false,
         strict_reconciliation: false,
         duplicate_accepts: false,
+        strict_lost: false,
+        strict_announcements: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -63,6 +69,8 @@ fn parse() -> Result<Args, String> {
             "--kills" => args.kills = true,
             "--strict-reconciliation" => args.strict_reconciliation = true,
             "--duplicate-accepts" => args.duplicate_accepts = true,
+            "--strict-lost" => args.strict_lost = true,
+            "--strict-announcements" => args.strict_announcements = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -97,6 +105,8 @@ fn main() -> ExitCode {
         options.kills = args.kills;
         options.strict_reconciliation = args.strict_reconciliation;
         options.duplicate_accepts = args.duplicate_accepts;
+        options.strict_lost = args.strict_lost;
+        options.strict_announcements = args.strict_announcements;
         if let Some(max) = args.steps {
             options.max_steps = max;
         }

@@ -23,6 +23,7 @@ fn seeds_sweep_without_violations() {
         let mut options = Options::new(seed);
         options.non_checkpointing = true;
         options.kills = true;
+        options.strict_announcements = true;
         if let Err(violation) = run(&options) {
             panic!("{violation}");
         }

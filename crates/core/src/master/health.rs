@@ -120,7 +120,10 @@ impl Master {
     ) {
         for framework in self.frameworks.values() {
             for (task_id, task) in &framework.tasks {
-                if task.agent_id != agent_id || task.released {
+                // A task with an update in flight is told about by the agent's own stream,
+                // which still holds older states: an announcement of the latest one would run
+                // ahead of them (found by the simulator, seed 3031).
+                if task.agent_id != agent_id || task.released || task.status_update_uuid.is_some() {
                     continue;
                 }
                 let status = Synthesized {

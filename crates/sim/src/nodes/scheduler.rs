@@ -311,16 +311,23 @@ impl Sim {
         };
         // Reconciliation answers come from the master's latest knowledge, out of band: by
         // default they are not held to the order of the update stream (see `Options`).
-        // So is the master's word that a task's agent became unreachable (TASK_LOST for
-        // frameworks that are not partition-aware, TASK_UNREACHABLE for the others): the
-        // agent may come back with the task, which then carries on (Mesos documents that a
-        // task can come back from TASK_LOST this way).
-        let unreachable = status.source() == v1::task_status::Source::Master
-            && status.reason() == v1::task_status::Reason::AgentRemoved;
-        let reconciliation = unreachable
-            || (status.reason() == v1::task_status::Reason::Reconciliation
-                && status.reason.is_some());
-        let previous = if reconciliation && !self.options.strict_reconciliation {
+        let reconciliation =
+            status.reason() == v1::task_status::Reason::Reconciliation && status.reason.is_some();
+        // A TASK_LOST the master sends for an unreachable agent is not final for a framework
+        // that is not partition-aware: the agent may come back with the task (see `Options`).
+        let unreachable = state == v1::TaskState::TaskLost
+            && status.source() == v1::task_status::Source::Master
+            && status.reason() == v1::task_status::Reason::AgentRemoved
+            && !self.options.strict_lost;
+        // The master's announcement of a returning agent's tasks runs ahead of the updates that
+        // agent still holds (see `Options::strict_announcements`).
+        let announcement = status.reason() == v1::task_status::Reason::AgentReregistered
+            && status.reason.is_some()
+            && !self.options.strict_announcements;
+        let previous = if unreachable
+            || announcement
+            || (reconciliation && !self.options.strict_reconciliation)
+        {
             None
         } else if self.options.strict_reconciliation {
             view.last
@@ -339,13 +346,16 @@ impl Sim {
                 return;
             }
         }
-        if !reconciliation {
+        if !reconciliation && !unreachable && !announcement {
             view.streamed = Some(state);
         }
         view.last = Some(state);
         let agent_id =
             status.agent_id.clone().unwrap_or_else(|| v1::AgentId { value: view.agent_id.clone() });
-        self.trace(|| format!("scheduler {s}: {task_id} is {state:?}"));
+        self.trace(|| {
+            let reason = status.reason.and_then(|r| v1::task_status::Reason::try_from(r).ok());
+            format!("scheduler {s}: {task_id} is {state:?} ({:?}, {reason:?})", status.source())
+        });
         if let Some(uuid) = status.uuid {
             let mut c = call(CallType::Acknowledge);
             c.acknowledge =
