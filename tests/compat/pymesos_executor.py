@@ -7,7 +7,8 @@ by scripts/setup-python.sh). The agent launches it as
 environment (MESOS_AGENT_ENDPOINT, MESOS_FRAMEWORK_ID, MESOS_EXECUTOR_ID, ...).
 
 Behaviour, for every launched task:
-  1. sends TASK_RUNNING,
+  1. sends TASK_RUNNING (each update is retried while the agent is away, for up to
+     AGORA_COMPAT_EXECUTOR_RECONNECT_SECS),
   1b. waits (up to AGORA_COMPAT_EXECUTOR_MESSAGE_SECS, default 15) for a framework
       message and echoes it back as ``b"echo " + message``,
   2. sends TASK_FINISHED whose ``data`` is base64(<decoded task data, bytes
@@ -67,6 +68,22 @@ except Exception as exc:  # pragma: no cover - environment problem
     log("cannot import pymesos with %s: %r (run scripts/setup-python.sh and use its python)"
         % (sys.executable, exc))
     sys.exit(2)
+
+
+def send_update(driver, status):
+    """Sends a status update, retrying while the agent is away (a checkpointing executor
+    re-subscribes to a restarted agent meanwhile). The status keeps the uuid pymesos gives it
+    on the first try, so a copy the agent already took is dropped as a duplicate."""
+    deadline = time.time() + RECONNECT_SECS
+    while True:
+        try:
+            driver.sendStatusUpdate(status)
+            return
+        except Exception as exc:
+            if time.time() > deadline:
+                raise
+            log("could not send %s (%r); retrying" % (status.get("state"), exc))
+            time.sleep(0.5)
 
 
 class CompatExecutor(Executor):
@@ -151,17 +168,17 @@ class CompatExecutor(Executor):
         task_id = dict(value=task["task_id"]["value"])
         log("LAUNCH %s" % task_id["value"])
         try:
-            driver.sendStatusUpdate(dict(task_id=task_id, state="TASK_RUNNING",
-                                         message="pymesos executor running the task"))
+            send_update(driver, dict(task_id=task_id, state="TASK_RUNNING",
+                                     message="pymesos executor running the task"))
             if not self.message_evt.wait(MESSAGE_SECS):
                 log("no framework message within %.0fs; finishing anyway" % MESSAGE_SECS)
             raw = task.get("data") or ""
             payload = decode_data(raw) if raw else b""
             reply = payload[::-1]
             log("task data %r -> reply %r" % (payload, reply))
-            driver.sendStatusUpdate(dict(task_id=task_id, state="TASK_FINISHED",
-                                         data=encode_data(reply),
-                                         message="pymesos executor reversed %d bytes" % len(payload)))
+            send_update(driver, dict(task_id=task_id, state="TASK_FINISHED",
+                                     data=encode_data(reply),
+                                     message="pymesos executor reversed %d bytes" % len(payload)))
             log("sent TASK_RUNNING and TASK_FINISHED for %s" % task_id["value"])
         except Exception:
             log("task failed:\n" + traceback.format_exc())

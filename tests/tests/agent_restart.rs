@@ -392,10 +392,14 @@ async fn a_pymesos_executor_resubscribes_to_a_restarted_agent() -> anyhow::Resul
         "slaves/{}/frameworks/{}/executors/pymesos/runs/latest/stderr",
         offer.agent_id.value, offer.framework_id.value
     ));
-    eventually("the pymesos executor re-subscribed", || {
+    let resubscribed = eventually("the pymesos executor re-subscribed", || {
         std::fs::read_to_string(&stderr).is_ok_and(|log| log.contains("re-SUBSCRIBED"))
     })
-    .await?;
+    .await;
+    if let Err(e) = resubscribed {
+        let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+        bail!("{e}; the executor's stderr:\n{log}");
+    }
     let mut call = scheduler::Call::default();
     call.set_type(scheduler::call::Type::Message);
     call.message = Some(scheduler::call::Message {
