@@ -76,6 +76,48 @@ fn parent(pid: i32) -> Option<i32> {
     stat.rsplit(')').next()?.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// A master and an agent on a fixed port, with their directories; the agent can be killed
+/// and started again on the same address and work directory.
+struct Rig {
+    dir: tempfile::TempDir,
+    master: Daemon,
+    agent_dir: PathBuf,
+    port: u16,
+}
+
+impl Rig {
+    /// The master alone.
+    fn new() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let master = Daemon::master(&master_args())?;
+        let agent_dir = dir.path().join("agent");
+        Ok(Self { dir, master, agent_dir, port: free_port()? })
+    }
+
+    /// The master and the agent.
+    fn start() -> anyhow::Result<(Self, Daemon)> {
+        let rig = Self::new()?;
+        let agent = rig.agent()?;
+        Ok((rig, agent))
+    }
+
+    /// Starts (or starts again) the agent.
+    fn agent(&self) -> anyhow::Result<Daemon> {
+        Daemon::agent(&self.agent_args())
+    }
+
+    fn agent_args(&self) -> Vec<String> {
+        agent_args(&self.master.addr, self.port, &self.agent_dir)
+    }
+
+    /// A directory under the test's own.
+    fn subdir(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(&path)?;
+        Ok(path)
+    }
+}
+
 /// Per task, the states the framework saw, in order.
 #[derive(Default)]
 struct Seen(BTreeMap<String, Vec<TaskState>>);
@@ -119,16 +161,12 @@ impl Seen {
 #[tokio::test]
 async fn fifty_tasks_survive_a_sigkilled_agent() -> anyhow::Result<()> {
     const TASKS: usize = 50;
-    let dir = tempfile::tempdir()?;
-    let pids = dir.path().join("pids");
-    std::fs::create_dir_all(&pids)?;
+    let (rig, agent) = Rig::start()?;
+    let pids = rig.subdir("pids")?;
     // Half the tasks end while the agent is down, half after it is back.
-    let early = dir.path().join("early");
-    let late = dir.path().join("late");
-    let master = Daemon::master(&master_args())?;
-    let agent_dir = dir.path().join("agent");
-    let port = free_port()?;
-    let agent = Daemon::agent(&agent_args(&master.addr, port, &agent_dir))?;
+    let early = rig.dir.path().join("early");
+    let late = rig.dir.path().join("late");
+    let master = &rig.master;
 
     let (session, mut events) =
         SchedulerSession::subscribe(&master.addr, framework("restart", true), Format::Protobuf)
@@ -164,7 +202,7 @@ async fn fifty_tasks_survive_a_sigkilled_agent() -> anyhow::Result<()> {
     for (i, pid) in before.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
         eventually(&format!("{} ended", name(i)), || !alive(*pid)).await?;
     }
-    let _agent = Daemon::agent(&agent_args(&master.addr, port, &agent_dir))?;
+    let _agent = rig.agent()?;
     let mut finished = 0;
     while finished < TASKS / 2 {
         let status = next_update(&session, &mut events).await?;
@@ -204,11 +242,9 @@ async fn fifty_tasks_survive_a_sigkilled_agent() -> anyhow::Result<()> {
 async fn one_long_task(
     master: &str,
     checkpoint: bool,
-    capabilities: Vec<v1::framework_info::Capability>,
     pids: &Path,
 ) -> anyhow::Result<(SchedulerSession, Subscription<Event>, i32, i32)> {
-    let mut info = framework("one", checkpoint);
-    info.capabilities = capabilities;
+    let info = framework("one", checkpoint);
     let (session, mut events) = SchedulerSession::subscribe(master, info, Format::Protobuf).await?;
     let offer = next_offers(&mut events).await?.remove(0);
     let command = format!("echo $$ > {}/long.pid; exec sleep 600", pids.display());
@@ -242,15 +278,9 @@ async fn next_change(
 
 #[tokio::test]
 async fn after_a_reboot_the_tasks_are_lost() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let pids = dir.path().join("pids");
-    std::fs::create_dir_all(&pids)?;
-    let master = Daemon::master(&master_args())?;
-    let agent_dir = dir.path().join("agent");
-    let port = free_port()?;
-    let agent = Daemon::agent(&agent_args(&master.addr, port, &agent_dir))?;
-    let (session, mut events, pid, executor) =
-        one_long_task(&master.addr, true, vec![], &pids).await?;
+    let (rig, agent) = Rig::start()?;
+    let pids = rig.subdir("pids")?;
+    let (session, mut events, pid, executor) = one_long_task(&rig.master.addr, true, &pids).await?;
 
     // A reboot: the agent and every process go, and the machine comes back with a new boot id.
     agent.kill()?;
@@ -261,8 +291,8 @@ async fn after_a_reboot_the_tasks_are_lost() -> anyhow::Result<()> {
         );
     }
     eventually("the old processes are gone", || !alive(pid) && !alive(executor)).await?;
-    std::fs::write(agent_dir.join("meta/boot_id"), "00000000-0000-0000-0000-000000000000\n")?;
-    let _agent = Daemon::agent(&agent_args(&master.addr, port, &agent_dir))?;
+    std::fs::write(rig.agent_dir.join("meta/boot_id"), "00000000-0000-0000-0000-000000000000\n")?;
+    let _agent = rig.agent()?;
     // A RUNNING whose acknowledgement died with the agent may come again first.
     let status = next_change(&session, &mut events).await?;
     ensure!(
@@ -278,17 +308,12 @@ async fn after_a_reboot_the_tasks_are_lost() -> anyhow::Result<()> {
 #[tokio::test]
 async fn executors_of_frameworks_without_checkpoint_do_not_survive_a_restart() -> anyhow::Result<()>
 {
-    let dir = tempfile::tempdir()?;
-    let pids = dir.path().join("pids");
-    std::fs::create_dir_all(&pids)?;
-    let master = Daemon::master(&master_args())?;
-    let agent_dir = dir.path().join("agent");
-    let port = free_port()?;
-    let agent = Daemon::agent(&agent_args(&master.addr, port, &agent_dir))?;
+    let (rig, agent) = Rig::start()?;
+    let pids = rig.subdir("pids")?;
     let (session, mut events, pid, executor) =
-        one_long_task(&master.addr, false, vec![], &pids).await?;
+        one_long_task(&rig.master.addr, false, &pids).await?;
     agent.kill()?;
-    let _agent = Daemon::agent(&agent_args(&master.addr, port, &agent_dir))?;
+    let _agent = rig.agent()?;
     eventually("the executor and its task are gone", || !alive(pid) && !alive(executor)).await?;
     let status = next_change(&session, &mut events).await?;
     ensure!(
@@ -302,23 +327,17 @@ async fn executors_of_frameworks_without_checkpoint_do_not_survive_a_restart() -
 
 #[tokio::test]
 async fn recover_cleanup_kills_what_the_last_run_left() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let pids = dir.path().join("pids");
-    std::fs::create_dir_all(&pids)?;
-    let master = Daemon::master(&master_args())?;
-    let agent_dir = dir.path().join("agent");
-    let port = free_port()?;
-    let agent = Daemon::agent(&agent_args(&master.addr, port, &agent_dir))?;
-    let (_session, _events, pid, executor) =
-        one_long_task(&master.addr, true, vec![], &pids).await?;
+    let (rig, agent) = Rig::start()?;
+    let pids = rig.subdir("pids")?;
+    let (_session, _events, pid, executor) = one_long_task(&rig.master.addr, true, &pids).await?;
     agent.kill()?;
     ensure!(alive(pid) && alive(executor), "a checkpointing framework's task outlives its agent");
-    let mut args = agent_args(&master.addr, port, &agent_dir);
+    let mut args = rig.agent_args();
     args.push("--recover=cleanup".into());
     let output = Command::new(agora_bin()).arg("agent").args(&args).output()?;
     ensure!(output.status.success(), "cleanup failed: {}", String::from_utf8_lossy(&output.stderr));
     ensure!(!alive(pid) && !alive(executor), "cleanup left the task or its executor running");
-    ensure!(!agent_dir.join("meta").exists(), "cleanup kept the checkpoint");
+    ensure!(!rig.agent_dir.join("meta").exists(), "cleanup kept the checkpoint");
     Ok(())
 }
 
@@ -329,11 +348,10 @@ async fn a_pymesos_executor_resubscribes_to_a_restarted_agent() -> anyhow::Resul
         return Ok(());
     };
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("compat/pymesos_executor.py");
-    let dir = tempfile::tempdir()?;
-    let master = Daemon::master(&master_args())?;
-    let agent_dir = dir.path().join("agent");
-    let port = free_port()?;
-    let mut args = agent_args(&master.addr, port, &agent_dir);
+    let rig = Rig::new()?;
+    let master = &rig.master;
+    let agent_dir = &rig.agent_dir;
+    let mut args = rig.agent_args();
     // pymesos backs off from 2 s up to 15 s between attempts; Mesos allows waiting 15 s.
     let timeout = args.iter().position(|a| a == "10secs").context("timeout flag")?;
     args[timeout] = "15secs".into();

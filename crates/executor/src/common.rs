@@ -15,8 +15,8 @@ use agora_proto::v1;
 use agora_proto::v1::TaskState;
 use agora_proto::v1::task_status::Reason;
 
-use crate::check::{CheckSpec, CheckStatus};
-use crate::health::HealthSpec;
+use crate::check::{CheckSpec, CheckStatus, Checker};
+use crate::health::{HealthChecker, HealthSpec, Probe};
 use crate::process::Termination;
 
 /// The kill grace period when neither the KILL event nor the task names one (Mesos's default).
@@ -266,6 +266,85 @@ impl Checks {
             self.health.transpose().map_err(|why| format!("Invalid health check: {why}"))?;
         let check = self.check.transpose().map_err(|why| format!("Invalid check: {why}"))?;
         Ok((health, check))
+    }
+}
+
+/// A task's health check and generalized check: their specs until the task's process starts,
+/// then their checkers. Both cores keep one per task, so that starting, timing, stopping and
+/// reading them is written once.
+#[derive(Debug, Default)]
+pub struct Watchers {
+    health_spec: Option<Box<HealthSpec>>,
+    check_spec: Option<Box<CheckSpec>>,
+    pub health: Option<Box<HealthChecker>>,
+    pub check: Option<Box<Checker>>,
+}
+
+/// A probe a [`Watchers`] wants run now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DueProbe {
+    /// For the health check; its result goes to the health checker.
+    Health { probe: Probe, timeout: Option<Duration> },
+    /// For the generalized check; its result goes to the check's checker.
+    Check { probe: Probe, timeout: Option<Duration> },
+}
+
+impl Watchers {
+    pub fn new(checks: ValidChecks) -> Self {
+        let (health_spec, check_spec) = checks;
+        Self { health_spec, check_spec, health: None, check: None }
+    }
+
+    /// The task's process started at `now`: the delays and grace period count from here. A
+    /// task already being killed gets no checkers.
+    pub fn start(&mut self, now: Instant, killing: bool) {
+        let (health, check) = (self.health_spec.take(), self.check_spec.take());
+        if killing {
+            return;
+        }
+        self.health = health.map(|spec| Box::new(HealthChecker::new(*spec, now)));
+        self.check = check.map(|spec| Box::new(Checker::new(*spec, now)));
+    }
+
+    /// No more probes: a task on its way out has no health left to report, nor check results
+    /// (those go only on TASK_RUNNING updates).
+    pub fn stop(&mut self) {
+        if let Some(checker) = &mut self.health {
+            checker.stop();
+        }
+        if let Some(checker) = &mut self.check {
+            checker.stop();
+        }
+    }
+
+    /// When the next probe is due.
+    pub fn deadline(&self) -> Option<Instant> {
+        let health = self.health.as_ref().and_then(|c| c.deadline());
+        let check = self.check.as_ref().and_then(|c| c.deadline());
+        health.into_iter().chain(check).min()
+    }
+
+    /// The probes due at `now`, each marked running until its result comes back.
+    pub fn due(&mut self, now: Instant) -> Vec<DueProbe> {
+        let mut due = Vec::new();
+        if let Some(checker) = &mut self.health
+            && checker.due(now)
+        {
+            let spec = checker.spec();
+            due.push(DueProbe::Health { probe: spec.probe.clone(), timeout: spec.timeout });
+        }
+        if let Some(checker) = &mut self.check
+            && checker.due(now)
+        {
+            let spec = checker.spec();
+            due.push(DueProbe::Check { probe: spec.probe.clone(), timeout: spec.timeout });
+        }
+        due
+    }
+
+    /// What the task's TASK_RUNNING updates carry: the check's latest result, if it has one.
+    pub fn check_status(&self) -> Option<CheckStatus> {
+        self.check.as_ref().map(|c| c.status())
     }
 }
 

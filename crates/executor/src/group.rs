@@ -24,12 +24,12 @@ use agora_proto::v1::TaskState;
 use agora_proto::v1::task_status::Reason;
 use nix::sys::signal::Signal;
 
-use crate::check::{CheckSpec, CheckStatus, Checker};
+use crate::check::{CheckSpec, CheckStatus};
 use crate::common::{
-    AgentEvent, Checks, Config, Killing, Reporter, TaskSpec, Update, UuidSource, running,
-    terminal_state,
+    AgentEvent, Checks, Config, DueProbe, Killing, Reporter, TaskSpec, Update, UuidSource,
+    Watchers, running, terminal_state,
 };
-use crate::health::{HealthChecker, HealthSpec, Probe, Verdict};
+use crate::health::{HealthSpec, Probe, Verdict};
 use crate::process::Termination;
 
 /// The message of the update that refuses a single task.
@@ -147,14 +147,10 @@ struct Task {
     /// The uuid of the terminal update, once sent; the task is forgotten when it is
     /// acknowledged.
     terminal: Option<[u8; 16]>,
-    /// The health check, until the process is forked and its checker starts.
-    health: Option<Box<HealthSpec>>,
-    checker: Option<Box<HealthChecker>>,
+    /// The health check and the generalized check.
+    watch: Watchers,
     /// The kill came from failed health checks: the terminal update says `healthy: false`.
     unhealthy: bool,
-    /// The generalized check, until the process is forked and its checker starts.
-    check: Option<Box<CheckSpec>>,
-    check_checker: Option<Box<Checker>>,
 }
 
 impl Task {
@@ -170,21 +166,13 @@ impl Task {
             spawned: false,
             kill: None,
             terminal: None,
-            health,
-            checker: None,
+            watch: Watchers::new((health, check)),
             unhealthy: false,
-            check,
-            check_checker: None,
         }
     }
 
     fn live(&self) -> bool {
         self.terminal.is_none()
-    }
-
-    /// What the task's TASK_RUNNING updates carry: the check's latest result, if it has one.
-    fn check_status(&self) -> Option<CheckStatus> {
-        self.check_checker.as_ref().map(|c| c.status())
     }
 }
 
@@ -225,9 +213,8 @@ impl DefaultExecutor {
     pub fn next_deadline(&self) -> Option<Instant> {
         let live = self.tasks.values().filter(|t| t.spawned && t.live());
         let escalations = live.clone().filter_map(|t| t.kill.as_ref().and_then(Killing::deadline));
-        let health = live.clone().filter_map(|t| t.checker.as_ref().and_then(|c| c.deadline()));
-        let checks = live.filter_map(|t| t.check_checker.as_ref().and_then(|c| c.deadline()));
-        escalations.chain(health).chain(checks).chain(self.finishing).min()
+        let probes = live.filter_map(|t| t.watch.deadline());
+        escalations.chain(probes).chain(self.finishing).min()
     }
 
     /// Feeds one input observed at `now` and returns what to do about it.
@@ -356,25 +343,15 @@ impl DefaultExecutor {
             return;
         };
         task.spawned = true;
-        // The delay and the grace period count from the start of the task's process.
-        if let Some(spec) = task.health.take()
-            && task.kill.is_none()
-        {
-            task.checker = Some(Box::new(HealthChecker::new(*spec, now)));
-        }
-        // So does the check's; its empty first result rides on the TASK_RUNNING update.
-        if let Some(spec) = task.check.take()
-            && task.kill.is_none()
-        {
-            task.check_checker = Some(Box::new(Checker::new(*spec, now)));
-        }
+        // The check's empty first result rides on the TASK_RUNNING update.
+        task.watch.start(now, task.kill.is_some());
         if task.kill.is_some() {
             // The group was doomed while this process was being forked: it goes at once, and
             // is never reported running.
             out.push(Output::Signal { task_id: task_id.to_string(), signal: Signal::SIGTERM });
             self.escalate_if_due(task_id, now, out);
         } else {
-            let check_status = task.check_status();
+            let check_status = task.watch.check_status();
             self.reporter.push(out, running(task_id.to_string(), check_status, None, None));
         }
     }
@@ -426,14 +403,7 @@ impl DefaultExecutor {
         let grace = self.config.kill_grace(grace, task.kill_grace);
         let (line, first) = Killing::begin(&mut task.kill, task_id, now, grace);
         out.extend(line.map(Output::Log));
-        // A task on its way out has no health left to report, nor check results: those go
-        // only on TASK_RUNNING updates.
-        if let Some(checker) = &mut task.checker {
-            checker.stop();
-        }
-        if let Some(checker) = &mut task.check_checker {
-            checker.stop();
-        }
+        task.watch.stop();
         if first {
             let spawned = task.spawned;
             if self.task_killing_state {
@@ -574,23 +544,17 @@ impl DefaultExecutor {
         let ids: Vec<String> = self.tasks.keys().cloned().collect();
         for task_id in ids {
             self.escalate_if_due(&task_id, now, out);
-            if let Some(task) = self.tasks.get_mut(&task_id)
-                && task.live()
-                && let Some(checker) = &mut task.checker
-                && checker.due(now)
-            {
-                let spec = checker.spec();
-                let (probe, timeout) = (spec.probe.clone(), spec.timeout);
-                out.push(Output::Probe { task_id: task_id.clone(), probe, timeout });
-            }
-            if let Some(task) = self.tasks.get_mut(&task_id)
-                && task.live()
-                && let Some(checker) = &mut task.check_checker
-                && checker.due(now)
-            {
-                let spec = checker.spec();
-                let (probe, timeout) = (spec.probe.clone(), spec.timeout);
-                out.push(Output::Check { task_id, probe, timeout });
+            let Some(task) = self.tasks.get_mut(&task_id).filter(|t| t.live()) else {
+                continue;
+            };
+            for due in task.watch.due(now) {
+                let task_id = task_id.clone();
+                out.push(match due {
+                    DueProbe::Health { probe, timeout } => {
+                        Output::Probe { task_id, probe, timeout }
+                    }
+                    DueProbe::Check { probe, timeout } => Output::Check { task_id, probe, timeout },
+                });
             }
         }
         if self.finishing.is_some_and(|deadline| now >= deadline) {
@@ -612,8 +576,8 @@ impl DefaultExecutor {
         let Some(task) = self.tasks.get_mut(task_id).filter(|t| t.live()) else {
             return;
         };
-        let check_status = task.check_status();
-        let Some(checker) = &mut task.checker else {
+        let check_status = task.watch.check_status();
+        let Some(checker) = &mut task.watch.health else {
             return;
         };
         if let Err(why) = &result {
@@ -651,7 +615,7 @@ impl DefaultExecutor {
         let Some(task) = self.tasks.get_mut(task_id).filter(|t| t.live()) else {
             return;
         };
-        let Some(checker) = &mut task.check_checker else {
+        let Some(checker) = &mut task.watch.check else {
             return;
         };
         if let Err(why) = &outcome {

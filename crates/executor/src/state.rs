@@ -22,11 +22,12 @@ use agora_proto::v1::TaskState;
 use agora_proto::v1::task_status::Reason;
 use nix::sys::signal::Signal;
 
-use crate::check::{CheckSpec, CheckStatus, Checker};
+use crate::check::{CheckSpec, CheckStatus};
 use crate::common::{
-    AgentEvent, Checks, Config, Killing, Reporter, Update, UuidSource, running, terminal_state,
+    AgentEvent, Checks, Config, DueProbe, Killing, Reporter, Update, UuidSource, Watchers, running,
+    terminal_state,
 };
-use crate::health::{HealthChecker, HealthSpec, Probe, Verdict};
+use crate::health::{HealthSpec, Probe, Verdict};
 use crate::process::Termination;
 
 /// The message of the update that refuses a second task.
@@ -130,21 +131,10 @@ struct Task {
     /// Whether the process was forked; signals before that have no group to reach.
     spawned: bool,
     kill: Option<Killing>,
-    /// The health check, until the process is forked and its checker starts.
-    health: Option<Box<HealthSpec>>,
-    checker: Option<Box<HealthChecker>>,
+    /// The health check and the generalized check.
+    watch: Watchers,
     /// The kill came from failed health checks: the terminal update says `healthy: false`.
     unhealthy: bool,
-    /// The generalized check, until the process is forked and its checker starts.
-    check: Option<Box<CheckSpec>>,
-    check_checker: Option<Box<Checker>>,
-}
-
-impl Task {
-    /// What the task's TASK_RUNNING updates carry: the check's latest result, if it has one.
-    fn check_status(&self) -> Option<CheckStatus> {
-        self.check_checker.as_ref().map(|c| c.status())
-    }
 }
 
 enum Phase {
@@ -192,9 +182,7 @@ impl CommandExecutor {
                     (Some(killing), true) => killing.deadline(),
                     _ => None,
                 };
-                let health = task.checker.as_ref().and_then(|c| c.deadline());
-                let check = task.check_checker.as_ref().and_then(|c| c.deadline());
-                escalation.into_iter().chain(health).chain(check).min()
+                escalation.into_iter().chain(task.watch.deadline()).min()
             }
             Phase::Finishing { deadline, .. } => Some(*deadline),
             _ => None,
@@ -278,11 +266,8 @@ impl CommandExecutor {
             kill_grace,
             spawned: false,
             kill: None,
-            health,
-            checker: None,
+            watch: Watchers::new((health, check)),
             unhealthy: false,
-            check,
-            check_checker: None,
         });
     }
 
@@ -294,19 +279,9 @@ impl CommandExecutor {
         let task_id = task.id.clone();
         // A kill that arrived while the process was being forked is carried out now.
         let kill_pending = task.kill.is_some();
-        // The delay and the grace period count from the start of the task's process.
-        if let Some(spec) = task.health.take()
-            && !kill_pending
-        {
-            task.checker = Some(Box::new(HealthChecker::new(*spec, now)));
-        }
-        // So does the check's; its empty first result rides on the TASK_RUNNING update.
-        if let Some(spec) = task.check.take()
-            && !kill_pending
-        {
-            task.check_checker = Some(Box::new(Checker::new(*spec, now)));
-        }
-        let check_status = task.check_status();
+        // The check's empty first result rides on the TASK_RUNNING update.
+        task.watch.start(now, kill_pending);
+        let check_status = task.watch.check_status();
         self.reporter.push(out, running(task_id, check_status, None, None));
         if kill_pending {
             out.push(Output::Signal(Signal::SIGTERM));
@@ -335,14 +310,7 @@ impl CommandExecutor {
         let grace = self.config.kill_grace(grace, task.kill_grace);
         let (line, first) = Killing::begin(&mut task.kill, task_id, now, grace);
         out.extend(line.map(Output::Log));
-        // A task on its way out has no health left to report, nor check results: those go
-        // only on TASK_RUNNING updates.
-        if let Some(checker) = &mut task.checker {
-            checker.stop();
-        }
-        if let Some(checker) = &mut task.check_checker {
-            checker.stop();
-        }
+        task.watch.stop();
         if first {
             let spawned = task.spawned;
             if self.task_killing_state {
@@ -454,17 +422,11 @@ impl CommandExecutor {
                 let Phase::Active(task) = &mut self.phase else {
                     return;
                 };
-                if let Some(checker) = &mut task.checker
-                    && checker.due(now)
-                {
-                    let spec = checker.spec();
-                    out.push(Output::Probe { probe: spec.probe.clone(), timeout: spec.timeout });
-                }
-                if let Some(checker) = &mut task.check_checker
-                    && checker.due(now)
-                {
-                    let spec = checker.spec();
-                    out.push(Output::Check { probe: spec.probe.clone(), timeout: spec.timeout });
+                for due in task.watch.due(now) {
+                    out.push(match due {
+                        DueProbe::Health { probe, timeout } => Output::Probe { probe, timeout },
+                        DueProbe::Check { probe, timeout } => Output::Check { probe, timeout },
+                    });
                 }
             }
         }
@@ -476,8 +438,8 @@ impl CommandExecutor {
         let Phase::Active(task) = &mut self.phase else {
             return;
         };
-        let check_status = task.check_status();
-        let Task { id, checker: Some(checker), unhealthy, .. } = task else {
+        let check_status = task.watch.check_status();
+        let Task { id, watch: Watchers { health: Some(checker), .. }, unhealthy, .. } = task else {
             return;
         };
         if let Err(why) = &result {
@@ -511,7 +473,9 @@ impl CommandExecutor {
         now: Instant,
         out: &mut Vec<Output>,
     ) {
-        let Phase::Active(Task { id, check_checker: Some(checker), .. }) = &mut self.phase else {
+        let Phase::Active(Task { id, watch: Watchers { check: Some(checker), .. }, .. }) =
+            &mut self.phase
+        else {
             return;
         };
         if let Err(why) = &outcome {
