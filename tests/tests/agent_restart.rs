@@ -445,3 +445,33 @@ async fn a_pymesos_executor_resubscribes_to_a_restarted_agent() -> anyhow::Resul
         }
     }
 }
+
+/// A task never outlives its executor: SIGKILL the executor and the task's process goes too,
+/// whether the agent that started the executor sees it end or a restarted agent (which
+/// recovered it) does.
+#[tokio::test]
+async fn a_sigkilled_executor_takes_its_task_along() -> anyhow::Result<()> {
+    let (rig, agent) = Rig::start()?;
+    let pids = rig.subdir("pids")?;
+    let (session, mut events, pid, executor) = one_long_task(&rig.master.addr, true, &pids).await?;
+    let sigkill = |victim: i32| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(victim),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+    };
+    sigkill(executor)?;
+    eventually("the task's process is gone", || !alive(pid)).await?;
+    let status = next_change(&session, &mut events).await?;
+    ensure!(status.state() == TaskState::TaskFailed, "got {:?}", status.state());
+
+    // Once more, with the executor ending while its agent is down.
+    let (session, mut events, pid, executor) = one_long_task(&rig.master.addr, true, &pids).await?;
+    agent.kill()?;
+    sigkill(executor)?;
+    let _agent = rig.agent()?;
+    eventually("the task's process is gone", || !alive(pid)).await?;
+    let status = next_change(&session, &mut events).await?;
+    ensure!(status.state() == TaskState::TaskFailed, "got {:?}", status.state());
+    Ok(())
+}

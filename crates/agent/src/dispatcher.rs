@@ -32,7 +32,8 @@ pub(crate) struct Recovery {
     pub(crate) recovered: agora_core::agent::Recovered,
     /// Executors of checkpointing frameworks still running, with their processes.
     pub(crate) live: Vec<((String, String), ExecutorPid)>,
-    /// Still-running executors of frameworks that do not checkpoint: they are killed.
+    /// Recorded executors that are not recovered (of frameworks that do not checkpoint, or
+    /// ended meanwhile): they are killed, with whatever they left in their sessions.
     pub(crate) orphans: Vec<ExecutorPid>,
     /// Recorded processes that are no longer of interest.
     pub(crate) forget: Vec<(String, String)>,
@@ -147,10 +148,7 @@ impl Dispatcher {
     fn recover(&mut self, recovery: Recovery) {
         let Recovery { recovered, live, orphans, forget } = recovery;
         for pid in orphans {
-            tracing::info!(
-                pid = pid.pid,
-                "killing an executor of a framework that does not checkpoint"
-            );
+            tracing::info!(pid = pid.pid, "killing an executor that is not recovered, or its remains");
             launcher::kill_tree(pid);
         }
         for (framework_id, executor_id) in forget {

@@ -11,8 +11,9 @@
 //!
 //! With a session helper (the `agora` binary's `session-exec`), each executor leads a session
 //! of its own, which every process it starts stays in unless it calls `setsid` itself: the
-//! hard kill takes the whole session, tasks that moved to process groups of their own included.
-//! `watch` follows an executor a previous agent run started (no longer our child, so it is
+//! hard kill takes the whole session, tasks that moved to process groups of their own included,
+//! and whatever an executor leaves in its session when it ends (SIGKILLed, or crashed) is
+//! killed too, so no task outlives its executor. `watch` follows an executor a previous agent run started (no longer our child, so it is
 //! polled through `/proc`).
 
 use std::fs::File;
@@ -60,9 +61,11 @@ pub(crate) async fn run(
                 return;
             }
         };
+    let mut recorded = None;
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         // Read while the child is unreaped, so the pid cannot name anybody else yet.
         let start_time = crate::checkpoint::process_start_time(pid).unwrap_or(u64::MAX);
+        recorded = Some(ExecutorPid { pid, start_time });
         let (confirm, confirmed) = tokio::sync::oneshot::channel();
         let _ = tx.send(Command::Launched {
             framework_id: framework_id.clone(),
@@ -82,6 +85,9 @@ pub(crate) async fn run(
     tracing::info!(%framework_id, %executor_id, sandbox = %launch.sandbox, "executor started");
     let status = child.wait().await.ok().map(|s| s.into_raw());
     tracing::info!(%framework_id, %executor_id, ?status, "executor exited");
+    if let Some(pid) = recorded.filter(|_| helper.is_some()) {
+        sweep_remains(pid);
+    }
     gc::schedule(PathBuf::from(&launch.sandbox), gc_delay);
     let _ = tx.send(Command::Event(Input::ExecutorExited { framework_id, executor_id, status }));
 }
@@ -174,6 +180,7 @@ pub(crate) async fn watch(
     }
     let (framework_id, executor_id) = key;
     tracing::info!(%framework_id, %executor_id, pid = pid.pid, "recovered executor exited");
+    sweep_remains(pid);
     if !sandbox.is_empty() {
         gc::schedule(PathBuf::from(sandbox), gc_delay);
     }
@@ -193,11 +200,31 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 /// until it is empty (a process may fork while it is swept), a bounded number of times.
 pub(crate) fn kill_tree(pid: ExecutorPid) {
     if !is_alive(pid) {
+        sweep_remains(pid);
         return;
     }
     signal_group(pid.pid, Signal::SIGKILL);
+    sweep_session(pid.pid);
+}
+
+/// Kills what an executor that ended on its own left in its session (a task it started, say,
+/// when the executor itself was SIGKILLed), so that no task outlives its executor. The
+/// session id cannot be taken by a new session while any member is left (the kernel keeps a
+/// pid number in use as long as a session refers to it), so the sweep only stops short when
+/// the number names a different live process already: then the session is somebody else's.
+pub(crate) fn sweep_remains(pid: ExecutorPid) {
+    // A live process under that number is the executor itself (`kill_tree` is for that) or
+    // one that recycled the number.
+    if crate::checkpoint::process_start_time(pid.pid).is_none() {
+        sweep_session(pid.pid);
+    }
+}
+
+/// SIGKILLs every process of session `sid`, again until none is left (a member may fork
+/// while it is swept), a bounded number of times.
+fn sweep_session(sid: i32) {
     for _ in 0..KILL_SWEEPS {
-        let members = session_members(pid.pid);
+        let members = session_members(sid);
         if members.is_empty() {
             return;
         }

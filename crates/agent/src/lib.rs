@@ -258,13 +258,11 @@ pub async fn cleanup(options: &AgentOptions) -> Result<usize, AgentError> {
     // so unreadable records are skipped rather than refused.
     let loaded = checkpoint::Store::open(work_dir)?.load(false)?;
     let rebooted = checkpoint::boot_id_changed(work_dir)?;
-    let live: Vec<_> = loaded
-        .pids
-        .into_iter()
-        .map(|(_, pid)| pid)
-        .filter(|pid| !rebooted && checkpoint::is_alive(*pid))
-        .collect();
-    for pid in &live {
+    let recorded: Vec<_> =
+        loaded.pids.into_iter().map(|(_, pid)| pid).filter(|_| !rebooted).collect();
+    let live: Vec<_> = recorded.iter().copied().filter(|pid| checkpoint::is_alive(*pid)).collect();
+    // Dead executors too: what they left in their sessions goes.
+    for pid in &recorded {
         launcher::kill_tree(*pid);
     }
     // SIGKILL cannot be refused; the wait only covers the kernel's own pace.
@@ -308,7 +306,8 @@ fn compatible(old: &v1::AgentInfo, new: &v1::AgentInfo) -> Result<(), String> {
 }
 
 /// What the dispatcher recovers: the core's records, each executor's liveness, the processes
-/// to watch, and the live executors of frameworks that do not checkpoint, which are killed.
+/// to watch, and the recorded executors that are not recovered (those of frameworks that do
+/// not checkpoint, and those that ended meanwhile), which are killed with whatever they left.
 fn recovery(loaded: checkpoint::Loaded, rebooted: bool) -> dispatcher::Recovery {
     let pids: std::collections::BTreeMap<_, _> = loaded.pids.into_iter().collect();
     let mut live = Vec::new();
@@ -328,11 +327,8 @@ fn recovery(loaded: checkpoint::Loaded, rebooted: bool) -> dispatcher::Recovery 
     }
     let dead: Vec<_> =
         pids.into_iter().filter(|(key, _)| !live.iter().any(|(k, _)| k == key)).collect();
-    let orphans = dead
-        .iter()
-        .filter(|(_, pid)| !rebooted && checkpoint::is_alive(*pid))
-        .map(|(_, pid)| *pid)
-        .collect();
+    // After a reboot nothing of the last run is left, and the numbers name other processes.
+    let orphans = dead.iter().filter(|_| !rebooted).map(|(_, pid)| *pid).collect();
     let forget = dead.into_iter().map(|(key, _)| key).collect();
     dispatcher::Recovery {
         recovered: Recovered {
