@@ -148,7 +148,10 @@ impl Dispatcher {
     fn recover(&mut self, recovery: Recovery) {
         let Recovery { recovered, live, orphans, forget } = recovery;
         for pid in orphans {
-            tracing::info!(pid = pid.pid, "killing an executor that is not recovered, or its remains");
+            tracing::info!(
+                pid = pid.pid,
+                "killing an executor that is not recovered, or its remains"
+            );
             launcher::kill_tree(pid);
         }
         for (framework_id, executor_id) in forget {
