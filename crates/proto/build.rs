@@ -10,11 +10,12 @@ use protox::prost::Message as _;
 
 /// The files compiled, relative to the `proto` include directory. Imports
 /// are resolved from the same directory.
-const PROTOS: [&str; 6] = [
+const PROTOS: [&str; 7] = [
     "mesos/v1/mesos.proto",
     "mesos/v1/scheduler/scheduler.proto",
     "mesos/v1/executor/executor.proto",
     "mesos/v1/master/master.proto",
+    "mesos/v1/agent/agent.proto",
     "mesos/v1/quota/quota.proto",
     "agora/internal/v1/internal.proto",
 ];

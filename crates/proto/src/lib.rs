@@ -28,9 +28,16 @@ pub mod mesos {
             include!(concat!(env!("OUT_DIR"), "/mesos.v1.executor.rs"));
         }
 
-        /// Package `mesos.v1.master`: the operator `Call` of the master's `/api/v1`.
+        /// Package `mesos.v1.master`: `Call`, `Response` and `Event` of the master's
+        /// operator API (`/api/v1`).
         pub mod master {
             include!(concat!(env!("OUT_DIR"), "/mesos.v1.master.rs"));
+        }
+
+        /// Package `mesos.v1.agent`: `Call` and `Response` of the agent's operator API
+        /// (`/api/v1` on an agent).
+        pub mod agent {
+            include!(concat!(env!("OUT_DIR"), "/mesos.v1.agent.rs"));
         }
 
         /// Package `mesos.v1.quota`: quota configurations.
@@ -61,6 +68,7 @@ pub use agora::internal::v1 as internal;
 pub use codec::{DecodeError, Format};
 pub use json::{JsonError, from_json, to_json, to_json_value};
 pub use mesos::v1;
+pub use mesos::v1::agent;
 pub use mesos::v1::executor;
 pub use mesos::v1::master;
 pub use mesos::v1::scheduler;
