@@ -31,7 +31,7 @@ HTTP_PARSER_VERSION="0.9.0"
 HTTP_PARSER_SHA256="441d3a57c6227230f98aa97539da006fda0f8f4880bc4c5cd895ff2138a52621"
 VIRTUALENV_PIN="virtualenv==20.39.1"   # only used when the stdlib venv module is unusable
 STAMP_NAME=".agora-compat-stamp"
-CHECK_PY='import pymesos, http_parser.http; from pymesos import MesosSchedulerDriver, MesosExecutorDriver'
+CHECK_PY='import pymesos, http_parser.http, avmesos.cli; from pymesos import MesosSchedulerDriver, MesosExecutorDriver'
 
 log() { printf 'setup-python: %s\n' "$*" >&2; }
 die() { printf 'setup-python: ERROR: %s\n' "$*" >&2; exit 1; }
