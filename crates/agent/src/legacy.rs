@@ -177,7 +177,7 @@ fn executor_json(
         "directory": directory,
         "resources": flat_resources(&resources),
         "role": role,
-        "type": if info.command.is_some() || info.r#type.is_none() { "CUSTOM" } else { info.r#type().as_str_name() },
+        "type": if info.r#type.is_some() { info.r#type().as_str_name() } else { "CUSTOM" },
         "tasks": tasks.iter().map(|t| task_json(t)).collect::<Vec<_>>(),
         "queued_tasks": queued.iter().map(|t| task_json(t)).collect::<Vec<_>>(),
         "completed_tasks": completed.iter().map(|t| task_json(t)).collect::<Vec<_>>(),

@@ -11,7 +11,10 @@
 //! under `<work_dir>/meta`, from which `start` recovers after a restart (reference §7.4): the
 //! core rebuilds its executors, tasks and update streams, executors still alive are watched
 //! and may subscribe again, and the executors of frameworks that do not checkpoint are
-//! killed. Not here yet: cgroups and namespaces.
+//! killed. `operator.rs` serves the operator API (`/api/v1`) from the core's read-only views,
+//! `legacy.rs` the v0 `/state`, `/flags`, `/monitor/statistics`, `/containers` and metrics
+//! endpoints, and `usage.rs` measures executors' containers from `/proc`. Not here yet: cgroups
+//! and namespaces.
 
 pub mod checkpoint;
 mod detect;
