@@ -323,6 +323,7 @@ fn state_json(snapshot: &Snapshot, addr: &str, flags: &BTreeMap<String, String>)
 }
 
 pub(crate) async fn state(State(app): State<AppState>) -> Result<Response, Refusal> {
+    operator::refuse_while_recovering(&app.handle).await?;
     let master = app.flags.get("master").cloned();
     let snapshot = ask(&app.handle, move |v| Snapshot {
         agent_info: v.agent.agent_info(),

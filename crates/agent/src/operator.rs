@@ -6,8 +6,8 @@
 //! (the same virtual paths as `/files/*`); containers' usage through `usage.rs`; metrics here,
 //! from the core's counts plus uptime and the machine's figures. Calls Agora does not serve
 //! (nested and standalone containers, resource providers, images, operations) are answered
-//! `501` with their name. No `503` for recovery is needed: the HTTP server starts only after
-//! the dispatcher has replayed the recovery.
+//! `501` with their name. While executors found alive after a restart may still subscribe
+//! again, the API answers `503`, as Mesos's does during recovery.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -49,6 +49,7 @@ pub(crate) async fn operator_api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
+    refuse_while_recovering(&state.handle).await?;
     let format = request_format(&headers)?;
     let call: agent::Call = decode_call(format, &body)?;
     let answer = response_format(&headers)?;
@@ -177,6 +178,14 @@ pub(crate) async fn operator_api(
         }
     }
     Ok(encoded(answer, &response))
+}
+
+/// `503` while the agent recovers (reference §4.4): what it would report is not settled.
+pub(crate) async fn refuse_while_recovering(handle: &Handle) -> Result<(), Refusal> {
+    if ask(handle, |v| v.agent.recovering()).await? {
+        return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "Agent has not finished recovery"));
+    }
+    Ok(())
 }
 
 /// A 200 answer in the negotiated format.

@@ -234,6 +234,16 @@ impl Agent {
         info
     }
 
+    /// Whether the agent is still recovering: some executor found alive after a restart has
+    /// neither subscribed again nor run out of time to. Mesos refuses operator queries with
+    /// 503 meanwhile, since what it would report is not settled yet.
+    pub fn recovering(&self) -> bool {
+        self.frameworks
+            .values()
+            .flat_map(|f| f.executors.values())
+            .any(|e| e.recovered && e.conn.is_none() && !e.registration_timed_out && !e.killed)
+    }
+
     /// Whether the master has accepted this agent on the current connection.
     pub fn is_registered(&self) -> bool {
         self.registered

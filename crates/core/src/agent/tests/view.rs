@@ -139,3 +139,24 @@ fn get_agent_carries_the_id_once_registered() {
     assert_eq!(info.id.map(|i| i.value), Some(AGENT_ID.to_string()));
     assert_eq!(info.hostname, "agent7");
 }
+
+#[test]
+fn the_agent_recovers_until_its_live_executors_subscribe_again_or_time_out() {
+    let mut h = Harness::registered();
+    assert!(!h.agent.recovering());
+    h.running_for(framework(true), "t1");
+    h.running_for(framework(true), "t2");
+    h.restart(Liveness::Alive, false);
+    assert!(h.agent.recovering(), "both executors are expected back");
+    assert_eq!(h.subscribe("t1").1, Ok(()));
+    assert!(h.agent.recovering(), "t2 is still expected");
+    h.advance(3);
+    h.handle(Input::Tick);
+    assert!(!h.agent.recovering(), "t2 ran out of time to come back");
+
+    // Executors that did not survive the restart are nothing to wait for.
+    let mut h = Harness::registered();
+    h.running_for(framework(true), "t1");
+    h.restart(Liveness::Gone, false);
+    assert!(!h.agent.recovering());
+}
