@@ -338,18 +338,21 @@ pub async fn task_pid(dir: &Path, task: &str) -> anyhow::Result<i32> {
     pid.context("pid")
 }
 
-/// Subscribes a framework called `name`, launches `tasks` (id, command) on its first offer,
-/// each with `resources`, and acknowledges updates until every task in `until` has reached
-/// the state it is paired with. Returns the session, its events and the framework id.
+/// A framework called `name` that runs its tasks as root.
+pub fn test_framework(name: &str) -> v1::FrameworkInfo {
+    v1::FrameworkInfo { user: "root".into(), name: name.into(), ..Default::default() }
+}
+
+/// Subscribes `framework`, launches `tasks` (id, command) on its first offer, each with
+/// `resources`, and acknowledges updates until every task in `until` has reached the state
+/// it is paired with. Returns the session, its events and the framework id.
 pub async fn launch_tasks(
     master: &str,
-    name: &str,
+    framework: v1::FrameworkInfo,
     resources: &str,
     tasks: &[(&str, &str)],
     until: &[(&str, v1::TaskState)],
 ) -> anyhow::Result<(SchedulerSession, Subscription<Event>, String)> {
-    let framework =
-        v1::FrameworkInfo { user: "root".into(), name: name.into(), ..Default::default() };
     let (session, mut events) =
         SchedulerSession::subscribe(master, framework, agora_proto::Format::Json).await?;
     let offer = next_offers(&mut events).await?.remove(0);

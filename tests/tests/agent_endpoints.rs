@@ -5,7 +5,7 @@
 //! `slave` naming.
 
 use agora_proto::v1;
-use agora_tests::{Cluster, launch_tasks};
+use agora_tests::{Cluster, launch_tasks, test_framework};
 use anyhow::{Context, ensure};
 use serde_json::Value;
 
@@ -38,7 +38,7 @@ async fn legacy_endpoints_have_mesos_shapes() -> anyhow::Result<()> {
     let cluster = Cluster::start()?;
     let (_session, _events, fid) = launch_tasks(
         &cluster.master,
-        "legacy",
+        test_framework("legacy"),
         "cpus:0.25;mem:48",
         &[("sleeper", "sleep 600")],
         &[("sleeper", v1::TaskState::TaskRunning)],

@@ -1,12 +1,15 @@
 //! The agent's operator API (`POST /api/v1`, reference §4.3) end to end against a real
 //! `agora dev`: every served call in JSON with a real task running (a busy loop whose CPU
 //! time must grow between two reads), GET_STATE and GET_CONTAINERS in protobuf, a task that
-//! completes, the sandbox's files, and bad input answered with Mesos's codes and messages.
+//! completes, the sandbox's files, bad input answered with Mesos's codes and messages, and
+//! `503` while a restarted agent waits for its executors.
 
 use agora_proto::agent::{self, response};
 use agora_proto::{Format, v1};
-use agora_tests::{Cluster, launch_tasks};
+use agora_tests::{Cluster, Daemon, free_port, launch_tasks, test_framework};
 use anyhow::{Context, bail, ensure};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde_json::{Value, json};
 
 const BUSY: &str = "echo hello operator; while :; do :; done";
@@ -67,7 +70,7 @@ async fn every_call_answers_in_json_about_a_running_task() -> anyhow::Result<()>
     let cluster = Cluster::start()?;
     let (_session, _events, fid) = launch_tasks(
         &cluster.master,
-        "operator",
+        test_framework("operator"),
         "cpus:0.5;mem:64",
         &[("busy", BUSY)],
         &[("busy", v1::TaskState::TaskRunning)],
@@ -195,7 +198,7 @@ async fn state_and_containers_in_protobuf_and_a_completed_task() -> anyhow::Resu
     let cluster = Cluster::start()?;
     let (_session, _events, _fid) = launch_tasks(
         &cluster.master,
-        "protobuf",
+        test_framework("protobuf"),
         "cpus:0.1;mem:32",
         &[("sleeper", "sleep 600"), ("quick", "true")],
         &[("sleeper", v1::TaskState::TaskRunning), ("quick", v1::TaskState::TaskFinished)],
@@ -308,5 +311,106 @@ async fn bad_input_gets_mesos_status_codes_and_messages() -> anyhow::Result<()> 
     let garbage = send("application/json", "application/json", "{not json").await?;
     assert_eq!(garbage.status(), 400);
     assert!(garbage.text().await?.contains("Failed to parse body into"));
+    Ok(())
+}
+
+/// A call to an agent at `addr`: status and body.
+async fn post_to(addr: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}{path}"))
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await?;
+    Ok((response.status().as_u16(), response.text().await?))
+}
+
+#[tokio::test]
+async fn a_restarted_agent_answers_503_until_its_executors_are_back() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let master_args = ["--port", "0", "--registry", "in_memory", "--allocation_interval", "100ms"];
+    let master = Daemon::master(&master_args)?;
+    let port = free_port()?.to_string();
+    let work_dir = dir.path().join("agent").to_string_lossy().into_owned();
+    let agent_args = [
+        "--master",
+        &master.addr,
+        "--port",
+        &port,
+        "--work_dir",
+        &work_dir,
+        "--resources",
+        "cpus:2;mem:1024;disk:1024",
+        "--registration_backoff_factor",
+        "100ms",
+        // The longest Mesos allows: the stopped executor below cannot come back before the
+        // test has looked.
+        "--executor_reregistration_timeout",
+        "15secs",
+        "--recovery_timeout",
+        "1mins",
+    ];
+    let agent = Daemon::agent(&agent_args)?;
+    let mut framework = test_framework("recovering");
+    framework.checkpoint = Some(true);
+    framework.failover_timeout = Some(3600.0);
+    let (session, mut events, _) = launch_tasks(
+        &master.addr,
+        framework,
+        "cpus:0.1;mem:32",
+        &[("survivor", "sleep 600")],
+        &[("survivor", v1::TaskState::TaskRunning)],
+    )
+    .await?;
+    let (status, text) = post_to(&agent.addr, "/api/v1", r#"{"type":"GET_CONTAINERS"}"#).await?;
+    ensure!(status == 200, "{status} {text}");
+    let answer: agent::Response = agora_proto::from_json(text.as_bytes())?;
+    let containers = answer.get_containers.context("get_containers")?.containers;
+    let pid = containers[0]
+        .container_status
+        .as_ref()
+        .and_then(|s| s.executor_pid)
+        .context("the executor's pid")?;
+    let executor = Pid::from_raw(i32::try_from(pid)?);
+
+    // A stopped executor cannot subscribe again: the restarted agent keeps recovering.
+    kill(executor, Signal::SIGSTOP)?;
+    let addr = agent.addr.clone();
+    agent.kill()?;
+    let agent = Daemon::agent(&agent_args)?;
+    assert_eq!(agent.addr, addr);
+    for (path, body) in
+        [("/api/v1", r#"{"type":"GET_HEALTH"}"#), ("/api/v1", r#"{"type":"GET_STATE"}"#)]
+    {
+        let (status, text) = post_to(&agent.addr, path, body).await?;
+        assert_eq!((status, text.as_str()), (503, "Agent has not finished recovery"), "{body}");
+    }
+    let state = reqwest::get(format!("http://{}/state", agent.addr)).await?;
+    assert_eq!(state.status(), 503);
+
+    // Once it runs again it subscribes, and the agent answers.
+    kill(executor, Signal::SIGCONT)?;
+    let mut answered = (0, String::new());
+    for _ in 0..300 {
+        answered = post_to(&agent.addr, "/api/v1", r#"{"type":"GET_TASKS"}"#).await?;
+        if answered.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    ensure!(answered.0 == 200, "{answered:?}");
+    let tasks: agent::Response = agora_proto::from_json(answered.1.as_bytes())?;
+    let tasks = tasks.get_tasks.context("get_tasks")?;
+    assert_eq!(task_ids(&tasks.launched_tasks), ["survivor"]);
+
+    // Nothing is left running.
+    session.kill(v1::TaskId { value: "survivor".into() }).await?;
+    loop {
+        let status = agora_tests::next_update(&session, &mut events).await?;
+        session.acknowledge(&status).await?;
+        if status.state() == v1::TaskState::TaskKilled {
+            break;
+        }
+    }
     Ok(())
 }
