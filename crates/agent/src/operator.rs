@@ -149,17 +149,17 @@ pub(crate) async fn operator_api(
             let containers = containers(&state.handle)
                 .await?
                 .into_iter()
-                .map(|(c, statistics)| response::get_containers::Container {
+                .map(|(c, (statistics, pid))| response::get_containers::Container {
                     framework_id: Some(v1::FrameworkId { value: c.framework_id }),
                     executor_id: Some(v1::ExecutorId { value: c.executor_id }),
                     executor_name: c.executor_name,
                     container_id: v1::ContainerId { value: c.container_id.clone(), parent: None },
                     container_status: Some(v1::ContainerStatus {
                         container_id: Some(v1::ContainerId { value: c.container_id, parent: None }),
-                        executor_pid: statistics.1.and_then(|pid| u32::try_from(pid).ok()),
+                        executor_pid: pid.and_then(|pid| u32::try_from(pid).ok()),
                         ..Default::default()
                     }),
-                    resource_statistics: Some(statistics.0),
+                    resource_statistics: Some(statistics),
                 })
                 .collect();
             response.get_containers = Some(response::GetContainers { containers });
@@ -225,6 +225,8 @@ pub(crate) async fn containers(
     })
     .await?;
     tokio::task::spawn_blocking(move || {
+        // One pass over `/proc` serves every container.
+        let processes = usage::Processes::read();
         found
             .into_iter()
             .map(|(c, pid)| {
@@ -233,7 +235,8 @@ pub(crate) async fn containers(
                     mem_mb: scalar_sum(&c.resources, "mem"),
                     disk_mb: scalar_sum(&c.resources, "disk"),
                 };
-                let statistics = usage::statistics(pid, std::path::Path::new(&c.sandbox), limits);
+                let statistics =
+                    processes.statistics(pid, std::path::Path::new(&c.sandbox), limits);
                 (c, (statistics, pid))
             })
             .collect()

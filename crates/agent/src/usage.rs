@@ -6,7 +6,7 @@
 //! at least a process-group leader), which is what the agent kills when the executor ends, so
 //! what is measured is what the container holds. This is the stand-in until the cgroups
 //! isolator lands: it will read the same figures (and throttling, memory limits) from the
-//! container's cgroup instead, behind the same `statistics` function. Nothing here changes any
+//! container's cgroup instead, behind the same `Processes::statistics`. Nothing here changes any
 //! state; every read is best effort, since processes come and go while they are read.
 
 use std::path::Path;
@@ -39,66 +39,73 @@ struct Process {
     threads: u64,
 }
 
-/// Measures the container whose executor leads session (or process group) `leader`; `None`
-/// when the executor's process is not known (still starting), which leaves the process
-/// figures out.
-pub(crate) fn statistics(
-    leader: Option<i32>,
-    sandbox: &Path,
-    limits: Limits,
-) -> v1::ResourceStatistics {
-    let timestamp =
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-    let mut stats = v1::ResourceStatistics {
-        timestamp,
-        cpus_limit: Some(limits.cpus),
-        mem_limit_bytes: Some(mb_to_bytes(limits.mem_mb)),
-        disk_used_bytes: Some(disk_used(sandbox)),
-        ..Default::default()
-    };
-    if limits.disk_mb > 0.0 {
-        stats.disk_limit_bytes = Some(mb_to_bytes(limits.disk_mb));
+/// Every process on the machine with its figures, read once for a round of measurements.
+pub(crate) struct Processes(Vec<(i32, Process)>);
+
+impl Processes {
+    /// Every process `/proc` lists; those that vanish while read are skipped.
+    pub(crate) fn read() -> Self {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Self(Vec::new());
+        };
+        let processes = entries
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+            .filter_map(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                Some((pid, parse_stat(&stat)?))
+            })
+            .collect();
+        Self(processes)
     }
-    let Some(leader) = leader else {
-        return stats;
-    };
-    let (mut user, mut system, mut rss, mut processes, mut threads) = (0, 0, 0, 0, 0);
-    for (pid, process) in all_processes() {
-        if process.session != leader && process.group != leader {
-            continue;
+
+    /// Measures the container whose executor leads session (or process group) `leader`;
+    /// `None` when the executor's process is not known (still starting), which leaves the
+    /// process figures out.
+    pub(crate) fn statistics(
+        &self,
+        leader: Option<i32>,
+        sandbox: &Path,
+        limits: Limits,
+    ) -> v1::ResourceStatistics {
+        let timestamp =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let mut stats = v1::ResourceStatistics {
+            timestamp,
+            cpus_limit: Some(limits.cpus),
+            mem_limit_bytes: Some(mb_to_bytes(limits.mem_mb)),
+            disk_used_bytes: Some(disk_used(sandbox)),
+            ..Default::default()
+        };
+        if limits.disk_mb > 0.0 {
+            stats.disk_limit_bytes = Some(mb_to_bytes(limits.disk_mb));
         }
-        user += process.user_ticks;
-        system += process.system_ticks;
-        threads += process.threads;
-        processes += 1;
-        rss += resident_bytes(pid).unwrap_or(0);
+        let Some(leader) = leader else {
+            return stats;
+        };
+        let (mut user, mut system, mut rss, mut processes, mut threads) = (0, 0, 0, 0, 0);
+        for (pid, process) in &self.0 {
+            if process.session != leader && process.group != leader {
+                continue;
+            }
+            user += process.user_ticks;
+            system += process.system_ticks;
+            threads += process.threads;
+            processes += 1;
+            rss += resident_bytes(*pid).unwrap_or(0);
+        }
+        stats.cpus_user_time_secs = Some(user as f64 / USER_HZ);
+        stats.cpus_system_time_secs = Some(system as f64 / USER_HZ);
+        stats.mem_rss_bytes = Some(rss);
+        stats.processes = Some(u32::try_from(processes).unwrap_or(u32::MAX));
+        stats.threads = Some(u32::try_from(threads).unwrap_or(u32::MAX));
+        stats
     }
-    stats.cpus_user_time_secs = Some(user as f64 / USER_HZ);
-    stats.cpus_system_time_secs = Some(system as f64 / USER_HZ);
-    stats.mem_rss_bytes = Some(rss);
-    stats.processes = Some(u32::try_from(processes).unwrap_or(u32::MAX));
-    stats.threads = Some(u32::try_from(threads).unwrap_or(u32::MAX));
-    stats
 }
 
 fn mb_to_bytes(mb: f64) -> u64 {
     // Resources are never negative, and a limit beyond u64 is no limit at all.
     (mb * 1024.0 * 1024.0) as u64
-}
-
-/// Every process `/proc` lists, with its figures; those that vanish while read are skipped.
-fn all_processes() -> Vec<(i32, Process)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            Some((pid, parse_stat(&stat)?))
-        })
-        .collect()
 }
 
 /// Parses `/proc/<pid>/stat`. The command name (field 2) may hold spaces and parentheses, so
@@ -185,7 +192,8 @@ mod tests {
         let me = std::fs::read_to_string("/proc/self/stat").expect("stat");
         let session = parse_stat(&me).expect("parses").session;
         let limits = Limits { cpus: 1.5, mem_mb: 64.0, disk_mb: 0.0 };
-        let stats = statistics(Some(session), dir.path(), limits);
+        let processes = Processes::read();
+        let stats = processes.statistics(Some(session), dir.path(), limits);
         assert!(stats.timestamp > 0.0);
         assert_eq!(stats.cpus_limit, Some(1.5));
         assert_eq!(stats.mem_limit_bytes, Some(64 << 20));
@@ -194,7 +202,7 @@ mod tests {
         assert!(stats.processes.unwrap_or(0) >= 1);
         assert!(stats.threads.unwrap_or(0) >= 1);
         assert!(stats.disk_used_bytes.unwrap_or(0) >= 64 * 1024);
-        let unknown = statistics(None, dir.path(), limits);
+        let unknown = processes.statistics(None, dir.path(), limits);
         assert_eq!((unknown.mem_rss_bytes, unknown.processes), (None, None));
     }
 }
