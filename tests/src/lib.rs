@@ -337,3 +337,37 @@ pub async fn task_pid(dir: &Path, task: &str) -> anyhow::Result<i32> {
     .await?;
     pid.context("pid")
 }
+
+/// A framework called `name` that runs its tasks as root.
+pub fn test_framework(name: &str) -> v1::FrameworkInfo {
+    v1::FrameworkInfo { user: "root".into(), name: name.into(), ..Default::default() }
+}
+
+/// Subscribes `framework`, launches `tasks` (id, command) on its first offer, each with
+/// `resources`, and acknowledges updates until every task in `until` has reached the state
+/// it is paired with. Returns the session, its events and the framework id.
+pub async fn launch_tasks(
+    master: &str,
+    framework: v1::FrameworkInfo,
+    resources: &str,
+    tasks: &[(&str, &str)],
+    until: &[(&str, v1::TaskState)],
+) -> anyhow::Result<(SchedulerSession, Subscription<Event>, String)> {
+    let (session, mut events) =
+        SchedulerSession::subscribe(master, framework, agora_proto::Format::Json).await?;
+    let offer = next_offers(&mut events).await?.remove(0);
+    let infos = tasks
+        .iter()
+        .map(|(id, command)| command_task(id, &offer.agent_id, resources, command))
+        .collect();
+    session.launch(vec![offer.id.clone()], infos, Some(0.0)).await?;
+    let mut states = std::collections::HashMap::new();
+    while until.iter().any(|(id, state)| states.get(*id) != Some(state)) {
+        let status = next_update(&session, &mut events).await?;
+        session.acknowledge(&status).await?;
+        anyhow::ensure!(status.state() != v1::TaskState::TaskFailed, "a task failed: {status:?}");
+        states.insert(status.task_id.value.clone(), status.state());
+    }
+    let framework_id = session.framework_id.value.clone();
+    Ok((session, events, framework_id))
+}

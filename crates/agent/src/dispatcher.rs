@@ -75,6 +75,35 @@ pub(crate) enum Command {
     },
     /// The grace after SIGTERM is over: SIGKILL the executor if it is still the same process.
     HardKill { key: (String, String), pid: ExecutorPid },
+    /// A read-only look at the core and the executors' processes for the operator API and
+    /// the legacy endpoints; it runs after the batch so far, so it sees that batch's effects.
+    Query(Box<dyn FnOnce(View<'_>) + Send>),
+}
+
+/// What a `Command::Query` sees. It borrows the dispatcher's state for the length of one
+/// call, so nothing outside the dispatcher ever holds it.
+pub(crate) struct View<'a> {
+    pub(crate) agent: &'a Agent,
+    /// Process ids of the executors that have started (session or process-group leaders).
+    pub(crate) pids: &'a HashMap<(String, String), ExecutorPid>,
+    /// When the agent started, in the clock's seconds since the epoch.
+    pub(crate) started: Duration,
+    pub(crate) now: Duration,
+}
+
+/// Runs `look` against the dispatcher's state and returns its answer; `None` when the
+/// dispatcher is gone.
+pub(crate) async fn query<R: Send + 'static>(
+    handle: &Handle,
+    look: impl FnOnce(View<'_>) -> R + Send + 'static,
+) -> Option<R> {
+    handle
+        .request(|reply| {
+            Command::Query(Box::new(move |view: View<'_>| {
+                let _ = reply.send(look(view));
+            }))
+        })
+        .await
 }
 
 pub(crate) type Handle = Dispatch<Command>;
@@ -112,11 +141,13 @@ pub(crate) fn spawn(
         pending_kills: HashSet::new(),
         launching: HashSet::new(),
         clock: Clock::start(),
+        started: Duration::ZERO,
         gc_delay,
         fetcher: Arc::new(fetcher),
         store,
         session_helper: session_helper.map(Arc::new),
     };
+    dispatcher.started = dispatcher.clock.now();
     dispatcher.recover(recovery);
     // The master link starts after recovery, so its first REGISTER reports what was recovered.
     dispatcher.to_master = master_link::spawn(master, handle.clone(), backoff);
@@ -137,6 +168,8 @@ struct Dispatcher {
     /// end is known: only for those can a kill wait for the pid.
     launching: HashSet<(String, String)>,
     clock: Clock,
+    /// When the agent started (for `slave/uptime_secs` and `/state`'s `start_time`).
+    started: Duration,
     /// How long a finished executor's sandbox stays (`--gc_delay`).
     gc_delay: Duration,
     fetcher: Arc<Fetcher>,
@@ -283,6 +316,16 @@ impl Dispatcher {
                     None => {}
                 }
                 self.pids.insert(key, pid);
+                return;
+            }
+            Command::Query(look) => {
+                self.apply(std::mem::take(outputs));
+                look(View {
+                    agent: &self.agent,
+                    pids: &self.pids,
+                    started: self.started,
+                    now: self.clock.now(),
+                });
                 return;
             }
             Command::HardKill { key, pid } => {

@@ -46,6 +46,8 @@ pub(crate) struct FileInfo {
     pub(crate) mtime: i64,
     /// `ls -l` style, e.g. `drwxr-xr-x`.
     pub(crate) mode: String,
+    /// The raw `st_mode` (type and permission bits), as the v1 `FileInfo` carries it.
+    pub(crate) st_mode: u32,
     /// User and group names, or their numbers when the system knows no name.
     pub(crate) uid: String,
     pub(crate) gid: String,
@@ -197,6 +199,7 @@ fn file_info(path: String, metadata: &Metadata) -> FileInfo {
         size: metadata.len(),
         mtime: metadata.mtime(),
         mode: mode_string(metadata),
+        st_mode: metadata.mode(),
         uid: user.map_or_else(|| uid.to_string(), |u| u.name),
         gid: group.map_or_else(|| gid.to_string(), |g| g.name),
     }
@@ -268,6 +271,32 @@ pub(crate) fn read(
             return Err(FilesError::BadRequest(format!("Negative {name} provided: {v}")));
         }
     }
+    let offset = match offset {
+        None | Some(-1) => None,
+        Some(o) => Some(o.unsigned_abs()),
+    };
+    let length = match length {
+        None | Some(-1) => None,
+        Some(l) => Some(l.unsigned_abs()),
+    };
+    let (size, data) = read_bytes(work_dir, path, offset.unwrap_or(u64::MAX), length)?;
+    match offset {
+        Some(offset) if offset < size => {
+            Ok(ReadResult { data: String::from_utf8_lossy(&data).into_owned(), offset })
+        }
+        _ => Ok(ReadResult { data: String::new(), offset: size }),
+    }
+}
+
+/// The bytes of a file from `offset` (none at or past the end), at most `length` of them and
+/// never more than `READ_CAP`, with the file's size: the operator API's READ_FILE, and what
+/// `/files/read` answers in text.
+pub(crate) fn read_bytes(
+    work_dir: &Path,
+    path: &str,
+    offset: u64,
+    length: Option<u64>,
+) -> Result<(u64, Vec<u8>), FilesError> {
     let file = regular_file(work_dir, path, "read")?;
     let mut handle = std::fs::File::open(&file)
         .map_err(|e| FilesError::NotFound(format!("Failed to open file {path}: {e}")))?;
@@ -275,17 +304,10 @@ pub(crate) fn read(
         .metadata()
         .map_err(|e| FilesError::NotFound(format!("Failed to stat file {path}: {e}")))?
         .len();
-    let offset = match offset {
-        None | Some(-1) => return Ok(ReadResult { data: String::new(), offset: size }),
-        Some(o) => o.unsigned_abs(),
-    };
     if offset >= size {
-        return Ok(ReadResult { data: String::new(), offset: size });
+        return Ok((size, Vec::new()));
     }
-    let length = match length {
-        None | Some(-1) => READ_CAP,
-        Some(l) => l.unsigned_abs().min(READ_CAP),
-    };
+    let length = length.unwrap_or(READ_CAP).min(READ_CAP);
     handle
         .seek(SeekFrom::Start(offset))
         .map_err(|e| FilesError::NotFound(format!("Failed to seek file {path}: {e}")))?;
@@ -294,7 +316,7 @@ pub(crate) fn read(
         .take(length)
         .read_to_end(&mut buffer)
         .map_err(|e| FilesError::NotFound(format!("Failed to read file {path}: {e}")))?;
-    Ok(ReadResult { data: String::from_utf8_lossy(&buffer).into_owned(), offset })
+    Ok((size, buffer))
 }
 
 /// The real path of a file to download, and the name to offer it under: the last part of

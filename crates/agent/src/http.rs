@@ -1,12 +1,14 @@
 //! The agent's HTTP surface: the executor API `POST /api/v1/executor` (reference §3.1), the
 //! files API `GET /files/{browse,read,download,debug}` (also under `.json`, §4.4),
-//! `GET /version` and `GET /health`.
+//! `GET /version` and `GET /health`, and routes the operator API (`operator.rs`) and the
+//! legacy state, flags, statistics and metrics endpoints (`legacy.rs`), each also under
+//! `/slave(1)`.
 //!
 //! Handlers check the transport-level rules (content type, body, `Accept`) and map the core's
 //! refusals to status codes in `refusal`; the executor API goes through the dispatcher, the
 //! files API straight to `files.rs` on a blocking thread (it only reads the disk).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -28,16 +30,53 @@ use tokio::sync::mpsc;
 
 use crate::dispatcher::{Command, Handle, submit};
 use crate::files::{self, FilesError};
+use crate::legacy;
+use crate::operator::{self, LoggingLevel};
 
+/// What every handler may use: the dispatcher, the work directory (for the files API), the
+/// agent's flags as Mesos names and prints them, its logging level and its address.
 #[derive(Clone)]
-struct AppState {
-    handle: Handle,
-    work_dir: Arc<PathBuf>,
+pub(crate) struct AppState {
+    pub(crate) handle: Handle,
+    pub(crate) work_dir: Arc<PathBuf>,
+    pub(crate) flags: Arc<BTreeMap<String, String>>,
+    pub(crate) logging: Arc<LoggingLevel>,
+    /// `ip:port` the agent serves on, for `/state`'s `pid`.
+    pub(crate) addr: Arc<String>,
 }
 
-pub(crate) fn router(handle: Handle, work_dir: PathBuf) -> Router {
-    Router::new()
+pub(crate) fn router(
+    handle: Handle,
+    work_dir: PathBuf,
+    flags: BTreeMap<String, String>,
+    addr: String,
+) -> Router {
+    let state = AppState {
+        handle,
+        work_dir: Arc::new(work_dir),
+        flags: Arc::new(flags),
+        logging: Arc::default(),
+        addr: Arc::new(addr),
+    };
+    // Mesos serves each route under its actor (`/slave(1)/...`) and, by delegation, at the
+    // root; tools use both, and the `.json` spellings of older releases.
+    let mut router = Router::new()
         .route("/api/v1/executor", post(executor_api))
+        .route("/slave(1)/api/v1/executor", post(executor_api));
+    for prefix in ["", "/slave(1)"] {
+        router = router
+            .route(&format!("{prefix}/api/v1"), post(operator::operator_api))
+            .route(&format!("{prefix}/state"), get(legacy::state))
+            .route(&format!("{prefix}/state.json"), get(legacy::state))
+            .route(&format!("{prefix}/flags"), get(legacy::flags))
+            .route(&format!("{prefix}/containers"), get(legacy::containers))
+            .route(&format!("{prefix}/health"), get(|| async { StatusCode::OK }));
+    }
+    router
+        .route("/monitor/statistics", get(legacy::monitor_statistics))
+        .route("/monitor/statistics.json", get(legacy::monitor_statistics))
+        .route("/metrics/snapshot", get(legacy::metrics_snapshot))
+        .route("/metrics", get(legacy::metrics_prometheus))
         .route("/files/browse", get(files_browse))
         .route("/files/browse.json", get(files_browse))
         .route("/files/read", get(files_read))
@@ -47,9 +86,8 @@ pub(crate) fn router(handle: Handle, work_dir: PathBuf) -> Router {
         .route("/files/debug", get(files_debug))
         .route("/files/debug.json", get(files_debug))
         .route("/version", get(version))
-        .route("/health", get(|| async { StatusCode::OK }))
         .layer(DefaultBodyLimit::max(agora_http::MAX_BODY))
-        .with_state(AppState { handle, work_dir: Arc::new(work_dir) })
+        .with_state(state)
 }
 
 fn refusal(error: CallError) -> Refusal {
@@ -97,7 +135,7 @@ fn path_param(query: &HashMap<String, String>) -> Result<String, Refusal> {
 }
 
 /// Runs a files operation off the async threads and maps its refusals to Mesos's codes.
-async fn blocking_files<T: Send + 'static>(
+pub(crate) async fn blocking_files<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, FilesError> + Send + 'static,
 ) -> Result<T, Refusal> {
     match tokio::task::spawn_blocking(work).await {
@@ -192,8 +230,9 @@ async fn files_debug(State(state): State<AppState>) -> Result<Response, Refusal>
 }
 
 async fn version() -> Response {
-    axum::Json(
-        serde_json::json!({ "version": "1.11.0", "agora_version": env!("CARGO_PKG_VERSION") }),
-    )
+    axum::Json(serde_json::json!({
+        "version": operator::MESOS_VERSION,
+        "agora_version": env!("CARGO_PKG_VERSION"),
+    }))
     .into_response()
 }

@@ -11,7 +11,10 @@
 //! under `<work_dir>/meta`, from which `start` recovers after a restart (reference §7.4): the
 //! core rebuilds its executors, tasks and update streams, executors still alive are watched
 //! and may subscribe again, and the executors of frameworks that do not checkpoint are
-//! killed. Not here yet: cgroups and namespaces.
+//! killed. `operator.rs` serves the operator API (`/api/v1`) from the core's read-only views,
+//! `legacy.rs` the v0 `/state`, `/flags`, `/monitor/statistics`, `/containers` and metrics
+//! endpoints, and `usage.rs` measures executors' containers from `/proc`. Not here yet: cgroups
+//! and namespaces.
 
 pub mod checkpoint;
 mod detect;
@@ -21,7 +24,10 @@ mod files;
 mod gc;
 mod http;
 mod launcher;
+mod legacy;
 mod master_link;
+mod operator;
+mod usage;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -238,11 +244,57 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
     );
     // Written only now, so that a crash during recovery still finds the old boot id.
     checkpoint::record_boot_id(&work_dir)?;
-    let app = http::router(handle, work_dir);
+    let flags = flags(&options, &work_dir, addr);
+    let app = http::router(handle, work_dir, flags, addr.to_string());
     let server = Server::spawn(listener, app, "agent")
         .map_err(|source| AgentError::Bind { addr: requested, source })?;
     tracing::info!(%addr, master = %options.master, %resources, "agent listening");
     Ok(RunningAgent { addr, resources, server })
+}
+
+/// The agent's flags as GET_FLAGS and `/flags` show them: Mesos's names, values as strings
+/// with durations in stout's spelling.
+fn flags(
+    options: &AgentOptions,
+    work_dir: &std::path::Path,
+    addr: SocketAddr,
+) -> std::collections::BTreeMap<String, String> {
+    use agora_core::duration::format;
+    let mut flags: std::collections::BTreeMap<String, String> = [
+        ("master", options.master.clone()),
+        ("ip", addr.ip().to_string()),
+        ("port", addr.port().to_string()),
+        ("work_dir", work_dir.display().to_string()),
+        ("executor_shutdown_grace_period", format(options.executor_shutdown_grace_period)),
+        ("executor_registration_timeout", format(options.executor_registration_timeout)),
+        ("executor_reregistration_timeout", format(options.executor_reregistration_timeout)),
+        ("recovery_timeout", format(options.recovery_timeout)),
+        ("gc_delay", format(options.gc_delay)),
+        (
+            "recover",
+            match options.recover {
+                RecoverMode::Reconnect => "reconnect".into(),
+                RecoverMode::Cleanup => "cleanup".into(),
+            },
+        ),
+        ("strict", options.strict.to_string()),
+        ("registration_backoff_factor", format(options.registration_backoff_min)),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value))
+    .collect();
+    let optional = [
+        ("hostname", options.hostname.clone()),
+        ("resources", options.resources.clone()),
+        ("attributes", options.attributes.clone()),
+        ("fetcher_cache_dir", options.fetcher_cache_dir.as_ref().map(|p| p.display().to_string())),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            flags.insert(name.to_string(), value);
+        }
+    }
+    flags
 }
 
 /// `--recover=cleanup`: kills every executor a previous run of the agent left running (those

@@ -16,6 +16,7 @@ mod executor_api;
 mod launch;
 mod register;
 mod updates;
+mod view;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -30,6 +31,7 @@ use crate::ids::UuidGen;
 use crate::status::is_terminal;
 pub use checkpoint::{CheckpointKey, CheckpointRecord, Liveness, Recovered};
 use updates::UpdateStream;
+pub use view::{ContainerView, scalar_sum};
 
 /// An executor API stream, numbered by the shell.
 pub type ConnId = u64;
@@ -242,6 +244,8 @@ pub struct Agent {
     checkpointing: BTreeSet<String>,
     /// Checkpoint records changed by the input being handled.
     dirty: BTreeSet<CheckpointKey>,
+    /// Completed tasks, executors and frameworks, and the metrics' counters.
+    history: view::History,
 }
 
 impl Agent {
@@ -257,6 +261,7 @@ impl Agent {
             checkpointed: Vec::new(),
             checkpointing: BTreeSet::new(),
             dirty: BTreeSet::new(),
+            history: view::History::default(),
         }
     }
 
@@ -290,7 +295,14 @@ impl Agent {
                 out.insert(0, Output::Reply { req, result });
             }
             Input::ExecutorCall { req, call } => {
+                let update = call.r#type() == executor::call::Type::Update;
                 let result = self.executor_call(call, now, &mut out);
+                if update {
+                    match result {
+                        Ok(()) => self.history.valid_status_updates += 1,
+                        Err(_) => self.history.invalid_status_updates += 1,
+                    }
+                }
                 out.push(Output::Reply { req, result });
             }
             Input::ExecutorClosed { conn } => {
@@ -670,8 +682,13 @@ impl Agent {
             return;
         };
         let terminating = framework.terminating;
+        let mut shown = executor.info.clone();
+        shown.framework_id = Some(v1::FrameworkId { value: framework_id.to_string() });
+        self.history.executor_completed(shown);
         if framework.executors.is_empty() {
-            self.frameworks.remove(framework_id);
+            if let Some(gone) = self.frameworks.remove(framework_id) {
+                self.history.framework_completed(gone.info);
+            }
             self.mark(CheckpointKey::Framework(framework_id.into()));
         }
         self.mark(CheckpointKey::Executor(framework_id.into(), executor_id.into()));

@@ -4,11 +4,13 @@
 //!
 //! It also runs a server (`Server`) with the shutdown both daemons need, holds the handle to a
 //! dispatcher task (`Dispatch`) and the streams it writes to (`Streams`), and keeps the clock
-//! (`Clock`) both dispatchers feed their state machines. It knows nothing of schedulers, agents
+//! (`Clock`) both dispatchers feed their state machines, and renders metrics as Prometheus
+//! text (`prometheus`). It knows nothing of schedulers, agents
 //! or executors; each server's `http.rs` decides what a call means.
 
 mod clock;
 mod dispatch;
+pub mod prometheus;
 mod server;
 mod stream;
 mod streams;

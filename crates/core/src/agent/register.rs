@@ -90,8 +90,8 @@ impl Agent {
         call
     }
 
-    /// A task as REGISTER reports it.
-    fn task_report(
+    /// A task as REGISTER (and the operator API) reports it.
+    pub(super) fn task_report(
         &self,
         framework_id: &str,
         executor_id: Option<&str>,

@@ -29,6 +29,7 @@ use crate::resources::Resources;
 mod groups;
 mod lifecycle;
 mod recovery;
+mod view;
 
 const AGENT_ID: &str = "c0ffee-S0";
 const FRAMEWORK_ID: &str = "c0ffee-0000";

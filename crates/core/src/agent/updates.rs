@@ -94,8 +94,13 @@ impl Agent {
         {
             return;
         }
+        let state = status.state();
         stream.pending.push_back(status);
-        if stream.pending.len() == 1 {
+        let first = stream.pending.len() == 1;
+        if is_terminal(state) {
+            self.history.terminal_update(state);
+        }
+        if first {
             stream.retry_at = Some(now);
             stream.backoff = self.config.status_update_retry_min;
             self.send_head(&key, now, out);
@@ -126,17 +131,36 @@ impl Agent {
         let acked = stream.pending.pop_front();
         if stream.pending.is_empty() {
             // A terminal update acknowledged ends the task's stream for good.
-            if acked.is_some_and(|s| is_terminal(s.state())) {
+            if acked.as_ref().is_some_and(|s| is_terminal(s.state())) {
                 self.streams.remove(&key);
                 // The task is over for everyone: its executor forgets it too, so that it is
                 // neither reported again when the agent re-registers nor kept forever.
                 let mut holders = Vec::new();
+                let mut info = None;
                 if let Some(framework) = self.frameworks.get_mut(framework_id) {
                     for (executor_id, executor) in &mut framework.executors {
+                        if let Some(task) = executor.launched.get(task_id) {
+                            let custom = (!executor.command).then(|| executor_id.clone());
+                            info = Some((task.info.clone(), custom));
+                        }
                         if executor.forget(task_id) {
                             holders.push(executor_id.clone());
                         }
                     }
+                }
+                // Remembered for the operator API as it ended.
+                if let Some(acked) = acked {
+                    let task = match info {
+                        Some((info, custom)) => self.task_report(
+                            framework_id,
+                            custom.as_deref(),
+                            &info,
+                            acked.state(),
+                            Some(&acked),
+                        ),
+                        None => self.bare_task(framework_id, &acked),
+                    };
+                    self.history.task_completed(task);
                 }
                 for executor_id in holders {
                     self.mark(CheckpointKey::Executor(framework_id.into(), executor_id));
