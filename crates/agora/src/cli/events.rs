@@ -2,11 +2,13 @@
 //! event: a readable summary, or with `--json` the raw event in Mesos's JSON mapping (one
 //! event per line, so that `jq` or `grep` can follow it).
 //!
-//! It runs until the master closes the stream or the operator interrupts it; reconnecting
-//! after a master restart is left to whoever runs it (a new subscription starts with a fresh
-//! SUBSCRIBED snapshot anyway).
+//! It runs until the master closes the stream, goes silent for three heartbeat intervals (a
+//! master that vanished without closing the connection), or the operator interrupts it;
+//! reconnecting after a master restart is left to whoever runs it (a new subscription starts
+//! with a fresh SUBSCRIBED snapshot anyway).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::bail;
 
@@ -17,9 +19,30 @@ pub(crate) async fn events(master: &Master, json: bool) -> anyhow::Result<ExitCo
     let message = format!("subscribing to the master at {}", master.address());
     let mut stream =
         waiting(&message, master.operator().subscribe()).await.map_err(|e| master.explain(e))?;
+    // Unknown until SUBSCRIBED says it; until then the stream may take as long as it takes.
+    let mut patience: Option<Duration> = None;
     loop {
-        match stream.next().await.map_err(|e| master.explain(e))? {
+        let next = match patience {
+            Some(limit) => match tokio::time::timeout(limit, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => bail!(
+                    "the master at {} sent nothing for {}s, three heartbeat intervals; is it still running?",
+                    master.address(),
+                    limit.as_secs()
+                ),
+            },
+            None => stream.next().await,
+        };
+        match next.map_err(|e| master.explain(e))? {
             Some(event) => {
+                if let Some(interval) = event
+                    .subscribed
+                    .as_ref()
+                    .and_then(|s| s.heartbeat_interval_seconds)
+                    .filter(|h| h.is_finite() && *h > 0.0)
+                {
+                    patience = Some(Duration::from_secs_f64(interval * 3.0));
+                }
                 let mut line =
                     if json { agora_proto::to_json(&event) } else { views::event_line(&event) };
                 line.push('\n');

@@ -157,6 +157,8 @@ pub(crate) async fn log(
             files.read(&path, Some(offset)).await.map_err(|e| agent_error(&found, &address, e))?;
         if !data.is_empty() {
             out(&data);
+            // The files API sends text; an agent that replaced invalid UTF-8 may make this
+            // drift by a few bytes in binary output, which a log reader can live with.
             offset = at + data.len() as u64;
             continue;
         }
@@ -171,7 +173,10 @@ pub(crate) async fn log(
 
 /// Whether the master counts task `id` as ended (or no longer knows it).
 async fn task_ended(master: &Master, id: &str) -> anyhow::Result<bool> {
-    let tasks = master.query(call::Type::GetTasks).await?;
+    // No spinner: this runs every poll, and a spinner flashing once a second beside the
+    // task's output would only distract.
+    let tasks =
+        master.operator().query(call::Type::GetTasks).await.map_err(|e| master.explain(e))?;
     let running = tasks
         .get_tasks
         .iter()
