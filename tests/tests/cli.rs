@@ -20,6 +20,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use futures::StreamExt;
 
 /// What the fake master answers and what it was asked.
 #[derive(Default)]
@@ -34,6 +35,8 @@ struct Fake {
     /// What `stdout` of the followed task grows by at the first GET_TASKS; when set, the
     /// task has finished from the second GET_TASKS on.
     grows_by: Option<(String, String)>,
+    /// Whether SUBSCRIBE goes silent after SUBSCRIBED instead of sending heartbeats.
+    silent: bool,
     /// How many GET_TASKS have been answered.
     task_queries: usize,
     reads: Vec<String>,
@@ -87,6 +90,16 @@ async fn operator(State(fake): State<Shared>, body: Bytes) -> impl IntoResponse 
             let finished = inline(TASKS).replace("TASK_RUNNING", "TASK_FINISHED");
             return (StatusCode::OK, timed(&finished)).into_response();
         }
+    }
+    if kind == "SUBSCRIBE" && fake.silent {
+        // SUBSCRIBED promises heartbeats every 0.2 s, then nothing ever comes.
+        let mut first = Vec::new();
+        let subscribed = r#"{"type":"SUBSCRIBED","subscribed":{"heartbeat_interval_seconds":0.2}}"#;
+        agora_proto::recordio::encode_into(&mut first, subscribed.as_bytes());
+        let chunks =
+            futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(first)) })
+                .chain(futures::stream::pending());
+        return axum::body::Body::from_stream(chunks).into_response();
     }
     if kind == "SUBSCRIBE" {
         let mut stream = Vec::new();
@@ -467,6 +480,42 @@ HEARTBEAT
         .collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[1]["task_updated"]["state"], "TASK_FINISHED");
+}
+
+#[tokio::test]
+async fn events_give_up_on_a_silent_master() {
+    let (addr, shared) = cluster().await;
+    shared.lock().expect("lock").silent = true;
+    let run = agora(&["events", "--master", &addr.to_string()], &[]).await;
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.starts_with("SUBSCRIBED "), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("sent nothing for 0.6s, three heartbeat intervals"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn quota_set_against_a_real_master() -> anyhow::Result<()> {
+    let cluster = Cluster::start()?;
+    let run = agora(
+        &["quota", "set", "capped", "--limits", "cpus:1"],
+        &[("AGORA_MASTER", &cluster.master)],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "quota of role capped: guarantees -, limits cpus 1\n");
+    // A limit below the guarantee is the master's to refuse, and the CLI passes its reason on.
+    let run = agora(
+        &["quota", "set", "x", "--guarantees", "cpus:2", "--limits", "cpus:1"],
+        &[("AGORA_MASTER", &cluster.master)],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("answered 400 Bad Request: "), "{}", run.stderr);
+    assert!(run.stderr.contains("exceeds its limit"), "{}", run.stderr);
+    Ok(())
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use agora_client::operator::AgentFiles;
+use agora_client::operator::{AgentFiles, escape};
 use agora_client::scheduler::SchedulerSession;
 use agora_core::convert;
 use agora_core::resources::Resources;
@@ -234,19 +234,6 @@ async fn print_stdout(offer: &v1::Offer, framework_id: &str, task_id: &str) {
     }
 }
 
-/// Percent-encodes a query value, keeping `/` and the unreserved characters readable.
-fn escape(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,13 +249,5 @@ mod tests {
         assert_eq!(status(v1::TaskState::TaskFailed, "Command exited with status 42"), 42);
         assert_eq!(status(v1::TaskState::TaskFailed, "Command terminated with signal SIGKILL"), 1);
         assert_eq!(status(v1::TaskState::TaskKilled, ""), 1);
-    }
-
-    #[test]
-    fn query_values_are_escaped() {
-        assert_eq!(
-            escape("/frameworks/f-1/executors/my task&x/stdout"),
-            "/frameworks/f-1/executors/my%20task%26x/stdout"
-        );
     }
 }

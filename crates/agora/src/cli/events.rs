@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use super::{Master, out, views, waiting};
+use super::{Master, out, render, views, waiting};
 
 /// `agora events [--json]`.
 pub(crate) async fn events(master: &Master, json: bool) -> anyhow::Result<ExitCode> {
@@ -28,7 +28,7 @@ pub(crate) async fn events(master: &Master, json: bool) -> anyhow::Result<ExitCo
                 Err(_) => bail!(
                     "the master at {} sent nothing for {}s, three heartbeat intervals; is it still running?",
                     master.address(),
-                    limit.as_secs()
+                    render::number(limit.as_secs_f64(), 1)
                 ),
             },
             None => stream.next().await,

@@ -242,3 +242,58 @@ pub(crate) fn listing(
         .collect();
     render::table(&["MODE", "LINKS", "USER", "GROUP", "SIZE", "MODIFIED", "NAME"], rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(json: &str) -> Response {
+        agora_proto::from_json(json.as_bytes()).expect("a canned GET_STATE")
+    }
+
+    const TWO_RUNS: &str = r#"{"type":"GET_STATE","get_state":{
+        "get_tasks":{
+          "tasks":[{"task_id":{"value":"t"},"framework_id":{"value":"F-2"},"agent_id":{"value":"A"},
+            "executor_id":{"value":"group"},"state":"TASK_RUNNING"}],
+          "completed_tasks":[{"task_id":{"value":"t"},"framework_id":{"value":"F-1"},
+            "agent_id":{"value":"A"},"state":"TASK_FINISHED"}]},
+        "get_executors":{"executors":[{"agent_id":{"value":"A"},"executor_info":{
+          "executor_id":{"value":"group"},"framework_id":{"value":"F-2"},"type":"DEFAULT"}}]},
+        "get_agents":{"agents":[{"agent_info":{"hostname":"h","id":{"value":"A"},"port":5052},
+          "active":true,"version":"1"}]}}}"#;
+
+    #[test]
+    fn an_active_task_wins_over_a_completed_one_with_the_same_id() {
+        let found = locate(&state(TWO_RUNS), "t").expect("found");
+        assert_eq!(views::task_framework(&found.task), "F-2");
+        assert!(found.framework.is_none(), "the state names no frameworks");
+        assert_eq!(found.agent.as_ref().map(views::agent_address).as_deref(), Some("h:5052"));
+        assert!(locate(&state(TWO_RUNS), "other").is_none());
+    }
+
+    #[test]
+    fn sandboxes_of_command_tasks_and_task_groups() {
+        let found = locate(&state(TWO_RUNS), "t").expect("found");
+        assert_eq!(sandbox(&found), "/frameworks/F-2/executors/group/runs/latest/tasks/t");
+        let mut command = Located { executor: None, ..found };
+        command.task.executor_id = None;
+        assert_eq!(sandbox(&command), "/frameworks/F-2/executors/t/runs/latest");
+    }
+
+    #[test]
+    fn listings_name_entries_relative_to_the_directory() {
+        let entry = agora_client::operator::FileEntry {
+            path: "/d/sub/file".into(),
+            size: 3,
+            mtime: 40,
+            mode: "-rw-r--r--".into(),
+            nlink: 1,
+            uid: "u".into(),
+            gid: "g".into(),
+        };
+        assert_eq!(
+            listing(&[entry], "/d/sub", 100.0),
+            "MODE        LINKS  USER  GROUP  SIZE  MODIFIED  NAME\n-rw-r--r--  1      u     g      3     1m        file\n"
+        );
+    }
+}
