@@ -84,7 +84,10 @@ pub(crate) enum TaskCommand {
         /// The task's id.
         id: String,
         #[command(flatten)]
-        read: ReadArgs,
+        target: Target,
+        /// Print the task as JSON (Mesos's mapping of `Task`, as GET_STATE has it).
+        #[arg(long)]
+        json: bool,
     },
     /// Print a task's stdout (or stderr) from its sandbox on its agent.
     Log {
@@ -106,7 +109,10 @@ pub(crate) enum TaskCommand {
         /// A directory inside the sandbox.
         path: Option<String>,
         #[command(flatten)]
-        read: ReadArgs,
+        target: Target,
+        /// Print the entries as JSON (the fields of the agent's `/files/browse`).
+        #[arg(long)]
+        json: bool,
     },
     /// Kill a task (not possible through the operator API: explains what to do instead).
     Kill {
@@ -213,14 +219,14 @@ pub(crate) async fn run(verb: Verb) -> anyhow::Result<ExitCode> {
             }
             print_read(&read, &response, || views::tasks(&response, all, now()))
         }
-        Verb::Task(TaskCommand::Show { id, read }) => {
-            files::show(&Master::new(&read.target), &id, read.json).await
+        Verb::Task(TaskCommand::Show { id, target, json }) => {
+            files::show(&Master::new(&target), &id, json).await
         }
         Verb::Task(TaskCommand::Log { id, stderr, follow, target }) => {
             files::log(&Master::new(&target), &id, stderr, follow).await
         }
-        Verb::Task(TaskCommand::Ls { id, path, read }) => {
-            files::ls(&Master::new(&read.target), &id, path.as_deref(), read.json).await
+        Verb::Task(TaskCommand::Ls { id, path, target, json }) => {
+            files::ls(&Master::new(&target), &id, path.as_deref(), json).await
         }
         Verb::Task(TaskCommand::Kill { id, target }) => {
             change::kill(&Master::new(&target), &id).await

@@ -100,9 +100,17 @@ pub(crate) async fn run(flags: ExecuteFlags) -> anyhow::Result<i32> {
         role: Some(flags.role.clone()),
         ..Default::default()
     };
-    let (session, mut events) = SchedulerSession::subscribe(&flags.master, info, format)
-        .await
-        .context("cannot subscribe to the master")?;
+    let waiting = format!("subscribing to the master at {}", flags.master);
+    let (session, mut events) =
+        crate::cli::waiting(&waiting, SchedulerSession::subscribe(&flags.master, info, format))
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot subscribe to the master at {}; is it running? Set --master or \
+                     AGORA_MASTER to reach another one",
+                    flags.master
+                )
+            })?;
     println!("Subscribed with ID {}", session.framework_id.value);
 
     let mut launched: Option<v1::Offer> = None;
