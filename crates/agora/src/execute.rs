@@ -117,6 +117,8 @@ pub(crate) async fn run(flags: ExecuteFlags) -> anyhow::Result<i32> {
     let mut follower: Option<Follower> = None;
     let mut told_waiting = false;
     let mut tick = tokio::time::interval(FOLLOW_POLL);
+    // A slow poll should not be followed by a burst of catch-up polls.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // The event stream is read with `select!`: a poll of the sandbox in between loses
         // nothing, as the subscription keeps any partial record it has buffered.

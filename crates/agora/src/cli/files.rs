@@ -153,8 +153,14 @@ pub(crate) async fn log(
     let mut offset = 0u64;
     let mut ended = !follow;
     loop {
-        let (at, data) =
-            files.read(&path, Some(offset)).await.map_err(|e| agent_error(&found, &address, e))?;
+        let (at, data) = match files.read(&path, Some(offset)).await {
+            Ok(read) => read,
+            // A task that has not started yet has no sandbox: following waits for it.
+            Err(agora_client::ClientError::Status { status: 404, .. }) if !ended => {
+                (offset, String::new())
+            }
+            Err(e) => return Err(agent_error(&found, &address, e)),
+        };
         if !data.is_empty() {
             out(&data);
             // The files API sends text; an agent that replaced invalid UTF-8 may make this
