@@ -371,6 +371,7 @@ fn main() -> ExitCode {
             Command::Agent(args) => run_agent(args.daemon).await,
             Command::Dev(flags) => run_dev(flags).await,
             Command::Execute(flags) => return execute::run(flags).await.map(exit_code),
+            // The executor modes and the operator commands were dispatched above.
             _ => Ok(()),
         }
         .map(|()| ExitCode::SUCCESS)
