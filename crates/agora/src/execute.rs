@@ -3,10 +3,12 @@
 //! with the task's exit status.
 //!
 //! It is a plain scheduler built on `agora-client`; it acknowledges every update and tears the
-//! framework down when the task ends.
+//! framework down when the task ends. With `--follow` it streams the task's stdout while the
+//! task runs, polling the agent's files API, instead of printing it all at the end.
 
 use std::time::Duration;
 
+use agora_client::operator::{AgentFiles, escape};
 use agora_client::scheduler::SchedulerSession;
 use agora_core::convert;
 use agora_core::resources::Resources;
@@ -18,7 +20,7 @@ use clap::Args;
 #[derive(Args, Clone)]
 pub(crate) struct ExecuteFlags {
     /// The master, as `host:port`.
-    #[arg(long)]
+    #[arg(long, env = "AGORA_MASTER", default_value = "127.0.0.1:5050")]
     master: String,
     /// Task name, also used as the task id.
     #[arg(long)]
@@ -35,6 +37,52 @@ pub(crate) struct ExecuteFlags {
     /// Wire format to talk to the master in: `json` or `protobuf`.
     #[arg(long = "content_type", alias = "content-type", default_value = "protobuf")]
     content_type: String,
+    /// Print the task's stdout as it is written, not only once the task has ended.
+    #[arg(long, short)]
+    follow: bool,
+}
+
+/// How often `--follow` asks the agent for new output.
+const FOLLOW_POLL: Duration = Duration::from_secs(1);
+
+/// Streams a file of the task's sandbox to stdout, from where it left off.
+struct Follower {
+    files: AgentFiles,
+    path: String,
+    offset: u64,
+}
+
+impl Follower {
+    /// The stdout of `task_id` run by framework `framework_id` on the agent of `offer`.
+    fn new(offer: &v1::Offer, framework_id: &str, task_id: &str) -> Option<Follower> {
+        let address = agent_address(offer)?;
+        Some(Follower {
+            files: AgentFiles::new(&address),
+            path: format!("/frameworks/{framework_id}/executors/{task_id}/runs/latest/stdout"),
+            offset: 0,
+        })
+    }
+
+    /// Prints whatever was written since the last poll. Failures are left for the next poll:
+    /// the sandbox does not exist until the agent has started the executor.
+    async fn poll(&mut self) {
+        use std::io::Write;
+        while let Ok((at, data)) = self.files.read(&self.path, Some(self.offset)).await {
+            if data.is_empty() {
+                return;
+            }
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(data.as_bytes()).and_then(|()| out.flush());
+            self.offset = at + data.len() as u64;
+        }
+    }
+}
+
+/// `host:port` of the agent an offer came from.
+fn agent_address(offer: &v1::Offer) -> Option<String> {
+    let url = offer.url.as_ref()?;
+    let host = url.address.ip.clone().or_else(|| url.address.hostname.clone())?;
+    Some(format!("{host}:{}", url.address.port))
 }
 
 /// Runs the task; the result is the process exit code.
@@ -52,15 +100,38 @@ pub(crate) async fn run(flags: ExecuteFlags) -> anyhow::Result<i32> {
         role: Some(flags.role.clone()),
         ..Default::default()
     };
-    let (session, mut events) = SchedulerSession::subscribe(&flags.master, info, format)
-        .await
-        .context("cannot subscribe to the master")?;
+    let waiting = format!("subscribing to the master at {}", flags.master);
+    let (session, mut events) =
+        crate::cli::waiting(&waiting, SchedulerSession::subscribe(&flags.master, info, format))
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot subscribe to the master at {}; is it running? Set --master or \
+                     AGORA_MASTER to reach another one",
+                    flags.master
+                )
+            })?;
     println!("Subscribed with ID {}", session.framework_id.value);
 
     let mut launched: Option<v1::Offer> = None;
+    let mut follower: Option<Follower> = None;
     let mut told_waiting = false;
+    let mut tick = tokio::time::interval(FOLLOW_POLL);
+    // A slow poll should not be followed by a burst of catch-up polls.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let Some(event) = events.next().await? else {
+        // The event stream is read with `select!`: a poll of the sandbox in between loses
+        // nothing, as the subscription keeps any partial record it has buffered.
+        let event = tokio::select! {
+            event = events.next() => event?,
+            _ = tick.tick(), if follower.is_some() => {
+                if let Some(follower) = &mut follower {
+                    follower.poll().await;
+                }
+                continue;
+            }
+        };
+        let Some(event) = event else {
             bail!("the master closed the subscription stream");
         };
         match event.r#type() {
@@ -90,6 +161,9 @@ pub(crate) async fn run(flags: ExecuteFlags) -> anyhow::Result<i32> {
                     };
                     session.launch(vec![offer.id.clone()], vec![task], None).await?;
                     println!("Submitted task '{}' to agent '{}'", flags.name, offer.agent_id.value);
+                    if flags.follow {
+                        follower = Follower::new(&offer, &session.framework_id.value, &flags.name);
+                    }
                     launched = Some(offer);
                 }
             }
@@ -112,7 +186,9 @@ pub(crate) async fn run(flags: ExecuteFlags) -> anyhow::Result<i32> {
                 }
                 session.acknowledge(&status).await?;
                 if agora_core::status::is_terminal(state) {
-                    if let Some(offer) = &launched {
+                    if let Some(follower) = &mut follower {
+                        follower.poll().await;
+                    } else if let Some(offer) = &launched {
                         print_stdout(offer, &session.framework_id.value, &flags.name).await;
                     }
                     let _ = session.teardown().await;
@@ -146,12 +222,11 @@ fn exit_status(status: &v1::TaskStatus) -> i32 {
 /// Prints the task's stdout, downloaded through the agent's files API (a download has no
 /// per-request cap, unlike `/files/read`, and keeps the bytes as they are).
 async fn print_stdout(offer: &v1::Offer, framework_id: &str, task_id: &str) {
-    let Some(url) = &offer.url else { return };
-    let host = url.address.ip.clone().or_else(|| url.address.hostname.clone()).unwrap_or_default();
+    let Some(address) = agent_address(offer) else { return };
     let path = format!("/frameworks/{framework_id}/executors/{task_id}/runs/latest/stdout");
     let client = agora_client::http::client();
     let request = client
-        .get(format!("http://{host}:{}/files/download?path={}", url.address.port, escape(&path)))
+        .get(format!("http://{address}/files/download?path={}", escape(&path)))
         .timeout(Duration::from_secs(10));
     let body = match request.send().await {
         Ok(response) if response.status().is_success() => response.bytes().await.ok(),
@@ -169,19 +244,6 @@ async fn print_stdout(offer: &v1::Offer, framework_id: &str, task_id: &str) {
     }
 }
 
-/// Percent-encodes a query value, keeping `/` and the unreserved characters readable.
-fn escape(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,13 +259,5 @@ mod tests {
         assert_eq!(status(v1::TaskState::TaskFailed, "Command exited with status 42"), 42);
         assert_eq!(status(v1::TaskState::TaskFailed, "Command terminated with signal SIGKILL"), 1);
         assert_eq!(status(v1::TaskState::TaskKilled, ""), 1);
-    }
-
-    #[test]
-    fn query_values_are_escaped() {
-        assert_eq!(
-            escape("/frameworks/f-1/executors/my task&x/stdout"),
-            "/frameworks/f-1/executors/my%20task%26x/stdout"
-        );
     }
 }

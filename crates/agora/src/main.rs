@@ -1,12 +1,14 @@
 //! The `agora` binary: `agora master`, `agora agent`, `agora dev` (both on one machine),
-//! `agora execute` (run one command on the cluster) and the hidden `agora executor` mode the
-//! agent starts as its command executor (and, with `--default`, as its default executor for
-//! task groups).
+//! `agora execute` (run one command on the cluster), the git-like operator commands (`agora
+//! agent list`, `agora task log`, `agora events`, ...: `cli.rs`), `agora completions`, and the
+//! hidden `agora executor` mode the agent starts as its command executor (and, with
+//! `--default`, as its default executor for task groups).
 //!
 //! Flags carry Mesos's names (`--work_dir`, `--resources`, ...) so existing configurations carry
 //! over; the kebab-case spellings are accepted too. This file only parses flags and wires the
 //! daemons together; the daemons live in their own crates.
 
+mod cli;
 mod execute;
 
 use std::collections::BTreeMap;
@@ -20,7 +22,7 @@ use agora_core::agent::CommandExecutor;
 use agora_core::resources::Resources;
 use agora_master::{MasterOptions, RegistryKind};
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "agora", version, about = "A cluster resource manager in the Apache Mesos family")]
@@ -33,12 +35,35 @@ struct Cli {
 enum Command {
     /// Run a master.
     Master(MasterFlags),
-    /// Run an agent.
-    Agent(AgentFlags),
+    /// Run an agent (with flags), or `agora agent list` the agents of a cluster.
+    Agent(AgentArgs),
     /// Run a master and one agent on this machine, with defaults that just work.
     Dev(DevFlags),
     /// Run one command as a task on the cluster, print its output and exit with its status.
     Execute(execute::ExecuteFlags),
+    /// The frameworks of a cluster.
+    #[command(subcommand)]
+    Framework(cli::FrameworkCommand),
+    /// The tasks of a cluster: list, show, log, ls, kill.
+    #[command(subcommand)]
+    Task(cli::TaskCommand),
+    /// The roles of a cluster.
+    #[command(subcommand)]
+    Role(cli::RoleCommand),
+    /// The quota of roles.
+    #[command(subcommand)]
+    Quota(cli::QuotaCommand),
+    /// Reserve resources of an agent for a role (dynamic reservation).
+    Reserve(cli::ReserveArgs),
+    /// Release a role's dynamic reservation of an agent's resources.
+    Unreserve(cli::ReserveArgs),
+    /// Print the master's events live (agents, frameworks and tasks coming and going).
+    Events(cli::EventsArgs),
+    /// Print a shell completion script: `agora completions bash > /etc/bash_completion.d/agora`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
     /// The executors the agent starts: the command executor for command tasks, with
     /// `--default` the default executor for task groups (not for direct use).
     #[command(hide = true)]
@@ -198,11 +223,22 @@ fn min_allocatable(text: &str) -> Result<MinAllocatable, String> {
         .map(MinAllocatable)
 }
 
+/// `agora agent`: a daemon when given flags, an operator command when given a subcommand.
+#[derive(Args, Clone)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct AgentArgs {
+    #[command(subcommand)]
+    command: Option<cli::AgentCommand>,
+    #[command(flatten)]
+    daemon: AgentFlags,
+}
+
 #[derive(Args, Clone)]
 struct AgentFlags {
     /// The master, as `host:port`.
-    #[arg(long)]
-    master: String,
+    // Optional only in type: clap requires it unless a subcommand (`agora agent list`) is given.
+    #[arg(long, required = true)]
+    master: Option<String>,
     /// IP address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     ip: IpAddr,
@@ -213,8 +249,8 @@ struct AgentFlags {
     #[arg(long)]
     hostname: Option<String>,
     /// Directory for sandboxes and the agent's state.
-    #[arg(long = "work_dir", alias = "work-dir")]
-    work_dir: PathBuf,
+    #[arg(long = "work_dir", alias = "work-dir", required = true)]
+    work_dir: Option<PathBuf>,
     #[command(flatten)]
     shape: AgentShape,
 }
@@ -311,18 +347,45 @@ fn main() -> ExitCode {
             exit_code(code)
         });
     }
+    let command = match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "agora", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Agent(AgentArgs { command: Some(command), .. }) => {
+            return run_cli(cli::Verb::Agent(command));
+        }
+        Command::Framework(command) => return run_cli(cli::Verb::Framework(command)),
+        Command::Task(command) => return run_cli(cli::Verb::Task(command)),
+        Command::Role(command) => return run_cli(cli::Verb::Role(command)),
+        Command::Quota(command) => return run_cli(cli::Verb::Quota(command)),
+        Command::Reserve(args) => return run_cli(cli::Verb::Reserve(args)),
+        Command::Unreserve(args) => return run_cli(cli::Verb::Unreserve(args)),
+        Command::Events(args) => return run_cli(cli::Verb::Events(args)),
+        daemon => daemon,
+    };
     init_tracing();
     let result = runtime().block_on(async move {
-        match cli.command {
+        match command {
             Command::Master(flags) => run_master(flags).await,
-            Command::Agent(flags) => run_agent(flags).await,
+            Command::Agent(args) => run_agent(args.daemon).await,
             Command::Dev(flags) => run_dev(flags).await,
             Command::Execute(flags) => return execute::run(flags).await.map(exit_code),
-            Command::Executor(_) | Command::SessionExec(_) => Ok(()),
+            // The executor modes and the operator commands were dispatched above.
+            _ => Ok(()),
         }
         .map(|()| ExitCode::SUCCESS)
     });
     result.unwrap_or_else(|e| {
+        eprintln!("agora: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs an operator command. They print for people and scripts, so the daemons' logs (which
+/// would be noise there) stay off.
+fn run_cli(verb: cli::Verb) -> ExitCode {
+    runtime().block_on(cli::run(verb)).unwrap_or_else(|e| {
         eprintln!("agora: {e:#}");
         ExitCode::FAILURE
     })
@@ -449,14 +512,11 @@ async fn run_master(flags: MasterFlags) -> anyhow::Result<()> {
 }
 
 async fn run_agent(flags: AgentFlags) -> anyhow::Result<()> {
-    let options = agent_options(
-        flags.master,
-        flags.ip,
-        flags.port,
-        flags.hostname,
-        flags.work_dir,
-        flags.shape,
-    )?;
+    let (Some(master), Some(work_dir)) = (flags.master, flags.work_dir) else {
+        anyhow::bail!("an agent needs --master and --work_dir");
+    };
+    let options =
+        agent_options(master, flags.ip, flags.port, flags.hostname, work_dir, flags.shape)?;
     if options.recover == agora_agent::RecoverMode::Cleanup {
         let killed = agora_agent::cleanup(&options).await?;
         println!(
@@ -521,5 +581,67 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("agora").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn agent_is_a_daemon_with_flags_and_an_operator_command_with_a_subcommand() {
+        let daemon =
+            parse(&["agent", "--master", "m:5050", "--work_dir", "/tmp/w"]).expect("daemon");
+        assert!(matches!(
+            daemon.command,
+            Command::Agent(AgentArgs { command: None, daemon: AgentFlags { master: Some(_), .. } })
+        ));
+        let list = parse(&["agent", "list", "--master", "m:1", "--json"]).expect("list");
+        let Command::Agent(AgentArgs { command: Some(cli::AgentCommand::List(read)), .. }) =
+            list.command
+        else {
+            panic!("agent list parses as the operator command");
+        };
+        assert_eq!(
+            format!("{read:?}"),
+            r#"ReadArgs { target: Target { master: "m:1" }, json: true }"#
+        );
+        // The daemon still needs its flags, and the two forms do not mix.
+        assert!(parse(&["agent", "--work_dir", "/tmp/w"]).is_err());
+        assert!(parse(&["agent", "--master", "m:5050", "list"]).is_err());
+    }
+
+    #[test]
+    fn operator_commands_parse() {
+        for args in [
+            &["task", "list", "--all"][..],
+            &["task", "show", "t1", "--json"],
+            &["task", "log", "t1", "--stderr", "--follow"],
+            &["task", "ls", "t1", "sub/dir"],
+            &["task", "kill", "t1"],
+            &["framework", "list", "--all", "--json"],
+            &["framework", "teardown", "f1"],
+            &["role", "list"],
+            &["quota", "get", "eng"],
+            &["quota", "set", "eng", "--limits", "cpus:2", "--guarantees", "mem:64", "--force"],
+            &["reserve", "a1", "cpus:1;mem:128", "--role", "eng", "--principal", "ops"],
+            &["unreserve", "a1", "cpus:1", "--role", "eng"],
+            &["events", "--json"],
+            &["execute", "--name", "n", "--command", "true", "--follow"],
+            &["completions", "zsh"],
+        ] {
+            assert!(parse(args).is_ok(), "{args:?}: {:?}", parse(args).err());
+        }
+        assert!(parse(&["reserve", "a1", "cpus:1"]).is_err(), "reserve needs --role");
+        assert!(parse(&["completions", "tcsh"]).is_err());
     }
 }
