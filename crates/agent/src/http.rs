@@ -66,6 +66,10 @@ pub(crate) fn router(
     for prefix in ["", "/slave(1)"] {
         router = router
             .route(&format!("{prefix}/api/v1"), post(operator::operator_api))
+            // libprocess routes a path to its longest registered prefix, so Mesos answers
+            // operator calls under any `/api/v1/<more>` too; pymesos' operator drivers post
+            // to `/api/v1/operator`.
+            .route(&format!("{prefix}/api/v1/operator"), post(operator::operator_api))
             .route(&format!("{prefix}/state"), get(legacy::state))
             .route(&format!("{prefix}/state.json"), get(legacy::state))
             .route(&format!("{prefix}/flags"), get(legacy::flags))
