@@ -122,7 +122,10 @@ impl Sim {
         let mut rng = Rng::new(options.seed);
         let net_rng = rng.fork();
         let config = NetConfig::draw(&mut rng);
-        let net = Network::new(net_rng, config);
+        let mut net = Network::new(net_rng, config);
+        if options.duplicate_updates {
+            net.duplicate_updates(Rng::new(options.seed ^ 0xD0B1_E5EE_D0B1_E5EE));
+        }
         let master = MasterNode::new();
         let agents = (0..options.agents).map(|a| AgentNode::new(a, &mut rng)).collect();
         let schedulers =

@@ -391,9 +391,21 @@ impl Sim {
         call.update = Some(executor::call::Update { status });
         let x = &self.executors[e];
         let (a, inc) = (x.agent, x.agent_inc);
-        let req = self.id();
-        let input = AgentInput::ExecutorCall { req, call };
-        self.after(LOOPBACK, Event::FromExecutor { a, inc, e, input });
+        // The real sender retries an UPDATE whose answer it did not get before it sends the
+        // next one; a first attempt that reached the agent makes the retry a copy. Queued right
+        // behind the original, it keeps the order of the executor's updates.
+        let copies = if self.net.update_duplicated() {
+            self.summary.duplicates += 1;
+            self.trace(|| format!("executor {e}: sends that update twice"));
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let req = self.id();
+            let input = AgentInput::ExecutorCall { req, call: call.clone() };
+            self.after(LOOPBACK, Event::FromExecutor { a, inc, e, input });
+        }
     }
 
     /// The executor process ends with `code`; the agent's watcher reports it.
