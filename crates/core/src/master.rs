@@ -358,6 +358,21 @@ impl Master {
             .collect()
     }
 
+    /// Like [`Master::tasks`], borrowed: for callers that look after every input (the
+    /// simulator's invariants), where copying every id each time would dominate.
+    pub fn task_states(&self) -> impl Iterator<Item = (&str, &str, v1::TaskState)> {
+        self.frameworks
+            .values()
+            .flat_map(|f| f.tasks.iter().map(|(t, task)| (f.id.as_str(), t.as_str(), task.state)))
+    }
+
+    /// Like [`Master::offer_ids`], borrowed, for the same callers as [`Master::task_states`].
+    pub fn offers_held(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        self.offers
+            .iter()
+            .map(|(id, o)| (id.as_str(), o.framework_id.as_str(), o.agent_id.as_str()))
+    }
+
     /// Outstanding offers as (offer id, framework id, agent id).
     pub fn offer_ids(&self) -> Vec<(String, String, String)> {
         self.offers

@@ -19,40 +19,76 @@ use agora_proto::v1;
 use crate::nodes::agent::AGENT_RESOURCES;
 use crate::sim::Sim;
 
+/// The cpus and memory of some resources: all the invariants compare, kept as two numbers
+/// because the checks run after every step and full `Resources` arithmetic would dominate a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Load {
+    cpus: f64,
+    mem: f64,
+}
+
+impl Load {
+    pub(crate) fn of(resources: &Resources) -> Self {
+        Self { cpus: resources.cpus().as_f64(), mem: resources.mem().as_f64() }
+    }
+
+    pub(crate) fn of_proto(resources: &[v1::Resource]) -> Self {
+        Self::of(&agora_core::convert::resources_from_proto(resources).unwrap_or_default())
+    }
+
+    fn add(&mut self, other: Load) {
+        self.cpus += other.cpus;
+        self.mem += other.mem;
+    }
+
+    /// Whether `self` fits in `total`, up to rounding.
+    fn fits(self, total: Load) -> bool {
+        const EPSILON: f64 = 1e-6;
+        self.cpus <= total.cpus + EPSILON && self.mem <= total.mem + EPSILON
+    }
+}
+
+impl std::fmt::Display for Load {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cpus:{};mem:{}", self.cpus, self.mem)
+    }
+}
+
+/// What every simulated agent has, as a `Load`.
+pub(crate) fn agent_capacity() -> Load {
+    Load::of(&Resources::parse(AGENT_RESOURCES).expect("a valid constant"))
+}
+
 /// An offer as the master made it.
 #[derive(Debug, Clone)]
 pub(crate) struct OfferSeen {
     framework_id: String,
     agent_id: String,
-    resources: Resources,
+    load: Load,
 }
 
 /// A task as its scheduler launched it.
 #[derive(Debug, Clone)]
 pub(crate) struct TaskSeen {
     agent_id: String,
-    resources: Resources,
+    load: Load,
 }
 
-/// `used` fits in `total` (cpus and mem; what the simulation uses).
-fn fits(used: &Resources, total: &Resources) -> bool {
-    const EPSILON: f64 = 1e-6;
-    used.cpus().as_f64() <= total.cpus().as_f64() + EPSILON
-        && used.mem().as_f64() <= total.mem().as_f64() + EPSILON
-}
-
-fn show(r: &Resources) -> String {
-    format!("cpus:{};mem:{}", r.cpus().as_f64(), r.mem().as_f64())
+/// Adds `load` to the entry of `key` in a short list (a handful of agents: a map would cost
+/// more than the scan).
+fn add_to<K: PartialEq>(list: &mut Vec<(K, Load)>, key: K, load: Load) {
+    match list.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, sum)) => sum.add(load),
+        None => list.push((key, load)),
+    }
 }
 
 impl Sim {
     pub(crate) fn note_offer(&mut self, offer: &v1::Offer) {
-        let resources =
-            agora_core::convert::resources_from_proto(&offer.resources).unwrap_or_default();
         let seen = OfferSeen {
             framework_id: offer.framework_id.value.clone(),
             agent_id: offer.agent_id.value.clone(),
-            resources,
+            load: Load::of_proto(&offer.resources),
         };
         if let Some(old) = self.offers_seen.get(&offer.id.value)
             && old.framework_id != seen.framework_id
@@ -73,70 +109,67 @@ impl Sim {
         agent_id: &str,
         resources: &Resources,
     ) {
-        self.tasks_launched.insert(
-            (framework_id.to_string(), task_id.to_string()),
-            TaskSeen { agent_id: agent_id.to_string(), resources: resources.clone() },
+        self.tasks_launched.entry(framework_id.to_string()).or_default().insert(
+            task_id.to_string(),
+            TaskSeen { agent_id: agent_id.to_string(), load: Load::of(resources) },
         );
     }
 
-    /// The invariants that hold after every step.
+    /// The invariants that hold after every step. They run after every event, so they borrow
+    /// rather than copy, and add up `Load`s rather than `Resources`.
     pub(crate) fn check(&self) -> Result<(), String> {
-        let total = Resources::parse(AGENT_RESOURCES).expect("a valid constant");
+        let total = self.capacity;
         let Some(master) = self.master.core.as_ref() else { return Ok(()) };
 
         // The master's accounting: outstanding offers plus unfinished tasks, per agent.
-        let mut held: BTreeMap<String, Resources> = BTreeMap::new();
-        for (offer_id, framework_id, agent_id) in master.offer_ids() {
-            let Some(seen) = self.offers_seen.get(&offer_id) else { continue };
+        let mut held: Vec<(&str, Load)> = Vec::new();
+        for (offer_id, framework_id, agent_id) in master.offers_held() {
+            let Some(seen) = self.offers_seen.get(offer_id) else { continue };
             if seen.framework_id != framework_id || seen.agent_id != agent_id {
                 return Err(format!(
                     "offer {offer_id} is held for {framework_id} on {agent_id} but was made to {} on {}",
                     seen.framework_id, seen.agent_id
                 ));
             }
-            held.entry(agent_id).or_default().add(&seen.resources);
+            add_to(&mut held, agent_id, seen.load);
         }
-        for (framework_id, task_id, state) in master.tasks() {
+        for (framework_id, task_id, state) in master.task_states() {
             if is_terminal(state) {
                 continue;
             }
-            if let Some(seen) = self.tasks_launched.get(&(framework_id, task_id)) {
-                held.entry(seen.agent_id.clone()).or_default().add(&seen.resources);
+            if let Some(seen) = self.tasks_launched.get(framework_id).and_then(|t| t.get(task_id)) {
+                add_to(&mut held, seen.agent_id.as_str(), seen.load);
             }
         }
         for (agent_id, used) in &held {
-            if !fits(used, &total) {
+            if !used.fits(total) {
                 return Err(format!(
-                    "the master holds {} of agent {agent_id} in offers and tasks, beyond its {}",
-                    show(used),
-                    show(&total)
+                    "the master holds {used} of agent {agent_id} in offers and tasks, beyond its \
+                     {total}"
                 ));
             }
         }
 
         // The machines' view: processes that run, per agent and per task id.
-        let mut running: BTreeMap<usize, Resources> = BTreeMap::new();
-        let mut places: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let mut running: Vec<(usize, Load)> = Vec::new();
+        let mut places: BTreeMap<(&str, &str), usize> = BTreeMap::new();
         for (e, x) in self.executors.iter().enumerate() {
-            let (true, Some(task)) = (x.running, &x.task) else { continue };
-            let key = (x.framework_id.clone(), task.task_id.value.clone());
-            if let Some(other) = places.insert(key.clone(), e) {
-                return Err(format!(
-                    "task {} of {} runs in executors {other} and {e} at once",
-                    key.1, key.0
-                ));
+            if !x.alive {
+                continue;
             }
-            let resources =
-                agora_core::convert::resources_from_proto(&task.resources).unwrap_or_default();
-            running.entry(x.agent).or_default().add(&resources);
+            for (task_id, load) in x.running_tasks() {
+                if let Some(other) = places.insert((x.framework_id.as_str(), task_id), e) {
+                    return Err(format!(
+                        "task {task_id} of {} runs in executors {other} and {e} at once",
+                        x.framework_id
+                    ));
+                }
+                add_to(&mut running, x.agent, load);
+            }
         }
         for (a, used) in &running {
-            if !fits(used, &total) {
-                return Err(format!(
-                    "agent {a} runs tasks of {}, beyond its {}",
-                    show(used),
-                    show(&total)
-                ));
+            if !used.fits(total) {
+                return Err(format!("agent {a} runs tasks of {used}, beyond its {total}"));
             }
         }
         Ok(())
@@ -147,15 +180,15 @@ impl Sim {
         let Some(master) = self.master.core.as_ref() else {
             return Err("no master".into());
         };
-        let active: BTreeMap<(String, String), v1::TaskState> =
-            master.tasks().into_iter().map(|(f, t, s)| ((f, t), s)).collect();
+        let active: BTreeMap<(&str, &str), v1::TaskState> =
+            master.task_states().map(|(f, t, s)| ((f, t), s)).collect();
         for (s, node) in self.schedulers.iter().enumerate() {
             if !node.subscribed() {
                 return Err(format!("scheduler {s} is not subscribed"));
             }
             let framework_id = node.framework_id.clone().unwrap_or_default();
             for (task_id, view) in &node.tasks {
-                let at_master = active.get(&(framework_id.clone(), task_id.clone()));
+                let at_master = active.get(&(framework_id.as_str(), task_id.as_str()));
                 let settled = match view.last {
                     Some(state) if is_terminal(state) => at_master.is_none(),
                     Some(v1::TaskState::TaskRunning) => {

@@ -7,8 +7,13 @@
 //! The simulator holds no copy of the cores' logic: it plays the part of their IO shells
 //! (`crates/master/src/dispatcher.rs`, `crates/agent/src/dispatcher.rs` and `master_link.rs`,
 //! the executor's `lib.rs` and `shell.rs`), and of the world around them (processes, disks,
-//! sockets). What it does not model yet: duplicated stream messages and agent calls, slow disks and failed writes,
-//! several masters and leader election, task groups and custom executors, the operator API.
+//! sockets). Messages arrive twice only where the real senders make copies: scheduler calls (a
+//! retrying HTTP client), agents' and executors' status updates (`--duplicate-updates`: the
+//! update manager re-sends its unacknowledged head, the executor retries an UPDATE whose
+//! answer it lost, and a re-subscribing executor carries its unacknowledged updates); streams
+//! and other agent calls never duplicate, as TCP and the agent's link do not. What it does
+//! not model yet: slow disks and failed writes, several masters and leader election, task
+//! groups and custom executors, the operator API.
 
 mod invariants;
 mod network;
@@ -60,6 +65,11 @@ pub struct Options {
     /// task's latest state ahead of older updates the agent still holds (see
     /// `tests/regressions.rs`).
     pub strict_announcements: bool,
+    /// Let status updates arrive twice where the real senders re-send them: an agent's
+    /// STATUS_UPDATE (its update manager re-sends the unacknowledged head) and an executor's
+    /// UPDATE (its sender retries a call whose answer it lost). Off by default so that the
+    /// seeds pinned before it keep their runs; on in the sweep.
+    pub duplicate_updates: bool,
 }
 
 impl Options {
@@ -77,6 +87,7 @@ impl Options {
             (self.duplicate_accepts, " --duplicate-accepts"),
             (self.strict_lost, " --strict-lost"),
             (self.strict_announcements, " --strict-announcements"),
+            (self.duplicate_updates, " --duplicate-updates"),
         ] {
             if on {
                 flags += flag;
@@ -101,6 +112,7 @@ impl Options {
             duplicate_accepts: false,
             strict_lost: false,
             strict_announcements: false,
+            duplicate_updates: false,
         }
     }
 }
@@ -147,6 +159,8 @@ pub struct Summary {
     pub tasks_launched: u64,
     pub updates_seen: u64,
     pub faults: u64,
+    /// Status updates the network sent twice.
+    pub duplicates: u64,
 }
 
 /// Runs one simulation; `Err` on the first broken invariant.

@@ -19,7 +19,8 @@ const USAGE: &str = "usage: agora-sim [--seed N] [--seeds N] [--seconds S] [--st
   --strict-reconciliation  reconciliation answers must follow the update stream's order
   --duplicate-accepts      the network may duplicate ACCEPT calls too
   --strict-lost            TASK_LOST for an unreachable agent must be final
-  --strict-announcements   a returning agent's task announcements must follow the stream (core bug 3)";
+  --strict-announcements   a returning agent's task announcements must follow the stream (core bug 3)
+  --duplicate-updates      agents' and executors' status updates may arrive twice";
 
 struct Args {
     seed: u64,
@@ -33,6 +34,7 @@ struct Args {
     duplicate_accepts: bool,
     strict_lost: bool,
     strict_announcements: bool,
+    duplicate_updates: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -48,6 +50,7 @@ fn parse() -> Result<Args, String> {
         duplicate_accepts: false,
         strict_lost: false,
         strict_announcements: false,
+        duplicate_updates: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -71,6 +74,7 @@ fn parse() -> Result<Args, String> {
             "--duplicate-accepts" => args.duplicate_accepts = true,
             "--strict-lost" => args.strict_lost = true,
             "--strict-announcements" => args.strict_announcements = true,
+            "--duplicate-updates" => args.duplicate_updates = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
         options.duplicate_accepts = args.duplicate_accepts;
         options.strict_lost = args.strict_lost;
         options.strict_announcements = args.strict_announcements;
+        options.duplicate_updates = args.duplicate_updates;
         if let Some(max) = args.steps {
             options.max_steps = max;
         }

@@ -9,8 +9,14 @@
 //! from the master, and its stream's messages wait (TCP retransmits) until the partition
 //! heals, so that only the heartbeat and ping timeouts of both ends notice it. Executors talk to their agent over loopback,
 //! which this module does not model (no delay, no loss). A scheduler's call may arrive twice,
-//! as when its HTTP client retries; streams and agent calls never duplicate (TCP does not, and
-//! the agent's link does not retry).
+//! as when its HTTP client retries. Streams never duplicate (TCP does not). With
+//! `Options::duplicate_updates`, status updates also arrive twice where the real senders
+//! produce copies: an agent's STATUS_UPDATE is followed on its ordered channel by a copy (the
+//! update manager re-sends the head of a stream until it is acknowledged, at once after a
+//! re-registration, so the master may get it again before the acknowledgement); an
+//! executor's UPDATE is followed by a copy (its sender retries an UPDATE whose answer it did
+//! not get, and the first attempt may have reached the agent). Other agent calls are never
+//! duplicated: the agent's link does not retry them.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,6 +35,8 @@ pub(crate) struct NetConfig {
     /// Chance that a scheduler's call arrives twice (its client retried a call whose answer
     /// it did not get in time).
     pub(crate) duplicate: f64,
+    /// Chance that a status update (an agent's or an executor's) is sent a second time.
+    pub(crate) duplicate_update: f64,
 }
 
 impl NetConfig {
@@ -40,6 +48,7 @@ impl NetConfig {
             stream_drop: rng.unit() * 0.004,
             request_loss: rng.unit() * 0.03,
             duplicate: rng.unit() * 0.05,
+            duplicate_update: 0.0,
         }
     }
 }
@@ -57,6 +66,9 @@ pub(crate) enum Channel {
 #[derive(Debug)]
 pub(crate) struct Network {
     rng: Rng,
+    /// The update duplication decisions have a generator of their own, so that turning them on
+    /// leaves every other decision of a seed where it was (pinned seeds keep their meaning).
+    dup_rng: Rng,
     config: NetConfig,
     /// Agents cut off from the master, until when.
     partitions: BTreeMap<usize, Duration>,
@@ -67,7 +79,21 @@ pub(crate) struct Network {
 
 impl Network {
     pub(crate) fn new(rng: Rng, config: NetConfig) -> Self {
-        Self { rng, config, partitions: BTreeMap::new(), last: BTreeMap::new(), healed: false }
+        Self {
+            rng,
+            dup_rng: Rng::new(0),
+            config,
+            partitions: BTreeMap::new(),
+            last: BTreeMap::new(),
+            healed: false,
+        }
+    }
+
+    /// Lets status updates be duplicated, with a chance drawn from `rng` (see the module
+    /// documentation).
+    pub(crate) fn duplicate_updates(&mut self, mut rng: Rng) {
+        self.config.duplicate_update = rng.unit() * 0.1;
+        self.dup_rng = rng;
     }
 
     pub(crate) fn config(&self) -> &NetConfig {
@@ -127,6 +153,13 @@ impl Network {
     /// Whether a scheduler's call is sent a second time.
     pub(crate) fn duplicated(&mut self) -> bool {
         !self.healed && self.rng.chance(self.config.duplicate)
+    }
+
+    /// Whether a status update is sent a second time.
+    pub(crate) fn update_duplicated(&mut self) -> bool {
+        !self.healed
+            && self.config.duplicate_update > 0.0
+            && self.dup_rng.chance(self.config.duplicate_update)
     }
 
     pub(crate) fn partitioned(&self, agent: Option<usize>, now: Duration) -> bool {

@@ -95,7 +95,9 @@ pub(crate) struct Sim {
     pub(crate) base: Instant,
     pub(crate) rng: Rng,
     pub(crate) net: Network,
-    queue: BTreeMap<(Duration, u64), Event>,
+    /// Boxed: an event can carry a whole call, and the tree shifts its entries on every
+    /// insertion and removal; a box shifts as one pointer.
+    queue: BTreeMap<(Duration, u64), Box<Event>>,
     next_seq: u64,
     next_id: u64,
     pub(crate) step: u64,
@@ -108,8 +110,10 @@ pub(crate) struct Sim {
     pub(crate) summary: Summary,
     /// Offers as the master emitted them: offer id → (framework, agent, resources).
     pub(crate) offers_seen: BTreeMap<String, crate::invariants::OfferSeen>,
-    /// Tasks as the schedulers launched them: (framework, task) → (agent, resources).
-    pub(crate) tasks_launched: BTreeMap<(String, String), crate::invariants::TaskSeen>,
+    /// Tasks as the schedulers launched them: framework → task → (agent, resources).
+    pub(crate) tasks_launched: BTreeMap<String, BTreeMap<String, crate::invariants::TaskSeen>>,
+    /// What every agent has, computed once: the invariants compare against it every step.
+    pub(crate) capacity: crate::invariants::Load,
     pub(crate) faults_over: bool,
 }
 
@@ -118,7 +122,10 @@ impl Sim {
         let mut rng = Rng::new(options.seed);
         let net_rng = rng.fork();
         let config = NetConfig::draw(&mut rng);
-        let net = Network::new(net_rng, config);
+        let mut net = Network::new(net_rng, config);
+        if options.duplicate_updates {
+            net.duplicate_updates(Rng::new(options.seed ^ 0xD0B1_E5EE_D0B1_E5EE));
+        }
         let master = MasterNode::new();
         let agents = (0..options.agents).map(|a| AgentNode::new(a, &mut rng)).collect();
         let schedulers =
@@ -141,6 +148,7 @@ impl Sim {
             summary: Summary::default(),
             offers_seen: BTreeMap::new(),
             tasks_launched: BTreeMap::new(),
+            capacity: crate::invariants::agent_capacity(),
             faults_over: false,
         }
     }
@@ -149,7 +157,7 @@ impl Sim {
     pub(crate) fn at(&mut self, at: Duration, event: Event) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.queue.insert((at.max(self.now), seq), event);
+        self.queue.insert((at.max(self.now), seq), Box::new(event));
     }
 
     /// Queues `event` after `delay`.
@@ -227,7 +235,7 @@ impl Sim {
                     self.options.max_steps
                 )));
             }
-            self.dispatch(event);
+            self.dispatch(*event);
             if let Some(message) = self.violation.take() {
                 return Err(self.violation(message));
             }

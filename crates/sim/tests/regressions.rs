@@ -101,3 +101,19 @@ fn a_returning_agents_announcement_follows_the_update_stream() {
     options.strict_announcements = true;
     expect_clean(options);
 }
+
+/// Bug 4 (fixed: the master completes a terminal task that its re-registering agent no longer
+/// holds): a task of a framework that does not checkpoint finished, its TASK_FINISHED reached
+/// the master while the framework's stream was down, and the agent crashed before the
+/// acknowledgement, losing the update with its process. The master (`drop_unreported` in
+/// `core/src/master/recovery.rs`) skipped tasks whose resources were already released, so it
+/// kept the task active for ever, waiting for an acknowledgement of an update nobody held.
+/// Replay: `cargo run -p agora-sim -- --seed 24 --non-checkpointing --kills --strict-announcements --trace`.
+#[test]
+fn a_terminal_task_its_agent_forgot_does_not_stay_active() {
+    let mut options = Options::new(24);
+    options.non_checkpointing = true;
+    options.kills = true;
+    options.strict_announcements = true;
+    expect_clean(options);
+}

@@ -19,11 +19,13 @@ fn seeds_sweep_without_violations() {
     let mut seed = first;
     // At least one seed, however small the budget.
     loop {
-        // Both workloads whose core bugs are fixed (see `regressions.rs`) run in the sweep.
+        // The workloads whose core bugs are fixed (see `regressions.rs`) run in the sweep, and
+        // so do duplicated status updates.
         let mut options = Options::new(seed);
         options.non_checkpointing = true;
         options.kills = true;
         options.strict_announcements = true;
+        options.duplicate_updates = true;
         if let Err(violation) = run(&options) {
             panic!("{violation}");
         }

@@ -297,13 +297,18 @@ impl Master {
             })
             .collect();
         let mut lost: Vec<(String, String, bool)> = Vec::new();
+        let mut forgotten: Vec<(String, String)> = Vec::new();
         for framework in self.frameworks.values_mut() {
             let partition_aware = has_capability(&framework.info, Capability::PartitionAware);
             for (task_id, task) in &framework.tasks {
-                if task.agent_id == agent_id
-                    && !task.released
-                    && !reported_tasks.contains(&(framework.id.as_str(), task_id.as_str()))
+                if task.agent_id != agent_id
+                    || reported_tasks.contains(&(framework.id.as_str(), task_id.as_str()))
                 {
+                    continue;
+                }
+                if task.released {
+                    forgotten.push((framework.id.clone(), task_id.clone()));
+                } else {
                     lost.push((framework.id.clone(), task_id.clone(), partition_aware));
                 }
             }
@@ -311,6 +316,29 @@ impl Master {
                 executor_agent != agent_id
                     || reported_executors.contains(&(framework.id.as_str(), executor_id.as_str()))
             });
+        }
+        // A task that ended but whose terminal update was never acknowledged, on an agent that
+        // no longer holds it (a framework that does not checkpoint loses its updates with the
+        // agent process): nothing will ever carry that update again, so the master would keep
+        // the task active forever. It tells the framework the terminal state it knows, with no
+        // uuid (there is nothing to acknowledge), and completes the task.
+        for (framework_id, task_id) in forgotten {
+            let Some(task) = self.frameworks.get(&framework_id).and_then(|f| f.tasks.get(&task_id))
+            else {
+                continue;
+            };
+            let status = Synthesized {
+                task_id: &task_id,
+                state: task.state,
+                source: Source::Master,
+                reason: Some(Reason::Reconciliation),
+                message: "The task ended and its agent no longer holds its updates".into(),
+                agent_id: Some(agent_id),
+                executor_id: None,
+            }
+            .build(now);
+            self.complete_task(&framework_id, &task_id);
+            self.send_update(&framework_id, status, out);
         }
         for (framework_id, task_id, partition_aware) in lost {
             let state = if partition_aware { TaskState::TaskDropped } else { TaskState::TaskLost };

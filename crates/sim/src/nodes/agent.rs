@@ -261,11 +261,27 @@ impl Sim {
                     return;
                 }
                 self.trace(|| format!("agent {a}: -> {}", describe_call(&call)));
-                let req = self.id();
+                // Only a status update is ever sent again (see `network.rs`); the copy follows
+                // its original on the same ordered channel, as the head of the update stream
+                // re-sent before any later update of the task.
+                let copies = if call.status_update.is_some() && self.net.update_duplicated() {
+                    self.summary.duplicates += 1;
+                    self.trace(|| format!("net: agent {a} sends that update twice"));
+                    2
+                } else {
+                    1
+                };
                 let epoch = self.master.epoch;
-                let at = self.net.arrival(Channel::AgentCalls(a), self.now);
-                let input = agora_core::master::Input::AgentCall { req, stream_id, call };
-                self.at(at, Event::AtMaster { epoch, input });
+                for _ in 0..copies {
+                    let req = self.id();
+                    let at = self.net.arrival(Channel::AgentCalls(a), self.now);
+                    let input = agora_core::master::Input::AgentCall {
+                        req,
+                        stream_id: stream_id.clone(),
+                        call: call.clone(),
+                    };
+                    self.at(at, Event::AtMaster { epoch, input });
+                }
             }
             Output::ToExecutor { conn, event } => {
                 if let Some(&e) = self.agents[a].exec_conns.get(&conn) {

@@ -19,6 +19,7 @@ use agora_proto::executor::event::Type as EventType;
 use agora_proto::{executor, v1};
 use bytes::Bytes;
 
+use crate::invariants::Load;
 use crate::nodes::agent::LOOPBACK;
 use crate::sim::{ConnId, Event, Sim};
 
@@ -45,6 +46,8 @@ pub(crate) struct ExecNode {
     /// Whether the task's process runs.
     pub(crate) running: bool,
     pub(crate) task: Option<v1::TaskInfo>,
+    /// The task's cpus and memory, read once at launch for the invariants.
+    load: Load,
     /// Whether the agent acknowledged an update of the task.
     task_acked: bool,
     /// Updates sent and not acknowledged, numbered in sending order.
@@ -106,6 +109,17 @@ fn translate(event: executor::Event) -> Option<Input> {
     }
 }
 
+impl ExecNode {
+    /// The tasks whose processes run now, with what each uses.
+    pub(crate) fn running_tasks(&self) -> impl Iterator<Item = (&str, Load)> {
+        self.task
+            .as_ref()
+            .filter(|_| self.running)
+            .map(|task| (task.task_id.value.as_str(), self.load))
+            .into_iter()
+    }
+}
+
 impl Sim {
     pub(crate) fn spawn_executor(&mut self, a: usize, launch: Launch) {
         let checkpoint = launch.env.iter().any(|(k, v)| k == "MESOS_CHECKPOINT" && v == "1");
@@ -132,6 +146,7 @@ impl Sim {
             generation: 0,
             running: false,
             task: None,
+            load: Load::default(),
             task_acked: false,
             unacked: Vec::new(),
             next_seq: 0,
@@ -266,6 +281,7 @@ impl Sim {
         // The books of what is unacknowledged, kept from the raw events as the real link does.
         if let Some(launch) = &event.launch {
             x.task = Some(launch.task.clone());
+            x.load = Load::of_proto(&launch.task.resources);
         }
         if let Some(ack) = &event.acknowledged {
             x.unacked.retain(|(_, s)| s.uuid.as_ref() != Some(&ack.uuid));
@@ -375,9 +391,21 @@ impl Sim {
         call.update = Some(executor::call::Update { status });
         let x = &self.executors[e];
         let (a, inc) = (x.agent, x.agent_inc);
-        let req = self.id();
-        let input = AgentInput::ExecutorCall { req, call };
-        self.after(LOOPBACK, Event::FromExecutor { a, inc, e, input });
+        // The real sender retries an UPDATE whose answer it did not get before it sends the
+        // next one; a first attempt that reached the agent makes the retry a copy. Queued right
+        // behind the original, it keeps the order of the executor's updates.
+        let copies = if self.net.update_duplicated() {
+            self.summary.duplicates += 1;
+            self.trace(|| format!("executor {e}: sends that update twice"));
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let req = self.id();
+            let input = AgentInput::ExecutorCall { req, call: call.clone() };
+            self.after(LOOPBACK, Event::FromExecutor { a, inc, e, input });
+        }
     }
 
     /// The executor process ends with `code`; the agent's watcher reports it.

@@ -453,3 +453,27 @@ fn messages_and_executor_shutdowns_are_forwarded() {
     let order = agent_events(&out, c.aconn).pop().and_then(|e| e.shutdown_executor);
     assert_eq!(order.map(|s| s.executor_id.value), Some("e1".to_string()));
 }
+
+/// Sim seed 24: a task of a framework that does not checkpoint finishes, its TASK_FINISHED
+/// reaches the master while the framework's stream is down, and the agent process dies before
+/// the acknowledgement, losing the update. The restarted agent no longer reports the task, so
+/// nothing would ever acknowledge it: the master must complete it itself, telling the framework
+/// the terminal state it knows (with no uuid to acknowledge), rather than hold it forever.
+#[test]
+fn a_finished_task_its_restarted_agent_forgot_is_completed() {
+    let mut c = cluster(framework("f"));
+    let (aid, fid) = (c.aid.clone(), c.fid.clone());
+    c.launch(vec![task("t1", &aid, "cpus:1")], None);
+    c.h.status_update(&aid, &fid, "t1", TaskState::TaskFinished, Some(1));
+    assert_eq!(c.h.master.tasks(), vec![(fid.clone(), "t1".to_string(), TaskState::TaskFinished)]);
+
+    c.h.handle(Input::AgentClosed { conn: c.aconn });
+    let (_, out) = c.h.register(register_call(AGENT_RESOURCES, "", Some(&aid)));
+    let told = updates(&out, c.fconn);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(
+        (told[0].state(), told[0].reason(), told[0].uuid.is_none()),
+        (TaskState::TaskFinished, Reason::Reconciliation, true)
+    );
+    assert!(c.h.master.tasks().is_empty(), "the task is completed");
+}
