@@ -13,6 +13,7 @@
 //! and may subscribe again, and the executors of frameworks that do not checkpoint are
 //! killed. Not here yet: cgroups and namespaces.
 
+pub mod cgroups;
 pub mod checkpoint;
 mod detect;
 mod dispatcher;
