@@ -1,7 +1,9 @@
 //! Cgroup isolation end to end against a real `agora dev` started with
 //! `--isolation=cgroups/cpu,cgroups/mem,cgroups/pids`: a task over its memory ends TASK_FAILED
 //! with REASON_CONTAINER_LIMITATION_MEMORY, a daemon that double-forked into a session of its
-//! own dies with its task, and a fork bomb stops at `--cgroups_pids_max`.
+//! own dies with its task (when the task ends and when it is killed), a fork bomb stops at
+//! `--cgroups_pids_max`, and with `--cgroups_enable_cfs` a busy loop gets Mesos's quota and is
+//! throttled.
 //!
 //! Privileged: they need root and cgroup v1 hierarchies for memory and pids, and skip saying
 //! why otherwise (in CI they must run). Each test's agent keeps its containers under a
@@ -9,8 +11,10 @@
 
 use std::path::{Path, PathBuf};
 
+use agora_client::Subscription;
 use agora_client::scheduler::SchedulerSession;
 use agora_core::status::is_terminal;
+use agora_proto::scheduler::Event;
 use agora_proto::v1::TaskState;
 use agora_proto::v1::task_status::Reason;
 use agora_proto::{Format, v1};
@@ -92,7 +96,7 @@ struct Isolated {
 }
 
 /// An isolated cluster, or `None` (after saying why) when this machine cannot have one.
-fn isolated_cluster(what: &str) -> anyhow::Result<Option<Isolated>> {
+fn isolated_cluster(what: &str, flags: &[&str]) -> anyhow::Result<Option<Isolated>> {
     let mounts = match hierarchies() {
         Ok(mounts) => mounts,
         Err(reason) => {
@@ -106,10 +110,42 @@ fn isolated_cluster(what: &str) -> anyhow::Result<Option<Isolated>> {
             "--isolation=cgroups/cpu,cgroups/mem,cgroups/pids".into(),
             format!("--cgroups_root={}", root.name),
             format!("--cgroups_pids_max={PIDS_MAX}"),
-        ],
+        ]
+        .into_iter()
+        .chain(flags.iter().map(|f| f.to_string()))
+        .collect(),
         ..ClusterOptions::default()
     };
     Ok(Some(Isolated { cluster: Cluster::start_with(options)?, root }))
+}
+
+/// Launches `task` on the first offer.
+async fn launch(
+    cluster: &Cluster,
+    task: impl FnOnce(&v1::AgentId) -> v1::TaskInfo,
+) -> anyhow::Result<(SchedulerSession, Subscription<Event>)> {
+    let framework =
+        v1::FrameworkInfo { user: "root".into(), name: "isolation".into(), ..Default::default() };
+    let (session, mut events) =
+        SchedulerSession::subscribe(&cluster.master, framework, Format::Json).await?;
+    let offer = next_offers(&mut events).await?.remove(0);
+    session.launch(vec![offer.id.clone()], vec![task(&offer.agent_id)], Some(0.0)).await?;
+    Ok((session, events))
+}
+
+/// The task's next update in state `until` or a terminal one (acknowledging every one).
+async fn wait_for(
+    session: &SchedulerSession,
+    events: &mut Subscription<Event>,
+    until: TaskState,
+) -> anyhow::Result<v1::TaskStatus> {
+    loop {
+        let status = next_update(session, events).await?;
+        session.acknowledge(&status).await?;
+        if status.state() == until || is_terminal(status.state()) {
+            return Ok(status);
+        }
+    }
 }
 
 /// Launches `task` on the first offer and returns its final status.
@@ -117,24 +153,13 @@ async fn run_to_the_end(
     cluster: &Cluster,
     task: impl FnOnce(&v1::AgentId) -> v1::TaskInfo,
 ) -> anyhow::Result<v1::TaskStatus> {
-    let framework =
-        v1::FrameworkInfo { user: "root".into(), name: "isolation".into(), ..Default::default() };
-    let (session, mut events) =
-        SchedulerSession::subscribe(&cluster.master, framework, Format::Json).await?;
-    let offer = next_offers(&mut events).await?.remove(0);
-    session.launch(vec![offer.id.clone()], vec![task(&offer.agent_id)], Some(0.0)).await?;
-    loop {
-        let status = next_update(&session, &mut events).await?;
-        session.acknowledge(&status).await?;
-        if is_terminal(status.state()) {
-            return Ok(status);
-        }
-    }
+    let (session, mut events) = launch(cluster, task).await?;
+    wait_for(&session, &mut events, TaskState::TaskFinished).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_task_over_its_memory_fails_with_the_memory_limitation() -> anyhow::Result<()> {
-    let Some(isolated) = isolated_cluster("isolation: memory limit")? else {
+    let Some(isolated) = isolated_cluster("isolation: memory limit", &[])? else {
         return Ok(());
     };
     // `tail` keeps the endless line of /dev/zero in memory until the kernel stops it.
@@ -152,7 +177,7 @@ async fn a_task_over_its_memory_fails_with_the_memory_limitation() -> anyhow::Re
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_double_forked_daemon_dies_with_its_task() -> anyhow::Result<()> {
-    let Some(isolated) = isolated_cluster("isolation: daemons")? else {
+    let Some(isolated) = isolated_cluster("isolation: daemons", &[])? else {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
@@ -176,7 +201,7 @@ async fn a_double_forked_daemon_dies_with_its_task() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fork_bomb_stops_at_the_pids_limit() -> anyhow::Result<()> {
-    let Some(isolated) = isolated_cluster("isolation: pids limit")? else {
+    let Some(isolated) = isolated_cluster("isolation: pids limit", &[])? else {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
@@ -217,4 +242,64 @@ async fn a_fork_bomb_stops_at_the_pids_limit() -> anyhow::Result<()> {
 fn in_root(pid: i32, root: &str) -> bool {
     std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("cgroup"))
         .is_ok_and(|text| text.lines().any(|l| l.contains(&format!("/{root}/"))))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_a_task_kills_the_daemon_it_double_forked() -> anyhow::Result<()> {
+    let Some(isolated) = isolated_cluster("isolation: kill", &[])? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let pid_file = dir.path().join("daemon.pid");
+    let command = format!(
+        "setsid sh -c 'echo $$ > {file}.tmp && mv {file}.tmp {file} && exec sleep 1000' & \
+         exec sleep 1000",
+        file = pid_file.display()
+    );
+    let (session, mut events) = launch(&isolated.cluster, |agent| {
+        command_task("killed", agent, "cpus:0.1;mem:64", &command)
+    })
+    .await?;
+    let running = wait_for(&session, &mut events, TaskState::TaskRunning).await?;
+    assert_eq!(running.state(), TaskState::TaskRunning, "{running:?}");
+    let daemon = task_pid(dir.path(), "daemon").await?;
+    session.kill(v1::TaskId { value: "killed".into() }).await?;
+    let status = wait_for(&session, &mut events, TaskState::TaskKilled).await?;
+    assert_eq!(status.state(), TaskState::TaskKilled, "{status:?}");
+    eventually("the daemon is gone", || !alive(daemon)).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_task_is_throttled_to_its_cpus_with_cfs() -> anyhow::Result<()> {
+    let Some(isolated) = isolated_cluster("isolation: cfs", &["--cgroups_enable_cfs"])? else {
+        return Ok(());
+    };
+    let (session, mut events) = launch(&isolated.cluster, |agent| {
+        command_task("busy", agent, "cpus:0.4;mem:64", "while :; do :; done")
+    })
+    .await?;
+    let running = wait_for(&session, &mut events, TaskState::TaskRunning).await?;
+    assert_eq!(running.state(), TaskState::TaskRunning, "{running:?}");
+    // The task's cgroup in the cpu hierarchy: the only container under the test's root.
+    let cpu = hierarchies().map_err(anyhow::Error::msg)?.remove(0).join(&isolated.root.name);
+    let container = std::fs::read_dir(&cpu)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .context("the task's cpu cgroup")?;
+    let read = |file: &str| std::fs::read_to_string(container.join(file)).unwrap_or_default();
+    // 0.4 cpus for the task and Mesos's 0.1 for the command executor, per 100 ms.
+    assert_eq!(read("cpu.cfs_quota_us").trim(), "50000");
+    assert_eq!(read("cpu.shares").trim(), "512");
+    eventually("the busy loop is throttled", || {
+        read("cpu.stat").lines().any(|l| {
+            l.strip_prefix("nr_throttled ").and_then(|n| n.trim().parse::<u64>().ok()) > Some(0)
+        })
+    })
+    .await?;
+    session.kill(v1::TaskId { value: "busy".into() }).await?;
+    let status = wait_for(&session, &mut events, TaskState::TaskKilled).await?;
+    assert_eq!(status.state(), TaskState::TaskKilled, "{status:?}");
+    Ok(())
 }
