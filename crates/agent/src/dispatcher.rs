@@ -80,6 +80,8 @@ pub(crate) enum Command {
         /// Its cgroup, with cgroup isolation.
         container: Option<Container>,
     },
+    /// The containers of running executors, for `/monitor/statistics`.
+    Containers(oneshot::Sender<Vec<crate::monitor::Entry>>),
     /// The grace after SIGTERM is over: SIGKILL the executor if it is still the same process.
     HardKill { key: (String, String), pid: ExecutorPid },
 }
@@ -313,6 +315,19 @@ impl Dispatcher {
                     None => {}
                 }
                 self.pids.insert(key, pid);
+                return;
+            }
+            Command::Containers(reply) => {
+                let entries = self
+                    .containers
+                    .iter()
+                    .map(|((framework_id, executor_id), container)| crate::monitor::Entry {
+                        framework_id: framework_id.clone(),
+                        executor_id: executor_id.clone(),
+                        container: container.clone(),
+                    })
+                    .collect();
+                let _ = reply.send(entries);
                 return;
             }
             Command::HardKill { key, pid } => {

@@ -1,6 +1,6 @@
 //! The agent's HTTP surface: the executor API `POST /api/v1/executor` (reference §3.1), the
 //! files API `GET /files/{browse,read,download,debug}` (also under `.json`, §4.4),
-//! `GET /version` and `GET /health`.
+//! `GET /monitor/statistics` (`monitor.rs`), `GET /version` and `GET /health`.
 //!
 //! Handlers check the transport-level rules (content type, body, `Accept`) and map the core's
 //! refusals to status codes in `refusal`; the executor API goes through the dispatcher, the
@@ -46,10 +46,22 @@ pub(crate) fn router(handle: Handle, work_dir: PathBuf) -> Router {
         .route("/files/download.json", get(files_download))
         .route("/files/debug", get(files_debug))
         .route("/files/debug.json", get(files_debug))
+        .route("/monitor/statistics", get(monitor_statistics))
+        .route("/monitor/statistics.json", get(monitor_statistics))
         .route("/version", get(version))
         .route("/health", get(|| async { StatusCode::OK }))
         .layer(DefaultBodyLimit::max(agora_http::MAX_BODY))
         .with_state(AppState { handle, work_dir: Arc::new(work_dir) })
+}
+
+/// The statistics of every running container; the cgroup files are read on a blocking
+/// thread, off the dispatcher.
+async fn monitor_statistics(State(state): State<AppState>) -> Response {
+    let entries = state.handle.request(Command::Containers).await.unwrap_or_default();
+    let body = tokio::task::spawn_blocking(move || crate::monitor::statistics(entries))
+        .await
+        .unwrap_or_else(|_| serde_json::Value::Array(Vec::new()));
+    axum::Json(body).into_response()
 }
 
 fn refusal(error: CallError) -> Refusal {

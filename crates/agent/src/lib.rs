@@ -27,6 +27,7 @@ mod http;
 mod isolation;
 mod launcher;
 mod master_link;
+mod monitor;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -65,6 +65,11 @@ pub(super) fn stats(dirs: &BTreeMap<String, PathBuf>) -> Result<Stats, CgroupErr
             && period > 0
         {
             stats.cpus_limit = Some(quota as f64 / period as f64);
+        } else if let Ok(shares) = read(&dir.join("cpu.shares"))
+            && let Ok(shares) = shares.trim().parse::<u64>()
+        {
+            // Without a quota the container's cpus are what its shares stand for (1024 each).
+            stats.cpus_limit = Some(shares as f64 / 1024.0);
         }
     }
     if let Some(dir) = dirs.get("memory") {
