@@ -3,7 +3,7 @@
 //! with REASON_CONTAINER_LIMITATION_MEMORY, a daemon that double-forked into a session of its
 //! own dies with its task (when the task ends and when it is killed), a fork bomb stops at
 //! `--cgroups_pids_max`, and with `--cgroups_enable_cfs` a busy loop gets Mesos's quota and is
-//! throttled.
+//! throttled, which `/monitor/statistics` reports.
 //!
 //! Privileged: they need root and cgroup v1 hierarchies for memory and pids, and skip saying
 //! why otherwise (in CI they must run). Each test's agent keeps its containers under a
@@ -298,6 +298,21 @@ async fn a_busy_task_is_throttled_to_its_cpus_with_cfs() -> anyhow::Result<()> {
         })
     })
     .await?;
+    // /monitor/statistics reports the same container, from the same files.
+    let url = format!("http://{}/monitor/statistics", isolated.cluster.agent);
+    let entries: serde_json::Value =
+        serde_json::from_str(&reqwest::get(&url).await?.text().await?)?;
+    let entry = entries
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["executor_id"] == "busy"))
+        .with_context(|| format!("no entry for the task's executor in {entries}"))?;
+    let statistics = &entry["statistics"];
+    assert_eq!(statistics["cpus_limit"], 0.5, "{entry}");
+    assert_eq!(statistics["mem_limit_bytes"], 96u64 << 20, "64 MB and the executor's 32: {entry}");
+    assert!(statistics["cpus_user_time_secs"].as_f64() > Some(0.0), "{entry}");
+    assert!(statistics["cpus_nr_throttled"].as_u64() > Some(0), "{entry}");
+    assert!(statistics["mem_rss_bytes"].as_u64() > Some(0), "{entry}");
+    assert!(statistics["timestamp"].as_f64() > Some(0.0), "{entry}");
     session.kill(v1::TaskId { value: "busy".into() }).await?;
     let status = wait_for(&session, &mut events, TaskState::TaskKilled).await?;
     assert_eq!(status.state(), TaskState::TaskKilled, "{status:?}");
