@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_core::agent::{Agent, AgentConfig, CallError, ConnId, Input, Output, ReqId};
+use agora_core::agent::{Agent, AgentConfig, CallError, ConnId, Input, Limitation, Output, ReqId};
 use agora_http::{Clock, Dispatch, Streams};
 use agora_proto::{Format, internal};
 use bytes::Bytes;
@@ -23,8 +23,10 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 
+use crate::cgroups::Container;
 use crate::checkpoint::{self, ExecutorPid, Store};
 use crate::fetcher::Fetcher;
+use crate::isolation::Isolator;
 use crate::{launcher, master_link};
 
 /// What a restarted agent takes over from its previous run (built by `lib.rs`).
@@ -44,6 +46,9 @@ pub(crate) struct Persistence {
     pub(crate) store: Store,
     pub(crate) recovery: Recovery,
     pub(crate) session_helper: Option<String>,
+    /// The isolators in force (`--isolation`): recovered executors' cgroups are found
+    /// through it, and launches get it.
+    pub(crate) isolator: Arc<Isolator>,
 }
 
 /// How often the core gets a `Tick`; retries and deadlines are this precise.
@@ -72,6 +77,8 @@ pub(crate) enum Command {
         executor_id: String,
         pid: ExecutorPid,
         confirm: Option<oneshot::Sender<()>>,
+        /// Its cgroup, with cgroup isolation.
+        container: Option<Container>,
     },
     /// The grace after SIGTERM is over: SIGKILL the executor if it is still the same process.
     HardKill { key: (String, String), pid: ExecutorPid },
@@ -86,6 +93,8 @@ pub(crate) struct View<'a> {
     pub(crate) agent: &'a Agent,
     /// Process ids of the executors that have started (session or process-group leaders).
     pub(crate) pids: &'a HashMap<(String, String), ExecutorPid>,
+    /// The running executors' cgroups, under cgroup isolation.
+    pub(crate) containers: &'a HashMap<(String, String), Container>,
     /// When the agent started, in the clock's seconds since the epoch.
     pub(crate) started: Duration,
     pub(crate) now: Duration,
@@ -130,7 +139,7 @@ pub(crate) fn spawn(
 ) -> Handle {
     let (tx, rx) = mpsc::unbounded_channel();
     let handle = Dispatch::new(tx);
-    let Persistence { store, recovery, session_helper } = persistence;
+    let Persistence { store, recovery, session_helper, isolator } = persistence;
     let mut dispatcher = Dispatcher {
         agent: Agent::new(config),
         handle: handle.clone(),
@@ -146,6 +155,8 @@ pub(crate) fn spawn(
         fetcher: Arc::new(fetcher),
         store,
         session_helper: session_helper.map(Arc::new),
+        isolator,
+        containers: HashMap::new(),
     };
     dispatcher.started = dispatcher.clock.now();
     dispatcher.recover(recovery);
@@ -175,6 +186,10 @@ struct Dispatcher {
     fetcher: Arc<Fetcher>,
     store: Store,
     session_helper: Option<Arc<String>>,
+    isolator: Arc<Isolator>,
+    /// The cgroups of running executors, for checking an executor's report of a task's end
+    /// against its container's OOM counter.
+    containers: HashMap<(String, String), Container>,
 }
 
 impl Dispatcher {
@@ -210,10 +225,20 @@ impl Dispatcher {
         for (key, pid) in live {
             tracing::info!(framework_id = %key.0, executor_id = %key.1, pid = pid.pid, "recovered a running executor");
             let sandbox = sandboxes.get(&key).cloned().unwrap_or_default();
+            // The sandbox's last component is the container id, which names its cgroup.
+            let container = std::path::Path::new(&sandbox)
+                .file_name()
+                .and_then(|id| id.to_str())
+                .and_then(|id| self.isolator.container(id))
+                .filter(|c| c.dirs().iter().any(|d| d.exists()));
+            if let Some(container) = &container {
+                self.containers.insert(key.clone(), container.clone());
+            }
             tokio::spawn(launcher::watch(
                 key.clone(),
                 pid,
                 sandbox,
+                container,
                 self.handle.tx.clone(),
                 self.gc_delay,
             ));
@@ -273,6 +298,9 @@ impl Dispatcher {
                 {
                     self.pending.insert(*req, reply);
                 }
+                if let Input::ExecutorCall { call, .. } = &input {
+                    self.check_oom(call, outputs);
+                }
                 input
             }
             Command::Event(input) => {
@@ -283,6 +311,7 @@ impl Dispatcher {
                         if self.pids.remove(&key).is_some() {
                             self.record_pid(&key.0, &key.1, None);
                         }
+                        self.containers.remove(&key);
                         self.pending_kills.remove(&key);
                         self.launching.remove(&key);
                     }
@@ -298,10 +327,13 @@ impl Dispatcher {
                 let _ = reply.send(self.agent.register_call());
                 return;
             }
-            Command::Launched { framework_id, executor_id, pid, confirm } => {
+            Command::Launched { framework_id, executor_id, pid, confirm, container } => {
                 self.apply(std::mem::take(outputs));
                 self.record_pid(&framework_id, &executor_id, Some(pid));
                 let key = (framework_id, executor_id);
+                if let Some(container) = container {
+                    self.containers.insert(key.clone(), container);
+                }
                 self.launching.remove(&key);
                 let doomed = self.pending_kills.remove(&key);
                 match confirm {
@@ -323,6 +355,7 @@ impl Dispatcher {
                 look(View {
                     agent: &self.agent,
                     pids: &self.pids,
+                    containers: &self.containers,
                     started: self.started,
                     now: self.clock.now(),
                 });
@@ -331,6 +364,10 @@ impl Dispatcher {
             Command::HardKill { key, pid } => {
                 if self.pids.get(&key) == Some(&pid) {
                     launcher::kill_tree(pid);
+                    // Its cgroup holds what left the session too.
+                    if let Some(container) = self.containers.get(&key) {
+                        tokio::spawn(launcher::destroy(container.clone()));
+                    }
                 }
                 return;
             }
@@ -377,12 +414,20 @@ impl Dispatcher {
                     let fetcher = Arc::clone(&self.fetcher);
                     let tx = self.handle.tx.clone();
                     let helper = self.session_helper.clone();
+                    let isolator = Arc::clone(&self.isolator);
                     let key = (launch.framework_id.clone(), launch.executor_id.clone());
                     // A kill left over from an earlier executor with the same id must not
                     // reach this one.
                     self.pending_kills.remove(&key);
                     self.launching.insert(key);
-                    tokio::spawn(launcher::run(*launch, fetcher, helper, tx, self.gc_delay));
+                    tokio::spawn(launcher::run(
+                        *launch,
+                        fetcher,
+                        helper,
+                        isolator,
+                        tx,
+                        self.gc_delay,
+                    ));
                 }
                 Output::DestroyVolumes { paths } => {
                     // Moved aside at once, in order with the launches that follow (a new
@@ -424,6 +469,28 @@ impl Dispatcher {
                     }
                 }
             }
+        }
+    }
+
+    /// Before an executor's report of a task's end reaches the core, checks its container's
+    /// OOM counter: the kernel counts the kill before the victim is even gone, so a task the
+    /// OOM killer took is always known as such by the time its executor reports it, and it
+    /// fails with the memory limitation rather than as a plain signal death.
+    fn check_oom(&mut self, call: &agora_proto::executor::Call, outputs: &mut Vec<Output>) {
+        let Some(status) = call.update.as_ref().map(|u| &u.status) else { return };
+        if !agora_core::status::is_terminal(status.state()) {
+            return;
+        }
+        let key = (call.framework_id.value.clone(), call.executor_id.value.clone());
+        let Some(container) = self.containers.get(&key) else { return };
+        if container.oom_kills() > 0 {
+            let input = Input::ContainerLimited {
+                framework_id: key.0,
+                executor_id: key.1,
+                limitation: Limitation::Memory,
+                message: crate::isolation::oom_message(container),
+            };
+            outputs.extend(self.agent.handle(input, self.clock.now()));
         }
     }
 

@@ -6,8 +6,14 @@
 //! then `ExecutorExited` with the raw wait status, or `ExecutorLaunchFailed`. The fetcher runs
 //! first, in the same task, so a slow download holds up only its own executor; a failed fetch
 //! is a failed launch and the executor never starts. Either way the sandbox is handed to `gc`
-//! for removal after `--gc_delay`. Isolation (cgroups, namespaces,
-//! switching user) is not done here yet.
+//! for removal after `--gc_delay`.
+//!
+//! With cgroup isolation (`isolation.rs`) the container's cgroup is made and limited before
+//! the executor starts, the helper joins it before it execs, its OOM counter is watched while
+//! the executor runs (an OOM kill is reported as a memory limitation and destroys the
+//! container), and the cgroup is destroyed when the executor ends: every process in it is
+//! killed, those that left the executor's session included. Namespaces and switching user are
+//! not done here yet.
 //!
 //! With a session helper (the `agora` binary's `session-exec`), each executor leads a session
 //! of its own, which every process it starts stays in unless it calls `setsid` itself: the
@@ -23,15 +29,17 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_core::agent::{Input, Launch, VolumeLink};
+use agora_core::agent::{Input, Launch, Limitation, VolumeLink};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
 
+use crate::cgroups::Container;
 use crate::checkpoint::{ExecutorPid, is_alive};
 use crate::dispatcher::Command;
 use crate::fetcher::Fetcher;
 use crate::gc;
+use crate::isolation::Isolator;
 
 /// Fetches the executor's URIs, starts the executor of `launch`, waits for it to end and
 /// schedules its sandbox's removal `gc_delay` later.
@@ -39,6 +47,7 @@ pub(crate) async fn run(
     launch: Launch,
     fetcher: Arc<Fetcher>,
     helper: Option<Arc<String>>,
+    isolator: Arc<Isolator>,
     tx: mpsc::UnboundedSender<Command>,
     gc_delay: Duration,
 ) {
@@ -47,31 +56,46 @@ pub(crate) async fn run(
     let fetched = fetcher
         .fetch_all(&launch.command.uris, Path::new(&launch.sandbox), launch.user.as_deref())
         .await;
-    let mut child =
-        match fetched.and_then(|()| spawn(&launch, helper.as_deref().map(String::as_str))) {
-            Ok(child) => child,
-            Err(message) => {
-                tracing::warn!(%framework_id, %executor_id, %message, "executor launch failed");
-                gc::schedule(PathBuf::from(&launch.sandbox), gc_delay);
-                let _ = tx.send(Command::Event(Input::ExecutorLaunchFailed {
-                    framework_id,
-                    executor_id,
-                    message,
-                }));
-                return;
+    let mut container = None;
+    let spawned = fetched.and_then(|()| {
+        container = isolator.prepare(&launch)?;
+        spawn(&launch, helper.as_deref().map(String::as_str), container.as_ref())
+    });
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(message) => {
+            if let Some(container) = container.take() {
+                destroy(container).await;
             }
-        };
+            tracing::warn!(%framework_id, %executor_id, %message, "executor launch failed");
+            gc::schedule(PathBuf::from(&launch.sandbox), gc_delay);
+            let _ = tx.send(Command::Event(Input::ExecutorLaunchFailed {
+                framework_id,
+                executor_id,
+                message,
+            }));
+            return;
+        }
+    };
     let mut recorded = None;
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         // Read while the child is unreaped, so the pid cannot name anybody else yet.
         let start_time = crate::checkpoint::process_start_time(pid).unwrap_or(u64::MAX);
         recorded = Some(ExecutorPid { pid, start_time });
         let (confirm, confirmed) = tokio::sync::oneshot::channel();
+        if helper.is_none()
+            && let Some(container) = &container
+            && let Err(e) = container.add(pid)
+        {
+            // Without the helper the executor runs already; it is only unlimited.
+            tracing::warn!(%framework_id, %executor_id, "cannot move the executor into its cgroup: {e}");
+        }
         let _ = tx.send(Command::Launched {
             framework_id: framework_id.clone(),
             executor_id: executor_id.clone(),
             pid: ExecutorPid { pid, start_time },
             confirm: helper.is_some().then_some(confirm),
+            container: container.clone(),
         });
         if let Some(mut gate) = child.stdin.take() {
             // The helper execs the executor only after this byte: its pid is durable by now.
@@ -83,8 +107,17 @@ pub(crate) async fn run(
         }
     }
     tracing::info!(%framework_id, %executor_id, sandbox = %launch.sandbox, "executor started");
-    let status = child.wait().await.ok().map(|s| s.into_raw());
+    let status = match &container {
+        Some(c) => supervise(&mut child, c, &framework_id, &executor_id, &tx).await,
+        None => child.wait().await.ok().map(|s| s.into_raw()),
+    };
     tracing::info!(%framework_id, %executor_id, ?status, "executor exited");
+    if let Some(container) = container {
+        // The executor itself may have been the OOM killer's victim.
+        report_oom(&container, &framework_id, &executor_id, &tx);
+        // Whatever the executor left (double-forked daemons, new sessions) ends with it.
+        destroy(container).await;
+    }
     if let Some(pid) = recorded.filter(|_| helper.is_some()) {
         sweep_remains(pid);
     }
@@ -92,7 +125,73 @@ pub(crate) async fn run(
     let _ = tx.send(Command::Event(Input::ExecutorExited { framework_id, executor_id, status }));
 }
 
-fn spawn(launch: &Launch, helper: Option<&str>) -> Result<tokio::process::Child, String> {
+/// How often a running container's OOM counter is read. An executor's report of a task's
+/// end is checked against the counter as it arrives too (in the dispatcher), so this only
+/// bounds how long an OOM-killed task's siblings keep running.
+const OOM_POLL: Duration = Duration::from_millis(100);
+
+/// Waits for the executor to end, watching its container's OOM counter meanwhile: after an
+/// OOM kill the limitation is reported and the container destroyed, as Mesos does, which ends
+/// the executor too.
+async fn supervise(
+    child: &mut tokio::process::Child,
+    container: &Container,
+    framework_id: &str,
+    executor_id: &str,
+    tx: &mpsc::UnboundedSender<Command>,
+) -> Option<i32> {
+    let mut poll = tokio::time::interval(OOM_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            status = child.wait() => return status.ok().map(|s| s.into_raw()),
+            _ = poll.tick() => {
+                if report_oom(container, framework_id, executor_id, tx) {
+                    tracing::info!(%framework_id, %executor_id, "container out of memory: destroying it");
+                    destroy(container.clone()).await;
+                    return child.wait().await.ok().map(|s| s.into_raw());
+                }
+            }
+        }
+    }
+}
+
+/// Tells the core that the container hit its memory limit, if the OOM killer has been at
+/// work in it; whether it had.
+fn report_oom(
+    container: &Container,
+    framework_id: &str,
+    executor_id: &str,
+    tx: &mpsc::UnboundedSender<Command>,
+) -> bool {
+    if container.oom_kills() == 0 {
+        return false;
+    }
+    let _ = tx.send(Command::Event(Input::ContainerLimited {
+        framework_id: framework_id.to_string(),
+        executor_id: executor_id.to_string(),
+        limitation: Limitation::Memory,
+        message: crate::isolation::oom_message(container),
+    }));
+    true
+}
+
+/// Kills everything in a container's cgroup and removes it, off the async runtime (it waits
+/// for the processes to be gone).
+pub(crate) async fn destroy(container: Container) {
+    let result = tokio::task::spawn_blocking(move || container.destroy()).await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("cannot destroy a container's cgroup: {e}"),
+        Err(e) => tracing::warn!("the cgroup destruction task failed: {e}"),
+    }
+}
+
+fn spawn(
+    launch: &Launch,
+    helper: Option<&str>,
+    container: Option<&Container>,
+) -> Result<tokio::process::Child, String> {
     let sandbox = Path::new(&launch.sandbox);
     std::fs::create_dir_all(sandbox)
         .map_err(|e| format!("cannot create sandbox {}: {e}", launch.sandbox))?;
@@ -131,7 +230,13 @@ fn spawn(launch: &Launch, helper: Option<&str>) -> Result<tokio::process::Child,
             // the launch rather than the executor.
             resolve(&program, sandbox, path.as_deref())?;
             let mut p = std::process::Command::new(helper);
-            p.arg("session-exec").arg(&program).arg(&arg0).args(&rest).stdin(Stdio::piped());
+            p.arg("session-exec");
+            // The helper joins the container's cgroup before it execs, so that the executor
+            // and all it starts are inside from their first instruction.
+            for procs in container.map(Container::procs_files).unwrap_or_default() {
+                p.arg("--cgroup").arg(procs);
+            }
+            p.arg(&program).arg(&arg0).args(&rest).stdin(Stdio::piped());
             p
         }
         None => {
@@ -172,6 +277,7 @@ pub(crate) async fn watch(
     key: (String, String),
     pid: ExecutorPid,
     sandbox: String,
+    container: Option<Container>,
     tx: mpsc::UnboundedSender<Command>,
     gc_delay: Duration,
 ) {
@@ -181,6 +287,10 @@ pub(crate) async fn watch(
     let (framework_id, executor_id) = key;
     tracing::info!(%framework_id, %executor_id, pid = pid.pid, "recovered executor exited");
     sweep_remains(pid);
+    if let Some(container) = container {
+        report_oom(&container, &framework_id, &executor_id, &tx);
+        destroy(container).await;
+    }
     if !sandbox.is_empty() {
         gc::schedule(PathBuf::from(sandbox), gc_delay);
     }

@@ -13,9 +13,13 @@
 //! and may subscribe again, and the executors of frameworks that do not checkpoint are
 //! killed. `operator.rs` serves the operator API (`/api/v1`) from the core's read-only views,
 //! `legacy.rs` the v0 `/state`, `/flags`, `/monitor/statistics`, `/containers` and metrics
-//! endpoints, and `usage.rs` measures executors' containers from `/proc`. Not here yet: cgroups
-//! and namespaces.
+//! endpoints, and `usage.rs` measures executors' containers from `/proc`, overlaid with their
+//! cgroups' figures under cgroup isolation. `isolation.rs` runs the isolators of
+//! `--isolation` with the cgroups of `cgroups.rs` (v1 and v2): limits, OOM kills reported as
+//! container limitations, and the whole cgroup killed when an executor ends. Not here yet:
+//! namespaces, rlimits, disk quotas, switching user.
 
+pub mod cgroups;
 pub mod checkpoint;
 mod detect;
 mod dispatcher;
@@ -23,6 +27,7 @@ mod fetcher;
 mod files;
 mod gc;
 mod http;
+mod isolation;
 mod launcher;
 mod legacy;
 mod master_link;
@@ -39,6 +44,7 @@ use agora_core::convert;
 use agora_core::resources::{ParseError, Resources};
 use agora_http::Server;
 use agora_proto::v1;
+pub use isolation::IsolationOptions;
 use tokio::net::TcpListener;
 
 /// How to run an agent; the `agora` binary fills this from Mesos-named flags.
@@ -87,6 +93,8 @@ pub struct AgentOptions {
     /// `agora` binary), so that an executor's whole tree can be found and killed; without
     /// one, executors only get a process group of their own.
     pub session_helper: Option<String>,
+    /// `--isolation` and the cgroup flags that tune it.
+    pub isolation: IsolationOptions,
 }
 
 /// `--recover`.
@@ -130,6 +138,7 @@ impl AgentOptions {
             executor_reregistration_timeout: Duration::from_secs(2),
             recovery_timeout: Duration::from_secs(15 * 60),
             session_helper: None,
+            isolation: IsolationOptions::default(),
         }
     }
 }
@@ -154,6 +163,8 @@ pub enum AgentError {
          with the same --work_dir to end what it left running and register as a new agent"
     )]
     Incompatible(String, String),
+    #[error("invalid --isolation: {0}")]
+    Isolation(String),
 }
 
 /// An agent that is serving.
@@ -178,6 +189,7 @@ impl RunningAgent {
 
 /// Checks the flags, binds, registers with the master and serves.
 pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
+    let isolator = isolation::Isolator::new(&options.isolation).map_err(AgentError::Isolation)?;
     let given = match &options.resources {
         Some(text) => Resources::parse(text)?,
         None => Resources::new(),
@@ -240,7 +252,12 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
         backoff,
         options.gc_delay,
         fetcher,
-        dispatcher::Persistence { store, recovery, session_helper: options.session_helper.clone() },
+        dispatcher::Persistence {
+            store,
+            recovery,
+            session_helper: options.session_helper.clone(),
+            isolator: std::sync::Arc::new(isolator),
+        },
     );
     // Written only now, so that a crash during recovery still finds the old boot id.
     checkpoint::record_boot_id(&work_dir)?;

@@ -42,7 +42,8 @@ pub(crate) struct LoggingLevel {
 }
 
 /// One container with its executor's process, as a query hands it out.
-type Measured = (ContainerView, Option<i32>);
+/// A container to measure: its view, its executor's pid, and its cgroup if it has one.
+type Measured = (ContainerView, Option<i32>, Option<crate::cgroups::Container>);
 
 pub(crate) async fn operator_api(
     State(state): State<AppState>,
@@ -217,9 +218,10 @@ pub(crate) async fn containers(
             .containers()
             .into_iter()
             .map(|c| {
-                let pid = v.pids.get(&(c.framework_id.clone(), c.executor_id.clone()));
-                let pid = pid.map(|p| p.pid);
-                (c, pid)
+                let key = (c.framework_id.clone(), c.executor_id.clone());
+                let pid = v.pids.get(&key).map(|p| p.pid);
+                let cgroup = v.containers.get(&key).cloned();
+                (c, pid, cgroup)
             })
             .collect()
     })
@@ -229,14 +231,18 @@ pub(crate) async fn containers(
         let processes = usage::Processes::read();
         found
             .into_iter()
-            .map(|(c, pid)| {
+            .map(|(c, pid, cgroup)| {
                 let limits = Limits {
                     cpus: scalar_sum(&c.resources, "cpus"),
                     mem_mb: scalar_sum(&c.resources, "mem"),
                     disk_mb: scalar_sum(&c.resources, "disk"),
                 };
-                let statistics =
+                let mut statistics =
                     processes.statistics(pid, std::path::Path::new(&c.sandbox), limits);
+                // Under cgroup isolation the kernel's own accounting is the better source.
+                if let Some(stats) = cgroup.and_then(|g| g.stats().ok()) {
+                    usage::overlay(&mut statistics, &stats);
+                }
                 (c, (statistics, pid))
             })
             .collect()

@@ -103,6 +103,43 @@ impl Processes {
     }
 }
 
+/// Replaces the `/proc` figures by what a container's cgroup measured, where it measured
+/// something: the cgroup also holds processes that left the executor's session.
+pub(crate) fn overlay(stats: &mut v1::ResourceStatistics, cgroup: &crate::cgroups::Stats) {
+    let small = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    let fields = [
+        (&mut stats.cpus_user_time_secs, cgroup.cpus_user_time_secs),
+        (&mut stats.cpus_system_time_secs, cgroup.cpus_system_time_secs),
+        (&mut stats.cpus_throttled_time_secs, cgroup.cpus_throttled_time_secs),
+        (&mut stats.cpus_limit, cgroup.cpus_limit),
+    ];
+    for (field, value) in fields {
+        if value.is_some() {
+            *field = value;
+        }
+    }
+    let bytes = [
+        (&mut stats.mem_rss_bytes, cgroup.mem_rss_bytes),
+        (&mut stats.mem_total_bytes, cgroup.mem_total_bytes),
+        (&mut stats.mem_limit_bytes, cgroup.mem_limit_bytes),
+    ];
+    for (field, value) in bytes {
+        if value.is_some() {
+            *field = value;
+        }
+    }
+    let counts = [
+        (&mut stats.cpus_nr_periods, cgroup.cpus_nr_periods),
+        (&mut stats.cpus_nr_throttled, cgroup.cpus_nr_throttled),
+        (&mut stats.processes, cgroup.pids_current),
+    ];
+    for (field, value) in counts {
+        if let Some(value) = value {
+            *field = Some(small(value));
+        }
+    }
+}
+
 fn mb_to_bytes(mb: f64) -> u64 {
     // Resources are never negative, and a limit beyond u64 is no limit at all.
     (mb * 1024.0 * 1024.0) as u64

@@ -76,6 +76,9 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct SessionExecFlags {
+    /// A `cgroup.procs` file to join before the exec (once per hierarchy).
+    #[arg(long = "cgroup")]
+    cgroups: Vec<PathBuf>,
     program: String,
     arg0: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -108,6 +111,16 @@ fn session_exec(flags: SessionExecFlags) -> ExitCode {
     if let Err(e) = nix::unistd::setsid() {
         eprintln!("agora session-exec: cannot start a session: {e}");
         return ExitCode::from(127);
+    }
+    // Joined before the exec, so the program and everything it starts are limited and
+    // accounted for from their first instruction; an executor is never started outside its
+    // container.
+    let me = std::process::id().to_string();
+    for procs in &flags.cgroups {
+        if let Err(e) = std::fs::write(procs, &me) {
+            eprintln!("agora session-exec: cannot join the cgroup {}: {e}", procs.display());
+            return ExitCode::from(127);
+        }
     }
     let error =
         std::process::Command::new(&flags.program).arg0(&flags.arg0).args(&flags.args).exec();
@@ -300,6 +313,20 @@ struct AgentShape {
     /// How long executors of checkpointing frameworks keep trying to reach a restarting agent.
     #[arg(long = "recovery_timeout", alias = "recovery-timeout", default_value = "15mins", value_parser = duration)]
     recovery_timeout: Duration,
+    /// Isolators, comma-separated, by Mesos's names: `posix/cpu`, `posix/mem` (usage only),
+    /// `cgroups/cpu`, `cgroups/mem`, `cgroups/pids`, `cgroups/all`.
+    #[arg(long, default_value = "posix/cpu,posix/mem")]
+    isolation: String,
+    /// The directory under each cgroup hierarchy that holds containers' cgroups.
+    #[arg(long = "cgroups_root", alias = "cgroups-root", default_value = "agora")]
+    cgroups_root: String,
+    /// With cgroups/cpu, cap each container at its cpus with a CFS quota (not only shares).
+    #[arg(long = "cgroups_enable_cfs", alias = "cgroups-enable-cfs", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    cgroups_enable_cfs: bool,
+    /// With cgroups/pids, the most processes and threads a container may have (not a Mesos
+    /// flag; default: unlimited, only counted).
+    #[arg(long = "cgroups_pids_max", alias = "cgroups-pids-max")]
+    cgroups_pids_max: Option<u64>,
 }
 
 fn reregistration_timeout(text: &str) -> Result<Duration, String> {
@@ -487,6 +514,12 @@ fn agent_options(
     options.executor_reregistration_timeout = shape.executor_reregistration_timeout;
     options.recovery_timeout = shape.recovery_timeout;
     options.session_helper = Some(program_path);
+    options.isolation = agora_agent::IsolationOptions {
+        isolation: shape.isolation,
+        cgroups_root: shape.cgroups_root,
+        cgroups_enable_cfs: shape.cgroups_enable_cfs,
+        cgroups_pids_max: shape.cgroups_pids_max,
+    };
     Ok(options)
 }
 

@@ -100,6 +100,15 @@ pub enum Input {
         executor_id: String,
         message: String,
     },
+    /// The executor's container went over a limit the isolation enforces (the shell saw the
+    /// OOM killer at work in its cgroup, say) and is being destroyed: its unfinished tasks,
+    /// and those the executor reports ending from now on, fail with that limitation's reason.
+    ContainerLimited {
+        framework_id: String,
+        executor_id: String,
+        limitation: Limitation,
+        message: String,
+    },
     /// The executor process ended with this raw wait status (`None` if unknown).
     ExecutorExited {
         framework_id: String,
@@ -107,6 +116,34 @@ pub enum Input {
         status: Option<i32>,
     },
     Tick,
+}
+
+/// A resource limit a container was found over (reference §7.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limitation {
+    Memory,
+    Disk,
+}
+
+impl Limitation {
+    fn reason(self) -> Reason {
+        match self {
+            Limitation::Memory => Reason::ContainerLimitationMemory,
+            Limitation::Disk => Reason::ContainerLimitationDisk,
+        }
+    }
+
+    /// `TaskStatus.limitation`: which resource was exceeded (by name; Mesos also gives the
+    /// amount, which a scheduler rarely needs).
+    fn proto(self) -> v1::TaskResourceLimitation {
+        let name = match self {
+            Limitation::Memory => "mem",
+            Limitation::Disk => "disk",
+        };
+        let mut resource = v1::Resource { name: name.to_string(), ..Default::default() };
+        resource.set_type(v1::value::Type::Scalar);
+        v1::TaskResourceLimitation { resources: vec![resource] }
+    }
 }
 
 /// An order to start an executor process in a fresh sandbox.
@@ -122,6 +159,10 @@ pub struct Launch {
     pub user: Option<String>,
     /// Persistent volumes of the executor and the work it starts with, linked into the sandbox.
     pub volumes: Vec<VolumeLink>,
+    /// The container's `cpus` and `mem` (MB): the executor's resources plus those of the work
+    /// it starts with, what isolation limits it to (`None`: not asked for).
+    pub cpus: Option<f64>,
+    pub mem_mb: Option<f64>,
 }
 
 /// A persistent volume made visible in a sandbox: the shell creates `host_path` if needed and
@@ -210,6 +251,9 @@ struct Executor {
     registration_timed_out: bool,
     /// Found alive by a restarted agent: its deadline is for subscribing again.
     recovered: bool,
+    /// The limit its container went over, with the message its tasks end with (not
+    /// checkpointed: the container is destroyed at once).
+    limitation: Option<(Limitation, String)>,
 }
 
 /// A task handed to its executor.
@@ -324,7 +368,30 @@ impl Agent {
                     &mut out,
                 );
             }
+            Input::ContainerLimited { framework_id, executor_id, limitation, message } => {
+                if let Some(executor) = self.executor_mut(&framework_id, &executor_id)
+                    && executor.limitation.is_none()
+                {
+                    executor.limitation = Some((limitation, message));
+                }
+            }
             Input::ExecutorExited { framework_id, executor_id, status } => {
+                let limited = self
+                    .executor_mut(&framework_id, &executor_id)
+                    .and_then(|e| e.limitation.clone());
+                if let Some((limitation, message)) = limited {
+                    self.executor_gone(
+                        &framework_id,
+                        &executor_id,
+                        status,
+                        limitation.reason(),
+                        &message,
+                        now,
+                        &mut out,
+                    );
+                    self.flush_checkpoint(&mut out);
+                    return out;
+                }
                 let (timed_out, recovered) = self
                     .executor_mut(&framework_id, &executor_id)
                     .map_or((false, false), |e| (e.registration_timed_out, e.recovered));
@@ -721,7 +788,7 @@ impl Agent {
             } else {
                 TaskState::TaskFailed
             };
-            let status = self.agent_status(
+            let mut status = self.agent_status(
                 framework_id,
                 &task_id,
                 Some(executor_id),
@@ -730,6 +797,11 @@ impl Agent {
                 message,
                 now,
             );
+            if let Some((limitation, _)) = &executor.limitation
+                && state == TaskState::TaskFailed
+            {
+                status.limitation = Some(limitation.proto());
+            }
             self.enqueue_update(framework_id, status, now, out);
         }
         // Like Mesos, only custom executors' exits reach the master (and the scheduler as

@@ -350,6 +350,7 @@ impl Agent {
             register_by: Some(now + self.config.executor_reregistration_timeout),
             registration_timed_out: false,
             recovered: true,
+            limitation: None,
             info: record.executor_info,
         }
     }

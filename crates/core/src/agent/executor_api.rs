@@ -198,6 +198,20 @@ impl Agent {
         if status.timestamp.is_none() {
             status.timestamp = Some(now.as_secs_f64());
         }
+        let limited =
+            self.executor_mut(framework_id, executor_id).and_then(|e| e.limitation.clone());
+        if let Some((limitation, message)) = limited
+            && crate::status::is_terminal(status.state())
+            && status.state() != TaskState::TaskFinished
+        {
+            // The task died of its container's limit (the OOM killer took it, say), whatever
+            // the executor saw: it fails with the limitation, as in Mesos.
+            status.set_state(TaskState::TaskFailed);
+            status.set_reason(limitation.reason());
+            status.set_source(Source::Agent);
+            status.message = Some(message);
+            status.limitation = Some(limitation.proto());
+        }
         let task_id = status.task_id.clone();
         let uuid = status.uuid.clone().unwrap_or_default();
         if let Some(executor) = self.executor_mut(framework_id, executor_id)

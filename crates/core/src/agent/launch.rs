@@ -136,6 +136,26 @@ impl Agent {
         for task in work.tasks() {
             volumes.extend(volume_links(&self.config.work_dir, &task.resources));
         }
+        // Mesos sizes a container by its executor's resources plus its tasks' (reference
+        // §7.5); the command executor's resources are its task's, and Mesos gives it an
+        // allowance of its own on top (0.1 cpus, 32 MB), so that the executor is not what
+        // runs out.
+        let mut sized: Vec<v1::Resource> =
+            if command_executor { Vec::new() } else { executor_info.resources.clone() };
+        for task in work.tasks() {
+            sized.extend(task.resources.iter().cloned());
+        }
+        let (mut cpus, mut mem_mb) = match crate::convert::resources_from_proto(&sized) {
+            Ok(r) => (
+                Some(r.cpus()).filter(|c| c.is_positive()).map(|c| c.as_f64()),
+                Some(r.mem()).filter(|m| m.is_positive()).map(|m| m.as_f64()),
+            ),
+            Err(_) => (None, None),
+        };
+        if command_executor {
+            cpus = cpus.map(|c| c + COMMAND_EXECUTOR_CPUS);
+            mem_mb = mem_mb.map(|m| m + COMMAND_EXECUTOR_MEM_MB);
+        }
         let mut executor = Executor {
             info: executor_info,
             container_id: container_id.clone(),
@@ -151,6 +171,7 @@ impl Agent {
             register_by: Some(now + self.config.executor_registration_timeout),
             registration_timed_out: false,
             recovered: false,
+            limitation: None,
         };
         executor.take(work, out);
         framework.executors.insert(executor_id.clone(), executor);
@@ -163,6 +184,8 @@ impl Agent {
             env,
             user,
             volumes,
+            cpus,
+            mem_mb,
         })));
     }
 
@@ -318,6 +341,10 @@ impl Executor {
         }
     }
 }
+
+/// Mesos's allowance for the command executor itself (`DEFAULT_EXECUTOR_CPUS`/`_MEM`).
+const COMMAND_EXECUTOR_CPUS: f64 = 0.1;
+const COMMAND_EXECUTOR_MEM_MB: f64 = 32.0;
 
 fn launch_group_event(task_group: v1::TaskGroupInfo) -> executor::Event {
     let mut e = executor::Event::default();

@@ -28,6 +28,7 @@ use crate::resources::Resources;
 
 mod groups;
 mod lifecycle;
+mod limitation;
 mod recovery;
 mod view;
 
