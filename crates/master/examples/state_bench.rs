@@ -285,6 +285,24 @@ fn main() {
         rss_mib(),
     );
 
+    // Where the snapshot's time goes, once.
+    let t = Instant::now();
+    let tasks = b.master.get_tasks();
+    let t_tasks = t.elapsed();
+    let t = Instant::now();
+    let agents_view = b.master.get_agents();
+    let t_agents = t.elapsed();
+    let t = Instant::now();
+    let frameworks_view = b.master.get_frameworks();
+    let t_frameworks = t.elapsed();
+    println!(
+        "snapshot parts: tasks {:.0} ms, agents {:.0} ms, frameworks {:.0} ms",
+        t_tasks.as_secs_f64() * 1e3,
+        t_agents.as_secs_f64() * 1e3,
+        t_frameworks.as_secs_f64() * 1e3
+    );
+    drop((tasks, agents_view, frameworks_view));
+
     let mut snapshot_s = Vec::new();
     let mut render_s = Vec::new();
     let mut floor_s = Vec::new();

@@ -12,6 +12,7 @@
 //! the output through `serde::Serialize` without an intermediate `serde_json::Value`.
 //! `?jsonp=` is not supported.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -69,48 +70,56 @@ fn format_ranges(ranges: &[(u64, u64)]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
-/// The flat resources object of reference §4.4.
+/// The flat resources object of reference §4.4. A task has a handful of entries, so a short
+/// vector searched in place beats a map: this is built once per task of `/master/state`.
 #[derive(Debug, Default, PartialEq)]
-struct FlatResources(BTreeMap<String, Flat>);
+struct FlatResources<'a>(Vec<(Cow<'a, str>, Flat)>);
 
-impl FlatResources {
-    fn of<'a>(resources: impl IntoIterator<Item = &'a v1::Resource>) -> FlatResources {
-        let mut flat = BTreeMap::new();
-        for name in ["cpus", "gpus", "mem", "disk"] {
-            flat.insert(name.to_string(), Flat::Scalar(0.0));
-        }
+impl<'a> FlatResources<'a> {
+    fn of(resources: impl IntoIterator<Item = &'a v1::Resource>) -> FlatResources<'a> {
+        let mut flat: Vec<(Cow<'a, str>, Flat)> = ["cpus", "gpus", "mem", "disk"]
+            .into_iter()
+            .map(|name| (Cow::Borrowed(name), Flat::Scalar(0.0)))
+            .collect();
         for r in resources {
-            let name = if r.revocable.is_some() {
-                format!("{}_revocable", r.name)
+            let name: Cow<'a, str> = if r.revocable.is_some() {
+                Cow::Owned(format!("{}_revocable", r.name))
             } else {
-                r.name.clone()
+                Cow::Borrowed(r.name.as_str())
             };
-            if let Some(scalar) = &r.scalar {
-                match flat.entry(name).or_insert(Flat::Scalar(0.0)) {
-                    Flat::Scalar(v) => *v += scalar.value,
-                    _ => continue,
+            let index = match flat.iter().position(|(n, _)| *n == name) {
+                Some(index) => index,
+                None => {
+                    let empty = if r.ranges.is_some() {
+                        Flat::Ranges(Vec::new())
+                    } else if r.set.is_some() {
+                        Flat::Set(Vec::new())
+                    } else {
+                        Flat::Scalar(0.0)
+                    };
+                    flat.push((name, empty));
+                    flat.len() - 1
                 }
-            } else if let Some(ranges) = &r.ranges {
-                let entry = flat.entry(name).or_insert_with(|| Flat::Ranges(Vec::new()));
-                if let Flat::Ranges(list) = entry {
+            };
+            match (&mut flat[index].1, &r.scalar, &r.ranges, &r.set) {
+                (Flat::Scalar(v), Some(scalar), _, _) => *v += scalar.value,
+                (Flat::Ranges(list), _, Some(ranges), _) => {
                     list.extend(ranges.range.iter().map(|x| (x.begin, x.end)));
                 }
-            } else if let Some(set) = &r.set {
-                let entry = flat.entry(name).or_insert_with(|| Flat::Set(Vec::new()));
-                if let Flat::Set(items) = entry {
-                    items.extend(set.item.iter().cloned());
-                }
+                (Flat::Set(items), _, _, Some(set)) => items.extend(set.item.iter().cloned()),
+                // A name used with two types: the first one wins, as in a Mesos Resources sum.
+                _ => {}
             }
         }
         FlatResources(flat)
     }
 }
 
-impl Serialize for FlatResources {
+impl Serialize for FlatResources<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.0.len()))?;
         for (k, v) in &self.0 {
-            map.serialize_entry(k, v)?;
+            map.serialize_entry(k.as_ref(), v)?;
         }
         map.end()
     }

@@ -96,20 +96,22 @@ impl Master {
         }
     }
 
-    /// (allocated, offered) per agent: the resources of unfinished tasks and of executors, and
-    /// of outstanding offers. One pass over tasks and offers.
+    /// (allocated, offered) per agent. The allocator knows what each agent has not allocated,
+    /// so allocated is total less available less offered: a pass over agents and offers, not
+    /// over every task.
     fn agent_usage(&self) -> BTreeMap<&str, (Resources, Resources)> {
-        let mut usage: BTreeMap<&str, (Resources, Resources)> = BTreeMap::new();
-        for framework in self.frameworks.values() {
-            for task in framework.tasks.values().filter(|t| !t.released) {
-                usage.entry(task.agent_id.as_str()).or_default().0 += &task.resources;
-            }
-            for ((agent_id, _), executor) in &framework.executors {
-                usage.entry(agent_id.as_str()).or_default().0 += &executor.resources;
-            }
-        }
+        let mut offered: BTreeMap<&str, Resources> = BTreeMap::new();
         for offer in self.offers.values() {
-            usage.entry(offer.agent_id.as_str()).or_default().1 += &offer.resources;
+            *offered.entry(offer.agent_id.as_str()).or_default() += &offer.resources;
+        }
+        let mut usage = BTreeMap::new();
+        for id in self.agents.keys() {
+            let offers = offered.remove(id.as_str()).unwrap_or_default();
+            let used = match (self.allocator.total(id), self.allocator.available(id)) {
+                (Some(total), Some(available)) => total - available,
+                _ => Resources::new(),
+            };
+            usage.insert(id.as_str(), (used - &offers, offers));
         }
         usage
     }
@@ -191,8 +193,11 @@ impl Master {
     /// GET_TASKS: unfinished tasks and each framework's bounded list of completed ones; tasks
     /// on unreachable agents are among `tasks` (the master does not move them).
     pub fn get_tasks(&self) -> response::GetTasks {
+        // Sized up front: a task is a large struct, and growing a vector of 200k of them
+        // copies them over and over.
         let mut tasks = Vec::with_capacity(self.frameworks.values().map(|f| f.tasks.len()).sum());
-        let mut completed_tasks = Vec::new();
+        let mut completed_tasks =
+            Vec::with_capacity(self.frameworks.values().map(|f| f.completed_tasks.len()).sum());
         for framework in self.frameworks.values() {
             tasks.extend(framework.tasks.values().map(|t| task_view(&framework.id, t)));
             completed_tasks
