@@ -60,7 +60,7 @@ async fn quota_limits_what_a_role_is_offered() -> anyhow::Result<()> {
             400,
             "must be positive",
         ),
-        (r#"{"type":"GET_STATE"}"#, 501, "GET_STATE"),
+        (r#"{"type":"GET_MAINTENANCE_STATUS"}"#, 501, "GET_MAINTENANCE_STATUS"),
     ] {
         let (got, text) = post(&cluster, body).await?;
         assert_eq!(got, status, "{body}: {text}");

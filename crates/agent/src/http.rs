@@ -98,6 +98,8 @@ fn refusal(error: CallError) -> Refusal {
     match error {
         CallError::BadRequest(m) => refuse(StatusCode::BAD_REQUEST, m),
         CallError::Forbidden(m) => refuse(StatusCode::FORBIDDEN, m),
+        CallError::NotFound(m) => refuse(StatusCode::NOT_FOUND, m),
+        CallError::Conflict(m) => refuse(StatusCode::CONFLICT, m),
     }
 }
 

@@ -13,4 +13,10 @@ pub enum CallError {
     /// 403 Forbidden.
     #[error("{0}")]
     Forbidden(String),
+    /// 404 Not Found (an operator call naming an agent the master does not know).
+    #[error("{0}")]
+    NotFound(String),
+    /// 409 Conflict (an operator operation the agent's resources cannot take).
+    #[error("{0}")]
+    Conflict(String),
 }

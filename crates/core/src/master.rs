@@ -12,14 +12,16 @@
 mod accept;
 mod agents;
 mod health;
+mod operator;
 mod recovery;
 mod scheduler;
 mod tasks;
+mod view;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::Duration;
 
-use agora_proto::{internal, scheduler as sched, v1};
+use agora_proto::{internal, master as ops, scheduler as sched, v1};
 use bytes::Bytes;
 
 use crate::allocator::{Allocation, Allocator, AllocatorConfig};
@@ -29,6 +31,10 @@ use crate::resources::Resources;
 use crate::status::is_terminal;
 pub use recovery::RegistryOp;
 pub use scheduler::validate_call;
+pub use view::{Counters, TASK_STATES};
+
+/// The Mesos release whose APIs the master speaks, as the operator API reports it.
+pub const MESOS_VERSION: &str = "1.11.0";
 
 /// A scheduler or agent stream, numbered by the shell.
 pub type ConnId = u64;
@@ -115,6 +121,31 @@ pub enum Input {
         req: ReqId,
         quotas: Vec<internal::RegistryQuota>,
     },
+    /// An operator's SUBSCRIBE whose stream the shell has opened as `conn`.
+    OperatorSubscribe {
+        req: ReqId,
+        conn: ConnId,
+    },
+    OperatorClosed {
+        conn: ConnId,
+    },
+    /// RESERVE_RESOURCES, UNRESERVE_RESOURCES, CREATE_VOLUMES or DESTROY_VOLUMES of the
+    /// operator API, as the offer operation that does the same.
+    OperatorOperation {
+        req: ReqId,
+        agent_id: String,
+        operation: Box<v1::offer::Operation>,
+    },
+    /// TEARDOWN of the operator API.
+    Teardown {
+        req: ReqId,
+        framework_id: String,
+    },
+    /// MARK_AGENT_GONE of the operator API.
+    MarkAgentGone {
+        req: ReqId,
+        agent_id: String,
+    },
 }
 
 #[expect(
@@ -142,6 +173,11 @@ pub enum Output {
     CloseAgent {
         conn: ConnId,
     },
+    /// An event of the operator stream `conn` (SUBSCRIBE of `/api/v1`).
+    ToOperator {
+        conn: ConnId,
+        event: Box<ops::Event>,
+    },
     /// A registry change that must be durable before any other output of the same input is
     /// delivered (ARCHITECTURE: persist before you promise).
     Persist(RegistryOp),
@@ -163,6 +199,8 @@ struct Framework {
     /// Known from the registry or an agent's report, but its scheduler has not subscribed to
     /// this master yet.
     recovered: bool,
+    /// When its scheduler first subscribed to this master.
+    registered_time: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -206,6 +244,8 @@ struct Agent {
     awaiting_pong: bool,
     /// Pings in a row left unanswered.
     missed_pings: u32,
+    registered_time: Option<Duration>,
+    reregistered_time: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -248,6 +288,13 @@ pub struct Master {
     /// Role weights set through the registry (they override `--weights`).
     weights: BTreeMap<String, f64>,
     quotas: BTreeMap<String, internal::RegistryQuota>,
+    /// Open operator event streams.
+    operator_conns: BTreeSet<ConnId>,
+    /// Agents marked gone by the operator; they are refused if they come back.
+    gone_agents: BTreeSet<String>,
+    counters: Counters,
+    /// When this master started (time since the Unix epoch).
+    start_time: Duration,
 }
 
 impl Master {
@@ -277,6 +324,10 @@ impl Master {
             unreachable_agents: BTreeMap::new(),
             weights: BTreeMap::new(),
             quotas: BTreeMap::new(),
+            operator_conns: BTreeSet::new(),
+            gone_agents: BTreeSet::new(),
+            counters: Counters::default(),
+            start_time: Duration::ZERO,
         }
     }
 
@@ -306,6 +357,7 @@ impl Master {
             }
             Input::AgentClosed { conn } => self.agent_closed(conn, now, &mut out),
             Input::AllocationTick => {
+                self.counters.allocation_runs += 1;
                 self.expire_reregistrations(now, &mut out);
                 self.expire_failovers(now, &mut out);
                 self.expire_offers(now, &mut out);
@@ -319,6 +371,22 @@ impl Master {
             }
             Input::UpdateQuota { req, quotas } => {
                 let result = self.update_quota(quotas, &mut out);
+                out.push(Output::Reply { req, result });
+            }
+            Input::OperatorSubscribe { req, conn } => self.operator_subscribe(req, conn, &mut out),
+            Input::OperatorClosed { conn } => {
+                self.operator_conns.remove(&conn);
+            }
+            Input::OperatorOperation { req, agent_id, operation } => {
+                let result = self.operator_operation(&agent_id, &operation, now, &mut out);
+                out.push(Output::Reply { req, result });
+            }
+            Input::Teardown { req, framework_id } => {
+                let result = self.teardown(&framework_id, now, &mut out);
+                out.push(Output::Reply { req, result });
+            }
+            Input::MarkAgentGone { req, agent_id } => {
+                let result = self.mark_agent_gone(&agent_id, now, &mut out);
                 out.push(Output::Reply { req, result });
             }
         }
@@ -382,6 +450,9 @@ impl Master {
     }
 
     fn heartbeat(&self, out: &mut Vec<Output>) {
+        let mut beat = ops::Event::default();
+        beat.set_type(ops::event::Type::Heartbeat);
+        self.operator_event(&beat, out);
         for &conn in self.scheduler_conns.keys() {
             out.push(Output::ToScheduler { conn, event: event(sched::event::Type::Heartbeat) });
         }
@@ -538,6 +609,7 @@ impl Master {
         status: &v1::TaskStatus,
         latest_state: Option<v1::TaskState>,
         now: Duration,
+        out: &mut Vec<Output>,
     ) {
         let Some(framework) = self.frameworks.get_mut(framework_id) else {
             return;
@@ -546,6 +618,7 @@ impl Master {
             return;
         };
         task.state = latest_state.unwrap_or(status.state());
+        let state = task.state;
         if status.uuid.is_some() {
             task.status_update_state = Some(status.state());
             task.status_update_uuid = status.uuid.clone();
@@ -562,6 +635,7 @@ impl Master {
                 now,
             );
         }
+        self.emit_task_updated(framework_id, status, state, out);
         // Updates without a uuid are never acknowledged, so a terminal one completes the task
         // at once.
         if status.uuid.is_none() && is_terminal(status.state()) {
@@ -616,6 +690,7 @@ impl Master {
             self.scheduler_conns.remove(&conn);
             out.push(Output::CloseScheduler { conn });
         }
+        self.emit_framework_removed(&framework.info, out);
         // The removal is durable before anything of it is delivered: a restarted master keeps
         // refusing the id.
         out.push(Output::Persist(RegistryOp::RemoveFramework(internal::RegistryFramework {

@@ -43,6 +43,27 @@ pub(crate) enum Command {
     },
     /// A streaming response body went away.
     Closed(Input),
+    /// A read-only query of the core (the operator API's GET_* calls, the state endpoints).
+    /// It runs after its batch is durable, so that it reveals nothing not yet promised; it
+    /// should copy what it needs and leave the encoding to the handler.
+    Read(Read),
+}
+
+/// A query run against the core with the current time; it sends its own answer.
+pub(crate) type Read = Box<dyn FnOnce(&Master, Duration) + Send>;
+
+/// Runs `query` on the core and waits for its answer; `None` when the master is shutting down.
+pub(crate) async fn read<R: Send + 'static>(
+    handle: &Handle,
+    query: impl FnOnce(&Master, Duration) -> R + Send + 'static,
+) -> Option<R> {
+    handle
+        .request(|reply| {
+            Command::Read(Box::new(move |master: &Master, now: Duration| {
+                let _ = reply.send(query(master, now));
+            }))
+        })
+        .await
 }
 
 pub(crate) struct StreamSender {
@@ -126,19 +147,20 @@ impl Dispatcher {
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut open = true;
         while open {
+            let mut reads = Vec::new();
             let first = tokio::select! {
                 command = rx.recv() => match command {
-                    Some(command) => self.accept(command),
+                    Some(command) => self.accept(command, &mut reads),
                     None => return Ok(()),
                 },
-                _ = allocation.tick() => Input::AllocationTick,
-                _ = heartbeat.tick() => Input::HeartbeatTick,
-                _ = ping.tick() => Input::PingTick,
+                _ = allocation.tick() => Some(Input::AllocationTick),
+                _ = heartbeat.tick() => Some(Input::HeartbeatTick),
+                _ = ping.tick() => Some(Input::PingTick),
             };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
+            let mut batch: Vec<Input> = first.into_iter().collect();
+            while batch.len() + reads.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(command) => batch.push(self.accept(command)),
+                    Ok(command) => batch.extend(self.accept(command, &mut reads)),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         open = false;
@@ -158,13 +180,22 @@ impl Dispatcher {
             }
             self.persist(ops).await?;
             self.apply(outputs);
+            let now = self.clock.now();
+            for read in reads {
+                read(&self.master, now);
+            }
         }
         Ok(())
     }
 
-    /// Registers what a command brings along (a stream, a reply channel) and returns its input.
-    fn accept(&mut self, command: Command) -> Input {
-        match command {
+    /// Registers what a command brings along (a stream, a reply channel) and returns its input;
+    /// a read is set aside for the end of the batch.
+    fn accept(&mut self, command: Command, reads: &mut Vec<Read>) -> Option<Input> {
+        Some(match command {
+            Command::Read(read) => {
+                reads.push(read);
+                return None;
+            }
             Command::Input { input, reply, stream } => {
                 if let Some(s) = stream {
                     self.streams.insert(s.conn, s.format, s.tx);
@@ -175,12 +206,15 @@ impl Dispatcher {
                 input
             }
             Command::Closed(input) => {
-                if let Input::SchedulerClosed { conn } | Input::AgentClosed { conn } = &input {
+                if let Input::SchedulerClosed { conn }
+                | Input::AgentClosed { conn }
+                | Input::OperatorClosed { conn } = &input
+                {
                     self.streams.remove(*conn);
                 }
                 input
             }
-        }
+        })
     }
 
     /// Makes a batch's registry operations durable in one write.
@@ -214,6 +248,7 @@ impl Dispatcher {
                 }
                 Output::ToScheduler { conn, event } => self.streams.send(conn, &event),
                 Output::ToAgent { conn, event } => self.streams.send(conn, &event),
+                Output::ToOperator { conn, event } => self.streams.send(conn, &*event),
                 Output::CloseScheduler { conn } | Output::CloseAgent { conn } => {
                     // Dropping the sender ends the response body once it drained.
                     self.streams.remove(conn);
@@ -232,7 +267,11 @@ fn request_id(input: &Input) -> Option<ReqId> {
         | Input::AgentRegister { req, .. }
         | Input::AgentCall { req, .. }
         | Input::UpdateWeights { req, .. }
-        | Input::UpdateQuota { req, .. } => Some(*req),
+        | Input::UpdateQuota { req, .. }
+        | Input::OperatorSubscribe { req, .. }
+        | Input::OperatorOperation { req, .. }
+        | Input::Teardown { req, .. }
+        | Input::MarkAgentGone { req, .. } => Some(*req),
         _ => None,
     }
 }

@@ -1,6 +1,7 @@
 //! The master's HTTP surface: `POST /api/v1/scheduler` (reference §1.1), Agora's internal
-//! `POST /api/agora/v1/agent`, the first operator calls of `POST /api/v1` (weights and quota),
-//! `GET /version` and `GET /health`.
+//! `POST /api/agora/v1/agent`, the operator API `POST /api/v1` (served by `operator.rs`), the
+//! legacy state endpoints (`legacy.rs`), the metrics (`metrics.rs`), `GET /version` and
+//! `GET /health`.
 //!
 //! Handlers check what Mesos checks before a call reaches the state machine (method, content
 //! type, body, `Accept`, the stream-id header on SUBSCRIBE) and map the core's refusals to
@@ -12,9 +13,13 @@ use agora_http::{
     EventBody, Refusal, accepted, decode_call, refuse, request_format, response_format,
     stream_response,
 };
-use agora_proto::{Format, internal, master, scheduler};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::time::Instant;
+
+use agora_proto::{Format, internal, master, scheduler, v1};
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,25 +28,75 @@ use tokio::sync::mpsc;
 
 use crate::MESOS_API_VERSION;
 use crate::dispatcher::{Command, Handle, StreamSender, submit};
+use crate::{legacy, metrics};
 
-pub(crate) fn router(handle: Handle) -> Router {
-    Router::new()
-        .route("/api/v1/scheduler", post(scheduler_api))
-        .route("/master/api/v1/scheduler", post(scheduler_api))
-        .route("/api/agora/v1/agent", post(agent_api))
-        .route("/api/v1", post(operator_api))
-        .route("/master/api/v1", post(operator_api))
-        .route("/version", get(version))
-        .route("/health", get(health))
-        .route("/master/health", get(health))
-        .layer(DefaultBodyLimit::max(agora_http::MAX_BODY))
-        .with_state(handle)
+/// What every handler can reach: the dispatcher, and the shell's own fixed facts.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) handle: Handle,
+    pub(crate) shell: Arc<Shell>,
 }
 
-fn refusal(error: CallError) -> Refusal {
+/// Facts about this master that are not the core's: its flags, when the process started, and
+/// the logging level SET_LOGGING_LEVEL recorded.
+pub(crate) struct Shell {
+    pub(crate) flags: Vec<(String, String)>,
+    pub(crate) started: Instant,
+    pub(crate) logging_level: AtomicU32,
+    pub(crate) master_info: v1::MasterInfo,
+}
+
+impl FromRef<AppState> for Handle {
+    fn from_ref(state: &AppState) -> Handle {
+        state.handle.clone()
+    }
+}
+
+/// A GET route's handler, made afresh for each path it is served under.
+type Handler = axum::routing::MethodRouter<AppState>;
+
+pub(crate) fn router(handle: Handle, shell: Arc<Shell>) -> Router {
+    let mut router = Router::new()
+        .route("/api/agora/v1/agent", post(agent_api))
+        .route("/version", get(version))
+        .route("/metrics/snapshot", get(metrics::snapshot_json))
+        .route("/metrics", get(metrics::prometheus));
+    // Mesos serves each route under its actor (`/master/...`) and, by delegation, at the root;
+    // libprocess picks a path's longest registered prefix, so `/api/v1/operator` (where
+    // pymesos' operator driver posts) and `/master/frameworks/` (avmesos-cli) reach the same
+    // handlers as `/api/v1` and `/master/frameworks`. Tools use every spelling.
+    for prefix in ["", "/master"] {
+        router = router
+            .route(&format!("{prefix}/api/v1/scheduler"), post(scheduler_api))
+            .route(&format!("{prefix}/api/v1"), post(operator_api))
+            .route(&format!("{prefix}/api/v1/operator"), post(operator_api))
+            .route(&format!("{prefix}/health"), get(health))
+            .route(&format!("{prefix}/redirect"), get(legacy::redirect));
+        let reads: [(&str, fn() -> Handler); 8] = [
+            ("state", || get(legacy::state)),
+            ("state.json", || get(legacy::state)),
+            ("state-summary", || get(legacy::state_summary)),
+            ("frameworks", || get(legacy::frameworks)),
+            ("slaves", || get(legacy::slaves)),
+            ("tasks", || get(legacy::tasks)),
+            ("roles", || get(legacy::roles)),
+            ("flags", || get(legacy::flags)),
+        ];
+        for (name, handler) in reads {
+            router = router
+                .route(&format!("{prefix}/{name}"), handler())
+                .route(&format!("{prefix}/{name}/"), handler());
+        }
+    }
+    router.layer(DefaultBodyLimit::max(agora_http::MAX_BODY)).with_state(AppState { handle, shell })
+}
+
+pub(crate) fn refusal(error: CallError) -> Refusal {
     match error {
         CallError::BadRequest(m) => refuse(StatusCode::BAD_REQUEST, m),
         CallError::Forbidden(m) => refuse(StatusCode::FORBIDDEN, m),
+        CallError::NotFound(m) => refuse(StatusCode::NOT_FOUND, m),
+        CallError::Conflict(m) => refuse(StatusCode::CONFLICT, m),
     }
 }
 
@@ -86,59 +141,15 @@ async fn agent_api(
     open_stream(&handle, format, open, |conn| Input::AgentClosed { conn }).await
 }
 
-/// The operator API (reference §4.2). Served so far: UPDATE_WEIGHTS and UPDATE_QUOTA, each
-/// answered `200 OK` once durable; every other call type is answered `501` with a message
-/// that names it, until the operator API is complete.
+/// The operator API (reference §4.2): decoding here, the calls in `operator.rs`.
 async fn operator_api(
-    State(handle): State<Handle>,
+    State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
     let format = request_format(&headers)?;
     let call: master::Call = decode_call(format, &body)?;
-    let req = handle.next_id();
-    let input = match call.r#type() {
-        master::call::Type::UpdateWeights => {
-            let Some(update) = call.update_weights else {
-                return Err(refuse(
-                    StatusCode::BAD_REQUEST,
-                    "Expecting 'update_weights' to be present",
-                ));
-            };
-            Input::UpdateWeights { req, weights: update.weight_infos }
-        }
-        master::call::Type::UpdateQuota => {
-            let Some(update) = call.update_quota else {
-                return Err(refuse(
-                    StatusCode::BAD_REQUEST,
-                    "Expecting 'update_quota' to be present",
-                ));
-            };
-            let quotas = update
-                .quota_configs
-                .into_iter()
-                .map(|c| internal::RegistryQuota {
-                    role: c.role,
-                    guarantees: c.guarantees,
-                    limits: c.limits,
-                })
-                .collect();
-            Input::UpdateQuota { req, quotas }
-        }
-        master::call::Type::Unknown => {
-            return Err(refuse(StatusCode::NOT_IMPLEMENTED, "Expecting 'type' to be present"));
-        }
-        other => {
-            return Err(refuse(
-                StatusCode::NOT_IMPLEMENTED,
-                format!(
-                    "Operator call {} is not implemented by this version of Agora",
-                    other.as_str_name()
-                ),
-            ));
-        }
-    };
-    submit(&handle, input, None).await.map(|()| StatusCode::OK.into_response()).map_err(refusal)
+    crate::operator::serve(&state, &headers, call).await
 }
 
 /// A call answered 202 or refused.

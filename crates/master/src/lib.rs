@@ -4,11 +4,14 @@
 //! `http.rs` decodes requests and maps refusals to status codes; `dispatcher.rs` is the single
 //! owner of the core and of every open stream, and group-commits the registry; `registry.rs` is
 //! the embedded store (redb) under `--work_dir`. The shell keeps no state of its own beyond
-//! connection plumbing. Not here yet: ZooKeeper election, the operator API and the legacy
-//! state endpoints.
+//! connection plumbing. `operator.rs` serves the operator API, `legacy.rs` the unversioned
+//! state endpoints, `metrics.rs` the metrics. Not here yet: ZooKeeper election.
 
 mod dispatcher;
 mod http;
+pub mod legacy;
+mod metrics;
+mod operator;
 pub mod registry;
 
 use std::net::{IpAddr, SocketAddr};
@@ -151,7 +154,13 @@ pub async fn start(options: MasterOptions) -> Result<RunningMaster, MasterError>
     let (store, snapshot) = open_registry(&options, &master_info).await?;
     let recovered = (snapshot.agents.len(), snapshot.frameworks.len());
     let (handle, fatal) = dispatcher::spawn(config, snapshot, store);
-    let app = http::router(handle);
+    let shell = http::Shell {
+        flags: flags(&options),
+        started: std::time::Instant::now(),
+        logging_level: std::sync::atomic::AtomicU32::new(0),
+        master_info: master_info.clone(),
+    };
+    let app = http::router(handle, Arc::new(shell));
     let server = Server::spawn(listener, app, "master")
         .map_err(|source| MasterError::Bind { addr: requested, source })?;
     tracing::info!(
@@ -205,4 +214,42 @@ fn master_info(options: &MasterOptions, addr: SocketAddr) -> v1::MasterInfo {
         }),
         ..Default::default()
     }
+}
+
+/// The master's flags as GET_FLAGS and `/master/flags` show them: Mesos's names, values as
+/// strings, durations in stout's units.
+fn flags(options: &MasterOptions) -> Vec<(String, String)> {
+    use agora_core::duration::format;
+    let mut flags = vec![
+        ("ip".to_string(), options.ip.to_string()),
+        ("port".to_string(), options.port.to_string()),
+        (
+            "registry".to_string(),
+            match options.registry {
+                RegistryKind::ReplicatedLog => "replicated_log".to_string(),
+                RegistryKind::InMemory => "in_memory".to_string(),
+            },
+        ),
+        ("allocation_interval".to_string(), format(options.allocation_interval)),
+        ("heartbeat_interval".to_string(), format(options.heartbeat_interval)),
+        ("agent_reregister_timeout".to_string(), format(options.agent_reregister_timeout)),
+        ("agent_ping_timeout".to_string(), format(options.agent_ping_timeout)),
+        ("max_agent_ping_timeouts".to_string(), options.max_agent_ping_timeouts.to_string()),
+    ];
+    if let Some(hostname) = &options.hostname {
+        flags.push(("hostname".to_string(), hostname.clone()));
+    }
+    if let Some(work_dir) = &options.work_dir {
+        flags.push(("work_dir".to_string(), work_dir.display().to_string()));
+    }
+    if let Some(timeout) = options.offer_timeout {
+        flags.push(("offer_timeout".to_string(), format(timeout)));
+    }
+    if !options.allocator.weights.is_empty() {
+        let weights: Vec<String> =
+            options.allocator.weights.iter().map(|(r, w)| format!("{r}={w}")).collect();
+        flags.push(("weights".to_string(), weights.join(",")));
+    }
+    flags.sort();
+    flags
 }

@@ -168,7 +168,7 @@ impl Master {
 
     /// Persistence ids of the volumes that tasks or executors on the agent hold now: those
     /// cannot be destroyed.
-    fn volumes_in_use(&self, agent_id: &str) -> BTreeSet<String> {
+    pub(super) fn volumes_in_use(&self, agent_id: &str) -> BTreeSet<String> {
         let mut ids = BTreeSet::new();
         for framework in self.frameworks.values() {
             for task in framework.tasks.values() {
@@ -189,7 +189,7 @@ impl Master {
 
     /// Persists the agent's complete set of dynamic reservations and persistent volumes and
     /// tells the agent, which keeps them and reports them when it registers again.
-    fn checkpoint_resources(&mut self, agent_id: &str, out: &mut Vec<Output>) {
+    pub(super) fn checkpoint_resources(&mut self, agent_id: &str, out: &mut Vec<Output>) {
         let Some(agent) = self.agents.get(agent_id) else {
             return;
         };
@@ -264,6 +264,7 @@ impl Master {
                 *available -= &consumed;
                 let executor = task.executor.clone();
                 self.record_launch(at, vec![task.clone()], executor, new_executor);
+                self.emit_task_added(at.framework_id, &task.task_id.value, out);
                 let framework_info = self.framework_info(at.framework_id);
                 let mut e = internal::AgentEvent::default();
                 e.set_type(internal::agent_event::Type::RunTask);
@@ -299,6 +300,9 @@ impl Master {
                     .framework_id
                     .get_or_insert_with(|| v1::FrameworkId { value: at.framework_id.to_string() });
                 self.record_launch(at, tasks.clone(), Some(executor.clone()), new_executor);
+                for task in &tasks {
+                    self.emit_task_added(at.framework_id, &task.task_id.value, out);
+                }
                 let framework_info = self.framework_info(at.framework_id);
                 let mut e = internal::AgentEvent::default();
                 e.set_type(internal::agent_event::Type::RunTaskGroup);

@@ -79,6 +79,9 @@ impl Master {
                 id
             }
         };
+        if self.is_gone_agent(&id) {
+            return fail(out, "Agent has been marked gone".into());
+        }
         info.id = Some(v1::AgentId { value: id.clone() });
         // For an agent the master knows (from its registry, or from before a reconnection),
         // the master's record of reservations and volumes wins: an agent may have missed a
@@ -129,7 +132,10 @@ impl Master {
             agent.record = record;
             agent.awaiting_pong = false;
             agent.missed_pings = 0;
+            agent.reregistered_time = Some(now);
+            self.counters.slave_reregistrations += 1;
         } else {
+            self.counters.slave_registrations += 1;
             self.agents.insert(
                 id.clone(),
                 Agent {
@@ -143,6 +149,8 @@ impl Master {
                     record,
                     awaiting_pong: false,
                     missed_pings: 0,
+                    registered_time: Some(now),
+                    reregistered_time: None,
                 },
             );
         }
@@ -211,6 +219,7 @@ impl Master {
         for (framework_id, task_id, policy) in kills {
             self.send_kill(&framework_id, &id, &task_id, policy, out);
         }
+        self.emit_agent_added(&id, out);
         self.allocate_agent(&id, now, out);
     }
 
@@ -248,6 +257,7 @@ impl Master {
                     .and_then(|f| f.tasks.get(&update.status.task_id.value))
                     .is_some_and(|t| t.agent_id != agent_id);
                 if runs_elsewhere {
+                    self.counters.invalid_status_updates += 1;
                     // A stale copy of a task whose id now belongs to a task on another agent
                     // (it is killed when its agent returns). Its updates must not reach the
                     // framework, and no scheduler will acknowledge them, so the master ends
@@ -265,7 +275,8 @@ impl Master {
                 let mut status = update.status;
                 status.agent_id = Some(v1::AgentId { value: agent_id });
                 let latest = update.latest_state.and_then(|s| v1::TaskState::try_from(s).ok());
-                self.apply_status(&framework_id, &status, latest, now);
+                self.counters.valid_status_updates += 1;
+                self.apply_status(&framework_id, &status, latest, now, out);
                 self.send_update(&framework_id, status, out);
             }
             AgentCallType::Pong => self.pong(&agent_id),

@@ -100,7 +100,7 @@ impl Master {
             }
             .build(now);
             status.unreachable_time = Some(time_info(now));
-            self.apply_status(&framework_id, &status, None, now);
+            self.apply_status(&framework_id, &status, None, now, out);
             // An unreachable task is not over: it may come back with its agent.
             if state == TaskState::TaskUnreachable {
                 self.complete_task(&framework_id, &task_id);
@@ -108,6 +108,8 @@ impl Master {
             self.send_update(&framework_id, status, out);
         }
         self.announce_agent_failure(agent_id, out);
+        self.counters.slave_removals += 1;
+        self.emit_agent_removed(agent_id, out);
     }
 
     /// Tells each framework the state of its tasks on an agent that was unreachable and

@@ -69,6 +69,7 @@ impl Master {
         let timeout = config.agent_reregister_timeout;
         let mut master = Master::empty(config, allocator);
         master.weights = weights;
+        master.start_time = now;
         for quota in &registry.quotas {
             // A record that no longer fits the allocator's rules (it was valid when written)
             // stays in the registry for the operator to see and fix; it is not enforced.
@@ -131,6 +132,7 @@ impl Master {
                 completed_tasks: Default::default(),
                 executors: Default::default(),
                 recovered: true,
+                registered_time: None,
             },
         );
     }
@@ -352,7 +354,7 @@ impl Master {
                 executor_id: None,
             }
             .build(now);
-            self.apply_status(&framework_id, &status, None, now);
+            self.apply_status(&framework_id, &status, None, now, out);
             self.send_update(&framework_id, status, out);
         }
     }

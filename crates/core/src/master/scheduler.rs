@@ -224,6 +224,7 @@ impl Master {
         if self.frameworks.get(&id).is_some_and(|f| f.info.principal != info.principal) {
             return fail(out, "Changing the framework's principal is not allowed".into());
         }
+        let known = self.frameworks.contains_key(&id);
         if let Some(framework) = self.frameworks.get_mut(&id) {
             // Failover: the newest subscription wins and the old stream learns why it ends.
             if let Some(old) = framework.conn.take() {
@@ -284,10 +285,12 @@ impl Master {
                     completed_tasks: Default::default(),
                     executors: Default::default(),
                     recovered: false,
+                    registered_time: Some(now),
                 },
             );
         }
         self.scheduler_conns.insert(conn, id.clone());
+        self.emit_framework(&id, !known, out);
 
         let mut subscribed = event(sched::event::Type::Subscribed);
         subscribed.subscribed = Some(sched::event::Subscribed {
@@ -318,6 +321,7 @@ impl Master {
             self.remove_offer(&offer_id, None, false, now, out);
         }
         self.allocator.deactivate_framework(&id);
+        self.emit_framework(&id, false, out);
         self.expire_failovers(now, out);
     }
 

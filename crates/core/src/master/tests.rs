@@ -28,6 +28,7 @@ use crate::resources::Resources;
 mod groups;
 mod health;
 mod offers;
+mod operator;
 mod recovery;
 mod reservations;
 mod subscribe;

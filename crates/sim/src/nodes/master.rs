@@ -203,7 +203,8 @@ impl Sim {
 
     fn master_output(&mut self, output: Output) {
         match output {
-            Output::Persist(_) => {}
+            // The simulator opens no operator streams.
+            Output::Persist(_) | Output::ToOperator { .. } => {}
             Output::Reply { req, result } => {
                 let Some(opening) = self.master.opening.remove(&req) else {
                     return;

@@ -1,0 +1,211 @@
+//! Master tests of the operator API's side of the core: the read-only snapshot (GET_STATE and
+//! friends, the metrics), the event stream's events in the order things happen, and the
+//! operator's reservations, TEARDOWN and MARK_AGENT_GONE.
+
+use agora_proto::master::Event;
+use agora_proto::master::event::Type as OperatorEvent;
+
+use super::*;
+
+/// The events of operator stream `conn`.
+fn operator_events(out: &[Output], conn: ConnId) -> Vec<Event> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::ToOperator { conn: c, event } if *c == conn => Some((**event).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn operator_kinds(out: &[Output], conn: ConnId) -> Vec<OperatorEvent> {
+    operator_events(out, conn)
+        .iter()
+        .map(Event::r#type)
+        .filter(|t| *t != OperatorEvent::Heartbeat)
+        .collect()
+}
+
+fn open_operator_stream(h: &mut Harness) -> (ConnId, Vec<Output>) {
+    let (req, conn) = (h.next(), h.next());
+    let out = h.handle(Input::OperatorSubscribe { req, conn });
+    assert_eq!(reply(&out, req), Ok(()));
+    (conn, out)
+}
+
+#[test]
+fn the_snapshot_shows_agents_frameworks_and_tasks() {
+    let mut c = cluster(framework("f"));
+    let (aid, fid) = (c.aid.clone(), c.fid.clone());
+    c.launch(vec![task("t1", &aid, "cpus:1;mem:128")], Some(0.0));
+    c.h.status_update(&aid, &fid, "t1", TaskState::TaskRunning, Some(1));
+
+    let state = c.h.master.get_state();
+    let tasks = state.get_tasks.expect("tasks").tasks;
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].state(), TaskState::TaskRunning);
+    assert_eq!(tasks[0].agent_id.as_ref().map(|a| a.value.as_str()), Some(aid.as_str()));
+    assert_eq!(tasks[0].statuses.len(), 1);
+    let agents = state.get_agents.expect("agents").agents;
+    assert_eq!(agents.len(), 1);
+    assert!(agents[0].active);
+    let allocated = convert::resources_from_proto(&agents[0].allocated_resources).expect("valid");
+    assert_eq!(allocated, res("cpus:1;mem:128"));
+    let frameworks = state.get_frameworks.expect("frameworks").frameworks;
+    assert_eq!(
+        frameworks[0].framework_info.id.as_ref().map(|i| i.value.as_str()),
+        Some(fid.as_str())
+    );
+    assert!(frameworks[0].active && frameworks[0].connected);
+    let roles = c.h.master.get_roles().roles;
+    assert_eq!(roles[0].name, "*");
+    assert_eq!(roles[0].frameworks[0].value, fid);
+
+    let metrics: BTreeMap<String, f64> = c.h.master.metrics().into_iter().collect();
+    assert_eq!(metrics["master/tasks_running"], 1.0);
+    assert_eq!(metrics["master/tasks_staging"], 0.0);
+    assert_eq!(metrics["master/cpus_total"], 4.0);
+    assert_eq!(metrics["master/cpus_used"], 1.0);
+    assert_eq!(metrics["master/cpus_percent"], 0.25);
+    assert_eq!(metrics["master/slaves_active"], 1.0);
+    assert_eq!(metrics["master/frameworks_active"], 1.0);
+    assert_eq!(metrics["master/slave_registrations"], 1.0);
+    assert_eq!(metrics["master/valid_status_updates"], 1.0);
+}
+
+#[test]
+fn the_event_stream_follows_a_task_and_its_agent() {
+    let mut h = Harness::new();
+    let (conn, out) = open_operator_stream(&mut h);
+    let first = operator_events(&out, conn);
+    assert_eq!(first[0].r#type(), OperatorEvent::Subscribed);
+    let subscribed = first[0].subscribed.clone().expect("subscribed");
+    assert_eq!(subscribed.heartbeat_interval_seconds, Some(15.0));
+
+    let (_fconn, fid) = h.subscribe(framework("f"));
+    let (aconn, out) = h.register(register_call(AGENT_RESOURCES, "", None));
+    assert_eq!(operator_kinds(&out, conn), [OperatorEvent::AgentAdded]);
+    let aid = agent_events(&out, aconn).into_iter().find_map(|e| e.registered).expect("REGISTERED");
+    let aid = aid.agent_id.value;
+    let offer = outstanding_offer(&h, &fid).expect("an offer");
+
+    let (result, out) =
+        h.call(&fid, accept(&[&offer], vec![launch(vec![task("t1", &aid, "cpus:1")])], None));
+    assert_eq!(result, Ok(()));
+    let added = operator_events(&out, conn);
+    assert_eq!(added[0].r#type(), OperatorEvent::TaskAdded);
+    let task = added[0].task_added.clone().expect("task_added").task;
+    assert_eq!(task.state(), TaskState::TaskStaging);
+
+    let out = h.status_update(&aid, &fid, "t1", TaskState::TaskRunning, Some(1));
+    let updated = operator_events(&out, conn);
+    let update = updated[0].task_updated.clone().expect("task_updated");
+    assert_eq!(
+        (update.status.state(), update.state()),
+        (TaskState::TaskRunning, TaskState::TaskRunning)
+    );
+
+    // Closing the stream stops the events.
+    h.handle(Input::OperatorClosed { conn });
+    let out = h.status_update(&aid, &fid, "t1", TaskState::TaskFinished, Some(2));
+    assert!(operator_events(&out, conn).is_empty());
+}
+
+#[test]
+fn frameworks_come_and_go_on_the_event_stream() {
+    let mut h = Harness::new();
+    let (conn, _) = open_operator_stream(&mut h);
+    let (fconn, _, out) = h.subscribe_raw(subscribe_call(framework("f")));
+    assert_eq!(operator_kinds(&out, conn), [OperatorEvent::FrameworkAdded]);
+    let out = h.handle(Input::SchedulerClosed { conn: fconn });
+    assert_eq!(operator_kinds(&out, conn), [OperatorEvent::FrameworkUpdated]);
+    let fid = h.master.framework_ids().remove(0);
+    let req = h.next();
+    let out = h.handle(Input::Teardown { req, framework_id: fid.clone() });
+    assert_eq!(reply(&out, req), Ok(()));
+    assert_eq!(operator_kinds(&out, conn), [OperatorEvent::FrameworkRemoved]);
+    assert!(h.master.framework_ids().is_empty());
+    let req = h.next();
+    let out = h.handle(Input::Teardown { req, framework_id: fid });
+    assert!(matches!(reply(&out, req), Err(CallError::BadRequest(_))));
+}
+
+fn reserve(resources: &str, role: &str) -> Box<v1::offer::Operation> {
+    let mut op = v1::offer::Operation::default();
+    op.set_type(v1::offer::operation::Type::Reserve);
+    let mut reserved = convert::resources_to_proto(&res(resources), None);
+    for r in &mut reserved {
+        let mut reservation =
+            v1::resource::ReservationInfo { role: Some(role.into()), ..Default::default() };
+        reservation.set_type(v1::resource::reservation_info::Type::Dynamic);
+        r.reservations.push(reservation);
+    }
+    op.reserve = Some(v1::offer::operation::Reserve { resources: reserved, source: Vec::new() });
+    Box::new(op)
+}
+
+#[test]
+fn operator_reservations_rescind_offers_and_conflict_when_short() {
+    let mut c = cluster(framework("f"));
+    let aid = c.aid.clone();
+    let req = c.h.next();
+    let out = c.h.handle(Input::OperatorOperation {
+        req,
+        agent_id: aid.clone(),
+        operation: reserve("cpus:1", "ops"),
+    });
+    assert_eq!(reply(&out, req), Ok(()));
+    assert!(kinds(&out, c.fconn).contains(&EventType::Rescind), "the agent's offer went first");
+    assert!(agent_events(&out, c.aconn).iter().any(|e| e.checkpoint_resources.is_some()));
+    let total = c.h.master.get_agents().agents[0].total_resources.clone();
+    let total = convert::resources_from_proto(&total).expect("valid");
+    assert_eq!(total.reserved("ops").cpus(), res("cpus:1").cpus());
+
+    let req = c.h.next();
+    let out = c.h.handle(Input::OperatorOperation {
+        req,
+        agent_id: aid,
+        operation: reserve("cpus:10", "ops"),
+    });
+    assert!(matches!(reply(&out, req), Err(CallError::Conflict(_))), "{:?}", reply(&out, req));
+    let req = c.h.next();
+    let out = c.h.handle(Input::OperatorOperation {
+        req,
+        agent_id: "nope".into(),
+        operation: reserve("cpus:1", "ops"),
+    });
+    assert_eq!(
+        reply(&out, req),
+        Err(CallError::BadRequest("No agent found with specified ID".into()))
+    );
+}
+
+#[test]
+fn marking_an_agent_gone_ends_its_tasks_once() {
+    let mut c = cluster(with_capabilities(framework("f"), &[Capability::PartitionAware]));
+    let aid = c.aid.clone();
+    c.launch(vec![task("t1", &aid, "cpus:1")], None);
+    let (conn, _) = open_operator_stream(&mut c.h);
+    let req = c.h.next();
+    let out = c.h.handle(Input::MarkAgentGone { req, agent_id: aid.clone() });
+    assert_eq!(reply(&out, req), Ok(()));
+    let status = updates(&out, c.fconn).pop().expect("an update");
+    assert_eq!(status.state(), TaskState::TaskGoneByOperator);
+    assert_eq!(status.reason(), Reason::AgentRemovedByOperator);
+    assert_eq!(
+        operator_kinds(&out, conn),
+        [OperatorEvent::TaskUpdated, OperatorEvent::AgentRemoved]
+    );
+    assert!(c.h.master.agent_ids().is_empty());
+    assert!(c.h.master.tasks().is_empty());
+
+    // Idempotent, and the agent may not come back.
+    let req = c.h.next();
+    let out = c.h.handle(Input::MarkAgentGone { req, agent_id: aid.clone() });
+    assert_eq!(reply(&out, req), Ok(()));
+    assert!(updates(&out, c.fconn).is_empty());
+    let (aconn, out) = c.h.register(register_call(AGENT_RESOURCES, "", Some(&aid)));
+    assert!(agent_events(&out, aconn).iter().any(|e| e.error.is_some()));
+    let req = c.h.next();
+    let out = c.h.handle(Input::MarkAgentGone { req, agent_id: "nope".into() });
+    assert!(matches!(reply(&out, req), Err(CallError::NotFound(_))));
+}
