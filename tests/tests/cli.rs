@@ -447,13 +447,40 @@ async fn changes_send_the_operator_calls() {
     assert_eq!(calls[3]["teardown"]["framework_id"]["value"], "F-1");
 }
 
+/// `agora task kill` against a real master: the framework hears TASK_KILLED on its own stream,
+/// and an unknown id is refused with what to do.
 #[tokio::test]
-async fn task_kill_says_what_to_do_instead() {
-    let (addr, _shared) = cluster().await;
-    let run = agora(&["task", "kill", "t1", "--master", &addr.to_string()], &[]).await;
+async fn task_kill_kills_through_the_master() -> anyhow::Result<()> {
+    use agora_client::scheduler::SchedulerSession;
+    use agora_proto::v1::{self, TaskState};
+    use agora_tests::{command_task, next_offers, next_update};
+
+    let cluster = Cluster::start()?;
+    let info = v1::FrameworkInfo { user: "root".into(), name: "kill".into(), ..Default::default() };
+    let (session, mut events) =
+        SchedulerSession::subscribe(&cluster.master, info, agora_proto::Format::Json).await?;
+    let offer = next_offers(&mut events).await?.remove(0);
+    let task = command_task("victim", &offer.agent_id, "cpus:0.1;mem:32", "sleep 600");
+    session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
+    loop {
+        let status = next_update(&session, &mut events).await?;
+        session.acknowledge(&status).await?;
+        if status.state() == TaskState::TaskRunning {
+            break;
+        }
+    }
+    let env = [("AGORA_MASTER", cluster.master.as_str())];
+    let run = agora(&["task", "kill", "victim"], &env).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("task victim of framework"), "{}", run.stdout);
+    let status = next_update(&session, &mut events).await?;
+    session.acknowledge(&status).await?;
+    assert_eq!(status.state(), TaskState::TaskKilled, "{status:?}");
+
+    let run = agora(&["task", "kill", "victim"], &env).await;
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("has no call that kills a single task"), "{}", run.stderr);
-    assert!(run.stderr.contains("agora framework teardown F-1"), "{}", run.stderr);
+    assert!(run.stderr.contains("knows no running task 'victim'"), "{}", run.stderr);
+    Ok(())
 }
 
 #[tokio::test]

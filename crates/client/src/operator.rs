@@ -49,6 +49,22 @@ impl Operator {
             .map_err(|source| ClientError::Decode { url: self.url.clone(), source })
     }
 
+    /// Kills one task through Agora's operator extension (`POST /api/agora/v1/kill_task`), as
+    /// its framework's KILL would; `framework_id` is needed only when several frameworks use
+    /// the task id.
+    pub async fn kill_task(
+        &self,
+        task_id: &str,
+        framework_id: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let url = self.url.replace("/api/v1", "/api/agora/v1/kill_task");
+        let message = agora_proto::internal::KillTaskCall {
+            task_id: task_id.to_string(),
+            framework_id: framework_id.map(str::to_string),
+        };
+        http::call(&self.client, &url, self.format, None, &message).await.map(|_| ())
+    }
+
     /// Sends a query that carries nothing but its type (GET_STATE, GET_AGENTS, ...) and
     /// expects its `Response`.
     pub async fn query(&self, kind: call::Type) -> Result<Response, ClientError> {

@@ -146,6 +146,12 @@ pub enum Input {
         req: ReqId,
         agent_id: String,
     },
+    /// Agora's operator extension: kill one task as its framework's KILL would.
+    OperatorKillTask {
+        req: ReqId,
+        task_id: String,
+        framework_id: Option<String>,
+    },
 }
 
 #[expect(
@@ -387,6 +393,10 @@ impl Master {
             }
             Input::MarkAgentGone { req, agent_id } => {
                 let result = self.mark_agent_gone(&agent_id, now, &mut out);
+                out.push(Output::Reply { req, result });
+            }
+            Input::OperatorKillTask { req, task_id, framework_id } => {
+                let result = self.operator_kill(&task_id, framework_id.as_deref(), now, &mut out);
                 out.push(Output::Reply { req, result });
             }
         }

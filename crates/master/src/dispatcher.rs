@@ -271,7 +271,8 @@ fn request_id(input: &Input) -> Option<ReqId> {
         | Input::OperatorSubscribe { req, .. }
         | Input::OperatorOperation { req, .. }
         | Input::Teardown { req, .. }
-        | Input::MarkAgentGone { req, .. } => Some(*req),
+        | Input::MarkAgentGone { req, .. }
+        | Input::OperatorKillTask { req, .. } => Some(*req),
         _ => None,
     }
 }

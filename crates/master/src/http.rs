@@ -72,6 +72,7 @@ fn legacy_read(name: &str) -> axum::routing::MethodRouter<AppState> {
 pub(crate) fn router(handle: Handle, shell: Arc<Shell>) -> Router {
     let mut router = Router::new()
         .route("/api/agora/v1/agent", post(agent_api))
+        .route("/api/agora/v1/kill_task", post(kill_task_api))
         .route("/version", get(version))
         .route("/metrics/snapshot", get(metrics::snapshot_json))
         .route("/metrics", get(metrics::prometheus));
@@ -154,6 +155,22 @@ async fn operator_api(
     let format = request_format(&headers)?;
     let call: master::Call = decode_call(format, &body)?;
     crate::operator::serve(&state, &headers, call).await
+}
+
+/// Agora's operator extension `POST /api/agora/v1/kill_task` (`internal::KillTaskCall`): kills
+/// one task as its framework's KILL would, which the Mesos operator API cannot; 202 once the
+/// kill is on its way, 404 for no such running task, 400 when the id is ambiguous.
+async fn kill_task_api(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let format = request_format(&headers)?;
+    let call: internal::KillTaskCall = decode_call(format, &body)?;
+    let req = state.handle.next_id();
+    let input =
+        Input::OperatorKillTask { req, task_id: call.task_id, framework_id: call.framework_id };
+    plain_call(&state.handle, input).await
 }
 
 /// A call answered 202 or refused.

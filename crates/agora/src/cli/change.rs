@@ -1,5 +1,6 @@
 //! The commands that change the cluster: `quota set`, `reserve`, `unreserve`, `framework
-//! teardown`, and `task kill`, which explains why the operator API cannot do it.
+//! teardown`, and `task kill` (through Agora's operator extension: the v1 operator API has
+//! no such call).
 //!
 //! Each builds one operator call from the command line, sends it, and says in one line what
 //! was done; the master's refusal (400, 409, ...) comes back with its message. Resource
@@ -14,7 +15,7 @@ use agora_proto::master::{Call, call};
 use agora_proto::v1;
 use anyhow::{Context, bail};
 
-use super::{Master, ReserveArgs, out, render, views};
+use super::{Master, ReserveArgs, out, render, views, waiting};
 
 /// `agora framework teardown ID`.
 pub(crate) async fn teardown(master: &Master, id: &str) -> anyhow::Result<ExitCode> {
@@ -28,25 +29,39 @@ pub(crate) async fn teardown(master: &Master, id: &str) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-/// `agora task kill ID`. The v1 operator API has no call that kills one task: only a task's
-/// framework can (its scheduler's KILL), and subscribing as that framework would disconnect
-/// the real scheduler. So this finds the task and says what can be done instead, rather than
-/// pretending; it exits non-zero because nothing was killed.
+/// `agora task kill ID`. The v1 operator API has no call that kills one task (only a task's
+/// framework can, with its scheduler's KILL), so this uses Agora's operator extension, which
+/// makes the master kill the task exactly as the framework's KILL would: the kill policy
+/// applies and the framework hears TASK_KILLED on its own stream. The task's framework is
+/// looked up first, so that an id two frameworks use is refused with both named.
 pub(crate) async fn kill(master: &Master, id: &str) -> anyhow::Result<ExitCode> {
     let tasks = master.query(call::Type::GetTasks).await?;
-    let found = views::listed_tasks(&tasks, true).into_iter().find(|t| views::task_id(t) == id);
-    let Some(task) = found else {
-        bail!(
-            "the master at {} knows no task '{id}'; `agora task list --all` lists the tasks it knows",
+    let found: Vec<_> = views::listed_tasks(&tasks, false)
+        .into_iter()
+        .filter(|t| views::task_id(t) == id)
+        .collect();
+    let framework = match found.as_slice() {
+        [] => bail!(
+            "the master at {} knows no running task '{id}'; `agora task list` lists them",
             master.address()
-        );
+        ),
+        [task] => views::task_framework(task).to_string(),
+        several => bail!(
+            "task id '{id}' is used by several frameworks ({}): the master cannot tell which to kill",
+            several.iter().map(|t| views::task_framework(t)).collect::<Vec<_>>().join(", ")
+        ),
     };
-    let framework = views::task_framework(task);
-    bail!(
-        "cannot kill task '{id}': the operator API has no call that kills a single task, only its \
-         framework can. Ask framework {framework} (see `agora framework list`) to kill it, or end \
-         the framework and all of its tasks with `agora framework teardown {framework}`"
+    let url = master.operator().url().replace("/api/v1", "/api/agora/v1/kill_task");
+    waiting(
+        &format!("asking {url} to kill {id}"),
+        master.operator().kill_task(id, Some(&framework)),
     )
+    .await
+    .map_err(|e| master.explain(e))?;
+    out(&format!(
+        "task {id} of framework {framework}: kill sent; `agora task show {id}` follows its state\n"
+    ));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Parses `cpus:2;mem:1024` into scalar quantities by name, for quota.

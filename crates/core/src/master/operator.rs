@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use agora_proto::internal;
 use agora_proto::master::{self as operator, event};
+use agora_proto::scheduler as sched;
 use agora_proto::v1::framework_info::capability::Type as Capability;
 use agora_proto::v1::task_status::{Reason, Source};
 use agora_proto::v1::{self, TaskState};
@@ -187,6 +188,43 @@ impl Master {
     }
 
     /// TEARDOWN: the framework is removed, its tasks killed by its agents.
+    /// Kills a running task for the operator, exactly as its framework's KILL would (the
+    /// task's kill policy applies and the framework hears TASK_KILLED through its update
+    /// stream). `framework_id` may be left out when only one framework has a task of that id.
+    pub(super) fn operator_kill(
+        &mut self,
+        task_id: &str,
+        framework_id: Option<&str>,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) -> Result<(), CallError> {
+        let owners: Vec<String> = self
+            .frameworks
+            .iter()
+            .filter(|(id, f)| {
+                framework_id.is_none_or(|wanted| wanted == id.as_str())
+                    && f.tasks.get(task_id).is_some_and(|t| !crate::status::is_terminal(t.state))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        match owners.as_slice() {
+            [] => Err(CallError::NotFound(format!("No running task '{task_id}' found"))),
+            [framework_id] => {
+                let kill = sched::call::Kill {
+                    task_id: v1::TaskId { value: task_id.to_string() },
+                    agent_id: None,
+                    kill_policy: None,
+                };
+                self.kill(framework_id, kill, now, out);
+                Ok(())
+            }
+            several => Err(CallError::BadRequest(format!(
+                "Task id '{task_id}' is used by several frameworks ({}); name one with                  'framework_id'",
+                several.join(", ")
+            ))),
+        }
+    }
+
     pub(super) fn teardown(
         &mut self,
         framework_id: &str,

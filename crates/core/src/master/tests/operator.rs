@@ -209,3 +209,28 @@ fn marking_an_agent_gone_ends_its_tasks_once() {
     let out = c.h.handle(Input::MarkAgentGone { req, agent_id: "nope".into() });
     assert!(matches!(reply(&out, req), Err(CallError::NotFound(_))));
 }
+
+#[test]
+fn the_operator_kills_a_task_as_its_framework_would() {
+    let mut c = cluster(framework("f"));
+    let aid = c.aid.clone();
+    c.launch(vec![task("t1", &aid, "cpus:1;mem:64")], None);
+    let req = c.h.next();
+    let out = c.h.handle(Input::OperatorKillTask { req, task_id: "t1".into(), framework_id: None });
+    assert_eq!(reply(&out, req), Ok(()));
+    let kills: Vec<_> =
+        agent_events(&out, c.aconn).into_iter().filter_map(|e| e.kill_task).collect();
+    assert_eq!(kills.len(), 1);
+    assert_eq!(
+        (kills[0].framework_id.value.as_str(), kills[0].task_id.value.as_str()),
+        (c.fid.as_str(), "t1")
+    );
+
+    for (task_id, framework_id) in [("nope", None), ("t1", Some("another"))] {
+        let req = c.h.next();
+        let framework_id = framework_id.map(String::from);
+        let out =
+            c.h.handle(Input::OperatorKillTask { req, task_id: task_id.into(), framework_id });
+        assert!(matches!(reply(&out, req), Err(CallError::NotFound(_))), "{task_id}");
+    }
+}
