@@ -464,6 +464,8 @@ async fn a_sigkilled_executor_takes_its_task_along() -> anyhow::Result<()> {
     eventually("the task's process is gone", || !alive(pid)).await?;
     let status = next_change(&session, &mut events).await?;
     ensure!(status.state() == TaskState::TaskFailed, "got {:?}", status.state());
+    // The first framework would otherwise hold the agent's offer and starve the second.
+    drop((session, events));
 
     // Once more, with the executor ending while its agent is down.
     let (session, mut events, pid, executor) = one_long_task(&rig.master.addr, true, &pids).await?;
