@@ -19,6 +19,7 @@ mod tasks;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use agora_proto::{internal, master as ops, scheduler as sched, v1};
@@ -31,7 +32,7 @@ use crate::resources::Resources;
 use crate::status::is_terminal;
 pub use recovery::RegistryOp;
 pub use scheduler::validate_call;
-pub use view::{Counters, TASK_STATES};
+pub use view::{Counters, StateView, TASK_STATES};
 
 /// The Mesos release whose APIs the master speaks, as the operator API reports it.
 pub const MESOS_VERSION: &str = "1.11.0";
@@ -199,7 +200,9 @@ struct Framework {
     disconnected_at: Option<Duration>,
     offers: BTreeSet<String>,
     tasks: BTreeMap<String, Task>,
-    completed_tasks: VecDeque<Task>,
+    /// Completed tasks never change again: each is kept in its wire form, once, so that a
+    /// snapshot of the state copies a pointer per task rather than the task.
+    completed_tasks: VecDeque<Arc<v1::Task>>,
     /// Custom executors by (agent, executor id), with the resources they hold.
     executors: BTreeMap<(String, String), ExecutorRecord>,
     /// Known from the registry or an agent's report, but its scheduler has not subscribed to
@@ -232,6 +235,17 @@ struct Task {
     released: bool,
     /// Set by KILL; the kill is sent again when the agent re-registers, in case it never got it.
     kill: Option<Option<v1::KillPolicy>>,
+    /// The task's wire form as the operator API shows it, built by the first snapshot that
+    /// needs it and shared by the next ones; emptied (`Task::changed`) whenever a field it
+    /// shows changes.
+    view: OnceLock<Arc<v1::Task>>,
+}
+
+impl Task {
+    /// Forgets the cached wire form after a change of what it shows.
+    fn changed(&mut self) {
+        self.view = OnceLock::new();
+    }
 }
 
 #[derive(Debug)]
@@ -627,6 +641,7 @@ impl Master {
         let Some(task) = framework.tasks.get_mut(&status.task_id.value) else {
             return;
         };
+        task.changed();
         task.state = latest_state.unwrap_or(status.state());
         let state = task.state;
         if status.uuid.is_some() {
@@ -660,7 +675,10 @@ impl Master {
             return;
         };
         if let Some(task) = framework.tasks.remove(task_id) {
-            framework.completed_tasks.push_back(task);
+            let view = task.view.get().cloned();
+            framework
+                .completed_tasks
+                .push_back(view.unwrap_or_else(|| Arc::new(view::task_view(framework_id, &task))));
             while framework.completed_tasks.len() > limit {
                 framework.completed_tasks.pop_front();
             }

@@ -3,26 +3,40 @@
 //! frameworks subscribe, accept offers with LAUNCH, agents report TASK_RUNNING and
 //! TASK_FINISHED, schedulers acknowledge), in-process, with no HTTP and no sockets.
 //!
-//! It times what a `/master/state` request costs: the snapshot the dispatcher copies out of the
-//! core (`Master::get_state`, the only part that holds the core), and the rendering of the
-//! legacy JSON (`agora_master::legacy::render_state`, done in the handler's task). Next to it,
-//! in the same run, `serde_json::to_vec` of a `serde_json::Value` of the same document: the
-//! cost of merely serializing that many bytes of JSON, the physical floor this is compared
-//! with. Mesos 1.7's published `/master/state` time for a cluster of this size (≈3.1 s) is
-//! printed as a stated constant. It also times GET_STATE's protobuf encoding.
+//! Part 1 times what a `/master/state` request costs: the snapshot the dispatcher takes out of
+//! the core (`Master::state_view`, the only part that holds the core; tasks are shared, so the
+//! first snapshot, which builds the wire form of every unfinished task, is printed apart from
+//! the later ones), and the rendering of the legacy JSON (`agora_master::legacy::render_state`,
+//! done on a blocking thread). Next to it, in the same run, `serde_json::to_vec` of a
+//! `serde_json::Value` of the same document: the cost of merely serializing that many bytes of
+//! JSON, the physical floor this is compared with. Mesos 1.7's published `/master/state` time
+//! for a cluster of this size (≈3.1 s) is printed as a stated constant. It also times
+//! GET_STATE's protobuf encoding.
+//!
+//! Part 2 measures what `/master/state` pollers cost the scheduling work: a dispatcher task on a
+//! tokio runtime owns the core (as the master's does; this is a stand-in with the same
+//! one-owner, one-channel shape, not the master's own dispatcher, so no registry and no HTTP)
+//! and runs offer cycles for a driving framework (accept one offer with a small task, the agent
+//! reports it running then finished, the framework acknowledges both; an allocation run when
+//! no offer is left). The offer cycles per second are counted alone, with 20 concurrent pollers
+//! that go through `agora_master::legacy::StateRenders::serve` exactly as the HTTP handler
+//! does (snapshot on the dispatcher, render on a blocking thread), and alone again.
 //!
 //! `cargo run --release -p agora-master --example state_bench [-- AGENTS TASKS_PER_AGENT
-//! FRAMEWORKS ROUNDS]` (defaults 20000 10 200 5).
+//! FRAMEWORKS ROUNDS POLLERS SECONDS]` (defaults 20000 10 200 5 20 5).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use agora_core::allocator::AllocatorConfig;
 use agora_core::master::{Input, Master, MasterConfig, Output};
-use agora_master::legacy::{StateSnapshot, render_state};
+use agora_master::legacy::{StateRenders, StateSnapshot, render_state};
 use agora_proto::scheduler::call::Type as CallType;
 use agora_proto::{internal, scheduler as sched, v1};
 use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
 
 /// Mesos 1.7's `/master/state` time for a cluster of this size, from the project's blog
 /// ("Performance Improvements in Mesos 1.7.0"); a published constant, not measured here.
@@ -163,42 +177,58 @@ impl Bench {
     /// finish too.
     fn round(&mut self, per_offer: usize, finish: bool) {
         let offers = std::mem::take(&mut self.offers);
-        for (offer_id, framework_id, agent_id) in offers {
-            let mut tasks = Vec::with_capacity(per_offer);
-            for _ in 0..per_offer {
-                self.next_task += 1;
-                let id = format!("task-{}", self.next_task);
-                let resources = agora_core::resources::Resources::parse("cpus:0.1;mem:32")
-                    .expect("valid resources");
-                tasks.push(v1::TaskInfo {
-                    name: id.clone(),
-                    task_id: v1::TaskId { value: id },
-                    agent_id: v1::AgentId { value: agent_id.clone() },
-                    resources: agora_core::convert::resources_to_proto(&resources, None),
-                    command: Some(v1::CommandInfo {
-                        value: Some("sleep 1000".into()),
-                        ..Default::default()
-                    }),
+        for offer in offers {
+            self.launch(offer, per_offer, finish);
+        }
+    }
+
+    /// One offer cycle of part 2: an allocation run if no offer is left, then one offer
+    /// accepted with one small task that runs and finishes.
+    fn cycle(&mut self) {
+        if self.offers.is_empty() {
+            self.tick();
+        }
+        if let Some(offer) = self.offers.pop() {
+            self.launch(offer, 1, true);
+        }
+    }
+
+    fn launch(&mut self, offer: (String, String, String), per_offer: usize, finish: bool) {
+        let (offer_id, framework_id, agent_id) = offer;
+        let mut tasks = Vec::with_capacity(per_offer);
+        for _ in 0..per_offer {
+            self.next_task += 1;
+            let id = format!("task-{}", self.next_task);
+            let resources = agora_core::resources::Resources::parse("cpus:0.1;mem:32")
+                .expect("valid resources");
+            tasks.push(v1::TaskInfo {
+                name: id.clone(),
+                task_id: v1::TaskId { value: id },
+                agent_id: v1::AgentId { value: agent_id.clone() },
+                resources: agora_core::convert::resources_to_proto(&resources, None),
+                command: Some(v1::CommandInfo {
+                    value: Some("sleep 1000".into()),
                     ..Default::default()
-                });
-            }
-            let ids: Vec<String> = tasks.iter().map(|t| t.task_id.value.clone()).collect();
-            let mut launch = v1::offer::Operation::default();
-            launch.set_type(v1::offer::operation::Type::Launch);
-            launch.launch = Some(v1::offer::operation::Launch { task_infos: tasks });
-            let mut accept = sched::Call::default();
-            accept.set_type(CallType::Accept);
-            accept.accept = Some(sched::call::Accept {
-                offer_ids: vec![v1::OfferId { value: offer_id }],
-                operations: vec![launch],
-                filters: Some(v1::Filters { refuse_seconds: Some(0.0) }),
+                }),
+                ..Default::default()
             });
-            self.scheduler_call(&framework_id, accept);
-            for id in &ids {
-                self.status(&framework_id, &agent_id, id, v1::TaskState::TaskRunning);
-                if finish {
-                    self.status(&framework_id, &agent_id, id, v1::TaskState::TaskFinished);
-                }
+        }
+        let ids: Vec<String> = tasks.iter().map(|t| t.task_id.value.clone()).collect();
+        let mut launch = v1::offer::Operation::default();
+        launch.set_type(v1::offer::operation::Type::Launch);
+        launch.launch = Some(v1::offer::operation::Launch { task_infos: tasks });
+        let mut accept = sched::Call::default();
+        accept.set_type(CallType::Accept);
+        accept.accept = Some(sched::call::Accept {
+            offer_ids: vec![v1::OfferId { value: offer_id }],
+            operations: vec![launch],
+            filters: Some(v1::Filters { refuse_seconds: Some(0.0) }),
+        });
+        self.scheduler_call(&framework_id, accept);
+        for id in &ids {
+            self.status(&framework_id, &agent_id, id, v1::TaskState::TaskRunning);
+            if finish {
+                self.status(&framework_id, &agent_id, id, v1::TaskState::TaskFinished);
             }
         }
     }
@@ -222,11 +252,6 @@ fn rss_mib() -> f64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
         })
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {
@@ -285,9 +310,14 @@ fn main() {
         rss_mib(),
     );
 
-    // Where the snapshot's time goes, once.
+    // Where the snapshot's time goes, once. The first snapshot builds the shared wire form of
+    // every unfinished task; the later ones copy pointers.
     let t = Instant::now();
-    let tasks = b.master.get_tasks();
+    let tasks = b.master.task_views();
+    let t_tasks_cold = t.elapsed();
+    drop(tasks);
+    let t = Instant::now();
+    let tasks = b.master.task_views();
     let t_tasks = t.elapsed();
     let t = Instant::now();
     let agents_view = b.master.get_agents();
@@ -296,13 +326,16 @@ fn main() {
     let frameworks_view = b.master.get_frameworks();
     let t_frameworks = t.elapsed();
     println!(
-        "snapshot parts: tasks {:.0} ms, agents {:.0} ms, frameworks {:.0} ms",
+        "snapshot parts: tasks {:.0} ms (first snapshot, building every unfinished task's wire \
+         form: {:.0} ms), agents {:.0} ms, frameworks {:.0} ms",
         t_tasks.as_secs_f64() * 1e3,
+        t_tasks_cold.as_secs_f64() * 1e3,
         t_agents.as_secs_f64() * 1e3,
         t_frameworks.as_secs_f64() * 1e3
     );
     drop((tasks, agents_view, frameworks_view));
 
+    let flags = vec![("allocation_interval".to_string(), "1secs".to_string())];
     let mut snapshot_s = Vec::new();
     let mut render_s = Vec::new();
     let mut floor_s = Vec::new();
@@ -310,12 +343,11 @@ fn main() {
     let mut size = 0;
     for _ in 0..rounds {
         let t = Instant::now();
-        let state = b.master.get_state();
         let snapshot = StateSnapshot {
             master_info: b.master.master_info().clone(),
             start_time: b.master.start_time(),
-            state,
-            flags: vec![("allocation_interval".into(), "1secs".into())],
+            state: b.master.state_view(),
+            flags: flags.clone(),
         };
         snapshot_s.push(t.elapsed().as_secs_f64());
 
@@ -327,7 +359,7 @@ fn main() {
         let t = Instant::now();
         let mut response = agora_proto::master::Response::default();
         response.set_type(agora_proto::master::response::Type::GetState);
-        response.get_state = Some(snapshot.state);
+        response.get_state = Some(snapshot.state.into_proto());
         let encoded = prost::Message::encode_to_vec(&response);
         proto_s.push(t.elapsed().as_secs_f64());
         drop(encoded);
@@ -340,25 +372,156 @@ fn main() {
         assert_eq!(again.len(), body.len(), "same document, same size");
     }
     let (snap, render, floor, proto) =
-        (median(snapshot_s), median(render_s), median(floor_s), median(proto_s));
-    let total = snap + render;
+        (stats(snapshot_s), stats(render_s), stats(floor_s), stats(proto_s));
+    let total = snap.1 + render.1;
+    println!("/master/state: {:.1} MB; {rounds} rounds, min / median / max:", size as f64 / 1e6);
+    println!("  snapshot on the dispatcher  {}", snap.ms());
+    println!("  render (blocking thread)    {}", render.ms());
+    println!("  serde_json::to_vec of a Value of the same document (floor) {}", floor.ms());
+    println!("  GET_STATE: copy out of the shared tasks + protobuf encoding {}", proto.ms());
     println!(
-        "/master/state: {:.1} MB; median of {rounds}: snapshot (dispatcher) {:.0} ms + render \
-         (handler) {:.0} ms = {:.0} ms",
-        size as f64 / 1e6,
-        snap * 1e3,
-        render * 1e3,
-        total * 1e3
-    );
-    println!(
-        "serde_json::to_vec of a same-sized Value: {:.0} ms; ours / floor = {:.2}",
-        floor * 1e3,
-        total / floor
-    );
-    println!("GET_STATE protobuf encoding (after the same snapshot): {:.0} ms", proto * 1e3);
-    println!(
-        "Mesos 1.7 (published, ≈{MESOS_17_STATE_SECONDS} s) / ours = {:.1}; goal ≤ 1 s: {}",
+        "total (median snapshot + median render) {:.0} ms; ours / floor = {:.2}; Mesos 1.7 \
+         (published, ≈{MESOS_17_STATE_SECONDS} s) / ours = {:.1}; goal ≤ 1 s: {}",
+        total * 1e3,
+        total / floor.1,
         MESOS_17_STATE_SECONDS / total,
         if total <= 1.0 { "met" } else { "not met" }
     );
+
+    pollers_bench(b, flags, arg(5, 20), Duration::from_secs(arg(6, 5) as u64));
+}
+
+/// min, median, max.
+struct Stats(f64, f64, f64);
+
+impl Stats {
+    fn ms(&self) -> String {
+        format!("{:.0} / {:.0} / {:.0} ms", self.0 * 1e3, self.1 * 1e3, self.2 * 1e3)
+    }
+}
+
+fn stats(mut v: Vec<f64>) -> Stats {
+    v.sort_by(f64::total_cmp);
+    Stats(v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
+/// What the stand-in dispatcher of part 2 is asked to do.
+enum Command {
+    /// One offer cycle of the driving framework.
+    Cycle(oneshot::Sender<()>),
+    /// A read-only query, as the master's dispatcher runs them.
+    Read(Box<dyn FnOnce(&Master) + Send>),
+}
+
+/// Part 2: offer cycles per second alone, with `pollers` concurrent `/master/state` pollers,
+/// and alone again, `window` each.
+fn pollers_bench(b: Bench, flags: Vec<(String, String)>, pollers: usize, window: Duration) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async move {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
+        let dispatcher = tokio::spawn(async move {
+            let mut b = b;
+            while let Some(command) = rx.recv().await {
+                match command {
+                    Command::Cycle(reply) => {
+                        b.cycle();
+                        let _ = reply.send(());
+                    }
+                    Command::Read(read) => read(&b.master),
+                }
+            }
+        });
+        let cycles = |window: Duration| {
+            let tx = tx.clone();
+            async move {
+                let start = Instant::now();
+                let mut n = 0u64;
+                while start.elapsed() < window {
+                    let (reply, done) = oneshot::channel();
+                    if tx.send(Command::Cycle(reply)).is_err() || done.await.is_err() {
+                        break;
+                    }
+                    n += 1;
+                }
+                n as f64 / start.elapsed().as_secs_f64()
+            }
+        };
+        // A short warm-up: the first allocation runs over every agent.
+        cycles(Duration::from_secs(1)).await;
+        let alone = cycles(window).await;
+
+        let renders = Arc::new(StateRenders::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicU64::new(0));
+        let held = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+        let mut handles = Vec::new();
+        for _ in 0..pollers {
+            let (tx, renders, stop, served, held, flags) = (
+                tx.clone(),
+                renders.clone(),
+                stop.clone(),
+                served.clone(),
+                held.clone(),
+                flags.clone(),
+            );
+            handles.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let snapshot = || {
+                        let (tx, held, flags) = (tx.clone(), held.clone(), flags.clone());
+                        async move {
+                            let (reply, answer) = oneshot::channel();
+                            let read = move |m: &Master| {
+                                let t = Instant::now();
+                                let snapshot = StateSnapshot {
+                                    master_info: m.master_info().clone(),
+                                    start_time: m.start_time(),
+                                    state: m.state_view(),
+                                    flags,
+                                };
+                                held.lock().expect("not poisoned").push(t.elapsed().as_secs_f64());
+                                let _ = reply.send(snapshot);
+                            };
+                            tx.send(Command::Read(Box::new(read))).ok()?;
+                            answer.await.ok()
+                        }
+                    };
+                    if renders.serve(snapshot).await.is_err() {
+                        break;
+                    }
+                    served.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        let with = cycles(window).await;
+        stop.store(true, Ordering::Relaxed);
+        for h in handles {
+            let _ = h.await;
+        }
+        let after = cycles(window).await;
+        drop(tx);
+        let _ = dispatcher.await;
+
+        let held = std::mem::take(&mut *held.lock().expect("not poisoned"));
+        let snapshots = held.len();
+        let held = if held.is_empty() { Stats(0.0, 0.0, 0.0) } else { stats(held) };
+        let baseline = (alone + after) / 2.0;
+        println!(
+            "offer cycles/s (accept 1 task, RUNNING, FINISHED, 2 acks), {:.0} s windows: alone \
+             {alone:.0}, with {pollers} /master/state pollers {with:.0}, alone again {after:.0}; \
+             slowdown {:.1}% (goal ≤ 10%)",
+            window.as_secs_f64(),
+            (1.0 - with / baseline) * 100.0
+        );
+        println!(
+            "pollers: {} responses, {} snapshots (renders shared by pollers waiting together); \
+             dispatcher time per snapshot under churn: {}",
+            served.load(Ordering::Relaxed),
+            snapshots,
+            held.ms()
+        );
+    });
 }

@@ -44,6 +44,8 @@ pub(crate) struct Shell {
     pub(crate) started: Instant,
     pub(crate) logging_level: AtomicU32,
     pub(crate) master_info: v1::MasterInfo,
+    /// `/master/state` renders, one at a time and shared by the requests that wait together.
+    pub(crate) state_renders: crate::legacy::StateRenders,
 }
 
 impl FromRef<AppState> for Handle {

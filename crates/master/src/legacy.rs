@@ -14,26 +14,119 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use agora_core::master::StateView;
 use agora_http::{Refusal, refuse};
 use agora_proto::master::response;
 use agora_proto::v1;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde_json::{Value, json};
 
 use crate::http::AppState;
 
-/// Everything `/master/state` shows, copied out of the core.
+/// Everything `/master/state` shows, taken out of the core (tasks shared, not copied).
 pub struct StateSnapshot {
     pub master_info: v1::MasterInfo,
     pub start_time: Duration,
-    pub state: response::GetState,
+    pub state: StateView,
     pub flags: Vec<(String, String)>,
+}
+
+/// Runs `/master/state` renders one at a time, and lets the requests that waited together share
+/// one.
+///
+/// A render of a large cluster takes a core for a good part of a second; twenty pollers
+/// rendering at once would take both cores from the dispatcher and the schedulers, and hold
+/// twenty snapshots. So one render runs at a time, and a request is answered by the first
+/// render whose snapshot was taken after it arrived: every request that queued while a render
+/// ran shares the next one, which is as fresh as a render of its own would have been. The body
+/// is kept only while a request still waits. This is the handlers' cache of bytes, not state of
+/// the core: the core stays with the dispatcher.
+#[derive(Default)]
+pub struct StateRenders {
+    /// Held for the whole of a render (snapshot and rendering).
+    turn: tokio::sync::Mutex<()>,
+    shared: Mutex<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Renders started so far.
+    started: u64,
+    /// The latest body, with the number of the render that made it.
+    latest: Option<(u64, Bytes)>,
+    /// Requests that arrived and have not been answered yet.
+    waiting: usize,
+}
+
+/// Why `/master/state` could not be served.
+#[derive(Debug)]
+pub enum StateFailure {
+    /// No snapshot: the master is shutting down.
+    Unavailable,
+    /// The render failed, or its thread did not finish.
+    Render(String),
+}
+
+/// Counts a request among the waiting ones for as long as it lives, even if it is dropped
+/// half-way (the client went away); the last one out drops the shared body.
+struct Waiting<'a>(&'a StateRenders);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut shared = self.0.lock();
+        shared.waiting -= 1;
+        if shared.waiting == 0 {
+            shared.latest = None;
+        }
+    }
+}
+
+impl StateRenders {
+    /// The `/master/state` body, from a snapshot `snapshot` takes (on the dispatcher) or
+    /// shared with the requests that waited alongside.
+    pub async fn serve<F, Fut>(&self, snapshot: F) -> Result<Bytes, StateFailure>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Option<StateSnapshot>>,
+    {
+        let arrival = {
+            let mut shared = self.lock();
+            shared.waiting += 1;
+            shared.started
+        };
+        let _waiting = Waiting(self);
+        let _turn = self.turn.lock().await;
+        let number = {
+            let mut shared = self.lock();
+            if let Some((number, body)) = &shared.latest
+                && *number > arrival
+            {
+                return Ok(body.clone());
+            }
+            shared.started += 1;
+            shared.started
+        };
+        let snapshot = snapshot().await.ok_or(StateFailure::Unavailable)?;
+        let body = tokio::task::spawn_blocking(move || render_state(&snapshot))
+            .await
+            .map_err(|e| StateFailure::Render(e.to_string()))?
+            .map_err(|e| StateFailure::Render(e.to_string()))?;
+        let body = Bytes::from(body);
+        self.lock().latest = Some((number, body.clone()));
+        Ok(body)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// A value of a flat resources object: a summed scalar, or ranges or a set as a string.
@@ -304,22 +397,18 @@ struct ByFramework<'a> {
 }
 
 impl<'a> ByFramework<'a> {
-    fn of(state: &'a response::GetState) -> ByFramework<'a> {
+    fn of(state: &'a StateView) -> ByFramework<'a> {
         let mut by = ByFramework::default();
         let fid = |t: &'a v1::Task| t.framework_id.as_ref().map_or("", |f| f.value.as_str());
-        if let Some(tasks) = &state.get_tasks {
-            for t in &tasks.tasks {
-                by.tasks.entry(fid(t)).or_default().push(t);
-            }
-            for t in &tasks.completed_tasks {
-                by.completed.entry(fid(t)).or_default().push(t);
-            }
+        for t in &state.tasks {
+            by.tasks.entry(fid(t)).or_default().push(t);
         }
-        if let Some(executors) = &state.get_executors {
-            for e in &executors.executors {
-                let id = e.executor_info.framework_id.as_ref().map_or("", |f| f.value.as_str());
-                by.executors.entry(id).or_default().push(e);
-            }
+        for t in &state.completed_tasks {
+            by.completed.entry(fid(t)).or_default().push(t);
+        }
+        for e in &state.executors.executors {
+            let id = e.executor_info.framework_id.as_ref().map_or("", |f| f.value.as_str());
+            by.executors.entry(id).or_default().push(e);
         }
         by
     }
@@ -504,19 +593,19 @@ fn leader_info(info: &v1::MasterInfo) -> Value {
 pub fn render_state(snapshot: &StateSnapshot) -> Result<Vec<u8>, serde_json::Error> {
     let state = &snapshot.state;
     let by = ByFramework::of(state);
-    let agents = state.get_agents.as_ref();
+    let agents = &state.agents;
     let frameworks: Vec<FullFramework<'_>> = state
-        .get_frameworks
+        .frameworks
+        .frameworks
         .iter()
-        .flat_map(|f| f.frameworks.iter())
         .map(|f| FullFramework::of(f, &by))
         .collect::<Result<_, _>>()?;
-    let slaves: Vec<Value> = agents.iter().flat_map(|a| a.agents.iter()).map(slave_json).collect();
-    let active = agents.map_or(0, |a| a.agents.iter().filter(|a| a.active).count());
-    let total = agents.map_or(0, |a| a.agents.len());
+    let slaves: Vec<Value> = agents.agents.iter().map(slave_json).collect();
+    let active = agents.agents.iter().filter(|a| a.active).count();
+    let total = agents.agents.len();
     let recovered: Vec<Value> = agents
+        .recovered_agents
         .iter()
-        .flat_map(|a| a.recovered_agents.iter())
         .map(|info| json!({"id": info.id.as_ref().map_or("", |i| i.value.as_str()), "hostname": info.hostname}))
         .collect();
     let info = &snapshot.master_info;
@@ -567,8 +656,8 @@ fn with_frameworks(
     Ok(out)
 }
 
-fn json_response(body: Vec<u8>) -> Response {
-    let mut response = (StatusCode::OK, body).into_response();
+fn json_response(body: impl Into<axum::body::Body>) -> Response {
+    let mut response = (StatusCode::OK, body.into()).into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -588,7 +677,7 @@ async fn snapshot(state: &AppState) -> Result<StateSnapshot, Refusal> {
     crate::dispatcher::read(&state.handle, move |m, _| StateSnapshot {
         master_info: m.master_info().clone(),
         start_time: m.start_time(),
-        state: m.get_state(),
+        state: m.state_view(),
         flags,
     })
     .await
@@ -597,11 +686,16 @@ async fn snapshot(state: &AppState) -> Result<StateSnapshot, Refusal> {
 
 /// `GET /master/state` and its aliases.
 pub(crate) async fn state(State(app): State<AppState>) -> Result<Response, Refusal> {
-    let snapshot = snapshot(&app).await?;
-    let body = tokio::task::spawn_blocking(move || render_state(&snapshot))
-        .await
-        .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(internal)?;
+    let body =
+        app.shell.state_renders.serve(|| async { snapshot(&app).await.ok() }).await.map_err(
+            |e| match e {
+                StateFailure::Unavailable => unavailable(),
+                StateFailure::Render(e) => refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("Cannot render the state: {e}"),
+                ),
+            },
+        )?;
     Ok(json_response(body))
 }
 
@@ -619,15 +713,12 @@ fn state_counts<'a>(tasks: impl Iterator<Item = &'a v1::Task>) -> serde_json::Ma
 pub(crate) async fn state_summary(State(app): State<AppState>) -> Result<Response, Refusal> {
     let snapshot = snapshot(&app).await?;
     let state = &snapshot.state;
-    let all_tasks: Vec<&v1::Task> = state
-        .get_tasks
-        .iter()
-        .flat_map(|t| t.tasks.iter().chain(t.completed_tasks.iter()))
-        .collect();
+    let all_tasks: Vec<&v1::Task> =
+        state.tasks.iter().chain(state.completed_tasks.iter()).map(|t| &**t).collect();
     let slaves: Vec<Value> = state
-        .get_agents
+        .agents
+        .agents
         .iter()
-        .flat_map(|a| a.agents.iter())
         .map(|a| {
             let id = a.agent_info.id.as_ref().map_or("", |i| i.value.as_str());
             let here: Vec<&v1::Task> = all_tasks
@@ -651,9 +742,9 @@ pub(crate) async fn state_summary(State(app): State<AppState>) -> Result<Respons
         .collect();
     let by = ByFramework::of(state);
     let frameworks: Vec<Value> = state
-        .get_frameworks
+        .frameworks
+        .frameworks
         .iter()
-        .flat_map(|f| f.frameworks.iter())
         .map(|f| {
             let id = f.framework_info.id.as_ref().map_or("", |i| i.value.as_str());
             let here: Vec<&v1::Task> = all_tasks
@@ -695,9 +786,9 @@ pub(crate) async fn frameworks(
     let wanted = query.get("framework_id");
     let frameworks: Vec<FullFramework<'_>> = snapshot
         .state
-        .get_frameworks
+        .frameworks
+        .frameworks
         .iter()
-        .flat_map(|f| f.frameworks.iter())
         .filter(|f| {
             wanted.is_none_or(|w| f.framework_info.id.as_ref().is_some_and(|i| &i.value == w))
         })
@@ -805,8 +896,10 @@ pub(crate) async fn tasks(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Refusal> {
     let query = TaskQuery::parse(&query)?;
-    let tasks =
-        crate::dispatcher::read(&app.handle, |m, _| m.get_tasks()).await.ok_or_else(unavailable)?;
+    let (tasks, completed_tasks) = crate::dispatcher::read(&app.handle, |m, _| m.task_views())
+        .await
+        .ok_or_else(unavailable)?;
+    let tasks = StateView { tasks, completed_tasks, ..Default::default() }.get_tasks();
     let selected = select_tasks(&tasks, &query);
     let list = TaskList(
         selected

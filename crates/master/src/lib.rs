@@ -159,6 +159,7 @@ pub async fn start(options: MasterOptions) -> Result<RunningMaster, MasterError>
         started: std::time::Instant::now(),
         logging_level: std::sync::atomic::AtomicU32::new(0),
         master_info: master_info.clone(),
+        state_renders: Default::default(),
     };
     let app = http::router(handle, Arc::new(shell));
     let server = Server::spawn(listener, app, "master")

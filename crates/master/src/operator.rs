@@ -128,9 +128,10 @@ pub(crate) async fn serve(
             Err(no_such_file(&read.path))
         }
         T::GetState => {
-            let state_view = read(state, |m, _| m.get_state()).await?;
+            // The dispatcher hands out shared tasks; copying them into the message happens here.
+            let state_view = read(state, |m, _| m.state_view()).await?;
             let mut r = response(R::GetState);
-            r.get_state = Some(state_view);
+            r.get_state = Some(state_view.into_proto());
             answer(r)
         }
         T::GetAgents => {
@@ -150,7 +151,10 @@ pub(crate) async fn serve(
         }
         T::GetTasks => {
             let mut r = response(R::GetTasks);
-            r.get_tasks = Some(read(state, |m, _| m.get_tasks()).await?);
+            let (tasks, completed_tasks) = read(state, |m, _| m.task_views()).await?;
+            let view =
+                agora_core::master::StateView { tasks, completed_tasks, ..Default::default() };
+            r.get_tasks = Some(view.get_tasks());
             answer(r)
         }
         T::GetRoles => {

@@ -567,6 +567,7 @@ impl Master {
                     latest_status: None,
                     released: false,
                     kill: None,
+                    view: Default::default(),
                 },
             );
         }

@@ -229,6 +229,7 @@ impl Master {
                 // A task the agent knows to be over holds nothing any more.
                 released: is_terminal(state),
                 kill: None,
+                view: Default::default(),
             };
             framework.tasks.insert(task_id.value.clone(), record);
         }

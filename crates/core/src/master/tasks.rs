@@ -101,6 +101,7 @@ impl Master {
                 .get_mut(framework_id)
                 .and_then(|f| f.tasks.get_mut(&ack.task_id.value))
         {
+            task.changed();
             task.status_update_state = None;
             task.status_update_uuid = None;
         }

@@ -4,10 +4,15 @@
 //!
 //! These functions only read the state and copy it into wire types, so that the shell's
 //! dispatcher spends as little of its time as possible on a query: encoding the snapshot (JSON
-//! or protobuf, or the legacy JSON shapes) happens outside it. Nothing here changes the master.
+//! or protobuf, or the legacy JSON shapes) happens outside it. Nothing here changes the master
+//! (a task's cached wire form is filled in, which shows nothing new). Tasks, the bulk of a
+//! large state, are shared rather than copied: `state_view` hands out `Arc<v1::Task>`s that the
+//! core keeps between snapshots (completed tasks for good, unfinished ones until they change),
+//! and only `StateView::into_proto` copies them into a `GetState`, outside the dispatcher.
 //! A task's `statuses` holds only its latest status, because the master keeps no more.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use agora_proto::master::response;
@@ -29,15 +34,76 @@ pub struct Counters {
     pub allocation_runs: u64,
 }
 
+/// GET_STATE's content with the tasks shared with the core: what the dispatcher copies out
+/// for `/master/state` and GET_STATE, cheap to take and encoded elsewhere.
+#[derive(Debug, Clone, Default)]
+pub struct StateView {
+    /// Unfinished tasks (GET_TASKS' `tasks`).
+    pub tasks: Vec<Arc<v1::Task>>,
+    /// Each framework's bounded list of completed tasks (GET_TASKS' `completed_tasks`).
+    pub completed_tasks: Vec<Arc<v1::Task>>,
+    pub executors: response::GetExecutors,
+    pub frameworks: response::GetFrameworks,
+    pub agents: response::GetAgents,
+}
+
+impl StateView {
+    /// The tasks as GET_TASKS, copied out of their shared form.
+    pub fn get_tasks(&self) -> response::GetTasks {
+        let copy = |tasks: &[Arc<v1::Task>]| tasks.iter().map(|t| v1::Task::clone(t)).collect();
+        response::GetTasks {
+            pending_tasks: Vec::new(),
+            tasks: copy(&self.tasks),
+            completed_tasks: copy(&self.completed_tasks),
+            orphan_tasks: Vec::new(),
+            unreachable_tasks: Vec::new(),
+        }
+    }
+
+    /// The GET_STATE message.
+    pub fn into_proto(self) -> response::GetState {
+        response::GetState {
+            get_tasks: Some(self.get_tasks()),
+            get_executors: Some(self.executors),
+            get_frameworks: Some(self.frameworks),
+            get_agents: Some(self.agents),
+        }
+    }
+}
+
 impl Master {
     /// GET_STATE: tasks, executors, frameworks and agents in one snapshot.
     pub fn get_state(&self) -> response::GetState {
-        response::GetState {
-            get_tasks: Some(self.get_tasks()),
-            get_executors: Some(self.get_executors()),
-            get_frameworks: Some(self.get_frameworks()),
-            get_agents: Some(self.get_agents()),
+        self.state_view().into_proto()
+    }
+
+    /// GET_STATE's content with shared tasks: a pointer per task, not a copy.
+    pub fn state_view(&self) -> StateView {
+        let (tasks, completed_tasks) = self.task_views();
+        StateView {
+            tasks,
+            completed_tasks,
+            executors: self.get_executors(),
+            frameworks: self.get_frameworks(),
+            agents: self.get_agents(),
         }
+    }
+
+    /// The shared wire forms of unfinished and completed tasks; an unfinished task's is built
+    /// here if it changed since the last snapshot.
+    pub fn task_views(&self) -> (Vec<Arc<v1::Task>>, Vec<Arc<v1::Task>>) {
+        let mut tasks = Vec::with_capacity(self.frameworks.values().map(|f| f.tasks.len()).sum());
+        let mut completed =
+            Vec::with_capacity(self.frameworks.values().map(|f| f.completed_tasks.len()).sum());
+        for framework in self.frameworks.values() {
+            tasks.extend(
+                framework.tasks.values().map(|t| {
+                    Arc::clone(t.view.get_or_init(|| Arc::new(task_view(&framework.id, t))))
+                }),
+            );
+            completed.extend(framework.completed_tasks.iter().cloned());
+        }
+        (tasks, completed)
     }
 
     /// GET_AGENTS: registered agents with their total, allocated and offered resources, and
@@ -193,23 +259,8 @@ impl Master {
     /// GET_TASKS: unfinished tasks and each framework's bounded list of completed ones; tasks
     /// on unreachable agents are among `tasks` (the master does not move them).
     pub fn get_tasks(&self) -> response::GetTasks {
-        // Sized up front: a task is a large struct, and growing a vector of 200k of them
-        // copies them over and over.
-        let mut tasks = Vec::with_capacity(self.frameworks.values().map(|f| f.tasks.len()).sum());
-        let mut completed_tasks =
-            Vec::with_capacity(self.frameworks.values().map(|f| f.completed_tasks.len()).sum());
-        for framework in self.frameworks.values() {
-            tasks.extend(framework.tasks.values().map(|t| task_view(&framework.id, t)));
-            completed_tasks
-                .extend(framework.completed_tasks.iter().map(|t| task_view(&framework.id, t)));
-        }
-        response::GetTasks {
-            pending_tasks: Vec::new(),
-            tasks,
-            completed_tasks,
-            orphan_tasks: Vec::new(),
-            unreachable_tasks: Vec::new(),
-        }
+        let (tasks, completed_tasks) = self.task_views();
+        StateView { tasks, completed_tasks, ..Default::default() }.get_tasks()
     }
 
     /// One task as TASK_ADDED shows it.
@@ -324,8 +375,11 @@ impl Master {
         m.insert("master/outstanding_offers".into(), self.offers.len() as f64);
         let mut states: BTreeMap<v1::TaskState, u64> = BTreeMap::new();
         for framework in self.frameworks.values() {
-            for task in framework.tasks.values().chain(framework.completed_tasks.iter()) {
+            for task in framework.tasks.values() {
                 *states.entry(task.state).or_default() += 1;
+            }
+            for task in &framework.completed_tasks {
+                *states.entry(task.state()).or_default() += 1;
             }
         }
         for state in TASK_STATES {
@@ -372,7 +426,7 @@ pub const TASK_STATES: [v1::TaskState; 13] = [
 ];
 
 /// A task as the operator API shows it.
-fn task_view(framework_id: &str, task: &Task) -> v1::Task {
+pub(super) fn task_view(framework_id: &str, task: &Task) -> v1::Task {
     let info = &task.info;
     let executor_id = info.executor.as_ref().map(|e| e.executor_id.clone());
     v1::Task {
