@@ -143,8 +143,9 @@ impl Master {
         allocated: &Resources,
         offered: &Resources,
     ) -> response::get_agents::Agent {
+        let total = convert::resources_to_proto(&agent.total, None);
         let mut info = agent.info.clone();
-        info.resources = convert::resources_to_proto(&agent.total, None);
+        info.resources = total.clone();
         response::get_agents::Agent {
             agent_info: info,
             active: agent.conn.is_some(),
@@ -152,7 +153,7 @@ impl Master {
             pid: Some(format!("slave(1)@{}", agent.endpoint)),
             registered_time: agent.registered_time.map(super::time_info),
             reregistered_time: agent.reregistered_time.map(super::time_info),
-            total_resources: convert::resources_to_proto(&agent.total, None),
+            total_resources: total,
             allocated_resources: convert::resources_to_proto(allocated, None),
             offered_resources: convert::resources_to_proto(offered, None),
             capabilities: Vec::new(),

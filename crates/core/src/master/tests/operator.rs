@@ -73,6 +73,42 @@ fn the_snapshot_shows_agents_frameworks_and_tasks() {
 }
 
 #[test]
+fn shared_task_views_follow_every_change_and_completed_tasks_are_shared() {
+    let mut c = cluster(framework("f"));
+    let (aid, fid) = (c.aid.clone(), c.fid.clone());
+    c.launch(vec![task("t1", &aid, "cpus:1;mem:128")], Some(0.0));
+    let staging = c.h.master.state_view();
+    assert_eq!(staging.tasks[0].state(), TaskState::TaskStaging);
+    // A snapshot with no change in between shares the same task.
+    assert!(std::sync::Arc::ptr_eq(&staging.tasks[0], &c.h.master.state_view().tasks[0]));
+
+    c.h.status_update(&aid, &fid, "t1", TaskState::TaskRunning, Some(1));
+    let running = c.h.master.state_view();
+    assert_eq!(running.tasks[0].state(), TaskState::TaskRunning);
+    assert_eq!(running.tasks[0].status_update_state, Some(TaskState::TaskRunning as i32));
+    // The first snapshot still shows what it saw.
+    assert_eq!(staging.tasks[0].state(), TaskState::TaskStaging);
+
+    let (result, _) = c.h.acknowledge(&fid, &aid, "t1", uuid(1));
+    assert_eq!(result, Ok(()));
+    let acknowledged = c.h.master.state_view();
+    assert_eq!(acknowledged.tasks[0].status_update_state, None);
+    assert_eq!(acknowledged.tasks[0].status_update_uuid, None);
+
+    c.h.status_update(&aid, &fid, "t1", TaskState::TaskFinished, Some(2));
+    let (result, _) = c.h.acknowledge(&fid, &aid, "t1", uuid(2));
+    assert_eq!(result, Ok(()));
+    let done = c.h.master.state_view();
+    assert!(done.tasks.is_empty());
+    assert_eq!(done.completed_tasks[0].state(), TaskState::TaskFinished);
+    assert!(std::sync::Arc::ptr_eq(
+        &done.completed_tasks[0],
+        &c.h.master.state_view().completed_tasks[0]
+    ));
+    assert_eq!(c.h.master.get_state().get_tasks.expect("tasks").completed_tasks.len(), 1);
+}
+
+#[test]
 fn the_event_stream_follows_a_task_and_its_agent() {
     let mut h = Harness::new();
     let (conn, out) = open_operator_stream(&mut h);
