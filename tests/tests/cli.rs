@@ -451,24 +451,18 @@ async fn changes_send_the_operator_calls() {
 /// and an unknown id is refused with what to do.
 #[tokio::test]
 async fn task_kill_kills_through_the_master() -> anyhow::Result<()> {
-    use agora_client::scheduler::SchedulerSession;
-    use agora_proto::v1::{self, TaskState};
-    use agora_tests::{command_task, next_offers, next_update};
+    use agora_proto::v1::TaskState;
+    use agora_tests::{launch_tasks, next_update, test_framework};
 
     let cluster = Cluster::start()?;
-    let info = v1::FrameworkInfo { user: "root".into(), name: "kill".into(), ..Default::default() };
-    let (session, mut events) =
-        SchedulerSession::subscribe(&cluster.master, info, agora_proto::Format::Json).await?;
-    let offer = next_offers(&mut events).await?.remove(0);
-    let task = command_task("victim", &offer.agent_id, "cpus:0.1;mem:32", "sleep 600");
-    session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
-    loop {
-        let status = next_update(&session, &mut events).await?;
-        session.acknowledge(&status).await?;
-        if status.state() == TaskState::TaskRunning {
-            break;
-        }
-    }
+    let (session, mut events, _) = launch_tasks(
+        &cluster.master,
+        test_framework("kill"),
+        "cpus:0.1;mem:32",
+        &[("victim", "sleep 600")],
+        &[("victim", TaskState::TaskRunning)],
+    )
+    .await?;
     let env = [("AGORA_MASTER", cluster.master.as_str())];
     let run = agora(&["task", "kill", "victim"], &env).await;
     assert_eq!(run.code, 0, "{}", run.stderr);

@@ -110,16 +110,10 @@ pub(crate) fn scalars<'a>(
 
 /// Merged, sorted ranges as `[1-2,5-9]`.
 fn ranges_text(ranges: &[(u64, u64)]) -> String {
-    let mut sorted = ranges.to_vec();
-    sorted.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::new();
-    for (begin, end) in sorted {
-        match merged.last_mut() {
-            Some(last) if begin <= last.1.saturating_add(1) => last.1 = last.1.max(end),
-            _ => merged.push((begin, end)),
-        }
-    }
-    let parts: Vec<String> = merged.iter().map(|(b, e)| format!("{b}-{e}")).collect();
+    // The core's normal form: sorted, adjacent ones merged (inverted ones are dropped).
+    let valid = ranges.iter().copied().filter(|(begin, end)| begin <= end);
+    let merged = agora_core::resources::Ranges::try_from_intervals(valid).unwrap_or_default();
+    let parts: Vec<String> = merged.intervals().iter().map(|(b, e)| format!("{b}-{e}")).collect();
     format!("[{}]", parts.join(","))
 }
 
