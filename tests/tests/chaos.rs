@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use agora_sim::Rng;
 use agora_tests::{Daemon, free_port, required_in_ci};
 use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, kill};
@@ -31,26 +32,9 @@ const EXECUTOR_KILLS: u32 = 12;
 /// The framework's own deadline for all tasks to finish.
 const FRAMEWORK_TIMEOUT_SECS: u64 = 400;
 
-/// A small seeded generator (SplitMix64): the schedule depends on the seed alone.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `low..high`.
-    fn range(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low).max(1)
-    }
-
-    fn millis(&mut self, low: u64, high: u64) -> Duration {
-        Duration::from_millis(self.range(low, high))
-    }
+/// `low..=high` milliseconds.
+fn millis(rng: &mut Rng, low: u64, high: u64) -> Duration {
+    Duration::from_millis(rng.range(low, high))
 }
 
 /// The daemons, each of which can be killed and started again on the same address and
@@ -178,21 +162,21 @@ fn inject_faults(
         && framework.try_wait()?.is_none()
         && (masters < MASTER_KILLS || agents < AGENT_KILLS || executors < EXECUTOR_KILLS)
     {
-        std::thread::sleep(rng.millis(300, 2500));
+        std::thread::sleep(millis(rng, 300, 2500));
         let at = started.elapsed().as_secs_f64();
-        match rng.range(0, 10) {
+        match rng.range(0, 9) {
             0..=1 if masters < MASTER_KILLS => {
                 masters += 1;
                 rig.master.take().context("master")?.kill()?;
-                std::thread::sleep(rng.millis(100, 2000));
+                std::thread::sleep(millis(rng, 100, 2000));
                 rig.master = Some(Daemon::master(&rig.master_args())?);
                 done.push(format!("{at:6.2}s master SIGKILLed and restarted"));
             }
             2..=4 if agents < AGENT_KILLS => {
                 agents += 1;
-                let i = rng.range(0, AGENTS as u64) as usize;
+                let i = rng.range(0, AGENTS as u64 - 1) as usize;
                 rig.agents[i].1.take().context("agent")?.kill()?;
-                std::thread::sleep(rng.millis(100, 2000));
+                std::thread::sleep(millis(rng, 100, 2000));
                 rig.start_agent(i)?;
                 done.push(format!("{at:6.2}s agent {i} SIGKILLed and restarted"));
             }
@@ -202,7 +186,7 @@ fn inject_faults(
                     continue;
                 }
                 executors += 1;
-                let victim = candidates[rng.range(0, candidates.len() as u64) as usize];
+                let victim = candidates[rng.range(0, candidates.len() as u64 - 1) as usize];
                 // It may have ended on its own meanwhile.
                 let _ = kill(Pid::from_raw(victim), Signal::SIGKILL);
                 done.push(format!("{at:6.2}s executor {victim} SIGKILLed"));
@@ -231,7 +215,7 @@ fn tasks_finish_exactly_once_while_daemons_and_executors_die() -> anyhow::Result
     println!(
         "chaos seed {seed}; replay the schedule with: AGORA_CHAOS_SEED={seed} cargo nextest run -p agora-tests --test chaos"
     );
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut rig = Rig::start()?;
     if std::env::var_os("AGORA_CHAOS_KEEP").is_some() {
         // For post-mortems: the daemons' work directories and the framework's update log.

@@ -317,6 +317,32 @@ pub struct Master {
     start_time: Duration,
 }
 
+impl Input {
+    /// The request an input answers with `Output::Reply`, if it is one; the shell keeps the
+    /// reply channel under it. Every variant is named, so a new call cannot go unanswered.
+    pub fn req(&self) -> Option<ReqId> {
+        match self {
+            Input::Subscribe { req, .. }
+            | Input::SchedulerCall { req, .. }
+            | Input::AgentRegister { req, .. }
+            | Input::AgentCall { req, .. }
+            | Input::UpdateWeights { req, .. }
+            | Input::UpdateQuota { req, .. }
+            | Input::OperatorSubscribe { req, .. }
+            | Input::OperatorOperation { req, .. }
+            | Input::Teardown { req, .. }
+            | Input::MarkAgentGone { req, .. }
+            | Input::OperatorKillTask { req, .. } => Some(*req),
+            Input::SchedulerClosed { .. }
+            | Input::AgentClosed { .. }
+            | Input::AllocationTick
+            | Input::HeartbeatTick
+            | Input::PingTick
+            | Input::OperatorClosed { .. } => None,
+        }
+    }
+}
+
 impl Master {
     /// A master with an empty registry.
     pub fn new(config: MasterConfig) -> Self {

@@ -200,7 +200,7 @@ impl Dispatcher {
                 if let Some(s) = stream {
                     self.streams.insert(s.conn, s.format, s.tx);
                 }
-                if let Some(req) = request_id(&input) {
+                if let Some(req) = input.req() {
                     self.pending.insert(req, reply);
                 }
                 input
@@ -257,23 +257,6 @@ impl Dispatcher {
                 Output::Persist(_) => {}
             }
         }
-    }
-}
-
-fn request_id(input: &Input) -> Option<ReqId> {
-    match input {
-        Input::Subscribe { req, .. }
-        | Input::SchedulerCall { req, .. }
-        | Input::AgentRegister { req, .. }
-        | Input::AgentCall { req, .. }
-        | Input::UpdateWeights { req, .. }
-        | Input::UpdateQuota { req, .. }
-        | Input::OperatorSubscribe { req, .. }
-        | Input::OperatorOperation { req, .. }
-        | Input::Teardown { req, .. }
-        | Input::MarkAgentGone { req, .. }
-        | Input::OperatorKillTask { req, .. } => Some(*req),
-        _ => None,
     }
 }
 

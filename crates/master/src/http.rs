@@ -54,23 +54,6 @@ impl FromRef<AppState> for Handle {
     }
 }
 
-/// The legacy read endpoints, served under `/master` and at the root.
-const LEGACY_READS: [&str; 8] =
-    ["state", "state.json", "state-summary", "frameworks", "slaves", "tasks", "roles", "flags"];
-
-/// The handler of one of `LEGACY_READS`.
-fn legacy_read(name: &str) -> axum::routing::MethodRouter<AppState> {
-    match name {
-        "state" | "state.json" => get(legacy::state),
-        "state-summary" => get(legacy::state_summary),
-        "frameworks" => get(legacy::frameworks),
-        "slaves" => get(legacy::slaves),
-        "tasks" => get(legacy::tasks),
-        "roles" => get(legacy::roles),
-        _ => get(legacy::flags),
-    }
-}
-
 pub(crate) fn router(handle: Handle, shell: Arc<Shell>) -> Router {
     let mut router = Router::new()
         .route("/api/agora/v1/agent", post(agent_api))
@@ -89,10 +72,20 @@ pub(crate) fn router(handle: Handle, shell: Arc<Shell>) -> Router {
             .route(&format!("{prefix}/api/v1/operator"), post(operator_api))
             .route(&format!("{prefix}/health"), get(health))
             .route(&format!("{prefix}/redirect"), get(legacy::redirect));
-        for name in LEGACY_READS {
+        let reads = [
+            ("state", get(legacy::state)),
+            ("state.json", get(legacy::state)),
+            ("state-summary", get(legacy::state_summary)),
+            ("frameworks", get(legacy::frameworks)),
+            ("slaves", get(legacy::slaves)),
+            ("tasks", get(legacy::tasks)),
+            ("roles", get(legacy::roles)),
+            ("flags", get(legacy::flags)),
+        ];
+        for (name, handler) in reads {
             router = router
-                .route(&format!("{prefix}/{name}"), legacy_read(name))
-                .route(&format!("{prefix}/{name}/"), legacy_read(name));
+                .route(&format!("{prefix}/{name}"), handler.clone())
+                .route(&format!("{prefix}/{name}/"), handler);
         }
     }
     router.layer(DefaultBodyLimit::max(agora_http::MAX_BODY)).with_state(AppState { handle, shell })
