@@ -130,7 +130,7 @@ async fn every_query_answers_in_json_and_get_state_in_protobuf() -> anyhow::Resu
         cluster.master.rsplit(':').next().and_then(|p| p.parse::<u64>().ok()).context("port")?
     );
 
-    // The master keeps no log file: every virtual path is unknown.
+    // Without --log_dir the master keeps no log file: every virtual path is unknown.
     for call in [
         json!({"type": "LIST_FILES", "list_files": {"path": "/master/log"}}),
         json!({"type": "READ_FILE", "read_file": {"path": "/master/log", "offset": 0}}),

@@ -6,9 +6,9 @@
 //!
 //! Handlers check the transport-level rules (content type, body, `Accept`) and map the core's
 //! refusals to status codes in `refusal`; the executor API goes through the dispatcher, the
-//! files API straight to `files.rs` on a blocking thread (it only reads the disk).
+//! files API to `agora_http::files` over the sandboxes `files.rs` attaches.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,28 +19,28 @@ use agora_http::{
 };
 use agora_proto::executor;
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use crate::dispatcher::{Command, Handle, submit};
-use crate::files::{self, FilesError};
+use crate::files;
 use crate::legacy;
-use crate::operator::{self, LoggingLevel};
+use crate::operator;
 
-/// What every handler may use: the dispatcher, the work directory (for the files API), the
+/// What every handler may use: the dispatcher, the sandboxes (for the files API), the
 /// agent's flags as Mesos names and prints them, its logging level and its address.
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) handle: Handle,
-    pub(crate) work_dir: Arc<PathBuf>,
+    /// The sandboxes' attachments for the files API, read from the work directory on each
+    /// request.
+    pub(crate) files: agora_http::files::Source,
     pub(crate) flags: Arc<BTreeMap<String, String>>,
-    pub(crate) logging: Arc<LoggingLevel>,
+    pub(crate) logging: Arc<agora_http::Logging>,
     /// `ip:port` the agent serves on, for `/state`'s `pid`.
     pub(crate) addr: Arc<String>,
 }
@@ -50,12 +50,14 @@ pub(crate) fn router(
     work_dir: PathBuf,
     flags: BTreeMap<String, String>,
     addr: String,
+    logging: Arc<agora_http::Logging>,
 ) -> Router {
+    let files: agora_http::files::Source = Arc::new(move || files::attachments(&work_dir));
     let state = AppState {
         handle,
-        work_dir: Arc::new(work_dir),
+        files: Arc::clone(&files),
         flags: Arc::new(flags),
-        logging: Arc::default(),
+        logging,
         addr: Arc::new(addr),
     };
     // Mesos serves each route under its actor (`/slave(1)/...`) and, by delegation, at the
@@ -81,15 +83,9 @@ pub(crate) fn router(
         .route("/monitor/statistics.json", get(legacy::monitor_statistics))
         .route("/metrics/snapshot", get(legacy::metrics_snapshot))
         .route("/metrics", get(legacy::metrics_prometheus))
-        .route("/files/browse", get(files_browse))
-        .route("/files/browse.json", get(files_browse))
-        .route("/files/read", get(files_read))
-        .route("/files/read.json", get(files_read))
-        .route("/files/download", get(files_download))
-        .route("/files/download.json", get(files_download))
-        .route("/files/debug", get(files_debug))
-        .route("/files/debug.json", get(files_debug))
+        .merge(agora_http::files::routes(Arc::clone(&files)))
         .route("/version", get(version))
+        .layer(axum::middleware::from_fn(agora_http::jsonp))
         .layer(DefaultBodyLimit::max(agora_http::MAX_BODY))
         .with_state(state)
 }
@@ -130,109 +126,6 @@ async fn executor_api(
         Ok(()) => Ok(stream_response(response_format, None, body)),
         Err(e) => Err(refusal(e)),
     }
-}
-
-/// The `path` query parameter every files endpoint but debug needs.
-fn path_param(query: &HashMap<String, String>) -> Result<String, Refusal> {
-    query
-        .get("path")
-        .cloned()
-        .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "Expecting 'path' query parameter"))
-}
-
-/// Runs a files operation off the async threads and maps its refusals to Mesos's codes.
-pub(crate) async fn blocking_files<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, FilesError> + Send + 'static,
-) -> Result<T, Refusal> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(FilesError::BadRequest(m))) => Err(refuse(StatusCode::BAD_REQUEST, m)),
-        Ok(Err(FilesError::NotFound(m))) => Err(refuse(StatusCode::NOT_FOUND, m)),
-        Err(e) => Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("files API failed: {e}"))),
-    }
-}
-
-async fn files_browse(
-    State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Response, Refusal> {
-    let path = path_param(&query)?;
-    let work_dir = state.work_dir.clone();
-    let infos = blocking_files(move || files::browse(&work_dir, &path)).await?;
-    let entries: Vec<serde_json::Value> = infos.iter().map(files::FileInfo::to_json).collect();
-    Ok(axum::Json(entries).into_response())
-}
-
-async fn files_read(
-    State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Response, Refusal> {
-    let path = path_param(&query)?;
-    let number = |key: &str| -> Result<Option<i64>, Refusal> {
-        match query.get(key) {
-            None => Ok(None),
-            Some(text) => text.parse().map(Some).map_err(|_| {
-                refuse(
-                    StatusCode::BAD_REQUEST,
-                    format!("Failed to parse {key}: '{text}' is not a number"),
-                )
-            }),
-        }
-    };
-    let offset = number("offset")?;
-    let length = number("length")?;
-    let work_dir = state.work_dir.clone();
-    let read = blocking_files(move || files::read(&work_dir, &path, offset, length)).await?;
-    Ok(axum::Json(serde_json::json!({ "data": read.data, "offset": read.offset })).into_response())
-}
-
-/// The file as an attachment, streamed in chunks so that a large file costs little memory.
-async fn files_download(
-    State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Response, Refusal> {
-    let path = path_param(&query)?;
-    let work_dir = state.work_dir.clone();
-    let requested = path.clone();
-    let (real, name) = blocking_files(move || files::download(&work_dir, &path)).await?;
-    let file = tokio::fs::File::open(&real).await.map_err(|e| {
-        refuse(StatusCode::NOT_FOUND, format!("Failed to open file {requested}: {e}"))
-    })?;
-    // The stream ends after an error, so a failing disk cannot keep it spinning.
-    let chunks = futures::stream::unfold(Some(file), |state| async move {
-        let mut file = state?;
-        let mut buffer = vec![0; 64 * 1024];
-        match file.read(&mut buffer).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buffer.truncate(n);
-                Some((Ok::<_, std::io::Error>(Bytes::from(buffer)), Some(file)))
-            }
-            Err(e) => Some((Err(e), None)),
-        }
-    });
-    // Quotes would end the header's quoted string early and control characters are not
-    // allowed in a header at all; a task chooses its file names.
-    let quoted: String = name
-        .chars()
-        .map(|c| if c == '"' || c == '\\' || c.is_control() { '_' } else { c })
-        .collect();
-    let headers = [
-        (header::CONTENT_TYPE, files::content_type(&name).to_string()),
-        (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{quoted}\"")),
-    ];
-    Ok((headers, Body::from_stream(chunks)).into_response())
-}
-
-/// The virtual path table: attached path → sandbox directory.
-async fn files_debug(State(state): State<AppState>) -> Result<Response, Refusal> {
-    let work_dir = state.work_dir.clone();
-    let table = blocking_files(move || Ok(files::attachments(&work_dir))).await?;
-    let table: serde_json::Map<String, serde_json::Value> = table
-        .into_iter()
-        .map(|(k, v)| (k, serde_json::Value::String(v.to_string_lossy().into_owned())))
-        .collect();
-    Ok(axum::Json(table).into_response())
 }
 
 async fn version() -> Response {

@@ -95,6 +95,9 @@ pub struct AgentOptions {
     pub session_helper: Option<String>,
     /// `--isolation` and the cgroup flags that tune it.
     pub isolation: IsolationOptions,
+    /// The process's log filter, which SET_LOGGING_LEVEL changes; the default only records
+    /// the level (a daemon started in-process has no filter of its own).
+    pub logging: std::sync::Arc<agora_http::Logging>,
 }
 
 /// `--recover`.
@@ -139,6 +142,7 @@ impl AgentOptions {
             recovery_timeout: Duration::from_secs(15 * 60),
             session_helper: None,
             isolation: IsolationOptions::default(),
+            logging: std::sync::Arc::default(),
         }
     }
 }
@@ -262,7 +266,7 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
     // Written only now, so that a crash during recovery still finds the old boot id.
     checkpoint::record_boot_id(&work_dir)?;
     let flags = flags(&options, &work_dir, addr);
-    let app = http::router(handle, work_dir, flags, addr.to_string());
+    let app = http::router(handle, work_dir, flags, addr.to_string(), options.logging.clone());
     let server = Server::spawn(listener, app, "agent")
         .map_err(|source| AgentError::Bind { addr: requested, source })?;
     tracing::info!(%addr, master = %options.master, %resources, "agent listening");

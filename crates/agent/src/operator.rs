@@ -2,8 +2,9 @@
 //! §4.3), in JSON or protobuf with `Accept` choosing the answer's format.
 //!
 //! Queries about tasks, executors, frameworks and the agent are answered from the core's
-//! read-only views through the dispatcher (the state's one owner); files through `files.rs`
-//! (the same virtual paths as `/files/*`); containers' usage through `usage.rs`; metrics here,
+//! read-only views through the dispatcher (the state's one owner); files through `agora_http::files`
+//! over the sandboxes `files.rs` attaches (the same virtual paths as `/files/*`); the logging
+//! level through `agora_http::Logging`; containers' usage through `usage.rs`; metrics here,
 //! from the core's counts plus uptime and the machine's figures. Calls Agora does not serve
 //! (nested and standalone containers, resource providers, images, operations) are answered
 //! `501` with their name. While executors found alive after a restart may still subscribe
@@ -11,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use agora_core::agent::{ContainerView, scalar_sum};
@@ -24,22 +24,12 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use crate::dispatcher::{Handle, query};
-use crate::files;
-use crate::http::{AppState, blocking_files};
+use crate::http::AppState;
 use crate::usage::{self, Limits};
+use agora_http::files;
 
 /// The version Agora answers as, Mesos's last (pymesos and others pick features by it).
 pub(crate) const MESOS_VERSION: &str = "1.11.0";
-
-/// The logging verbosity SET_LOGGING_LEVEL sets for a while (glog's `-v`). Agora logs
-/// through `tracing`, whose filter is set at start by `AGORA_LOG`; the level is kept and
-/// reported as Mesos does, so operator tools work, and reverts when its duration is over.
-#[derive(Debug, Default)]
-pub(crate) struct LoggingLevel {
-    level: AtomicU32,
-    /// Bumped by every SET_LOGGING_LEVEL, so that only the latest one's revert applies.
-    generation: AtomicU64,
-}
 
 /// One container with its executor's process, as a query hands it out.
 /// A container to measure: its view, its executor's pid, and its cgroup if it has one.
@@ -93,35 +83,30 @@ pub(crate) async fn operator_api(
         }
         call::Type::GetLoggingLevel => {
             response.set_type(response::Type::GetLoggingLevel);
-            let level = state.logging.level.load(Ordering::Relaxed);
+            let level = state.logging.level();
             response.get_logging_level = Some(response::GetLoggingLevel { level });
         }
         call::Type::SetLoggingLevel => {
             let Some(set) = call.set_logging_level else {
                 return Err(missing("set_logging_level"));
             };
-            set_logging_level(&state.logging, set.level, &set.duration);
+            set_logging_level(&state.logging, set.level, &set.duration)?;
             return Ok(StatusCode::OK.into_response());
         }
         call::Type::ListFiles => {
             let Some(list) = call.list_files else {
                 return Err(missing("list_files"));
             };
-            let work_dir = state.work_dir.clone();
-            let infos = blocking_files(move || files::browse(&work_dir, &list.path)).await?;
+            let file_infos = files::list_files(&state.files, list.path).await?;
             response.set_type(response::Type::ListFiles);
-            let file_infos = infos.into_iter().map(file_info).collect();
             response.list_files = Some(response::ListFiles { file_infos });
         }
         call::Type::ReadFile => {
             let Some(read) = call.read_file else {
                 return Err(missing("read_file"));
             };
-            let work_dir = state.work_dir.clone();
-            let (size, data) = blocking_files(move || {
-                files::read_bytes(&work_dir, &read.path, read.offset, read.length)
-            })
-            .await?;
+            let (size, data) =
+                files::read_file(&state.files, read.path, read.offset, read.length).await?;
             response.set_type(response::Type::ReadFile);
             response.read_file = Some(response::ReadFile { size, data: Bytes::from(data) });
         }
@@ -298,30 +283,16 @@ pub(crate) fn version_info() -> v1::VersionInfo {
     v1::VersionInfo { version: MESOS_VERSION.into(), ..Default::default() }
 }
 
-fn file_info(info: files::FileInfo) -> v1::FileInfo {
-    v1::FileInfo {
-        path: info.path,
-        nlink: Some(i32::try_from(info.nlink).unwrap_or(i32::MAX)),
-        size: Some(info.size),
-        mtime: Some(v1::TimeInfo { nanoseconds: info.mtime.saturating_mul(1_000_000_000) }),
-        mode: Some(info.st_mode),
-        uid: Some(info.uid),
-        gid: Some(info.gid),
-    }
-}
-
-/// Sets the level now and arms its revert to the default after `duration`.
-fn set_logging_level(logging: &Arc<LoggingLevel>, level: u32, duration: &v1::DurationInfo) {
-    logging.level.store(level, Ordering::Relaxed);
-    let generation = logging.generation.fetch_add(1, Ordering::Relaxed) + 1;
-    tracing::info!(level, "logging level set");
-    let wait = Duration::from_nanos(u64::try_from(duration.nanoseconds).unwrap_or(0));
-    let logging = Arc::clone(logging);
-    tokio::spawn(async move {
-        tokio::time::sleep(wait).await;
-        // A later SET_LOGGING_LEVEL owns the level now.
-        if logging.generation.load(Ordering::Relaxed) == generation {
-            logging.level.store(0, Ordering::Relaxed);
-        }
-    });
+/// SET_LOGGING_LEVEL: the level for `duration`, then back to 0 (`agora_http::logging`).
+pub(crate) fn set_logging_level(
+    logging: &Arc<agora_http::Logging>,
+    level: u32,
+    duration: &v1::DurationInfo,
+) -> Result<(), Refusal> {
+    let nanos = u64::try_from(duration.nanoseconds).map_err(|_| {
+        refuse(StatusCode::BAD_REQUEST, "Expecting 'duration' to be a non-negative duration")
+    })?;
+    logging.set(level, Duration::from_nanos(nanos)).map_err(|e| {
+        refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("Failed to set log level: {e}"))
+    })
 }

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agora_agent::AgentOptions;
@@ -201,6 +202,32 @@ struct MasterTiming {
     /// What an offer must hold at least: `;` joins quantities, `|` separates alternatives.
     #[arg(long = "min_allocatable_resources", alias = "min-allocatable-resources", value_parser = min_allocatable)]
     min_allocatable_resources: Option<MinAllocatable>,
+    /// Directory the master writes its log to (`agora-master.log`, also on stderr); the files
+    /// API shows it at `/master/log`.
+    #[arg(long = "log_dir", alias = "log-dir")]
+    log_dir: Option<PathBuf>,
+    /// How many torn-down frameworks the state endpoints keep.
+    #[arg(
+        long = "max_completed_frameworks",
+        alias = "max-completed-frameworks",
+        default_value_t = 50
+    )]
+    max_completed_frameworks: usize,
+    /// How many completed tasks the state endpoints keep per framework.
+    #[arg(
+        long = "max_completed_tasks_per_framework",
+        alias = "max-completed-tasks-per-framework",
+        default_value_t = 1000
+    )]
+    max_completed_tasks_per_framework: usize,
+    /// How many operator event stream subscribers at most; the oldest goes when one more
+    /// subscribes.
+    #[arg(
+        long = "max_operator_event_stream_subscribers",
+        alias = "max-operator-event-stream-subscribers",
+        default_value_t = 1000
+    )]
+    max_operator_event_stream_subscribers: usize,
 }
 
 /// Parsed `--weights` (a newtype, so that clap treats it as one value and not a list).
@@ -391,12 +418,23 @@ fn main() -> ExitCode {
         Command::Events(args) => return run_cli(cli::Verb::Events(args)),
         daemon => daemon,
     };
-    init_tracing();
+    let log_dir = match &command {
+        Command::Master(flags) => flags.timing.log_dir.clone(),
+        Command::Dev(flags) => flags.timing.log_dir.clone(),
+        _ => None,
+    };
+    let logging = match init_tracing(log_dir.as_deref()) {
+        Ok(logging) => logging,
+        Err(e) => {
+            eprintln!("agora: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = runtime().block_on(async move {
         match command {
-            Command::Master(flags) => run_master(flags).await,
-            Command::Agent(args) => run_agent(args.daemon).await,
-            Command::Dev(flags) => run_dev(flags).await,
+            Command::Master(flags) => run_master(flags, logging).await,
+            Command::Agent(args) => run_agent(args.daemon, logging).await,
+            Command::Dev(flags) => run_dev(flags, logging).await,
             Command::Execute(flags) => return execute::run(flags).await.map(exit_code),
             // The executor modes and the operator commands were dispatched above.
             _ => Ok(()),
@@ -429,15 +467,41 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime builds on any supported platform")
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AGORA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Logs to stderr and, with a log directory, to the master's log file there too; the filter
+/// (`AGORA_LOG`, else `info`) can be replaced at run time through the returned `Logging`,
+/// which SET_LOGGING_LEVEL uses.
+fn init_tracing(log_dir: Option<&std::path::Path>) -> anyhow::Result<Arc<agora_http::Logging>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let default = std::env::var("AGORA_LOG")
+        .ok()
+        .filter(|d| tracing_subscriber::EnvFilter::try_new(d).is_ok())
+        .unwrap_or_else(|| "info".to_string());
+    let (filter, handle) =
+        tracing_subscriber::reload::Layer::new(tracing_subscriber::EnvFilter::new(&default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let file = match log_dir {
+        None => None,
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create --log_dir {}", dir.display()))?;
+            let path = dir.join(agora_master::LOG_FILE);
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("cannot open the log file {}", path.display()))?;
+            Some(tracing_subscriber::fmt::layer().with_writer(Arc::new(file)).with_ansi(false))
+        }
+    };
+    tracing_subscriber::registry().with(filter).with(stderr).with(file).init();
+    let reload: agora_http::logging::Reload = Box::new(move |directives: &str| {
+        let filter =
+            tracing_subscriber::EnvFilter::try_new(directives).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    });
+    Ok(Arc::new(agora_http::Logging::new(default, Some(reload))))
 }
 
 fn master_options(
@@ -467,6 +531,10 @@ fn master_options(
     options.agent_reregister_timeout = timing.agent_reregister_timeout;
     options.agent_ping_timeout = timing.agent_ping_timeout;
     options.max_agent_ping_timeouts = timing.max_agent_ping_timeouts;
+    options.log_dir = timing.log_dir.clone();
+    options.max_completed_frameworks = timing.max_completed_frameworks;
+    options.max_completed_tasks_per_framework = timing.max_completed_tasks_per_framework;
+    options.max_operator_event_stream_subscribers = timing.max_operator_event_stream_subscribers;
     options
 }
 
@@ -523,8 +591,8 @@ fn agent_options(
     Ok(options)
 }
 
-async fn run_master(flags: MasterFlags) -> anyhow::Result<()> {
-    let options = master_options(
+async fn run_master(flags: MasterFlags, logging: Arc<agora_http::Logging>) -> anyhow::Result<()> {
+    let mut options = master_options(
         flags.ip,
         flags.port,
         flags.hostname,
@@ -532,6 +600,7 @@ async fn run_master(flags: MasterFlags) -> anyhow::Result<()> {
         flags.registry,
         &flags.timing,
     );
+    options.logging = logging;
     let mut master = agora_master::start(options).await?;
     println!("agora master listening on http://{} (id {})", master.addr, master.master_info.id);
     let (agents, frameworks) = master.recovered;
@@ -544,12 +613,13 @@ async fn run_master(flags: MasterFlags) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_agent(flags: AgentFlags) -> anyhow::Result<()> {
+async fn run_agent(flags: AgentFlags, logging: Arc<agora_http::Logging>) -> anyhow::Result<()> {
     let (Some(master), Some(work_dir)) = (flags.master, flags.work_dir) else {
         anyhow::bail!("an agent needs --master and --work_dir");
     };
-    let options =
+    let mut options =
         agent_options(master, flags.ip, flags.port, flags.hostname, work_dir, flags.shape)?;
+    options.logging = logging;
     if options.recover == agora_agent::RecoverMode::Cleanup {
         let killed = agora_agent::cleanup(&options).await?;
         println!(
@@ -564,10 +634,10 @@ async fn run_agent(flags: AgentFlags) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_dev(flags: DevFlags) -> anyhow::Result<()> {
+async fn run_dev(flags: DevFlags, logging: Arc<agora_http::Logging>) -> anyhow::Result<()> {
     let work_dir = flags.work_dir.unwrap_or_else(|| std::env::temp_dir().join("agora-dev"));
     // The registry persists under the dev work directory, like a real master's.
-    let master_options = master_options(
+    let mut master_options = master_options(
         flags.ip,
         flags.port,
         None,
@@ -575,9 +645,11 @@ async fn run_dev(flags: DevFlags) -> anyhow::Result<()> {
         RegistryFlag::ReplicatedLog,
         &flags.timing,
     );
+    // One process, one log filter: both daemons' SET_LOGGING_LEVEL change it.
+    master_options.logging = Arc::clone(&logging);
     let agent_shape = flags.shape.clone();
     let mut master = agora_master::start(master_options).await?;
-    let agent_options = agent_options(
+    let mut agent_options = agent_options(
         master.addr.to_string(),
         flags.ip,
         flags.agent_port,
@@ -585,6 +657,7 @@ async fn run_dev(flags: DevFlags) -> anyhow::Result<()> {
         work_dir.join("agent"),
         agent_shape,
     )?;
+    agent_options.logging = logging;
     let agent = match agora_agent::start(agent_options).await {
         Ok(agent) => agent,
         Err(e) => {

@@ -4,12 +4,15 @@
 //!
 //! It also runs a server (`Server`) with the shutdown both daemons need, holds the handle to a
 //! dispatcher task (`Dispatch`) and the streams it writes to (`Streams`), and keeps the clock
-//! (`Clock`) both dispatchers feed their state machines, and renders metrics as Prometheus
-//! text (`prometheus`). It knows nothing of schedulers, agents
+//! (`Clock`) both dispatchers feed their state machines, renders metrics as Prometheus
+//! text (`prometheus`), answers JSON with JSONP when asked (`jsonp`), serves the files API
+//! over a daemon's attachments (`files`) and changes the log filter at run time (`logging`). It knows nothing of schedulers, agents
 //! or executors; each server's `http.rs` decides what a call means.
 
 mod clock;
 mod dispatch;
+pub mod files;
+pub mod logging;
 pub mod prometheus;
 mod server;
 mod stream;
@@ -23,6 +26,7 @@ use bytes::Bytes;
 
 pub use clock::Clock;
 pub use dispatch::Dispatch;
+pub use logging::Logging;
 pub use server::Server;
 pub use stream::EventBody;
 pub use streams::Streams;
@@ -110,6 +114,49 @@ pub fn stream_response<C: Send + Unpin + 'static>(
         headers.insert(STREAM_ID_HEADER, id);
     }
     response
+}
+
+/// The query parameter that asks a JSON endpoint for JSONP (reference §4.4).
+pub const JSONP: &str = "jsonp";
+
+/// Middleware for a router of JSON endpoints: when the query names a `jsonp` callback, a 200
+/// `application/json` answer becomes `callback(<json>);` as `text/javascript`, which is what
+/// libprocess answers on every JSON endpoint. Everything else passes through untouched, so the
+/// handlers need not know about it.
+pub async fn jsonp(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let callback = axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(
+        request.uri(),
+    )
+    .ok()
+    .and_then(|q| q.0.get(JSONP).cloned());
+    let response = next.run(request).await;
+    let Some(callback) = callback else {
+        return response;
+    };
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if response.status() != StatusCode::OK || !is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let json = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(json) => json,
+        Err(e) => {
+            return refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("Cannot read body: {e}"))
+                .into_response();
+        }
+    };
+    let mut wrapped = Vec::with_capacity(callback.len() + json.len() + 3);
+    wrapped.extend_from_slice(callback.as_bytes());
+    wrapped.push(b'(');
+    wrapped.extend_from_slice(&json);
+    wrapped.extend_from_slice(b");");
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(wrapped))
 }
 
 /// 202 Accepted with an empty body, the answer to every successful non-streaming call.

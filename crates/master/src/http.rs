@@ -14,7 +14,6 @@ use agora_http::{
     stream_response,
 };
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
 use std::time::Instant;
 
 use agora_proto::{Format, internal, master, scheduler, v1};
@@ -37,12 +36,13 @@ pub(crate) struct AppState {
     pub(crate) shell: Arc<Shell>,
 }
 
-/// Facts about this master that are not the core's: its flags, when the process started, and
-/// the logging level SET_LOGGING_LEVEL recorded.
+/// Facts about this master that are not the core's: its flags, when the process started, the
+/// log filter SET_LOGGING_LEVEL changes and the files (its log) the files API shows.
 pub(crate) struct Shell {
     pub(crate) flags: Vec<(String, String)>,
     pub(crate) started: Instant,
-    pub(crate) logging_level: AtomicU32,
+    pub(crate) logging: Arc<agora_http::Logging>,
+    pub(crate) files: agora_http::files::Source,
     pub(crate) master_info: v1::MasterInfo,
     /// `/master/state` renders, one at a time and shared by the requests that wait together.
     pub(crate) state_renders: crate::legacy::StateRenders,
@@ -88,7 +88,11 @@ pub(crate) fn router(handle: Handle, shell: Arc<Shell>) -> Router {
                 .route(&format!("{prefix}/{name}/"), handler);
         }
     }
-    router.layer(DefaultBodyLimit::max(agora_http::MAX_BODY)).with_state(AppState { handle, shell })
+    router
+        .merge(agora_http::files::routes(Arc::clone(&shell.files)))
+        .layer(axum::middleware::from_fn(agora_http::jsonp))
+        .layer(DefaultBodyLimit::max(agora_http::MAX_BODY))
+        .with_state(AppState { handle, shell })
 }
 
 pub(crate) fn refusal(error: CallError) -> Refusal {

@@ -629,6 +629,13 @@ pub fn render_state(snapshot: &StateSnapshot) -> Result<Vec<u8>, serde_json::Err
         "orphan_tasks": [],
         "unregistered_frameworks": [],
     });
+    let mut v = v;
+    // Mesos writes `log_dir` only when the flag is set.
+    if let (Some((_, dir)), Value::Object(fields)) =
+        (snapshot.flags.iter().find(|(name, _)| name == "log_dir"), &mut v)
+    {
+        fields.insert("log_dir".into(), json!(dir));
+    }
     // One buffer sized for the whole document up front (a task takes about 300 bytes, an
     // agent about 900): growing a 100 MB vector by doubling copies it over and over.
     let capacity = (state.tasks.len() + state.completed_tasks.len()) * 320

@@ -32,6 +32,9 @@ use crate::registry::{RegistryError, Store};
 /// as pymesos parse it as dotted numbers.
 pub const MESOS_API_VERSION: &str = "1.11.0";
 
+/// The master's log file under `--log_dir` (what `/master/log` names).
+pub const LOG_FILE: &str = "agora-master.log";
+
 /// Where the master keeps its registry (`--registry`, with Mesos's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegistryKind {
@@ -62,6 +65,18 @@ pub struct MasterOptions {
     pub agent_ping_timeout: Duration,
     pub max_agent_ping_timeouts: u32,
     pub allocator: AllocatorConfig,
+    /// `--log_dir`: where the binary writes the master's log (`LOG_FILE`), which the files
+    /// API shows at `/master/log`.
+    pub log_dir: Option<PathBuf>,
+    /// The process's log filter, which SET_LOGGING_LEVEL changes; the default only records
+    /// the level (a master started in-process has no filter of its own).
+    pub logging: Arc<agora_http::Logging>,
+    /// `--max_completed_frameworks`: torn-down frameworks kept for the state endpoints.
+    pub max_completed_frameworks: usize,
+    /// `--max_completed_tasks_per_framework`.
+    pub max_completed_tasks_per_framework: usize,
+    /// `--max_operator_event_stream_subscribers`: beyond it the oldest subscriber is dropped.
+    pub max_operator_event_stream_subscribers: usize,
 }
 
 impl MasterOptions {
@@ -80,6 +95,11 @@ impl MasterOptions {
             agent_ping_timeout: Duration::from_secs(15),
             max_agent_ping_timeouts: 5,
             allocator: AllocatorConfig::default(),
+            log_dir: None,
+            logging: Arc::default(),
+            max_completed_frameworks: 50,
+            max_completed_tasks_per_framework: 1000,
+            max_operator_event_stream_subscribers: 1000,
         }
     }
 }
@@ -145,8 +165,8 @@ pub async fn start(options: MasterOptions) -> Result<RunningMaster, MasterError>
         heartbeat_interval: options.heartbeat_interval,
         offer_timeout: options.offer_timeout,
         allocator: options.allocator.clone(),
-        max_completed_tasks_per_framework: 1000,
-        max_completed_frameworks: 50,
+        max_completed_tasks_per_framework: options.max_completed_tasks_per_framework,
+        max_completed_frameworks: options.max_completed_frameworks,
         agent_reregister_timeout: options.agent_reregister_timeout,
         agent_ping_timeout: options.agent_ping_timeout,
         max_agent_ping_timeouts: options.max_agent_ping_timeouts,
@@ -157,7 +177,8 @@ pub async fn start(options: MasterOptions) -> Result<RunningMaster, MasterError>
     let shell = http::Shell {
         flags: flags(&options),
         started: std::time::Instant::now(),
-        logging_level: std::sync::atomic::AtomicU32::new(0),
+        logging: Arc::clone(&options.logging),
+        files: log_attachment(options.log_dir.clone()),
         master_info: master_info.clone(),
         state_renders: Default::default(),
     };
@@ -172,6 +193,15 @@ pub async fn start(options: MasterOptions) -> Result<RunningMaster, MasterError>
         "master listening"
     );
     Ok(RunningMaster { addr, master_info, recovered, server, fatal })
+}
+
+/// The master's attachments for the files API: its log at `/master/log` (Mesos's virtual
+/// path) once the file exists, nothing without `--log_dir`.
+fn log_attachment(log_dir: Option<PathBuf>) -> agora_http::files::Source {
+    Arc::new(move || {
+        let log = log_dir.as_ref().and_then(|dir| std::fs::canonicalize(dir.join(LOG_FILE)).ok());
+        log.map(|log| ("/master/log".to_string(), log)).into_iter().collect()
+    })
 }
 
 /// Opens the store the options ask for and reads the registry back.
@@ -243,6 +273,21 @@ fn flags(options: &MasterOptions) -> Vec<(String, String)> {
     if let Some(work_dir) = &options.work_dir {
         flags.push(("work_dir".to_string(), work_dir.display().to_string()));
     }
+    if let Some(log_dir) = &options.log_dir {
+        flags.push(("log_dir".to_string(), log_dir.display().to_string()));
+    }
+    flags.push((
+        "max_completed_frameworks".to_string(),
+        options.max_completed_frameworks.to_string(),
+    ));
+    flags.push((
+        "max_completed_tasks_per_framework".to_string(),
+        options.max_completed_tasks_per_framework.to_string(),
+    ));
+    flags.push((
+        "max_operator_event_stream_subscribers".to_string(),
+        options.max_operator_event_stream_subscribers.to_string(),
+    ));
     if let Some(timeout) = options.offer_timeout {
         flags.push(("offer_timeout".to_string(), format(timeout)));
     }

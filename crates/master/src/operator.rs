@@ -6,12 +6,11 @@
 //! (SUBSCRIBE).
 //!
 //! Snapshots are built by the dispatcher (which owns the core) and encoded here, in the
-//! handler's task, in the format `Accept` asks for. SET_LOGGING_LEVEL only records the level
-//! GET_LOGGING_LEVEL reports: the log filter is `AGORA_LOG`'s. The master logs to stderr, not
-//! to a file, so it has no virtual files: LIST_FILES and READ_FILE answer 404 for every path.
+//! handler's task, in the format `Accept` asks for. SET_LOGGING_LEVEL changes the process's
+//! log filter for its duration (`agora_http::logging` maps the glog level). LIST_FILES and
+//! READ_FILE see the master's log at `/master/log` when `--log_dir` is set, and nothing else.
 //! Maintenance, GET_OPERATIONS, volume resizing and draining are answered 501.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use agora_core::master::{ConnId, Input, Master};
@@ -71,6 +70,8 @@ pub(crate) async fn serve(
     };
     let format = response_format(headers)?;
     let req = state.handle.next_id();
+    // At debug level: what SET_LOGGING_LEVEL turns on.
+    tracing::debug!(call = kind.as_str_name(), "operator call");
     let answer = |r: Response| Ok(encoded(format, &r));
     match kind {
         T::Unknown => {
@@ -110,22 +111,42 @@ pub(crate) async fn serve(
         }
         T::GetLoggingLevel => {
             let mut r = response(R::GetLoggingLevel);
-            let level = state.shell.logging_level.load(Ordering::Relaxed);
+            let level = state.shell.logging.level();
             r.get_logging_level = Some(response::GetLoggingLevel { level });
             answer(r)
         }
         T::SetLoggingLevel => {
             let set = call.set_logging_level.ok_or_else(|| missing("set_logging_level"))?;
-            state.shell.logging_level.store(set.level, Ordering::Relaxed);
+            let nanos = u64::try_from(set.duration.nanoseconds).map_err(|_| {
+                refuse(
+                    StatusCode::BAD_REQUEST,
+                    "Expecting 'duration' to be a non-negative duration",
+                )
+            })?;
+            state.shell.logging.set(set.level, Duration::from_nanos(nanos)).map_err(|e| {
+                refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("Failed to set log level: {e}"))
+            })?;
             Ok(StatusCode::OK.into_response())
         }
         T::ListFiles => {
             let list = call.list_files.ok_or_else(|| missing("list_files"))?;
-            Err(no_such_file(&list.path))
+            let file_infos = agora_http::files::list_files(&state.shell.files, list.path).await?;
+            let mut r = response(R::ListFiles);
+            r.list_files = Some(response::ListFiles { file_infos });
+            answer(r)
         }
         T::ReadFile => {
             let read = call.read_file.ok_or_else(|| missing("read_file"))?;
-            Err(no_such_file(&read.path))
+            let (size, data) = agora_http::files::read_file(
+                &state.shell.files,
+                read.path,
+                read.offset,
+                read.length,
+            )
+            .await?;
+            let mut r = response(R::ReadFile);
+            r.read_file = Some(response::ReadFile { size, data: data.into() });
+            answer(r)
         }
         T::GetState => {
             // The dispatcher hands out shared tasks; copying them into the message happens here.
@@ -285,11 +306,6 @@ fn operation(kind: v1::offer::operation::Type) -> v1::offer::Operation {
 /// A mutating call: `status` once the core applied it (and it is durable), or the refusal.
 async fn done(state: &AppState, input: Input, status: StatusCode) -> Result<HttpResponse, Refusal> {
     submit(&state.handle, input, None).await.map(|()| status.into_response()).map_err(refusal)
-}
-
-/// The master has no virtual files (it logs to stderr): every path is unknown.
-fn no_such_file(path: &str) -> Refusal {
-    refuse(StatusCode::NOT_FOUND, format!("No file or directory found at path '{path}'"))
 }
 
 /// What GET_VERSION and `/version` report.
