@@ -251,3 +251,96 @@ fn the_replicated_log_registry_needs_a_work_dir() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Posts a JSON operator call; returns the status and the parsed body (`null` if empty).
+async fn operator(addr: &str, body: serde_json::Value) -> anyhow::Result<(u16, serde_json::Value)> {
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/api/v1"))
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json")
+        .body(body.to_string())
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let text = response.text().await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)))
+}
+
+#[tokio::test]
+async fn a_gone_agent_stays_gone_after_a_master_restart() -> anyhow::Result<()> {
+    use serde_json::{Value, json};
+    let dir = tempfile::tempdir()?;
+    let master_dir = dir.path().join("master");
+    let port = free_port()?;
+    let master = Daemon::master(&master_args(port, &master_dir))?;
+    let agent_dir = dir.path().join("agent");
+    let _agent = Daemon::agent(&[
+        "--master",
+        &master.addr,
+        "--port",
+        "0",
+        "--work_dir",
+        &agent_dir.to_string_lossy(),
+        "--resources",
+        "cpus:1;mem:512;disk:512",
+        "--registration_backoff_factor",
+        "100ms",
+        "--registration_backoff_max",
+        "500ms",
+    ])?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let agent_info = loop {
+        let (_, agents) = operator(&master.addr, json!({"type": "GET_AGENTS"})).await?;
+        if let Some(agent) = agents["get_agents"]["agents"].get(0) {
+            break agent["agent_info"].clone();
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the agent never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let agent_id = agent_info["id"]["value"].as_str().context("agent id")?.to_string();
+    let gone =
+        json!({"type": "MARK_AGENT_GONE", "mark_agent_gone": {"agent_id": {"value": agent_id}}});
+    assert_eq!(operator(&master.addr, gone.clone()).await?.0, 200);
+
+    // Answered means written: a master killed right away still knows.
+    master.kill()?;
+    let master = Daemon::master(&master_args(port, &master_dir))?;
+    assert_eq!(
+        master.line_starting("agora master registry:")?,
+        "agora master registry: 1 agents, 0 frameworks"
+    );
+    let (status, agents) = operator(&master.addr, json!({"type": "GET_AGENTS"})).await?;
+    assert_eq!(status, 200);
+    assert_eq!(agents["get_agents"]["agents"], Value::Null, "{agents}");
+    assert_eq!(agents["get_agents"]["recovered_agents"], Value::Null, "{agents}");
+
+    // The agent (whose own attempts go on in the background) is refused as before the restart:
+    // its REGISTER with its id gets the error and the stream ends.
+    let mut register = agora_proto::internal::AgentCall::default();
+    register.set_type(agora_proto::internal::agent_call::Type::Register);
+    register.register = Some(agora_proto::internal::agent_call::Register {
+        agent_info: v1::AgentInfo {
+            id: Some(v1::AgentId { value: agent_id.clone() }),
+            hostname: "127.0.0.1".into(),
+            ..Default::default()
+        },
+        protocol_version: agora_core::master::AGENT_PROTOCOL_VERSION,
+        ..Default::default()
+    });
+    let mut events = Subscription::<agora_proto::internal::AgentEvent>::open(
+        &agora_client::http::client(),
+        &format!("http://{}/api/agora/v1/agent", master.addr),
+        Format::Protobuf,
+        &register,
+    )
+    .await?;
+    let event = tokio::time::timeout(Duration::from_secs(30), events.next())
+        .await
+        .context("no answer to REGISTER")??
+        .context("the stream closed without an answer")?;
+    assert_eq!(event.error.map(|e| e.message).as_deref(), Some("Agent has been marked gone"));
+    assert!(events.next().await?.is_none());
+    // Marking it gone again still succeeds.
+    assert_eq!(operator(&master.addr, gone).await?.0, 200);
+    Ok(())
+}

@@ -107,6 +107,7 @@ impl Master {
             agent_info: info.clone(),
             checkpointed_resources: checkpointed_wire,
             unreachable_time: None,
+            gone_time: None,
         };
         // An unreachable agent that comes back brings its tasks back; their frameworks hear
         // of each (reference §5.2, REASON_AGENT_REREGISTERED).

@@ -21,7 +21,7 @@ use agora_proto::v1::framework_info::capability::Type as Capability;
 use agora_proto::v1::task_status::{Reason, Source};
 use agora_proto::v1::{self, TaskState};
 
-use super::{CallError, ConnId, Master, Output, ReqId, has_capability};
+use super::{CallError, ConnId, Master, Output, RegistryOp, ReqId, has_capability, time_info};
 use crate::convert;
 use crate::operations::{self, AgentView, FrameworkView, OperationError};
 use crate::status::Synthesized;
@@ -240,7 +240,8 @@ impl Master {
 
     /// MARK_AGENT_GONE: the agent's tasks end (TASK_GONE_BY_OPERATOR for partition-aware
     /// frameworks, TASK_LOST for the others), the agent is told to stop them and refused from
-    /// then on. Marking an agent gone twice succeeds.
+    /// then on, also by a restarted master (the registry records it). Marking an agent gone
+    /// twice succeeds.
     pub(super) fn mark_agent_gone(
         &mut self,
         agent_id: &str,
@@ -255,6 +256,18 @@ impl Master {
             || self.recovered_agents.contains_key(agent_id);
         if !known {
             return Err(CallError::NotFound(format!("Agent '{agent_id}' not found")));
+        }
+        // The registry keeps the agent's record, marked gone, so that a restarted master
+        // refuses it too; the reply waits for that write like every other promise.
+        let record = self
+            .agents
+            .get(agent_id)
+            .map(|a| a.record.clone())
+            .or_else(|| self.unreachable_agents.get(agent_id).cloned())
+            .or_else(|| self.recovered_agents.get(agent_id).cloned());
+        if let Some(mut record) = record {
+            record.gone_time = Some(time_info(now));
+            out.push(Output::Persist(RegistryOp::UpdateAgent(record)));
         }
         self.gone_agents.insert(agent_id.to_string());
         self.rescind_agent_offers(agent_id, now, out);

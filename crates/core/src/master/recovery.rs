@@ -93,7 +93,9 @@ impl Master {
             let Some(id) = record.agent_info.id.as_ref().map(|a| a.value.clone()) else {
                 continue;
             };
-            if record.unreachable_time.is_some() {
+            if record.gone_time.is_some() {
+                master.gone_agents.insert(id);
+            } else if record.unreachable_time.is_some() {
                 master.unreachable_agents.insert(id, record);
             } else {
                 master.recovered_agents.insert(id, record);

@@ -247,6 +247,40 @@ fn marking_an_agent_gone_ends_its_tasks_once() {
 }
 
 #[test]
+fn a_gone_agent_stays_gone_after_a_master_restart() {
+    let mut h = Harness::new();
+    let (_, aid) = h.register_agent(AGENT_RESOURCES);
+    let req = h.next();
+    let out = h.handle(Input::MarkAgentGone { req, agent_id: aid.clone() });
+    assert_eq!(reply(&out, req), Ok(()));
+    // The reply and the registry write leave in the same batch: the shell delivers the reply
+    // only once the write is durable.
+    let gone: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Persist(crate::master::RegistryOp::UpdateAgent(r)) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gone.len(), 1);
+    assert!(gone[0].gone_time.is_some());
+
+    let mut h = h.restart();
+    let agents = h.master.get_agents();
+    assert!(agents.agents.is_empty() && agents.recovered_agents.is_empty(), "{agents:?}");
+    let (aconn, out) = h.register(register_call(AGENT_RESOURCES, "", Some(&aid)));
+    let errors: Vec<String> =
+        agent_events(&out, aconn).into_iter().filter_map(|e| e.error.map(|e| e.message)).collect();
+    assert_eq!(errors, ["Agent has been marked gone"]);
+    assert!(out.iter().any(|o| matches!(o, Output::CloseAgent { conn } if *conn == aconn)));
+    // Still idempotent, and nothing is written again.
+    let req = h.next();
+    let out = h.handle(Input::MarkAgentGone { req, agent_id: aid });
+    assert_eq!(reply(&out, req), Ok(()));
+    assert!(!out.iter().any(|o| matches!(o, Output::Persist(_))));
+}
+
+#[test]
 fn the_operator_kills_a_task_as_its_framework_would() {
     let mut c = cluster(framework("f"));
     let aid = c.aid.clone();
