@@ -405,3 +405,54 @@ async fn the_event_stream_reports_changes_in_order() -> anyhow::Result<()> {
     drop(agent);
     Ok(())
 }
+
+#[tokio::test]
+async fn torn_down_frameworks_are_completed_frameworks_with_their_tasks() -> anyhow::Result<()> {
+    let cluster = agora_tests::Cluster::start_with(agora_tests::ClusterOptions {
+        extra: vec!["--max_completed_frameworks".into(), "1".into()],
+        ..agora_tests::ClusterOptions::default()
+    })?;
+    let m = cluster.master.as_str();
+    let mut ids = Vec::new();
+    for name in ["first", "second"] {
+        let (session, mut events) =
+            SchedulerSession::subscribe(m, framework(name), Format::Json).await?;
+        let offer = next_offers(&mut events).await?.remove(0);
+        let task = command_task(name, &offer.agent_id, "cpus:0.5;mem:64", "sleep 60");
+        session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
+        wait_running(&session, &mut events).await?;
+        let id = session.framework_id.value.clone();
+        let (status, text) =
+            post(m, &json!({"type": "TEARDOWN", "teardown": {"framework_id": {"value": id}}}))
+                .await?;
+        assert_eq!(status, 200, "{text}");
+        ids.push(id);
+    }
+    // Only the newest of the two is kept (--max_completed_frameworks=1).
+    let frameworks = query(m, "GET_FRAMEWORKS").await?;
+    let completed = &frameworks["get_frameworks"]["completed_frameworks"];
+    assert_eq!(completed.as_array().map(Vec::len), Some(1), "{frameworks}");
+    assert_eq!(completed[0]["framework_info"]["id"]["value"], ids[1].as_str());
+    assert_eq!(completed[0]["active"], false);
+    let state = query(m, "GET_STATE").await?;
+    let completed = &state["get_state"]["get_frameworks"]["completed_frameworks"];
+    assert_eq!(completed[0]["framework_info"]["name"], "second", "{state}");
+    let completed_tasks = &state["get_state"]["get_tasks"]["completed_tasks"];
+    assert_eq!(completed_tasks[0]["task_id"]["value"], "second", "{state}");
+    assert_eq!(completed_tasks[0]["state"], "TASK_KILLED", "{state}");
+
+    for path in ["/master/state", "/master/frameworks"] {
+        let legacy: Value =
+            serde_json::from_str(&reqwest::get(cluster.master_url(path)).await?.text().await?)?;
+        let completed = &legacy["completed_frameworks"];
+        assert_eq!(completed.as_array().map(Vec::len), Some(1), "{path}: {legacy}");
+        assert_eq!(completed[0]["id"], ids[1].as_str());
+        assert_eq!(completed[0]["name"], "second");
+        assert_eq!(completed[0]["completed_tasks"][0]["id"], "second", "{path}: {legacy}");
+        assert_eq!(completed[0]["tasks"], json!([]));
+    }
+    let flags = reqwest::get(cluster.master_url("/master/flags")).await?.text().await?;
+    let flags: Value = serde_json::from_str(&flags)?;
+    assert_eq!(flags["flags"]["max_completed_frameworks"], "1");
+    Ok(())
+}

@@ -212,6 +212,14 @@ struct Framework {
     registered_time: Option<Duration>,
 }
 
+/// A removed framework: its view at removal and its tasks, all of them over by then.
+#[derive(Debug, Clone)]
+struct CompletedFramework {
+    view: ops::response::get_frameworks::Framework,
+    /// At most `max_completed_tasks_per_framework`, oldest first.
+    tasks: Vec<Arc<v1::Task>>,
+}
+
 #[derive(Debug, Clone)]
 struct ExecutorRecord {
     role: String,
@@ -291,7 +299,9 @@ pub struct Master {
     removed_frameworks: HashSet<String>,
     /// The order ids were removed in, to bound `removed_frameworks`.
     removed_order: VecDeque<String>,
-    completed_frameworks: VecDeque<String>,
+    /// Removed frameworks as the state endpoints show them, oldest first, bounded by
+    /// `max_completed_frameworks`; soft state (empty after a restart, as in Mesos).
+    completed_frameworks: VecDeque<CompletedFramework>,
     agents: BTreeMap<String, Agent>,
     offers: BTreeMap<String, Offer>,
     /// Ordered maps, so that outputs fanned out over every stream (heartbeats) come in the
@@ -720,6 +730,7 @@ impl Master {
         for offer_id in offer_ids {
             self.remove_offer(&offer_id, None, false, now, out);
         }
+        self.complete_framework(framework_id, now);
         let Some(framework) = self.frameworks.remove(framework_id) else {
             return;
         };
@@ -767,11 +778,41 @@ impl Master {
                 forgotten.push(oldest);
             }
         }
-        self.completed_frameworks.push_back(framework_id.to_string());
+        forgotten
+    }
+
+    /// Keeps a framework about to be removed in the bounded list of completed frameworks:
+    /// inactive and disconnected from `now`, with its completed tasks and, as Mesos does, its
+    /// unfinished ones as TASK_KILLED (their agents are told to shut the framework down), the
+    /// newest `max_completed_tasks_per_framework` of them.
+    fn complete_framework(&mut self, framework_id: &str, now: Duration) {
+        if self.config.max_completed_frameworks == 0 {
+            return;
+        }
+        let Some(framework) = self.frameworks.get(framework_id) else {
+            return;
+        };
+        let mut view = self.framework_view(framework);
+        view.active = false;
+        view.connected = false;
+        view.offers.clear();
+        view.offered_resources.clear();
+        view.allocated_resources.clear();
+        view.unregistered_time = Some(time_info(now));
+        let mut tasks: Vec<Arc<v1::Task>> = framework.completed_tasks.iter().cloned().collect();
+        for task in framework.tasks.values() {
+            let mut wire = view::task_view(framework_id, task);
+            if !is_terminal(wire.state()) {
+                wire.set_state(v1::TaskState::TaskKilled);
+            }
+            tasks.push(Arc::new(wire));
+        }
+        let excess = tasks.len().saturating_sub(self.config.max_completed_tasks_per_framework);
+        tasks.drain(..excess);
+        self.completed_frameworks.push_back(CompletedFramework { view, tasks });
         while self.completed_frameworks.len() > self.config.max_completed_frameworks {
             self.completed_frameworks.pop_front();
         }
-        forgotten
     }
 
     /// Removes disconnected frameworks whose failover timeout has run out.

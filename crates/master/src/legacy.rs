@@ -625,7 +625,7 @@ pub fn render_state(snapshot: &StateSnapshot) -> Result<Vec<u8>, serde_json::Err
         "flags": flags,
         "slaves": slaves,
         "recovered_slaves": recovered,
-        "completed_frameworks": [],
+        "completed_frameworks": completed_frameworks(state, &by)?,
         "orphan_tasks": [],
         "unregistered_frameworks": [],
     });
@@ -642,6 +642,16 @@ pub fn render_state(snapshot: &StateSnapshot) -> Result<Vec<u8>, serde_json::Err
         + state.agents.agents.len() * 1024
         + (1 << 16);
     with_frameworks(&v, &frameworks, capacity)
+}
+
+/// Removed frameworks, each rendered as a current one is (their tasks are all completed
+/// tasks); a bounded list, so a `Value` is cheap enough.
+fn completed_frameworks(
+    state: &StateView,
+    by: &ByFramework<'_>,
+) -> Result<Value, serde_json::Error> {
+    let completed = state.frameworks.completed_frameworks.iter().map(|f| FullFramework::of(f, by));
+    serde_json::to_value(completed.collect::<Result<Vec<_>, _>>()?)
 }
 
 /// The object `fields` with `frameworks` added, serialized.
@@ -802,7 +812,8 @@ pub(crate) async fn frameworks(
         .map(|f| FullFramework::of(f, &by))
         .collect::<Result<_, _>>()
         .map_err(internal)?;
-    let fields = json!({"completed_frameworks": [], "unregistered_frameworks": []});
+    let completed = completed_frameworks(&snapshot.state, &by).map_err(internal)?;
+    let fields = json!({"completed_frameworks": completed, "unregistered_frameworks": []});
     Ok(json_response(with_frameworks(&fields, &frameworks, 1 << 16).map_err(internal)?))
 }
 

@@ -103,6 +103,9 @@ impl Master {
             );
             completed.extend(framework.completed_tasks.iter().cloned());
         }
+        // Removed frameworks' tasks are completed tasks too (GET_TASKS, and each completed
+        // framework's `completed_tasks` in `/master/state`).
+        completed.extend(self.completed_frameworks.iter().flat_map(|f| f.tasks.iter().cloned()));
         (tasks, completed)
     }
 
@@ -183,13 +186,17 @@ impl Master {
         usage
     }
 
-    /// GET_FRAMEWORKS: frameworks the master knows (connected or not); removed frameworks are
-    /// not kept, so `completed_frameworks` stays empty.
+    /// GET_FRAMEWORKS: frameworks the master knows (connected or not), and the bounded list of
+    /// removed ones (`completed_frameworks`, newest last).
     pub fn get_frameworks(&self) -> response::GetFrameworks {
         let frameworks = self.frameworks.values().map(|f| self.framework_view(f)).collect();
         response::GetFrameworks {
             frameworks,
-            completed_frameworks: Vec::new(),
+            completed_frameworks: self
+                .completed_frameworks
+                .iter()
+                .map(|f| f.view.clone())
+                .collect(),
             recovered_frameworks: Vec::new(),
         }
     }
@@ -199,7 +206,10 @@ impl Master {
         self.frameworks.get(id).map(|f| self.framework_view(f))
     }
 
-    fn framework_view(&self, framework: &Framework) -> response::get_frameworks::Framework {
+    pub(super) fn framework_view(
+        &self,
+        framework: &Framework,
+    ) -> response::get_frameworks::Framework {
         let mut allocated = Resources::new();
         for task in framework.tasks.values().filter(|t| !t.released) {
             allocated += &task.resources;

@@ -304,3 +304,79 @@ fn the_operator_kills_a_task_as_its_framework_would() {
         assert!(matches!(reply(&out, req), Err(CallError::NotFound(_))), "{task_id}");
     }
 }
+
+#[test]
+fn removed_frameworks_are_kept_as_completed_frameworks_within_bounds() {
+    let mut c = cluster(framework("first"));
+    let aid = c.aid.clone();
+    // One task finishes, one still runs when the framework goes.
+    c.launch(vec![task("done", &aid, "cpus:1"), task("running", &aid, "cpus:1")], None);
+    let fid = c.fid.clone();
+    c.h.status_update(&aid, &fid, "done", TaskState::TaskFinished, None);
+    let req = c.h.next();
+    let out = c.h.handle(Input::Teardown { req, framework_id: c.fid.clone() });
+    assert_eq!(reply(&out, req), Ok(()));
+
+    let frameworks = c.h.master.get_frameworks();
+    assert!(frameworks.frameworks.is_empty());
+    let completed = &frameworks.completed_frameworks;
+    assert_eq!(completed.len(), 1);
+    let view = &completed[0];
+    assert_eq!(view.framework_info.name, "first");
+    assert_eq!(view.framework_info.id.as_ref().map(|i| i.value.as_str()), Some(c.fid.as_str()));
+    assert!(!view.active && !view.connected && view.unregistered_time.is_some());
+    // Its tasks are completed tasks now: the running one as TASK_KILLED, as in Mesos.
+    let tasks = c.h.master.get_tasks();
+    assert!(tasks.tasks.is_empty());
+    let mut states: Vec<(String, TaskState)> = tasks
+        .completed_tasks
+        .iter()
+        .map(|t| (t.task_id.clone().unwrap_or_default().value, t.state()))
+        .collect();
+    states.sort();
+    assert_eq!(
+        states,
+        [("done".to_string(), TaskState::TaskFinished), ("running".into(), TaskState::TaskKilled)]
+    );
+    assert_eq!(
+        c.h.master.get_state().get_frameworks.map(|f| f.completed_frameworks.len()),
+        Some(1)
+    );
+}
+
+#[test]
+fn completed_frameworks_and_their_tasks_are_bounded() {
+    let mut config = config();
+    config.max_completed_frameworks = 2;
+    config.max_completed_tasks_per_framework = 1;
+    let mut h = Harness::with(config);
+    let (_, aid) = h.register_agent(AGENT_RESOURCES);
+    for name in ["f1", "f2", "f3"] {
+        let (fconn, _, out) = h.subscribe_raw(subscribe_call(framework(name)));
+        let fid = events(&out, fconn)
+            .into_iter()
+            .find_map(|e| e.subscribed)
+            .expect("SUBSCRIBED")
+            .framework_id
+            .value;
+        let offer = offers(&out, fconn)
+            .into_iter()
+            .chain(offers(&h.tick(), fconn))
+            .next()
+            .expect("an offer");
+        let tasks = vec![task("a", &aid, "cpus:0.5"), task("b", &aid, "cpus:0.5")];
+        let (result, _) = h.call(&fid, accept(&[&offer.id.value], vec![launch(tasks)], Some(0.0)));
+        assert_eq!(result, Ok(()));
+        let req = h.next();
+        h.handle(Input::Teardown { req, framework_id: fid });
+    }
+    let names: Vec<String> = h
+        .master
+        .get_frameworks()
+        .completed_frameworks
+        .into_iter()
+        .map(|f| f.framework_info.name)
+        .collect();
+    assert_eq!(names, ["f2", "f3"]);
+    assert_eq!(h.master.get_tasks().completed_tasks.len(), 2);
+}
