@@ -456,3 +456,44 @@ async fn torn_down_frameworks_are_completed_frameworks_with_their_tasks() -> any
     assert_eq!(flags["flags"]["max_completed_frameworks"], "1");
     Ok(())
 }
+
+#[tokio::test]
+async fn one_event_stream_subscriber_too_many_ends_the_oldest() -> anyhow::Result<()> {
+    let master = Daemon::master(&[
+        "--port",
+        "0",
+        "--registry",
+        "in_memory",
+        "--max_operator_event_stream_subscribers",
+        "2",
+    ])?;
+    let mut subscribe = master::Call::default();
+    subscribe.set_type(master::call::Type::Subscribe);
+    let url = format!("http://{}/api/v1", master.addr);
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let mut stream: Subscription<master::Event> =
+            Subscription::open(&agora_client::http::client(), &url, Format::Json, &subscribe)
+                .await?;
+        assert_eq!(next(&mut stream).await?.r#type(), EventType::Subscribed);
+        streams.push(stream);
+    }
+    // The first stream ends; the other two stay open (a heartbeat still comes on each).
+    let mut first = streams.remove(0);
+    loop {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(30), first.next())
+            .await
+            .context("the oldest stream stayed open")??;
+        match event {
+            None => break,
+            Some(e) => ensure!(e.r#type() == EventType::Heartbeat, "{e:?}"),
+        }
+    }
+    let metrics = query(&master.addr, "GET_METRICS").await?;
+    let subscribers = metrics["get_metrics"]["metrics"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["name"] == "master/operator_event_stream_subscribers"))
+        .and_then(|m| m["value"].as_f64());
+    assert_eq!(subscribers, Some(2.0), "{metrics}");
+    Ok(())
+}

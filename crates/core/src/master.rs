@@ -70,6 +70,9 @@ pub struct MasterConfig {
     /// Unanswered pings in a row after which an agent is unreachable
     /// (`--max_agent_ping_timeouts`, Mesos: 5).
     pub max_agent_ping_timeouts: u32,
+    /// Operator event streams open at once at most; one more closes the oldest
+    /// (`--max_operator_event_stream_subscribers`, Mesos: 1000).
+    pub max_operator_event_stream_subscribers: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +181,10 @@ pub enum Output {
         event: internal::AgentEvent,
     },
     CloseAgent {
+        conn: ConnId,
+    },
+    /// Ends the operator stream `conn` (one subscriber too many: the oldest goes).
+    CloseOperator {
         conn: ConnId,
     },
     /// An event of the operator stream `conn` (SUBSCRIBE of `/api/v1`).

@@ -277,6 +277,7 @@ fn main() {
         agent_reregister_timeout: Duration::from_secs(600),
         agent_ping_timeout: Duration::from_secs(15),
         max_agent_ping_timeouts: 5,
+        max_operator_event_stream_subscribers: 1000,
     };
     let mut b = Bench {
         master: Master::new(config),

@@ -249,7 +249,9 @@ impl Dispatcher {
                 Output::ToScheduler { conn, event } => self.streams.send(conn, &event),
                 Output::ToAgent { conn, event } => self.streams.send(conn, &event),
                 Output::ToOperator { conn, event } => self.streams.send(conn, &*event),
-                Output::CloseScheduler { conn } | Output::CloseAgent { conn } => {
+                Output::CloseScheduler { conn }
+                | Output::CloseAgent { conn }
+                | Output::CloseOperator { conn } => {
                     // Dropping the sender ends the response body once it drained.
                     self.streams.remove(conn);
                 }
@@ -278,6 +280,7 @@ mod tests {
             agent_reregister_timeout: Duration::from_secs(600),
             agent_ping_timeout: Duration::from_secs(15),
             max_agent_ping_timeouts: 5,
+            max_operator_event_stream_subscribers: 1000,
         }
     }
 

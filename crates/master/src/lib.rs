@@ -170,6 +170,7 @@ pub async fn start(options: MasterOptions) -> Result<RunningMaster, MasterError>
         agent_reregister_timeout: options.agent_reregister_timeout,
         agent_ping_timeout: options.agent_ping_timeout,
         max_agent_ping_timeouts: options.max_agent_ping_timeouts,
+        max_operator_event_stream_subscribers: options.max_operator_event_stream_subscribers,
     };
     let (store, snapshot) = open_registry(&options, &master_info).await?;
     let recovered = (snapshot.agents.len(), snapshot.frameworks.len());

@@ -36,6 +36,14 @@ impl Master {
     /// Opens an operator stream: SUBSCRIBED with the whole state, then a first heartbeat.
     pub(super) fn operator_subscribe(&mut self, req: ReqId, conn: ConnId, out: &mut Vec<Output>) {
         out.push(Output::Reply { req, result: Ok(()) });
+        // Beyond the cap the oldest subscriber goes, as in Mesos; the shell numbers
+        // connections in the order they open, so the oldest is the smallest.
+        while self.operator_conns.len() >= self.config.max_operator_event_stream_subscribers {
+            let Some(oldest) = self.operator_conns.pop_first() else {
+                break;
+            };
+            out.push(Output::CloseOperator { conn: oldest });
+        }
         self.operator_conns.insert(conn);
         let mut subscribed = new_event(event::Type::Subscribed);
         subscribed.subscribed = Some(event::Subscribed {

@@ -56,6 +56,7 @@ fn config() -> MasterConfig {
         agent_reregister_timeout: Duration::from_secs(600),
         agent_ping_timeout: Duration::from_secs(15),
         max_agent_ping_timeouts: 5,
+        max_operator_event_stream_subscribers: 1000,
     }
 }
 

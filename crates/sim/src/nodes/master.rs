@@ -70,6 +70,7 @@ fn config(epoch: u64) -> MasterConfig {
         agent_reregister_timeout: Duration::from_secs(60),
         agent_ping_timeout: Duration::from_secs(15),
         max_agent_ping_timeouts: 5,
+        max_operator_event_stream_subscribers: 1000,
     }
 }
 
@@ -242,7 +243,9 @@ impl Sim {
                 let at = self.net.arrival_after(Channel::Stream(conn), self.now, healed);
                 self.at(at, Event::FromMaster { a, inc, conn, event: Some(event) });
             }
-            Output::CloseScheduler { conn } | Output::CloseAgent { conn } => {
+            Output::CloseScheduler { conn }
+            | Output::CloseAgent { conn }
+            | Output::CloseOperator { conn } => {
                 if let Some(peer) = self.master.conns.remove(&conn) {
                     self.peer_sees_close(conn, peer);
                 }

@@ -380,3 +380,28 @@ fn completed_frameworks_and_their_tasks_are_bounded() {
     assert_eq!(names, ["f2", "f3"]);
     assert_eq!(h.master.get_tasks().completed_tasks.len(), 2);
 }
+
+#[test]
+fn one_operator_subscriber_too_many_closes_the_oldest() {
+    let mut config = config();
+    config.max_operator_event_stream_subscribers = 2;
+    let mut h = Harness::with(config);
+    let (first, _) = open_operator_stream(&mut h);
+    let (second, out) = open_operator_stream(&mut h);
+    assert!(!out.iter().any(|o| matches!(o, Output::CloseOperator { .. })));
+    let (third, out) = open_operator_stream(&mut h);
+    let closed: Vec<ConnId> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::CloseOperator { conn } => Some(*conn),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed, [first]);
+    assert_eq!(operator_kinds(&out, third).first(), Some(&OperatorEvent::Subscribed));
+    // Events go to the two that are left.
+    let out = h.register(register_call(AGENT_RESOURCES, "", None)).1;
+    assert!(operator_events(&out, first).is_empty());
+    assert!(!operator_events(&out, second).is_empty());
+    assert!(!operator_events(&out, third).is_empty());
+}
