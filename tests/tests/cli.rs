@@ -477,44 +477,137 @@ async fn task_kill_kills_through_the_master() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn events_print_one_line_each() {
-    let (addr, _shared) = cluster().await;
-    let master = addr.to_string();
-    let run = agora(&["events", "--master", &master], &[]).await;
-    assert_eq!(
-        run.stdout,
-        "\
-SUBSCRIBED 0 agents, 0 frameworks, 0 tasks active; heartbeat every 15s
-TASK_UPDATED task t1 of framework F-1: FINISHED
-HEARTBEAT
-"
-    );
-    // The fake closes the stream after its events; a real master does not.
-    assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("closed the event stream"), "{}", run.stderr);
-    let run = agora(&["events", "--json"], &[("AGORA_MASTER", &master)]).await;
-    let lines: Vec<serde_json::Value> = run
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
-        .collect();
-    assert_eq!(lines.len(), 3);
-    assert_eq!(lines[1]["task_updated"]["state"], "TASK_FINISHED");
+/// `agora events` running in the background; it only ends when killed. Its stdout and stderr
+/// arrive line by line.
+struct Events {
+    child: tokio::process::Child,
+    stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    stderr: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+}
+
+impl Events {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Events {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(agora_bin())
+            .arg("events")
+            .args(args)
+            .env_remove("AGORA_MASTER")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the agora binary runs");
+        let stdout = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        let stderr = tokio::io::BufReader::new(child.stderr.take().expect("piped")).lines();
+        Events { child, stdout, stderr }
+    }
+
+    async fn line(&mut self) -> String {
+        let next =
+            tokio::time::timeout(std::time::Duration::from_secs(60), self.stdout.next_line());
+        next.await.expect("a line within 60s").expect("stdout readable").expect("still running")
+    }
+
+    /// The next stderr line (the spinner only draws on terminals, so these are notices).
+    async fn notice(&mut self) -> String {
+        let next =
+            tokio::time::timeout(std::time::Duration::from_secs(60), self.stderr.next_line());
+        next.await.expect("a notice within 60s").expect("stderr readable").expect("still running")
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
 }
 
 #[tokio::test]
-async fn events_give_up_on_a_silent_master() {
+async fn events_print_one_line_each_and_subscribe_again() {
+    let (addr, _shared) = cluster().await;
+    let master = addr.to_string();
+    let mut run = Events::start(&["--master", &master], &[]);
+    let first = [
+        "SUBSCRIBED 0 agents, 0 frameworks, 0 tasks active; heartbeat every 15s",
+        "TASK_UPDATED task t1 of framework F-1: FINISHED",
+        "HEARTBEAT",
+    ];
+    for expected in first {
+        assert_eq!(run.line().await, expected);
+    }
+    // The fake closes the stream after its events: the CLI says so and subscribes again,
+    // which starts over with SUBSCRIBED.
+    let notice = run.notice().await;
+    assert_eq!(
+        notice,
+        format!("agora: the master at {master} closed the event stream; subscribing again")
+    );
+    assert_eq!(run.line().await, first[0]);
+    run.stop().await;
+
+    let mut run = Events::start(&["--json"], &[("AGORA_MASTER", &master)]);
+    let mut lines = Vec::new();
+    for _ in 0..3 {
+        let line: serde_json::Value =
+            serde_json::from_str(&run.line().await).expect("one JSON event per line");
+        lines.push(line);
+    }
+    assert_eq!(lines[1]["task_updated"]["state"], "TASK_FINISHED");
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn events_subscribe_again_when_the_master_goes_silent() {
     let (addr, shared) = cluster().await;
     shared.lock().expect("lock").silent = true;
-    let run = agora(&["events", "--master", &addr.to_string()], &[]).await;
-    assert_eq!(run.code, 1);
-    assert!(run.stdout.starts_with("SUBSCRIBED "), "{}", run.stdout);
-    assert!(
-        run.stderr.contains("sent nothing for 0.6s, three heartbeat intervals"),
-        "{}",
-        run.stderr
-    );
+    let mut run = Events::start(&["--master", &addr.to_string()], &[]);
+    assert!(run.line().await.starts_with("SUBSCRIBED "));
+    let notice = run.notice().await;
+    assert!(notice.contains("sent nothing for 0.6s, three heartbeat intervals"), "{notice}");
+    assert!(notice.ends_with("; subscribing again"), "{notice}");
+    assert!(run.line().await.starts_with("SUBSCRIBED "));
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn events_follow_a_master_through_its_restart() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = agora_tests::free_port()?.to_string();
+    let work_dir = dir.path().to_string_lossy().into_owned();
+    let args = ["--port", port.as_str(), "--work_dir", work_dir.as_str()];
+    let master = agora_tests::Daemon::master(&args)?;
+    let mut run = Events::start(&["--master", &master.addr], &[]);
+    assert!(run.line().await.starts_with("SUBSCRIBED "));
+    master.kill()?;
+    let notice = run.notice().await;
+    assert!(notice.starts_with("agora: "), "{notice}");
+    assert!(notice.ends_with("; subscribing again"), "{notice}");
+    let master = agora_tests::Daemon::master(&args)?;
+    // Attempts while the master is down may fail (each says so); the stream comes back.
+    loop {
+        let line = run.line().await;
+        if line.starts_with("SUBSCRIBED ") {
+            break;
+        }
+        assert_eq!(line, "HEARTBEAT", "only heartbeats may come before the new SUBSCRIBED");
+    }
+    // The CLI keeps printing the new stream's events.
+    let register = tokio::process::Command::new(agora_bin())
+        .args(["agent", "--master", &master.addr, "--port", "0", "--work_dir"])
+        .arg(dir.path().join("agent"))
+        .args(["--resources", "cpus:1;mem:256;disk:256"])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    loop {
+        let line = run.line().await;
+        if line.starts_with("AGENT_ADDED") {
+            break;
+        }
+    }
+    drop(register);
+    run.stop().await;
+    Ok(())
 }
 
 #[tokio::test]
