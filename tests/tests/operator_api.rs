@@ -451,6 +451,12 @@ async fn torn_down_frameworks_are_completed_frameworks_with_their_tasks() -> any
         assert_eq!(completed[0]["completed_tasks"][0]["id"], "second", "{path}: {legacy}");
         assert_eq!(completed[0]["tasks"], json!([]));
     }
+    // `?framework_id=` filters the completed frameworks too.
+    for (id, count) in [(ids[1].as_str(), 1), ("other", 0)] {
+        let url = cluster.master_url(&format!("/master/frameworks?framework_id={id}"));
+        let legacy: Value = serde_json::from_str(&reqwest::get(url).await?.text().await?)?;
+        assert_eq!(legacy["completed_frameworks"].as_array().map(Vec::len), Some(count));
+    }
     let flags = reqwest::get(cluster.master_url("/master/flags")).await?.text().await?;
     let flags: Value = serde_json::from_str(&flags)?;
     assert_eq!(flags["flags"]["max_completed_frameworks"], "1");

@@ -812,7 +812,10 @@ pub(crate) async fn frameworks(
         .map(|f| FullFramework::of(f, &by))
         .collect::<Result<_, _>>()
         .map_err(internal)?;
-    let completed = completed_frameworks(&snapshot.state, &by).map_err(internal)?;
+    let mut completed = completed_frameworks(&snapshot.state, &by).map_err(internal)?;
+    if let (Some(wanted), Value::Array(list)) = (wanted, &mut completed) {
+        list.retain(|f| f["id"] == wanted.as_str());
+    }
     let fields = json!({"completed_frameworks": completed, "unregistered_frameworks": []});
     Ok(json_response(with_frameworks(&fields, &frameworks, 1 << 16).map_err(internal)?))
 }
