@@ -2,8 +2,8 @@
 //! `--log_dir` the master writes its log there, `/master/state` and the flags report the
 //! directory, the operator API's LIST_FILES and READ_FILE and the legacy `/files/*` endpoints
 //! show it at `/master/log`; SET_LOGGING_LEVEL really turns debug lines on in that file and
-//! they stop once its duration is over; and `?jsonp=` wraps the JSON endpoints of master and
-//! agent.
+//! they stop once its duration is over; an agent's `--log_dir` shows its log at `/slave/log`;
+//! and `?jsonp=` wraps the JSON endpoints of master and agent.
 
 use agora_proto::Format;
 use agora_proto::master;
@@ -190,5 +190,45 @@ async fn jsonp_wraps_the_json_endpoints_of_master_and_agent() -> anyhow::Result<
     let (status, _, body) = get(&cluster.master_url("/master/tasks?limit=x&jsonp=cb")).await?;
     assert_eq!(status, 400, "{body}");
     assert!(!body.starts_with("cb("), "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_agent_with_a_log_dir_shows_its_log_at_slave_log() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log_dir = dir.path().join("logs").to_string_lossy().into_owned();
+    let master = agora_tests::Daemon::master(&["--port", "0", "--registry", "in_memory"])?;
+    let work_dir = dir.path().join("agent").to_string_lossy().into_owned();
+    let agent = agora_tests::Daemon::agent(&[
+        "--master",
+        &master.addr,
+        "--port",
+        "0",
+        "--work_dir",
+        &work_dir,
+        "--resources",
+        "cpus:1;mem:256;disk:256",
+        "--log_dir",
+        &log_dir,
+    ])?;
+    let a = agent.addr.as_str();
+    let (status, _, text) = get(&format!("http://{a}/files/read?path=/slave/log&offset=0")).await?;
+    assert_eq!(status, 200, "{text}");
+    let read: Value = serde_json::from_str(&text)?;
+    assert!(read["data"].as_str().is_some_and(|d| d.contains("agent listening")), "{read}");
+    let (status, text) =
+        post(a, &json!({"type": "READ_FILE", "read_file": {"path": "/slave/log", "offset": 0}}))
+            .await?;
+    assert_eq!(status, 200, "{text}");
+    let read: Value = serde_json::from_str(&text)?;
+    assert!(read["read_file"]["size"].as_u64().is_some_and(|s| s > 0), "{read}");
+    let (_, _, state) = get(&format!("http://{a}/state")).await?;
+    let state: Value = serde_json::from_str(&state)?;
+    assert_eq!(state["log_dir"], log_dir.as_str());
+    assert_eq!(state["flags"]["log_dir"], log_dir.as_str());
+    // The master has no --log_dir here: its log is not a file.
+    let (status, _, _) =
+        get(&format!("http://{}/files/read?path=/master/log&offset=0", master.addr)).await?;
+    assert_eq!(status, 404);
     Ok(())
 }

@@ -48,11 +48,19 @@ pub(crate) struct AppState {
 pub(crate) fn router(
     handle: Handle,
     work_dir: PathBuf,
+    log: Option<PathBuf>,
     flags: BTreeMap<String, String>,
     addr: String,
     logging: Arc<agora_http::Logging>,
 ) -> Router {
-    let files: agora_http::files::Source = Arc::new(move || files::attachments(&work_dir));
+    let files: agora_http::files::Source = Arc::new(move || {
+        let mut table = files::attachments(&work_dir);
+        // Mesos's virtual path for the agent's log, once the file exists.
+        if let Some(log) = log.as_ref().and_then(|log| std::fs::canonicalize(log).ok()) {
+            table.insert("/slave/log".to_string(), log);
+        }
+        table
+    });
     let state = AppState {
         handle,
         files: Arc::clone(&files),

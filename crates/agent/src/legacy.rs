@@ -314,7 +314,7 @@ fn state_json(snapshot: &Snapshot, addr: &str, flags: &BTreeMap<String, String>)
         "resource_providers": [],
         "attributes": flat_attributes(&info.attributes),
         "master_hostname": snapshot.master.clone().unwrap_or_default(),
-        "log_dir": "",
+        "log_dir": flags.get("log_dir").cloned().unwrap_or_default(),
         "external_log_file": "",
         "flags": flags,
         "frameworks": frameworks.frameworks.iter().map(framework).collect::<Vec<_>>(),

@@ -47,6 +47,9 @@ use agora_proto::v1;
 pub use isolation::IsolationOptions;
 use tokio::net::TcpListener;
 
+/// The agent's log file under `--log_dir` (what `/slave/log` names).
+pub const LOG_FILE: &str = "agora-agent.log";
+
 /// How to run an agent; the `agora` binary fills this from Mesos-named flags.
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
@@ -95,6 +98,9 @@ pub struct AgentOptions {
     pub session_helper: Option<String>,
     /// `--isolation` and the cgroup flags that tune it.
     pub isolation: IsolationOptions,
+    /// `--log_dir`: where the binary writes the agent's log (`LOG_FILE`), which the files API
+    /// shows at `/slave/log`.
+    pub log_dir: Option<PathBuf>,
     /// The process's log filter, which SET_LOGGING_LEVEL changes; the default only records
     /// the level (a daemon started in-process has no filter of its own).
     pub logging: std::sync::Arc<agora_http::Logging>,
@@ -143,6 +149,7 @@ impl AgentOptions {
             session_helper: None,
             isolation: IsolationOptions::default(),
             logging: std::sync::Arc::default(),
+            log_dir: None,
         }
     }
 }
@@ -266,7 +273,8 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
     // Written only now, so that a crash during recovery still finds the old boot id.
     checkpoint::record_boot_id(&work_dir)?;
     let flags = flags(&options, &work_dir, addr);
-    let app = http::router(handle, work_dir, flags, addr.to_string(), options.logging.clone());
+    let log = options.log_dir.as_ref().map(|dir| dir.join(LOG_FILE));
+    let app = http::router(handle, work_dir, log, flags, addr.to_string(), options.logging.clone());
     let server = Server::spawn(listener, app, "agent")
         .map_err(|source| AgentError::Bind { addr: requested, source })?;
     tracing::info!(%addr, master = %options.master, %resources, "agent listening");
@@ -309,6 +317,7 @@ fn flags(
         ("resources", options.resources.clone()),
         ("attributes", options.attributes.clone()),
         ("fetcher_cache_dir", options.fetcher_cache_dir.as_ref().map(|p| p.display().to_string())),
+        ("log_dir", options.log_dir.as_ref().map(|p| p.display().to_string())),
     ];
     for (name, value) in optional {
         if let Some(value) = value {

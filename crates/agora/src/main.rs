@@ -291,6 +291,10 @@ struct AgentFlags {
     /// Directory for sandboxes and the agent's state.
     #[arg(long = "work_dir", alias = "work-dir", required = true)]
     work_dir: Option<PathBuf>,
+    /// Directory the agent writes its log to (`agora-agent.log`, also on stderr); the files
+    /// API shows it at `/slave/log`.
+    #[arg(long = "log_dir", alias = "log-dir")]
+    log_dir: Option<PathBuf>,
     #[command(flatten)]
     shape: AgentShape,
 }
@@ -418,12 +422,13 @@ fn main() -> ExitCode {
         Command::Events(args) => return run_cli(cli::Verb::Events(args)),
         daemon => daemon,
     };
-    let log_dir = match &command {
-        Command::Master(flags) => flags.timing.log_dir.clone(),
-        Command::Dev(flags) => flags.timing.log_dir.clone(),
+    let log_file = match &command {
+        Command::Master(flags) => flags.timing.log_dir.clone().map(|d| (d, agora_master::LOG_FILE)),
+        Command::Dev(flags) => flags.timing.log_dir.clone().map(|d| (d, agora_master::LOG_FILE)),
+        Command::Agent(args) => args.daemon.log_dir.clone().map(|d| (d, agora_agent::LOG_FILE)),
         _ => None,
     };
-    let logging = match init_tracing(log_dir.as_deref()) {
+    let logging = match init_tracing(log_file) {
         Ok(logging) => logging,
         Err(e) => {
             eprintln!("agora: {e:#}");
@@ -467,10 +472,10 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime builds on any supported platform")
 }
 
-/// Logs to stderr and, with a log directory, to the master's log file there too; the filter
+/// Logs to stderr and, with a log directory, to the daemon's log file there too; the filter
 /// (`AGORA_LOG`, else `info`) can be replaced at run time through the returned `Logging`,
 /// which SET_LOGGING_LEVEL uses.
-fn init_tracing(log_dir: Option<&std::path::Path>) -> anyhow::Result<Arc<agora_http::Logging>> {
+fn init_tracing(log_file: Option<(PathBuf, &str)>) -> anyhow::Result<Arc<agora_http::Logging>> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let default = std::env::var("AGORA_LOG")
@@ -481,12 +486,12 @@ fn init_tracing(log_dir: Option<&std::path::Path>) -> anyhow::Result<Arc<agora_h
         tracing_subscriber::reload::Layer::new(tracing_subscriber::EnvFilter::new(&default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
-    let file = match log_dir {
+    let file = match log_file {
         None => None,
-        Some(dir) => {
-            std::fs::create_dir_all(dir)
+        Some((dir, name)) => {
+            std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create --log_dir {}", dir.display()))?;
-            let path = dir.join(agora_master::LOG_FILE);
+            let path = dir.join(name);
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -620,6 +625,7 @@ async fn run_agent(flags: AgentFlags, logging: Arc<agora_http::Logging>) -> anyh
     let mut options =
         agent_options(master, flags.ip, flags.port, flags.hostname, work_dir, flags.shape)?;
     options.logging = logging;
+    options.log_dir = flags.log_dir;
     if options.recover == agora_agent::RecoverMode::Cleanup {
         let killed = agora_agent::cleanup(&options).await?;
         println!(
