@@ -163,6 +163,11 @@ pub struct Launch {
     /// it starts with, what isolation limits it to (`None`: not asked for).
     pub cpus: Option<f64>,
     pub mem_mb: Option<f64>,
+    /// The container's `disk` (MB) outside persistent volumes, what `disk/du` holds it to.
+    pub disk_mb: Option<f64>,
+    /// The resource limits the container asks for (`ContainerInfo.rlimit_info`: the task's
+    /// for a command task, else the executor's), applied by `posix/rlimits`.
+    pub rlimits: Option<v1::RLimitInfo>,
 }
 
 /// A persistent volume made visible in a sandbox: the shell creates `host_path` if needed and

@@ -145,6 +145,17 @@ impl Agent {
         for task in work.tasks() {
             sized.extend(task.resources.iter().cloned());
         }
+        // Persistent volumes live outside the sandbox: only the rest of `disk` bounds it.
+        let scratch: Vec<v1::Resource> = sized
+            .iter()
+            .filter(|r| r.disk.as_ref().is_none_or(|d| d.persistence.is_none()))
+            .cloned()
+            .collect();
+        let disk_mb = crate::convert::resources_from_proto(&scratch)
+            .ok()
+            .map(|r| r.disk())
+            .filter(|d| d.is_positive())
+            .map(|d| d.as_f64());
         let (mut cpus, mut mem_mb) = match crate::convert::resources_from_proto(&sized) {
             Ok(r) => (
                 Some(r.cpus()).filter(|c| c.is_positive()).map(|c| c.as_f64()),
@@ -152,6 +163,11 @@ impl Agent {
             ),
             Err(_) => (None, None),
         };
+        let container_info = match &work {
+            Work::CommandTask(task) => task.container.as_ref(),
+            _ => executor_info.container.as_ref(),
+        };
+        let rlimits = container_info.and_then(|c| c.rlimit_info.clone());
         if command_executor {
             cpus = cpus.map(|c| c + COMMAND_EXECUTOR_CPUS);
             mem_mb = mem_mb.map(|m| m + COMMAND_EXECUTOR_MEM_MB);
@@ -186,6 +202,8 @@ impl Agent {
             volumes,
             cpus,
             mem_mb,
+            disk_mb,
+            rlimits,
         })));
     }
 

@@ -44,6 +44,29 @@ fn a_command_container_is_its_task_plus_the_executor_allowance() {
     let out = h.handle(run_task(framework(false), command_task("t2")));
     let launch = launches(&out).pop().expect("a launch");
     assert_eq!((launch.cpus, launch.mem_mb), (None, None), "nothing asked, nothing limited");
+    assert_eq!((launch.disk_mb, launch.rlimits.as_ref()), (None, None));
+}
+
+#[test]
+fn a_command_container_carries_its_disk_and_its_task_rlimits() {
+    let mut task = command_task("t1");
+    task.resources = convert::resources_to_proto(
+        &Resources::parse("cpus:0.5;mem:64;disk:10").expect("valid resources"),
+        None,
+    );
+    let rlimit = v1::r_limit_info::RLimit {
+        r#type: Some(v1::r_limit_info::r_limit::Type::RlmtNofile as i32),
+        hard: Some(100),
+        soft: Some(50),
+    };
+    let rlimits = v1::RLimitInfo { rlimits: vec![rlimit] };
+    task.container =
+        Some(v1::ContainerInfo { rlimit_info: Some(rlimits.clone()), ..Default::default() });
+    let mut h = Harness::registered();
+    let out = h.handle(run_task(framework(false), task));
+    let launch = launches(&out).pop().expect("a launch");
+    assert_eq!(launch.disk_mb, Some(10.0), "the executor's allowance has no disk");
+    assert_eq!(launch.rlimits, Some(rlimits));
 }
 
 #[test]
