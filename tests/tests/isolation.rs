@@ -576,3 +576,54 @@ async fn a_throttled_task_leaves_cpu_to_its_neighbour() -> anyhow::Result<()> {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_containers_limits_follow_the_task_groups_of_its_executor() -> anyhow::Result<()> {
+    let Some(isolated) = isolated_cluster("isolation: resize", &[])? else {
+        return Ok(());
+    };
+    let framework =
+        v1::FrameworkInfo { user: "root".into(), name: "resize".into(), ..Default::default() };
+    let (session, mut events) =
+        SchedulerSession::subscribe(&isolated.cluster.master, framework, Format::Json).await?;
+    let resources = agora_core::resources::Resources::parse("cpus:0.1;mem:32")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut executor = v1::ExecutorInfo {
+        executor_id: v1::ExecutorId { value: "grouped".into() },
+        resources: agora_core::convert::resources_to_proto(&resources, None),
+        ..Default::default()
+    };
+    executor.set_type(v1::executor_info::Type::Default);
+    // The executor's memory cgroup: the only container under the test's root.
+    let memory = hierarchies().map_err(anyhow::Error::msg)?.remove(2).join(&isolated.root.name);
+    let limit_mb = || -> u64 {
+        std::fs::read_dir(&memory)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.is_dir())
+            .and_then(|dir| std::fs::read_to_string(dir.join("memory.limit_in_bytes")).ok())
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .map_or(0, |bytes| bytes >> 20)
+    };
+    for (id, expected) in [("first", 96), ("second", 160)] {
+        let offer = next_offers(&mut events).await?.remove(0);
+        let task = command_task(id, &offer.agent_id, "cpus:0.1;mem:64", "exec sleep 1000");
+        session
+            .launch_group(vec![offer.id.clone()], executor.clone(), vec![task], Some(0.0))
+            .await?;
+        let running = wait_for(&session, &mut events, TaskState::TaskRunning).await?;
+        assert_eq!(running.state(), TaskState::TaskRunning, "{running:?}");
+        eventually(&format!("the container has {expected} MB"), || limit_mb() == expected).await?;
+    }
+    // The second group's end gives its memory back.
+    session.kill(v1::TaskId { value: "second".into() }).await?;
+    let status = wait_for(&session, &mut events, TaskState::TaskKilled).await?;
+    assert_eq!((status.task_id.value.as_str(), status.state()), ("second", TaskState::TaskKilled));
+    eventually("the container is back to 96 MB", || limit_mb() == 96).await?;
+    session.kill(v1::TaskId { value: "first".into() }).await?;
+    let status = wait_for(&session, &mut events, TaskState::TaskKilled).await?;
+    assert_eq!(status.state(), TaskState::TaskKilled, "{status:?}");
+    Ok(())
+}

@@ -456,6 +456,11 @@ impl Dispatcher {
                         tracing::warn!(%sandbox, "cannot attach volumes: {e}");
                     }
                 }
+                Output::ResizeContainer { framework_id, executor_id, cpus, mem_mb } => {
+                    if let Some(container) = self.containers.get(&(framework_id, executor_id)) {
+                        self.isolator.resize(container, cpus, mem_mb);
+                    }
+                }
                 Output::KillExecutor { framework_id, executor_id } => {
                     let key = (framework_id, executor_id);
                     match self.pids.get(&key) {

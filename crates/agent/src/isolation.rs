@@ -183,6 +183,29 @@ impl Isolator {
         })
     }
 
+    /// The limits of a container of `cpus` and `mem_mb`, for the controllers in force.
+    fn limits(&self, cpus: Option<f64>, mem_mb: Option<f64>) -> Limits {
+        let mut limits = Limits::for_resources(cpus, mem_mb, self.cfs);
+        if !self.controllers.contains(&"cpu") {
+            limits.cpu_shares = None;
+            limits.cfs_quota_us = None;
+        }
+        if !self.controllers.contains(&"memory") {
+            limits.memory_bytes = None;
+        }
+        limits.pids_max = self.pids_max;
+        limits
+    }
+
+    /// Gives a running container new limits (tasks joined its executor or ended). A memory
+    /// limit below what the container uses already is refused by the kernel; the container
+    /// then keeps its old one, which is only more generous, and the refusal is logged.
+    pub(crate) fn resize(&self, container: &Container, cpus: Option<f64>, mem_mb: Option<f64>) {
+        if let Err(e) = container.set_limits(&self.limits(cpus, mem_mb)) {
+            tracing::warn!(?cpus, ?mem_mb, "cannot resize a container: {e}");
+        }
+    }
+
     /// The launch helper's arguments for `launch`'s container (before the program): its
     /// namespaces, rlimits and user. Fails the launch on rlimits Mesos refuses and on a user
     /// this machine does not have.
@@ -240,15 +263,7 @@ impl Isolator {
     /// Makes and limits the cgroup of `launch`'s container, before its executor starts.
     pub(crate) fn prepare(&self, launch: &Launch) -> Result<Option<Container>, String> {
         let Some(container) = self.container(&launch.container_id) else { return Ok(None) };
-        let mut limits = Limits::for_resources(launch.cpus, launch.mem_mb, self.cfs);
-        if !self.controllers.contains(&"cpu") {
-            limits.cpu_shares = None;
-            limits.cfs_quota_us = None;
-        }
-        if !self.controllers.contains(&"memory") {
-            limits.memory_bytes = None;
-        }
-        limits.pids_max = self.pids_max;
+        let limits = self.limits(launch.cpus, launch.mem_mb);
         let made = container.create().and_then(|()| container.set_limits(&limits));
         if let Err(e) = made {
             // Nothing runs in it yet: removing it cannot hurt anybody.

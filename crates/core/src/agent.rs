@@ -212,6 +212,14 @@ pub enum Output {
         sandbox: String,
         volumes: Vec<VolumeLink>,
     },
+    /// Set the limits of a running executor's container to this size (its executor's
+    /// resources plus its live tasks'), after tasks joined it or ended.
+    ResizeContainer {
+        framework_id: String,
+        executor_id: String,
+        cpus: Option<f64>,
+        mem_mb: Option<f64>,
+    },
     /// Kill the executor's whole process group.
     KillExecutor {
         framework_id: String,
@@ -259,6 +267,9 @@ struct Executor {
     /// The limit its container went over, with the message its tasks end with (not
     /// checkpointed: the container is destroyed at once).
     limitation: Option<(Limitation, String)>,
+    /// The container's `cpus` and `mem` (MB) as last ordered, so that a resize goes out only
+    /// when they change.
+    size: (Option<f64>, Option<f64>),
 }
 
 /// A task handed to its executor.
@@ -347,6 +358,8 @@ impl Agent {
                 let update = call.r#type() == executor::call::Type::Update;
                 let result = self.executor_call(call, now, &mut out);
                 if update {
+                    // A task that ended gives its resources back to nobody but the agent.
+                    self.resize_containers(&mut out);
                     match result {
                         Ok(()) => self.history.valid_status_updates += 1,
                         Err(_) => self.history.invalid_status_updates += 1,

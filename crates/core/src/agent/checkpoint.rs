@@ -351,6 +351,8 @@ impl Agent {
             registration_timed_out: false,
             recovered: true,
             limitation: None,
+            // Unknown until the first resize, which then goes out whatever the size.
+            size: (Some(f64::NAN), None),
             info: record.executor_info,
         }
     }
