@@ -8,7 +8,8 @@
 //! `namespaces/pid` a task sees only its container's processes, with `posix/rlimits` it gets
 //! its ContainerInfo's rlimits, with `--switch_user` it runs as its command's user, and with
 //! `disk/du` and `--enforce_container_disk_quota` a task writing past its disk fails with
-//! REASON_CONTAINER_LIMITATION_DISK.
+//! REASON_CONTAINER_LIMITATION_DISK (with cgroups and without), and a default executor's
+//! memory limit grows and shrinks with the task groups it runs.
 //!
 //! Privileged: they need root and cgroup v1 hierarchies for memory and pids, and skip saying
 //! why otherwise (in CI they must run). Each test's agent keeps its containers under a
@@ -497,9 +498,19 @@ async fn a_task_runs_as_its_commands_user() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_task_writing_past_its_disk_fails_with_the_disk_limitation() -> anyhow::Result<()> {
-    let isolation = format!("{CGROUPS},filesystem/posix,disk/du");
+    disk_quota("isolation: disk quota", &format!("{CGROUPS},filesystem/posix,disk/du")).await
+}
+
+/// Without cgroups the container is the executor's session, which is what gets killed.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_cgroups_a_task_writing_past_its_disk_still_fails() -> anyhow::Result<()> {
+    disk_quota("isolation: disk quota without cgroups", "filesystem/posix,disk/du").await
+}
+
+/// A task with `disk:10` that writes 30 MB and waits fails with the disk limitation.
+async fn disk_quota(what: &str, isolation: &str) -> anyhow::Result<()> {
     let flags = ["--container_disk_watch_interval=100ms", "--enforce_container_disk_quota"];
-    let Some(isolated) = isolated_cluster_with("isolation: disk quota", &isolation, &flags)? else {
+    let Some(isolated) = isolated_cluster_with(what, isolation, &flags)? else {
         return Ok(());
     };
     let status = run_to_the_end(&isolated.cluster, |agent| {

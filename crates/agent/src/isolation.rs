@@ -123,6 +123,14 @@ impl Isolator {
     /// hierarchies and makes sure the root directory can be created in each; without them
     /// the agent runs with posix isolation and logs why.
     pub(crate) fn new(options: &IsolationOptions) -> Result<Self, String> {
+        Self::with_layout(options, Layout::detect)
+    }
+
+    /// `new` with the machine's cgroup layout found by `detect` (a fake one in tests).
+    fn with_layout(
+        options: &IsolationOptions,
+        detect: impl FnOnce() -> Option<Layout>,
+    ) -> Result<Self, String> {
         let names = parse(&options.isolation)?;
         let all = names.contains("cgroups/all");
         let mut controllers = Vec::new();
@@ -154,7 +162,7 @@ impl Isolator {
         if controllers.is_empty() {
             return Ok(posix);
         }
-        let Some(layout) = Layout::detect() else {
+        let Some(layout) = detect() else {
             tracing::warn!(
                 isolation = %options.isolation,
                 "no cgroup hierarchy is mounted: falling back to posix isolation (no limits are enforced)"
@@ -342,6 +350,27 @@ mod tests {
         let err = parse("cgroups/cpu,network/cni").expect_err("unknown");
         assert!(err.contains("network/cni"), "{err}");
         assert!(parse("namespaces/pid,posix/rlimits,filesystem/posix,disk/du").is_ok());
+    }
+
+    #[test]
+    fn cgroup_isolators_fall_back_to_posix_where_cgroups_are_missing() {
+        let options = IsolationOptions {
+            isolation: "cgroups/cpu,cgroups/mem,namespaces/pid".into(),
+            ..IsolationOptions::default()
+        };
+        // No hierarchy mounted at all.
+        let isolator = Isolator::with_layout(&options, || None).expect("valid");
+        assert!(isolator.container("c").is_none());
+        assert!(isolator.helper.pid_namespace, "the helper's isolators do not need cgroups");
+        // Hierarchies mounted, but not the memory one.
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut mounted = std::collections::BTreeMap::new();
+        for name in ["cpu", "cpuacct", "freezer"] {
+            mounted.insert(name.to_string(), tmp.path().join(name));
+        }
+        let layout = Layout::V1 { controllers: mounted };
+        let isolator = Isolator::with_layout(&options, || Some(layout)).expect("valid");
+        assert!(isolator.container("c").is_none());
     }
 
     #[test]
