@@ -371,7 +371,8 @@ async fn a_task_in_a_pid_namespace_sees_only_its_container() -> anyhow::Result<(
     let Some(isolated) = isolated_cluster_with("isolation: pid namespace", &isolation, &[])? else {
         return Ok(());
     };
-    let command = "echo pid=$$; echo procs=$(ls /proc | grep -c '^[0-9]')";
+    let command = "echo pid=$$; echo procs=$(ls /proc | grep -c '^[0-9]'); \
+                   echo init=$(tr '\\0' ' ' < /proc/1/cmdline)";
     let status = run_to_the_end(&isolated.cluster, |agent| {
         command_task("ns", agent, "cpus:0.1;mem:64", command)
     })
@@ -383,6 +384,8 @@ async fn a_task_in_a_pid_namespace_sees_only_its_container() -> anyhow::Result<(
     let procs = value_of(&stdout, "procs")?;
     assert!(pid > 1 && pid < 10, "the task's shell is among the first of its namespace: {stdout}");
     assert!(procs < 10, "/proc shows only the container: {stdout}");
+    let init = stdout.lines().find_map(|l| l.strip_prefix("init=")).context("init=")?;
+    assert!(init.contains("executor"), "the executor is pid 1: {stdout}");
     let host = std::fs::read_dir("/proc")?
         .flatten()
         .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok()))
