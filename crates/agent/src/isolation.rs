@@ -20,6 +20,8 @@
 //! `--enforce_container_disk_quota`, has `launcher.rs` kill a container over its `disk`.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use agora_core::agent::Launch;
@@ -76,13 +78,20 @@ impl Default for IsolationOptions {
 }
 
 /// How `disk/du` watches a container's sandbox.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) struct DiskWatch {
     pub(crate) interval: Duration,
-    /// The most bytes the sandbox may take (its `disk`).
-    pub(crate) limit_bytes: u64,
+    /// The most bytes the sandbox may take (its `disk`; `u64::MAX` without one). Shared with
+    /// the dispatcher, which changes it when tasks join the executor or end.
+    pub(crate) limit_bytes: Arc<AtomicU64>,
     /// Kill the container past the limit, rather than only say so.
     pub(crate) enforce: bool,
+}
+
+/// The byte limit of `disk_mb` MB (`u64::MAX`: none).
+pub(crate) fn disk_limit_bytes(disk_mb: Option<f64>) -> u64 {
+    // Whole bytes, as the resource's MB are fixed-point.
+    disk_mb.map_or(u64::MAX, |mb| (mb * 1024.0 * 1024.0).round() as u64)
 }
 
 /// The isolators in force, built once at start.
@@ -254,12 +263,11 @@ impl Isolator {
         }
     }
 
-    /// How `disk/du` watches `launch`'s sandbox; `None` without `disk/du` or without `disk`.
+    /// How `disk/du` watches `launch`'s sandbox; `None` without `disk/du`. A container
+    /// without `disk` is watched too, since tasks with some may join it.
     pub(crate) fn disk_watch(&self, launch: &Launch) -> Option<DiskWatch> {
         let (interval, enforce) = self.helper.disk?;
-        let mb = launch.disk_mb?;
-        // Whole bytes, as the resource's MB are fixed-point.
-        let limit_bytes = (mb * 1024.0 * 1024.0).round() as u64;
+        let limit_bytes = Arc::new(AtomicU64::new(disk_limit_bytes(launch.disk_mb)));
         Some(DiskWatch { interval, limit_bytes, enforce })
     }
 

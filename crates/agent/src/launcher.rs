@@ -93,6 +93,7 @@ pub(crate) async fn run(
             return;
         }
     };
+    let disk = isolator.disk_watch(&launch);
     let mut recorded = None;
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         // Read while the child is unreaped, so the pid cannot name anybody else yet.
@@ -112,6 +113,7 @@ pub(crate) async fn run(
             pid: ExecutorPid { pid, start_time },
             confirm: helper.is_some().then_some(confirm),
             container: container.clone(),
+            disk_limit: disk.as_ref().map(|d| Arc::clone(&d.limit_bytes)),
         });
         if let Some(mut gate) = child.stdin.take() {
             // The helper execs the executor only after this byte: its pid is durable by now.
@@ -125,7 +127,7 @@ pub(crate) async fn run(
     tracing::info!(%framework_id, %executor_id, sandbox = %launch.sandbox, "executor started");
     let watched = Watched {
         container: container.as_ref(),
-        disk: isolator.disk_watch(&launch).map(|watch| (watch, Path::new(&launch.sandbox))),
+        disk: disk.map(|watch| (watch, Path::new(&launch.sandbox))),
         pid: recorded,
         framework_id: &framework_id,
         executor_id: &executor_id,
@@ -172,7 +174,7 @@ async fn supervise(child: &mut tokio::process::Child, watched: Watched<'_>) -> O
     let mut poll = tokio::time::interval(OOM_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut measure =
-        tokio::time::interval(disk.map_or(Duration::from_secs(3600), |(w, _)| w.interval));
+        tokio::time::interval(disk.as_ref().map_or(Duration::from_secs(3600), |(w, _)| w.interval));
     measure.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned = false;
     loop {
@@ -188,15 +190,16 @@ async fn supervise(child: &mut tokio::process::Child, watched: Watched<'_>) -> O
                 }
             }
             _ = measure.tick(), if disk.is_some() => {
-                let Some((watch, sandbox)) = disk else { continue };
+                let Some((watch, sandbox)) = &disk else { continue };
                 let path = sandbox.to_path_buf();
                 let used = tokio::task::spawn_blocking(move || crate::usage::disk_used(&path))
                     .await
                     .unwrap_or(0);
-                if used <= watch.limit_bytes {
+                let limit = watch.limit_bytes.load(std::sync::atomic::Ordering::Relaxed);
+                if used <= limit {
                     continue;
                 }
-                let message = disk_message(used, watch.limit_bytes);
+                let message = disk_message(used, limit);
                 if !watch.enforce {
                     if !warned {
                         tracing::warn!(%framework_id, %executor_id, "{message} (not enforced)");

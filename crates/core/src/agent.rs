@@ -219,6 +219,7 @@ pub enum Output {
         executor_id: String,
         cpus: Option<f64>,
         mem_mb: Option<f64>,
+        disk_mb: Option<f64>,
     },
     /// Kill the executor's whole process group.
     KillExecutor {
@@ -267,9 +268,8 @@ struct Executor {
     /// The limit its container went over, with the message its tasks end with (not
     /// checkpointed: the container is destroyed at once).
     limitation: Option<(Limitation, String)>,
-    /// The container's `cpus` and `mem` (MB) as last ordered, so that a resize goes out only
-    /// when they change.
-    size: (Option<f64>, Option<f64>),
+    /// The container's size as last ordered, so that a resize goes out only when it changes.
+    size: launch::Size,
 }
 
 /// A task handed to its executor.

@@ -352,7 +352,7 @@ impl Agent {
             recovered: true,
             limitation: None,
             // Unknown until the first resize, which then goes out whatever the size.
-            size: (Some(f64::NAN), None),
+            size: super::launch::Size { cpus: Some(f64::NAN), mem_mb: None, disk_mb: None },
             info: record.executor_info,
         }
     }

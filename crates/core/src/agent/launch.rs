@@ -138,24 +138,7 @@ impl Agent {
         for task in work.tasks() {
             volumes.extend(volume_links(&self.config.work_dir, &task.resources));
         }
-        // The executor's resources plus its tasks' (`container_size`).
-        let mut sized: Vec<v1::Resource> =
-            if command_executor { Vec::new() } else { executor_info.resources.clone() };
-        for task in work.tasks() {
-            sized.extend(task.resources.iter().cloned());
-        }
-        // Persistent volumes live outside the sandbox: only the rest of `disk` bounds it.
-        let scratch: Vec<v1::Resource> = sized
-            .iter()
-            .filter(|r| r.disk.as_ref().is_none_or(|d| d.persistence.is_none()))
-            .cloned()
-            .collect();
-        let disk_mb = crate::convert::resources_from_proto(&scratch)
-            .ok()
-            .map(|r| r.disk())
-            .filter(|d| d.is_positive())
-            .map(|d| d.as_f64());
-        let (cpus, mem_mb) = container_size(
+        let Size { cpus, mem_mb, disk_mb } = container_size(
             if command_executor { &[] } else { &executor_info.resources },
             command_executor,
             work.tasks().iter(),
@@ -181,7 +164,7 @@ impl Agent {
             registration_timed_out: false,
             recovered: false,
             limitation: None,
-            size: (cpus, mem_mb),
+            size: Size { cpus, mem_mb, disk_mb },
         };
         executor.take(work, out);
         framework.executors.insert(executor_id.clone(), executor);
@@ -385,15 +368,24 @@ impl Work {
     }
 }
 
-/// A container's `cpus` and `mem` (MB), what isolation limits it to (`None`: not asked for):
-/// its executor's resources plus those of its live tasks (reference §7.5), and for the
-/// command executor, whose resources are its task's, Mesos's allowance on top (0.1 cpus,
-/// 32 MB), so that the executor is not what runs out.
+/// What isolation limits a container to (`None`: not asked for).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Size {
+    pub(super) cpus: Option<f64>,
+    /// MB.
+    pub(super) mem_mb: Option<f64>,
+    /// MB, persistent volumes excluded: they live outside the sandbox.
+    pub(super) disk_mb: Option<f64>,
+}
+
+/// A container's size: its executor's resources plus those of its live tasks (reference
+/// §7.5), and for the command executor, whose resources are its task's, Mesos's allowance on
+/// top (0.1 cpus, 32 MB), so that the executor is not what runs out.
 pub(super) fn container_size<'a>(
     executor_resources: &[v1::Resource],
     command_executor: bool,
     tasks: impl Iterator<Item = &'a v1::TaskInfo>,
-) -> (Option<f64>, Option<f64>) {
+) -> Size {
     let mut sized: Vec<v1::Resource> = executor_resources.to_vec();
     for task in tasks {
         sized.extend(task.resources.iter().cloned());
@@ -409,7 +401,13 @@ pub(super) fn container_size<'a>(
         cpus = cpus.map(|c| c + COMMAND_EXECUTOR_CPUS);
         mem_mb = mem_mb.map(|m| m + COMMAND_EXECUTOR_MEM_MB);
     }
-    (cpus, mem_mb)
+    sized.retain(|r| r.disk.as_ref().is_none_or(|d| d.persistence.is_none()));
+    let disk_mb = crate::convert::resources_from_proto(&sized)
+        .ok()
+        .map(|r| r.disk())
+        .filter(|d| d.is_positive())
+        .map(|d| d.as_f64());
+    Size { cpus, mem_mb, disk_mb }
 }
 
 impl Agent {
@@ -435,8 +433,9 @@ impl Agent {
                     out.push(Output::ResizeContainer {
                         framework_id: framework_id.clone(),
                         executor_id: executor_id.clone(),
-                        cpus: size.0,
-                        mem_mb: size.1,
+                        cpus: size.cpus,
+                        mem_mb: size.mem_mb,
+                        disk_mb: size.disk_mb,
                     });
                 }
             }

@@ -119,7 +119,7 @@ fn a_finished_task_stays_finished_and_unknown_executors_are_ignored() {
 fn resizes(out: &[Output]) -> Vec<(Option<f64>, Option<f64>)> {
     out.iter()
         .filter_map(|o| match o {
-            Output::ResizeContainer { cpus, mem_mb, .. } => Some((*cpus, *mem_mb)),
+            Output::ResizeContainer { cpus, mem_mb, disk_mb: None, .. } => Some((*cpus, *mem_mb)),
             _ => None,
         })
         .collect()
