@@ -14,6 +14,7 @@
 //! passes what it decided; this process is small so that it can run between fork and exec of
 //! somebody else's program.
 
+use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -61,10 +62,7 @@ pub(crate) fn session_exec(flags: SessionExecFlags) -> ExitCode {
     }
 }
 
-/// What cannot happen: `build` returns only with an error.
-enum Never {}
-
-fn build(flags: &SessionExecFlags) -> Result<Never, String> {
+fn build(flags: &SessionExecFlags) -> Result<Infallible, String> {
     use std::io::Read;
     if flags.in_namespace {
         mount_proc()?;
@@ -99,7 +97,7 @@ fn build(flags: &SessionExecFlags) -> Result<Never, String> {
 }
 
 /// Switches to `user` (if any) and execs the program.
-fn exec(flags: &SessionExecFlags, user: Option<&User>) -> Result<Never, String> {
+fn exec(flags: &SessionExecFlags, user: Option<&User>) -> Result<Infallible, String> {
     let mut command = std::process::Command::new(&flags.program);
     command.arg0(&flags.arg0).args(&flags.args);
     if let Some(user) = user {
@@ -176,7 +174,7 @@ fn switch_user(user: &User) -> Result<(), String> {
 /// The pid 1 of a namespace takes every process in it down when it dies, so nothing in the
 /// container outlives the executor. The child is a fresh exec rather than a fork because
 /// the workspace forbids `unsafe`, which a raw fork needs.
-fn enter_pid_namespace(flags: &SessionExecFlags) -> Result<Never, String> {
+fn enter_pid_namespace(flags: &SessionExecFlags) -> Result<Infallible, String> {
     use nix::mount::{MsFlags, mount};
     use nix::sched::{CloneFlags, unshare};
     unshare(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS)
