@@ -9,6 +9,8 @@
 //! - `--recover=cleanup` kills what the previous run left and forgets the checkpoint.
 //! - A pymesos executor (the real, unmodified `MesosExecutorDriver`) re-subscribes to the
 //!   restarted agent and carries on.
+//! - An executor in a PID namespace of its own (`namespaces/pid`, privileged) is recovered
+//!   by its host pid, re-subscribes and still kills its task.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -475,5 +477,57 @@ async fn a_sigkilled_executor_takes_its_task_along() -> anyhow::Result<()> {
     eventually("the task's process is gone", || !alive(pid)).await?;
     let status = next_change(&session, &mut events).await?;
     ensure!(status.state() == TaskState::TaskFailed, "got {:?}", status.state());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_executor_in_a_pid_namespace_is_recovered_by_its_host_pid() -> anyhow::Result<()> {
+    if !nix::unistd::Uid::effective().is_root() {
+        required_in_ci("agent restart: pid namespace", "not running as root");
+        return Ok(());
+    }
+    let rig = Rig::new()?;
+    let mut args = rig.agent_args();
+    args.push("--isolation=namespaces/pid".into());
+    let agent = Daemon::agent(&args)?;
+    let info = framework("ns", true);
+    let (session, mut events) =
+        SchedulerSession::subscribe(&rig.master.addr, info, Format::Protobuf).await?;
+    let offer = next_offers(&mut events).await?.remove(0);
+    let task = command_task("long", &offer.agent_id, "cpus:0.1;mem:32", "exec sleep 600");
+    session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
+    loop {
+        let status = next_update(&session, &mut events).await?;
+        session.acknowledge(&status).await?;
+        ensure!(status.state() != TaskState::TaskFailed, "{status:?}");
+        if status.state() == TaskState::TaskRunning {
+            break;
+        }
+    }
+    agent.kill()?;
+    let agent = Daemon::agent(&args)?;
+    // The agent answers `/state` once its recovery is over: the executor subscribed again
+    // or was given up.
+    let url = format!("http://{}/state", agent.addr);
+    let mut recovered = false;
+    for _ in 0..1200 {
+        if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(recovered, "the restarted agent never finished its recovery");
+    // Only a recovered executor that subscribed again can carry the kill to its task; one
+    // taken for dead would have its task end TASK_LOST or TASK_FAILED instead.
+    session.kill(v1::TaskId { value: "long".into() }).await?;
+    let status = next_change(&session, &mut events).await?;
+    ensure!(
+        status.state() == TaskState::TaskKilled,
+        "got {:?} ({:?}: {})",
+        status.state(),
+        status.reason(),
+        status.message()
+    );
     Ok(())
 }

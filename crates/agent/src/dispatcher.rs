@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use agora_core::agent::{Agent, AgentConfig, CallError, ConnId, Input, Limitation, Output, ReqId};
@@ -79,6 +80,8 @@ pub(crate) enum Command {
         confirm: Option<oneshot::Sender<()>>,
         /// Its cgroup, with cgroup isolation.
         container: Option<Container>,
+        /// The byte limit `disk/du` holds its sandbox to, which resizes change.
+        disk_limit: Option<Arc<AtomicU64>>,
     },
     /// The grace after SIGTERM is over: SIGKILL the executor if it is still the same process.
     HardKill { key: (String, String), pid: ExecutorPid },
@@ -157,6 +160,7 @@ pub(crate) fn spawn(
         session_helper: session_helper.map(Arc::new),
         isolator,
         containers: HashMap::new(),
+        disk_limits: HashMap::new(),
     };
     dispatcher.started = dispatcher.clock.now();
     dispatcher.recover(recovery);
@@ -190,6 +194,8 @@ struct Dispatcher {
     /// The cgroups of running executors, for checking an executor's report of a task's end
     /// against its container's OOM counter.
     containers: HashMap<(String, String), Container>,
+    /// The `disk/du` limits of running executors, shared with their watchers.
+    disk_limits: HashMap<(String, String), Arc<AtomicU64>>,
 }
 
 impl Dispatcher {
@@ -312,6 +318,7 @@ impl Dispatcher {
                             self.record_pid(&key.0, &key.1, None);
                         }
                         self.containers.remove(&key);
+                        self.disk_limits.remove(&key);
                         self.pending_kills.remove(&key);
                         self.launching.remove(&key);
                     }
@@ -327,12 +334,22 @@ impl Dispatcher {
                 let _ = reply.send(self.agent.register_call());
                 return;
             }
-            Command::Launched { framework_id, executor_id, pid, confirm, container } => {
+            Command::Launched {
+                framework_id,
+                executor_id,
+                pid,
+                confirm,
+                container,
+                disk_limit,
+            } => {
                 self.apply(std::mem::take(outputs));
                 self.record_pid(&framework_id, &executor_id, Some(pid));
                 let key = (framework_id, executor_id);
                 if let Some(container) = container {
                     self.containers.insert(key.clone(), container);
+                }
+                if let Some(limit) = disk_limit {
+                    self.disk_limits.insert(key.clone(), limit);
                 }
                 self.launching.remove(&key);
                 let doomed = self.pending_kills.remove(&key);
@@ -454,6 +471,16 @@ impl Dispatcher {
                     if let Err(e) = launcher::link_volumes(std::path::Path::new(&sandbox), &volumes)
                     {
                         tracing::warn!(%sandbox, "cannot attach volumes: {e}");
+                    }
+                }
+                Output::ResizeContainer { framework_id, executor_id, cpus, mem_mb, disk_mb } => {
+                    let key = (framework_id, executor_id);
+                    if let Some(container) = self.containers.get(&key) {
+                        self.isolator.resize(container, cpus, mem_mb);
+                    }
+                    if let Some(limit) = self.disk_limits.get(&key) {
+                        let bytes = crate::isolation::disk_limit_bytes(disk_mb);
+                        limit.store(bytes, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
                 Output::KillExecutor { framework_id, executor_id } => {

@@ -8,7 +8,8 @@
 //!
 //! Not done: `https://` (the agent has no TLS stack), `ftp://` and Hadoop URIs, paths relative
 //! to `--frameworks_home`, `.tar.bz2`/`.tar.xz`/`.gz`, evicting cache entries
-//! (`--fetcher_cache_size`), and chowning the sandbox to the task's user.
+//! (`--fetcher_cache_size`). Giving the fetched files to the task's user is the launcher's
+//! (it chowns the whole sandbox after the fetch).
 
 use std::collections::HashMap;
 use std::io::ErrorKind;

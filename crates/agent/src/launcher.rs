@@ -12,8 +12,13 @@
 //! the executor starts, the helper joins it before it execs, its OOM counter is watched while
 //! the executor runs (an OOM kill is reported as a memory limitation and destroys the
 //! container), and the cgroup is destroyed when the executor ends: every process in it is
-//! killed, those that left the executor's session included. Namespaces and switching user are
-//! not done here yet.
+//! killed, those that left the executor's session included. The helper also builds the rest
+//! of the container (PID namespace, rlimits, user: `isolation.rs` decides, `agora
+//! session-exec` does); a sandbox whose executor runs as another user is chowned to it. With
+//! `disk/du` the sandbox is measured every `--container_disk_watch_interval` while the
+//! executor runs, and with `--enforce_container_disk_quota` a container over its `disk` is
+//! reported as a disk limitation and killed like an OOM-killed one (recovered executors are
+//! not measured).
 //!
 //! With a session helper (the `agora` binary's `session-exec`), each executor leads a session
 //! of its own, which every process it starts stays in unless it calls `setsid` itself: the
@@ -39,7 +44,7 @@ use crate::checkpoint::{ExecutorPid, is_alive};
 use crate::dispatcher::Command;
 use crate::fetcher::Fetcher;
 use crate::gc;
-use crate::isolation::Isolator;
+use crate::isolation::{DiskWatch, Isolator};
 
 /// Fetches the executor's URIs, starts the executor of `launch`, waits for it to end and
 /// schedules its sandbox's removal `gc_delay` later.
@@ -58,8 +63,19 @@ pub(crate) async fn run(
         .await;
     let mut container = None;
     let spawned = fetched.and_then(|()| {
+        // Checked before the cgroup exists, so a refused user or rlimit leaves nothing behind.
+        let helper_args = match &helper {
+            Some(_) => isolator.helper_args(&launch)?,
+            None => Vec::new(),
+        };
+        if helper.is_some()
+            && let Some(user) = isolator.user(&launch)?
+        {
+            chown_sandbox(Path::new(&launch.sandbox), &user)?;
+        }
         container = isolator.prepare(&launch)?;
-        spawn(&launch, helper.as_deref().map(String::as_str), container.as_ref())
+        let helper = helper.as_deref().map(|h| (h.as_str(), helper_args.as_slice()));
+        spawn(&launch, helper, container.as_ref())
     });
     let mut child = match spawned {
         Ok(child) => child,
@@ -77,6 +93,7 @@ pub(crate) async fn run(
             return;
         }
     };
+    let disk = isolator.disk_watch(&launch);
     let mut recorded = None;
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         // Read while the child is unreaped, so the pid cannot name anybody else yet.
@@ -96,6 +113,7 @@ pub(crate) async fn run(
             pid: ExecutorPid { pid, start_time },
             confirm: helper.is_some().then_some(confirm),
             container: container.clone(),
+            disk_limit: disk.as_ref().map(|d| Arc::clone(&d.limit_bytes)),
         });
         if let Some(mut gate) = child.stdin.take() {
             // The helper execs the executor only after this byte: its pid is durable by now.
@@ -107,10 +125,15 @@ pub(crate) async fn run(
         }
     }
     tracing::info!(%framework_id, %executor_id, sandbox = %launch.sandbox, "executor started");
-    let status = match &container {
-        Some(c) => supervise(&mut child, c, &framework_id, &executor_id, &tx).await,
-        None => child.wait().await.ok().map(|s| s.into_raw()),
+    let watched = Watched {
+        container: container.as_ref(),
+        disk: disk.map(|watch| (watch, Path::new(&launch.sandbox))),
+        pid: recorded,
+        framework_id: &framework_id,
+        executor_id: &executor_id,
+        tx: &tx,
     };
+    let status = supervise(&mut child, watched).await;
     tracing::info!(%framework_id, %executor_id, ?status, "executor exited");
     if let Some(container) = container {
         // The executor itself may have been the OOM killer's victim.
@@ -130,30 +153,102 @@ pub(crate) async fn run(
 /// bounds how long an OOM-killed task's siblings keep running.
 const OOM_POLL: Duration = Duration::from_millis(100);
 
-/// Waits for the executor to end, watching its container's OOM counter meanwhile: after an
-/// OOM kill the limitation is reported and the container destroyed, as Mesos does, which ends
-/// the executor too.
-async fn supervise(
-    child: &mut tokio::process::Child,
-    container: &Container,
-    framework_id: &str,
-    executor_id: &str,
-    tx: &mpsc::UnboundedSender<Command>,
-) -> Option<i32> {
+/// What `supervise` watches while an executor runs.
+struct Watched<'a> {
+    container: Option<&'a Container>,
+    /// `disk/du`: the limit and the sandbox it holds.
+    disk: Option<(DiskWatch, &'a Path)>,
+    /// The executor's process, for killing it without a cgroup.
+    pid: Option<ExecutorPid>,
+    framework_id: &'a str,
+    executor_id: &'a str,
+    tx: &'a mpsc::UnboundedSender<Command>,
+}
+
+/// Waits for the executor to end, watching its container's OOM counter and, with `disk/du`,
+/// its sandbox's size meanwhile: after an OOM kill, or past its disk with the quota enforced,
+/// the limitation is reported and the container killed, as Mesos does, which ends the
+/// executor too.
+async fn supervise(child: &mut tokio::process::Child, watched: Watched<'_>) -> Option<i32> {
+    let Watched { container, disk, pid, framework_id, executor_id, tx } = watched;
     let mut poll = tokio::time::interval(OOM_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut measure =
+        tokio::time::interval(disk.as_ref().map_or(Duration::from_secs(3600), |(w, _)| w.interval));
+    measure.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warned = false;
     loop {
         tokio::select! {
             status = child.wait() => return status.ok().map(|s| s.into_raw()),
-            _ = poll.tick() => {
-                if report_oom(container, framework_id, executor_id, tx) {
+            _ = poll.tick(), if container.is_some() => {
+                if let Some(container) = container
+                    && report_oom(container, framework_id, executor_id, tx)
+                {
                     tracing::info!(%framework_id, %executor_id, "container out of memory: destroying it");
                     destroy(container.clone()).await;
                     return child.wait().await.ok().map(|s| s.into_raw());
                 }
             }
+            _ = measure.tick(), if disk.is_some() => {
+                let Some((watch, sandbox)) = &disk else { continue };
+                let path = sandbox.to_path_buf();
+                let used = tokio::task::spawn_blocking(move || crate::usage::disk_used(&path))
+                    .await
+                    .unwrap_or(0);
+                let limit = watch.limit_bytes.load(std::sync::atomic::Ordering::Relaxed);
+                if used <= limit {
+                    continue;
+                }
+                let message = disk_message(used, limit);
+                if !watch.enforce {
+                    if !warned {
+                        tracing::warn!(%framework_id, %executor_id, "{message} (not enforced)");
+                        warned = true;
+                    }
+                    continue;
+                }
+                tracing::info!(%framework_id, %executor_id, "{message}: killing the container");
+                let _ = tx.send(Command::Event(Input::ContainerLimited {
+                    framework_id: framework_id.to_string(),
+                    executor_id: executor_id.to_string(),
+                    limitation: Limitation::Disk,
+                    message,
+                }));
+                match (container, pid) {
+                    (Some(container), _) => destroy(container.clone()).await,
+                    (None, Some(pid)) => kill_tree(pid),
+                    (None, None) => {
+                        let _ = child.start_kill();
+                    }
+                }
+                return child.wait().await.ok().map(|s| s.into_raw());
+            }
         }
     }
+}
+
+/// The message tasks fail with when their container goes over its disk (Mesos's words).
+fn disk_message(used: u64, limit: u64) -> String {
+    let mb = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    format!("Disk usage ({:.1}MB) exceeds quota ({:.1}MB)", mb(used), mb(limit))
+}
+
+/// Gives the sandbox (and everything fetched into it) to the user its executor runs as, so
+/// that the executor can write its files; links are changed themselves, never followed.
+fn chown_sandbox(sandbox: &Path, user: &nix::unistd::User) -> Result<(), String> {
+    let (uid, gid) = (Some(user.uid.as_raw()), Some(user.gid.as_raw()));
+    std::fs::create_dir_all(sandbox)
+        .map_err(|e| format!("cannot create sandbox {}: {e}", sandbox.display()))?;
+    let mut stack = vec![sandbox.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        std::os::unix::fs::lchown(&path, uid, gid)
+            .map_err(|e| format!("cannot give {} to user '{}': {e}", path.display(), user.name))?;
+        let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        if is_dir && let Ok(entries) = std::fs::read_dir(&path) {
+            stack.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    Ok(())
 }
 
 /// Tells the core that the container hit its memory limit, if the OOM killer has been at
@@ -187,9 +282,10 @@ pub(crate) async fn destroy(container: Container) {
     }
 }
 
+/// Starts the executor, through the helper (with its isolation arguments) when there is one.
 fn spawn(
     launch: &Launch,
-    helper: Option<&str>,
+    helper: Option<(&str, &[String])>,
     container: Option<&Container>,
 ) -> Result<tokio::process::Child, String> {
     let sandbox = Path::new(&launch.sandbox);
@@ -225,7 +321,7 @@ fn spawn(
     };
     let path = launch.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
     let mut process = match helper {
-        Some(helper) => {
+        Some((helper, isolation)) => {
             // The helper execs the program, so a missing one must be caught here to fail
             // the launch rather than the executor.
             resolve(&program, sandbox, path.as_deref())?;
@@ -236,6 +332,7 @@ fn spawn(
             for procs in container.map(Container::procs_files).unwrap_or_default() {
                 p.arg("--cgroup").arg(procs);
             }
+            p.args(isolation);
             p.arg(&program).arg(&arg0).args(&rest).stdin(Stdio::piped());
             p
         }

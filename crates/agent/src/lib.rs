@@ -308,6 +308,15 @@ fn flags(
         ),
         ("strict", options.strict.to_string()),
         ("registration_backoff_factor", format(options.registration_backoff_min)),
+        ("isolation", options.isolation.isolation.clone()),
+        ("cgroups_root", options.isolation.cgroups_root.clone()),
+        ("cgroups_enable_cfs", options.isolation.cgroups_enable_cfs.to_string()),
+        ("switch_user", options.isolation.switch_user.to_string()),
+        ("container_disk_watch_interval", format(options.isolation.container_disk_watch_interval)),
+        (
+            "enforce_container_disk_quota",
+            options.isolation.enforce_container_disk_quota.to_string(),
+        ),
     ]
     .into_iter()
     .map(|(name, value)| (name.to_string(), value))

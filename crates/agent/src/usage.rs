@@ -177,7 +177,7 @@ fn parse_rss(status: &str) -> Option<u64> {
 
 /// What the sandbox takes on disk, as `du` counts it: allocated blocks, each file once per
 /// visit, links not followed (persistent volumes are linked in and are not the sandbox's).
-fn disk_used(sandbox: &Path) -> u64 {
+pub(crate) fn disk_used(sandbox: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut total = 0;
     let mut stack = vec![sandbox.to_path_buf()];

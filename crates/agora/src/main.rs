@@ -10,6 +10,7 @@
 
 mod cli;
 mod execute;
+mod launch;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -72,61 +73,7 @@ enum Command {
     /// Runs PROGRAM with ARG0 as its argv[0] as the leader of a new session (the agent starts
     /// executors through it, so that their whole tree can be killed; not for direct use).
     #[command(name = "session-exec", hide = true)]
-    SessionExec(SessionExecFlags),
-}
-
-#[derive(Args, Clone)]
-struct SessionExecFlags {
-    /// A `cgroup.procs` file to join before the exec (once per hierarchy).
-    #[arg(long = "cgroup")]
-    cgroups: Vec<PathBuf>,
-    program: String,
-    arg0: String,
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<String>,
-}
-
-/// Waits for the agent's go-ahead on stdin (one byte, sent once the agent has recorded this
-/// process durably), becomes a session leader and execs the program; returns only if that
-/// fails. Without the go-ahead (the agent went away) the program never runs.
-fn session_exec(flags: SessionExecFlags) -> ExitCode {
-    use std::io::Read;
-    use std::os::unix::process::CommandExt;
-    let mut byte = [0u8; 1];
-    if !matches!(std::io::stdin().read(&mut byte), Ok(1)) {
-        eprintln!("agora session-exec: the agent did not confirm the launch; not starting it");
-        return ExitCode::from(127);
-    }
-    match std::fs::File::open("/dev/null") {
-        Ok(null) => {
-            if let Err(e) = nix::unistd::dup2_stdin(&null) {
-                eprintln!("agora session-exec: cannot point stdin at /dev/null: {e}");
-                return ExitCode::from(127);
-            }
-        }
-        Err(e) => {
-            eprintln!("agora session-exec: cannot open /dev/null: {e}");
-            return ExitCode::from(127);
-        }
-    }
-    if let Err(e) = nix::unistd::setsid() {
-        eprintln!("agora session-exec: cannot start a session: {e}");
-        return ExitCode::from(127);
-    }
-    // Joined before the exec, so the program and everything it starts are limited and
-    // accounted for from their first instruction; an executor is never started outside its
-    // container.
-    let me = std::process::id().to_string();
-    for procs in &flags.cgroups {
-        if let Err(e) = std::fs::write(procs, &me) {
-            eprintln!("agora session-exec: cannot join the cgroup {}: {e}", procs.display());
-            return ExitCode::from(127);
-        }
-    }
-    let error =
-        std::process::Command::new(&flags.program).arg0(&flags.arg0).args(&flags.args).exec();
-    eprintln!("agora session-exec: cannot start '{}': {error}", flags.program);
-    ExitCode::from(127)
+    SessionExec(launch::SessionExecFlags),
 }
 
 #[derive(Args, Clone)]
@@ -345,7 +292,8 @@ struct AgentShape {
     #[arg(long = "recovery_timeout", alias = "recovery-timeout", default_value = "15mins", value_parser = duration)]
     recovery_timeout: Duration,
     /// Isolators, comma-separated, by Mesos's names: `posix/cpu`, `posix/mem` (usage only),
-    /// `cgroups/cpu`, `cgroups/mem`, `cgroups/pids`, `cgroups/all`.
+    /// `cgroups/cpu`, `cgroups/mem`, `cgroups/pids`, `cgroups/all`, `namespaces/pid`,
+    /// `posix/rlimits`, `filesystem/posix`, `disk/du`.
     #[arg(long, default_value = "posix/cpu,posix/mem")]
     isolation: String,
     /// The directory under each cgroup hierarchy that holds containers' cgroups.
@@ -358,6 +306,16 @@ struct AgentShape {
     /// flag; default: unlimited, only counted).
     #[arg(long = "cgroups_pids_max", alias = "cgroups-pids-max")]
     cgroups_pids_max: Option<u64>,
+    /// Run each executor as its command's user, else its framework's (the agent must be
+    /// root; an unknown user fails the task).
+    #[arg(long = "switch_user", alias = "switch-user", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    switch_user: bool,
+    /// With disk/du, how often each container's sandbox is measured.
+    #[arg(long = "container_disk_watch_interval", alias = "container-disk-watch-interval", default_value = "15secs", value_parser = duration)]
+    container_disk_watch_interval: Duration,
+    /// With disk/du, kill a container whose sandbox grows past its disk.
+    #[arg(long = "enforce_container_disk_quota", alias = "enforce-container-disk-quota", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    enforce_container_disk_quota: bool,
 }
 
 fn reregistration_timeout(text: &str) -> Result<Duration, String> {
@@ -391,7 +349,7 @@ struct DevFlags {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::SessionExec(flags) = cli.command {
-        return session_exec(flags);
+        return launch::session_exec(flags);
     }
     if let Command::Executor(flags) = &cli.command {
         // The executor's stderr is the sandbox's; it logs there plainly.
@@ -592,6 +550,9 @@ fn agent_options(
         cgroups_root: shape.cgroups_root,
         cgroups_enable_cfs: shape.cgroups_enable_cfs,
         cgroups_pids_max: shape.cgroups_pids_max,
+        switch_user: shape.switch_user,
+        container_disk_watch_interval: shape.container_disk_watch_interval,
+        enforce_container_disk_quota: shape.enforce_container_disk_quota,
     };
     Ok(options)
 }

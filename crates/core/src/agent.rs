@@ -163,6 +163,11 @@ pub struct Launch {
     /// it starts with, what isolation limits it to (`None`: not asked for).
     pub cpus: Option<f64>,
     pub mem_mb: Option<f64>,
+    /// The container's `disk` (MB) outside persistent volumes, what `disk/du` holds it to.
+    pub disk_mb: Option<f64>,
+    /// The resource limits the container asks for (`ContainerInfo.rlimit_info`: the task's
+    /// for a command task, else the executor's), applied by `posix/rlimits`.
+    pub rlimits: Option<v1::RLimitInfo>,
 }
 
 /// A persistent volume made visible in a sandbox: the shell creates `host_path` if needed and
@@ -206,6 +211,15 @@ pub enum Output {
     AttachVolumes {
         sandbox: String,
         volumes: Vec<VolumeLink>,
+    },
+    /// Set the limits of a running executor's container to this size (its executor's
+    /// resources plus its live tasks'), after tasks joined it or ended.
+    ResizeContainer {
+        framework_id: String,
+        executor_id: String,
+        cpus: Option<f64>,
+        mem_mb: Option<f64>,
+        disk_mb: Option<f64>,
     },
     /// Kill the executor's whole process group.
     KillExecutor {
@@ -254,6 +268,8 @@ struct Executor {
     /// The limit its container went over, with the message its tasks end with (not
     /// checkpointed: the container is destroyed at once).
     limitation: Option<(Limitation, String)>,
+    /// The container's size as last ordered, so that a resize goes out only when it changes.
+    size: launch::Size,
 }
 
 /// A task handed to its executor.
@@ -342,6 +358,8 @@ impl Agent {
                 let update = call.r#type() == executor::call::Type::Update;
                 let result = self.executor_call(call, now, &mut out);
                 if update {
+                    // A task that ended gives its resources back to nobody but the agent.
+                    self.resize_containers(&mut out);
                     match result {
                         Ok(()) => self.history.valid_status_updates += 1,
                         Err(_) => self.history.invalid_status_updates += 1,

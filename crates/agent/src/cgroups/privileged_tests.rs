@@ -196,3 +196,43 @@ fn v2_core_files_freeze_and_kill() {
     reap(&mut root);
     assert!(!c.dirs()[0].exists());
 }
+
+/// `populated` from a v2 cgroup's `cgroup.events`.
+fn populated(dir: &std::path::Path) -> Option<bool> {
+    let events = std::fs::read_to_string(dir.join("cgroup.events")).expect("cgroup.events");
+    events.lines().find_map(|l| l.strip_prefix("populated ")).map(|v| v.trim() == "1")
+}
+
+#[test]
+fn v2_a_process_moved_in_is_populated_and_its_daemons_die_with_the_cgroup() {
+    require!(2);
+    let mut root = TestRoot::new(Layout::V2 { root: unified().expect("checked above") });
+    let c = root.cgroups.container("c1", &[]);
+    c.create().expect("create");
+    let dir = c.dirs().remove(0);
+    assert_eq!(populated(&dir), Some(false), "a new cgroup is empty");
+    // Moved in through cgroup.procs (`spawn_in`), then a daemon leaves its session.
+    let pid = root.spawn_in(&c, "setsid sh -c 'sleep 1000 & sleep 1000' & exec sleep 1000");
+    let member = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup of pid");
+    let expected = format!("0::/{}/c1", root.cgroups.root);
+    assert!(member.lines().any(|l| l == expected), "{member}");
+    eventually(|| c.procs().expect("procs").len() >= 3);
+    assert_eq!(populated(&dir), Some(true));
+    let members = c.procs().expect("procs");
+    // `kill_all` uses cgroup.kill where the kernel has it, and signals each member otherwise;
+    // either way every member must go.
+    let has_kill = dir.join("cgroup.kill").exists();
+    eprintln!("cgroup.kill {}", if has_kill { "present: used" } else { "absent: signalling" });
+    c.kill_all().expect("kill");
+    c.wait_empty().expect("empty");
+    reap(&mut root);
+    eventually(|| populated(&dir) == Some(false));
+    for member in members {
+        assert!(
+            crate::checkpoint::process_start_time(member).is_none(),
+            "{member} outlived its cgroup"
+        );
+    }
+    c.remove().expect("remove");
+    assert!(!dir.exists());
+}

@@ -351,6 +351,8 @@ impl Agent {
             registration_timed_out: false,
             recovered: true,
             limitation: None,
+            // Unknown until the first resize, which then goes out whatever the size.
+            size: super::launch::Size { cpus: Some(f64::NAN), mem_mb: None, disk_mb: None },
             info: record.executor_info,
         }
     }

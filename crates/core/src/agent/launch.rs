@@ -99,6 +99,8 @@ impl Agent {
                 out.push(Output::AttachVolumes { sandbox: executor.sandbox.clone(), volumes });
             }
             executor.take(work, out);
+            // The container grows by the new work's resources.
+            self.resize_containers(out);
             return;
         }
         let command_executor = matches!(work, Work::CommandTask(_));
@@ -136,26 +138,16 @@ impl Agent {
         for task in work.tasks() {
             volumes.extend(volume_links(&self.config.work_dir, &task.resources));
         }
-        // Mesos sizes a container by its executor's resources plus its tasks' (reference
-        // §7.5); the command executor's resources are its task's, and Mesos gives it an
-        // allowance of its own on top (0.1 cpus, 32 MB), so that the executor is not what
-        // runs out.
-        let mut sized: Vec<v1::Resource> =
-            if command_executor { Vec::new() } else { executor_info.resources.clone() };
-        for task in work.tasks() {
-            sized.extend(task.resources.iter().cloned());
-        }
-        let (mut cpus, mut mem_mb) = match crate::convert::resources_from_proto(&sized) {
-            Ok(r) => (
-                Some(r.cpus()).filter(|c| c.is_positive()).map(|c| c.as_f64()),
-                Some(r.mem()).filter(|m| m.is_positive()).map(|m| m.as_f64()),
-            ),
-            Err(_) => (None, None),
+        let Size { cpus, mem_mb, disk_mb } = container_size(
+            if command_executor { &[] } else { &executor_info.resources },
+            command_executor,
+            work.tasks().iter(),
+        );
+        let container_info = match &work {
+            Work::CommandTask(task) => task.container.as_ref(),
+            _ => executor_info.container.as_ref(),
         };
-        if command_executor {
-            cpus = cpus.map(|c| c + COMMAND_EXECUTOR_CPUS);
-            mem_mb = mem_mb.map(|m| m + COMMAND_EXECUTOR_MEM_MB);
-        }
+        let rlimits = container_info.and_then(|c| c.rlimit_info.clone());
         let mut executor = Executor {
             info: executor_info,
             container_id: container_id.clone(),
@@ -172,6 +164,7 @@ impl Agent {
             registration_timed_out: false,
             recovered: false,
             limitation: None,
+            size: Size { cpus, mem_mb, disk_mb },
         };
         executor.take(work, out);
         framework.executors.insert(executor_id.clone(), executor);
@@ -186,6 +179,8 @@ impl Agent {
             volumes,
             cpus,
             mem_mb,
+            disk_mb,
+            rlimits,
         })));
     }
 
@@ -369,6 +364,81 @@ impl Work {
         match self {
             Self::CommandTask(task) | Self::Task(task) => std::slice::from_ref(task),
             Self::Group(group) => &group.tasks,
+        }
+    }
+}
+
+/// What isolation limits a container to (`None`: not asked for).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Size {
+    pub(super) cpus: Option<f64>,
+    /// MB.
+    pub(super) mem_mb: Option<f64>,
+    /// MB, persistent volumes excluded: they live outside the sandbox.
+    pub(super) disk_mb: Option<f64>,
+}
+
+/// A container's size: its executor's resources plus those of its live tasks (reference
+/// §7.5), and for the command executor, whose resources are its task's, Mesos's allowance on
+/// top (0.1 cpus, 32 MB), so that the executor is not what runs out.
+pub(super) fn container_size<'a>(
+    executor_resources: &[v1::Resource],
+    command_executor: bool,
+    tasks: impl Iterator<Item = &'a v1::TaskInfo>,
+) -> Size {
+    let mut sized: Vec<v1::Resource> = executor_resources.to_vec();
+    for task in tasks {
+        sized.extend(task.resources.iter().cloned());
+    }
+    let (mut cpus, mut mem_mb) = match crate::convert::resources_from_proto(&sized) {
+        Ok(r) => (
+            Some(r.cpus()).filter(|c| c.is_positive()).map(|c| c.as_f64()),
+            Some(r.mem()).filter(|m| m.is_positive()).map(|m| m.as_f64()),
+        ),
+        Err(_) => (None, None),
+    };
+    if command_executor {
+        cpus = cpus.map(|c| c + COMMAND_EXECUTOR_CPUS);
+        mem_mb = mem_mb.map(|m| m + COMMAND_EXECUTOR_MEM_MB);
+    }
+    sized.retain(|r| r.disk.as_ref().is_none_or(|d| d.persistence.is_none()));
+    let disk_mb = crate::convert::resources_from_proto(&sized)
+        .ok()
+        .map(|r| r.disk())
+        .filter(|d| d.is_positive())
+        .map(|d| d.as_f64());
+    Size { cpus, mem_mb, disk_mb }
+}
+
+impl Agent {
+    /// Orders a new size for every container whose live work changed (tasks joined a running
+    /// executor, or ended), as Mesos updates a container's resources; a command executor's
+    /// container never changes. Containers being killed or over a limit are left alone.
+    pub(super) fn resize_containers(&mut self, out: &mut Vec<Output>) {
+        for (framework_id, framework) in &mut self.frameworks {
+            for (executor_id, executor) in &mut framework.executors {
+                if executor.command || executor.killed || executor.limitation.is_some() {
+                    continue;
+                }
+                let live = executor.queued.iter().chain(
+                    executor
+                        .launched
+                        .values()
+                        .filter(|t| !crate::status::is_terminal(t.state))
+                        .map(|t| &t.info),
+                );
+                let size = container_size(&executor.info.resources, false, live);
+                if size != executor.size {
+                    executor.size = size;
+                    out.push(Output::ResizeContainer {
+                        framework_id: framework_id.clone(),
+                        executor_id: executor_id.clone(),
+                        cpus: size.cpus,
+                        mem_mb: size.mem_mb,
+                        disk_mb: size.disk_mb,
+                    });
+                }
+            }
         }
     }
 }

@@ -299,7 +299,9 @@ impl Sim {
                     self.kill_executor(e, 9, true);
                 }
             }
-            Output::DestroyVolumes { .. } | Output::AttachVolumes { .. } => {}
+            Output::DestroyVolumes { .. }
+            | Output::AttachVolumes { .. }
+            | Output::ResizeContainer { .. } => {}
         }
     }
 

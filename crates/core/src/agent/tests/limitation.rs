@@ -44,6 +44,29 @@ fn a_command_container_is_its_task_plus_the_executor_allowance() {
     let out = h.handle(run_task(framework(false), command_task("t2")));
     let launch = launches(&out).pop().expect("a launch");
     assert_eq!((launch.cpus, launch.mem_mb), (None, None), "nothing asked, nothing limited");
+    assert_eq!((launch.disk_mb, launch.rlimits.as_ref()), (None, None));
+}
+
+#[test]
+fn a_command_container_carries_its_disk_and_its_task_rlimits() {
+    let mut task = command_task("t1");
+    task.resources = convert::resources_to_proto(
+        &Resources::parse("cpus:0.5;mem:64;disk:10").expect("valid resources"),
+        None,
+    );
+    let rlimit = v1::r_limit_info::RLimit {
+        r#type: Some(v1::r_limit_info::r_limit::Type::RlmtNofile as i32),
+        hard: Some(100),
+        soft: Some(50),
+    };
+    let rlimits = v1::RLimitInfo { rlimits: vec![rlimit] };
+    task.container =
+        Some(v1::ContainerInfo { rlimit_info: Some(rlimits.clone()), ..Default::default() });
+    let mut h = Harness::registered();
+    let out = h.handle(run_task(framework(false), task));
+    let launch = launches(&out).pop().expect("a launch");
+    assert_eq!(launch.disk_mb, Some(10.0), "the executor's allowance has no disk");
+    assert_eq!(launch.rlimits, Some(rlimits));
 }
 
 #[test]
@@ -90,4 +113,44 @@ fn a_finished_task_stays_finished_and_unknown_executors_are_ignored() {
     h.handle(oom("t1"));
     let (_, out) = h.update("t1", status("t1", TaskState::TaskFinished, 1));
     assert_eq!(sent(&out)[0].0.state(), TaskState::TaskFinished);
+}
+
+/// The container sizes the outputs order.
+fn resizes(out: &[Output]) -> Vec<(Option<f64>, Option<f64>)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::ResizeContainer { cpus, mem_mb, disk_mb: None, .. } => Some((*cpus, *mem_mb)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_container_grows_with_the_tasks_that_join_it_and_shrinks_as_they_end() {
+    let sized_custom = |id: &str| {
+        let mut task = custom_task(id, "e1");
+        task.resources = sized_task(id).resources;
+        if let Some(executor) = task.executor.as_mut() {
+            executor.resources = convert::resources_to_proto(
+                &Resources::parse("cpus:0.1;mem:32").expect("valid resources"),
+                None,
+            );
+        }
+        task
+    };
+    let mut h = Harness::registered();
+    let out = h.handle(run_task(framework(false), sized_custom("t1")));
+    let launch = launches(&out).pop().expect("a launch");
+    assert_eq!((launch.cpus, launch.mem_mb), (Some(0.6), Some(96.0)), "no allowance on top");
+    assert!(resizes(&out).is_empty(), "the launch has the size already");
+    let (_, subscribed, _) = h.subscribe("e1");
+    assert_eq!(subscribed, Ok(()));
+    let out = h.handle(run_task(framework(false), sized_custom("t2")));
+    assert_eq!(resizes(&out), vec![(Some(1.1), Some(160.0))]);
+    let (result, out) = h.update("e1", status("t2", TaskState::TaskRunning, 1));
+    assert_eq!(result, Ok(()));
+    assert!(resizes(&out).is_empty(), "nothing changed");
+    let (result, out) = h.update("e1", status("t2", TaskState::TaskFinished, 2));
+    assert_eq!(result, Ok(()));
+    assert_eq!(resizes(&out), vec![(Some(0.6), Some(96.0))]);
 }
