@@ -211,7 +211,7 @@ pub enum Standing {
     /// This master leads; `contenders` masters (itself included) are in the group.
     Leading { contenders: usize },
     /// Another master leads (`None`: one is listed but its znode could not be read).
-    Following { leader: Option<v1::MasterInfo> },
+    Following { leader: Option<Box<v1::MasterInfo>> },
     /// The candidacy is over for good: the session expired or was closed, or ZooKeeper stayed
     /// out of reach for longer than the session timeout (by then the ensemble may have
     /// expired the session and elected another leader). A leader must stop acting at once.
@@ -309,7 +309,7 @@ async fn stand(
                 contenders: children.iter().filter(|c| c.starts_with(INFO_PREFIX)).count(),
             },
             Some(leader) => match read_info(client, url, leader).await {
-                Ok(info) => Standing::Following { leader: info },
+                Ok(info) => Standing::Following { leader: info.map(Box::new) },
                 Err(e) => return format!("cannot read the leader's znode: {e}"),
             },
             None => return "this master's znode is gone from the group".into(),
