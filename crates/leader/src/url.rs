@@ -101,15 +101,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_ensembles_paths_and_credentials() {
-        let url: ZkUrl = "zk://a:2181,b:2182/mesos/prod/".parse().unwrap();
+    fn parses_ensembles_paths_and_credentials() -> Result<(), UrlError> {
+        let url: ZkUrl = "zk://a:2181,b:2182/mesos/prod/".parse()?;
         assert_eq!(url.servers, "a:2181,b:2182");
         assert_eq!(url.path, "/mesos/prod");
         assert_eq!(url.credentials, None);
         assert_eq!(url.child("json.info_0000000001"), "/mesos/prod/json.info_0000000001");
-        let url: ZkUrl = "zk://jo:s3cret@127.0.0.1:2181/m".parse().unwrap();
+        let url: ZkUrl = "zk://jo:s3cret@127.0.0.1:2181/m".parse()?;
         assert_eq!(url.credentials.as_deref(), Some("jo:s3cret"));
         assert_eq!(url.to_string(), "zk://jo:***@127.0.0.1:2181/m");
+        Ok(())
     }
 
     #[test]
