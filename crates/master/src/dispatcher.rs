@@ -274,6 +274,7 @@ impl Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::Store;
     use agora_core::allocator::AllocatorConfig;
     use agora_proto::{scheduler, v1};
     use std::sync::Arc;
