@@ -4,7 +4,6 @@
 #
 #   scripts/test.sh            # everything
 #
-# Tiers that do not exist yet (privileged cgroups, ZooKeeper) are added here with their issues.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -18,12 +17,18 @@ step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "system tools the tests use"
-# The agent's fetcher unpacks .zip archives with the system `unzip`, as Mesos does.
-if ! command -v unzip >/dev/null 2>&1; then
+# The agent's fetcher unpacks .zip archives with the system `unzip`, as Mesos does; the
+# high-availability tests run a real ZooKeeper (Debian's package, on Java), which the tests
+# start and stop themselves on 127.0.0.1.
+missing=()
+command -v unzip >/dev/null 2>&1 || missing+=(unzip)
+[ -e /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
+if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq unzip
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
     else
-        echo "unzip is missing and cannot be installed here (need root and apt-get)" >&2
+        echo "${missing[*]} missing and cannot be installed here (need root and apt-get)" >&2
         exit 1
     fi
 fi

@@ -13,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+pub mod zookeeper;
+
 use agora_client::Subscription;
 use agora_client::scheduler::SchedulerSession;
 use agora_core::convert;

@@ -134,7 +134,7 @@ pub(crate) async fn submit(
 
 pub(crate) fn spawn(
     config: AgentConfig,
-    master: String,
+    masters: master_link::Masters,
     backoff: master_link::Backoff,
     gc_delay: Duration,
     fetcher: Fetcher,
@@ -165,7 +165,7 @@ pub(crate) fn spawn(
     dispatcher.started = dispatcher.clock.now();
     dispatcher.recover(recovery);
     // The master link starts after recovery, so its first REGISTER reports what was recovered.
-    dispatcher.to_master = master_link::spawn(master, handle.clone(), backoff);
+    dispatcher.to_master = master_link::spawn(masters, handle.clone(), backoff);
     tokio::spawn(dispatcher.run(rx));
     handle
 }

@@ -176,6 +176,8 @@ pub enum AgentError {
     Incompatible(String, String),
     #[error("invalid --isolation: {0}")]
     Isolation(String),
+    #[error("invalid --master: {0}")]
+    Master(#[from] agora_leader::UrlError),
 }
 
 /// An agent that is serving.
@@ -257,9 +259,10 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
         })?;
     }
     let recovery = recovery(loaded, rebooted);
+    let masters = master_link::masters(&options.master)?;
     let handle = dispatcher::spawn(
         config,
-        options.master.clone(),
+        masters,
         backoff,
         options.gc_delay,
         fetcher,

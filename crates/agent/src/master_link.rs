@@ -6,6 +6,10 @@
 //! next REGISTER carries the agent id and the tasks the core holds, so that a restarted master
 //! finds them again. Calls that fail to send are dropped here: the core retries status updates
 //! on its own clock (and sends every pending one again on registration).
+//!
+//! `--master` is `host:port` or a `zk://` URL; with the latter the leading master is detected
+//! in ZooKeeper (`agora-leader`), and a change of leader breaks the stream, so that the agent
+//! re-registers, with its tasks, with the new leader.
 
 use std::time::Duration;
 
@@ -26,22 +30,64 @@ pub(crate) struct Backoff {
 /// Missed heartbeats after which the master counts as gone, as in Mesos (5 × 15 s).
 const MISSED_HEARTBEATS: u32 = 5;
 
+/// Where the master is: `host:port` as given, or whichever master ZooKeeper says leads.
+/// Holds the latest `host:port` (`None` while no master is known).
+pub(crate) type Masters = watch::Receiver<Option<String>>;
+
+/// Follows `--master`: a fixed address, or the leader detected under a `zk://` URL.
+pub(crate) fn masters(master: &str) -> Result<Masters, agora_leader::UrlError> {
+    if !agora_leader::ZkUrl::is_zk(master) {
+        return Ok(watch::channel(Some(master.to_string())).1);
+    }
+    let url: agora_leader::ZkUrl = master.parse()?;
+    let mut leaders = agora_leader::detect(url, agora_leader::DEFAULT_SESSION_TIMEOUT);
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        loop {
+            let address =
+                leaders.borrow_and_update().as_ref().and_then(agora_leader::master_address);
+            tx.send_if_modified(|current| {
+                let changed = *current != address;
+                *current = address;
+                changed
+            });
+            tokio::select! {
+                changed = leaders.changed() => if changed.is_err() { return },
+                () = tx.closed() => return,
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// The agent API's URL on the current master, waiting for one to be known.
+async fn agent_api(masters: &mut Masters) -> Option<String> {
+    let master = masters.wait_for(Option::is_some).await.ok()?.clone()?;
+    Some(format!("http://{master}/api/agora/v1/agent"))
+}
+
+/// Resolves when the master address changes (never, for a fixed `--master`).
+async fn master_changed(masters: &mut Masters) {
+    if masters.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Starts the link; returns the sender for calls to the master.
 pub(crate) fn spawn(
-    master: String,
+    masters: Masters,
     handle: Handle,
     backoff: Backoff,
 ) -> mpsc::UnboundedSender<internal::AgentCall> {
-    let url = format!("http://{master}/api/agora/v1/agent");
     let (stream_id_tx, stream_id_rx) = watch::channel(None::<String>);
     let (calls_tx, calls_rx) = mpsc::unbounded_channel();
-    tokio::spawn(keep_registered(url.clone(), handle, stream_id_tx, backoff));
-    tokio::spawn(send_calls(url, calls_rx, stream_id_rx));
+    tokio::spawn(keep_registered(masters.clone(), handle, stream_id_tx, backoff));
+    tokio::spawn(send_calls(masters, calls_rx, stream_id_rx));
     calls_tx
 }
 
 async fn keep_registered(
-    url: String,
+    mut masters: Masters,
     handle: Handle,
     stream_id: watch::Sender<Option<String>>,
     limits: Backoff,
@@ -49,6 +95,8 @@ async fn keep_registered(
     let client = client();
     let mut backoff = limits.min;
     loop {
+        let Some(url) = agent_api(&mut masters).await else { return };
+        masters.mark_unchanged();
         let (reply, register) = oneshot::channel();
         if handle.tx.send(Command::RegisterCall(reply)).is_err() {
             return;
@@ -61,7 +109,16 @@ async fn keep_registered(
                 stream_id.send_replace(events.stream_id.clone());
                 let mut silence = Duration::from_secs(15) * MISSED_HEARTBEATS;
                 loop {
-                    match tokio::time::timeout(silence, events.next()).await {
+                    let next = tokio::select! {
+                        next = tokio::time::timeout(silence, events.next()) => next,
+                        () = master_changed(&mut masters) => {
+                            tracing::info!("a new master leads; registering with it");
+                            // Right away: the new leader waits for its agents.
+                            backoff = Duration::ZERO;
+                            break;
+                        }
+                    };
+                    match next {
                         Ok(Ok(Some(event))) => {
                             if let Some(registered) = &event.registered {
                                 backoff = limits.min;
@@ -101,19 +158,28 @@ async fn keep_registered(
             }
             Err(e) => tracing::debug!(error = %e, "cannot register with the master yet"),
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(limits.max);
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = master_changed(&mut masters) => {}
+        }
+        backoff = (backoff * 2).clamp(limits.min, limits.max);
     }
 }
 
 /// Sends calls one at a time, so a task's updates reach the master in the order they were made.
 async fn send_calls(
-    url: String,
+    masters: Masters,
     mut calls: mpsc::UnboundedReceiver<internal::AgentCall>,
     stream_id: watch::Receiver<Option<String>>,
 ) {
     let client = client();
     while let Some(message) = calls.recv().await {
+        let master = masters.borrow().clone();
+        let Some(master) = master else {
+            tracing::warn!("no leading master known; dropping a call (the core retries updates)");
+            continue;
+        };
+        let url = format!("http://{master}/api/agora/v1/agent");
         let id = stream_id.borrow().clone();
         if let Err(e) = call(&client, &url, Format::Protobuf, id.as_deref(), &message).await {
             tracing::warn!(error = %e, "call to the master failed");

@@ -106,6 +106,19 @@ struct MasterFlags {
     /// restarts) or `in_memory` (nothing survives the process).
     #[arg(long, value_enum, default_value_t = RegistryFlag::ReplicatedLog)]
     registry: RegistryFlag,
+    /// High availability: `zk://host:port[,host:port...]/path`. Masters given the same URL
+    /// elect one leader through ZooKeeper, which also holds the registry; the others redirect
+    /// to it.
+    #[arg(long)]
+    zk: Option<agora_leader::ZkUrl>,
+    /// With --zk: how many masters (the leader included) must be in the election before the
+    /// elected one recovers; Mesos's replicated log quorum.
+    #[arg(long, default_value_t = 1)]
+    quorum: usize,
+    /// With --zk: the ZooKeeper session timeout; a leader cut off from ZooKeeper for longer
+    /// stops.
+    #[arg(long = "zk_session_timeout", alias = "zk-session-timeout", default_value = "10secs", value_parser = duration)]
+    zk_session_timeout: Duration,
     #[command(flatten)]
     timing: MasterTiming,
 }
@@ -567,10 +580,24 @@ async fn run_master(flags: MasterFlags, logging: Arc<agora_http::Logging>) -> an
         &flags.timing,
     );
     options.logging = logging;
+    let mut options = options;
+    if let Some(zk) = flags.zk {
+        anyhow::ensure!(flags.quorum >= 1, "--quorum must be at least 1");
+        options.ha = Some(agora_master::HaOptions {
+            zk,
+            quorum: flags.quorum,
+            session_timeout: flags.zk_session_timeout,
+        });
+    }
+    let ha = options.ha.is_some();
     let mut master = agora_master::start(options).await?;
     println!("agora master listening on http://{} (id {})", master.addr, master.master_info.id);
-    let (agents, frameworks) = master.recovered;
-    println!("agora master registry: {agents} agents, {frameworks} frameworks");
+    if ha {
+        println!("agora master registry: in ZooKeeper, read once elected");
+    } else {
+        let (agents, frameworks) = master.recovered;
+        println!("agora master registry: {agents} agents, {frameworks} frameworks");
+    }
     tokio::select! {
         _ = wait_for_signal() => {}
         reason = master.failed() => anyhow::bail!("the master failed: {reason}"),

@@ -13,7 +13,6 @@
 //! failed commit is fatal: the master stops without delivering anything of that batch.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use agora_core::master::{
@@ -26,7 +25,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 
-use crate::registry::Store;
+use crate::registry::Backend;
 
 /// The most inputs one batch takes, so that a flood of requests cannot hold back the replies
 /// of the first ones for long.
@@ -89,12 +88,31 @@ pub(crate) async fn submit(
 
 /// Starts the dispatcher on a master recovered from `snapshot`. `store` is `None` for
 /// `--registry=in_memory`. The receiver gets the reason if the dispatcher has to stop.
+#[cfg(test)]
 pub(crate) fn spawn(
     config: MasterConfig,
     snapshot: internal::Registry,
-    store: Option<Arc<Store>>,
+    store: Option<Backend>,
 ) -> (Handle, oneshot::Receiver<String>) {
+    let (handle, rx) = channel();
+    (handle, start(rx, config, snapshot, store))
+}
+
+/// The dispatcher's channel, made before the dispatcher exists: a master in high
+/// availability mode serves HTTP (as a standby) long before it is elected and recovered.
+pub(crate) fn channel() -> (Handle, mpsc::UnboundedReceiver<Command>) {
     let (tx, rx) = mpsc::unbounded_channel();
+    (Dispatch::new(tx), rx)
+}
+
+/// Starts the dispatcher on the receiving end of `channel`; the returned receiver gets the
+/// reason if the dispatcher has to stop.
+pub(crate) fn start(
+    rx: mpsc::UnboundedReceiver<Command>,
+    config: MasterConfig,
+    snapshot: internal::Registry,
+    store: Option<Backend>,
+) -> oneshot::Receiver<String> {
     let (fatal_tx, fatal_rx) = oneshot::channel();
     let allocation_interval = config.allocation_interval;
     let heartbeat_interval = config.heartbeat_interval;
@@ -115,13 +133,13 @@ pub(crate) fn spawn(
             let _ = fatal_tx.send(reason);
         }
     });
-    (Dispatch::new(tx), fatal_rx)
+    fatal_rx
 }
 
 struct Dispatcher {
     master: Master,
     clock: Clock,
-    store: Option<Arc<Store>>,
+    store: Option<Backend>,
     pending: HashMap<ReqId, oneshot::Sender<Result<(), CallError>>>,
     streams: Streams,
 }
@@ -223,19 +241,12 @@ impl Dispatcher {
             return Ok(());
         };
         let count = ops.len();
-        // The write blocks on fsync. On a blocking thread, the runtime's workers stay free for
-        // the HTTP handlers, whose requests queue up for the next batch; that is what makes the
-        // group commit pay. The dispatcher itself has to wait either way: nothing of this
-        // batch may be delivered before the write is durable.
-        let result = tokio::task::spawn_blocking(move || store.commit(&ops)).await;
-        match result {
-            Ok(Ok(())) => {
-                tracing::debug!(ops = count, "registry commit");
-                Ok(())
-            }
-            Ok(Err(e)) => Err(format!("cannot write the registry: {e}")),
-            Err(e) => Err(format!("the registry write did not finish: {e}")),
-        }
+        // The dispatcher has to wait: nothing of this batch may be delivered before the write
+        // is durable. Meanwhile the HTTP handlers' requests queue up for the next batch; that
+        // is what makes the group commit pay.
+        store.commit(ops).await.map_err(|e| format!("cannot write the registry: {e}"))?;
+        tracing::debug!(ops = count, "registry commit");
+        Ok(())
     }
 
     fn apply(&mut self, outputs: Vec<Output>) {
@@ -265,8 +276,10 @@ impl Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::Store;
     use agora_core::allocator::AllocatorConfig;
     use agora_proto::{scheduler, v1};
+    use std::sync::Arc;
 
     fn config() -> MasterConfig {
         MasterConfig {
@@ -307,7 +320,8 @@ mod tests {
         let path = dir.path().join(crate::registry::FILE_NAME);
         let (store, snapshot) = Store::open(&path, &config().master_info)?;
         let store = Arc::new(store);
-        let (handle, _fatal) = spawn(config(), snapshot, Some(store.clone()));
+        let (handle, _fatal) =
+            spawn(config(), snapshot, Some(crate::registry::Backend::Embedded(store.clone())));
         let before = store.commits();
 
         // Three subscriptions are queued before the dispatcher gets to run (this runtime has one

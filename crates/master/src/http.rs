@@ -39,6 +39,9 @@ pub(crate) struct AppState {
 /// Facts about this master that are not the core's: its flags, when the process started, the
 /// log filter SET_LOGGING_LEVEL changes and the files (its log) the files API shows.
 pub(crate) struct Shell {
+    /// Whether this master serves; in high-availability mode only the elected leader does,
+    /// once it has recovered.
+    pub(crate) gate: tokio::sync::watch::Sender<Gate>,
     pub(crate) flags: Vec<(String, String)>,
     pub(crate) started: Instant,
     pub(crate) logging: Arc<agora_http::Logging>,
@@ -46,6 +49,63 @@ pub(crate) struct Shell {
     pub(crate) master_info: v1::MasterInfo,
     /// `/master/state` renders, one at a time and shared by the requests that wait together.
     pub(crate) state_renders: crate::legacy::StateRenders,
+}
+
+/// What a master does with the requests it gets (reference §5.9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Serves everything: a single master, or the recovered leader.
+    Serving,
+    /// Elected, reading the registry: 503.
+    Recovering,
+    /// Another master leads (`host:port`, if known): 307 there, or 503 while none is known.
+    Standby { leader: Option<String> },
+}
+
+/// Paths every master answers itself, whatever its standing.
+fn always_served(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    let path = path.strip_prefix("/master").unwrap_or(path);
+    matches!(path, "/health" | "/version")
+}
+
+/// Lets requests through only while this master serves; a standby redirects to the leader
+/// with `Location: http://HOST:PORT` (for the scheduler API, the form every Mesos client
+/// understands; other paths keep their path and query so that a browser or `curl -L` lands
+/// on the same page), and answers 503 while it knows no leader or is still recovering.
+async fn gate(
+    State(shell): State<Arc<Shell>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let gate = shell.gate.borrow().clone();
+    let path = request.uri().path();
+    if gate == Gate::Serving || always_served(path) {
+        return next.run(request).await;
+    }
+    let unavailable =
+        |message: &str| (StatusCode::SERVICE_UNAVAILABLE, message.to_string()).into_response();
+    match gate {
+        Gate::Serving => next.run(request).await,
+        Gate::Recovering => unavailable("The master is recovering its registry; retry shortly"),
+        Gate::Standby { leader: None } => unavailable("No master is currently leading"),
+        Gate::Standby { leader: Some(leader) } => {
+            let trimmed = path.trim_end_matches('/');
+            let location = if trimmed.ends_with("/redirect") {
+                format!("//{leader}")
+            } else if trimmed.ends_with("/api/v1/scheduler") {
+                format!("http://{leader}")
+            } else {
+                let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+                format!("http://{leader}{path}{query}")
+            };
+            let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+            if let Ok(value) = axum::http::HeaderValue::from_str(&location) {
+                response.headers_mut().insert(axum::http::header::LOCATION, value);
+            }
+            response
+        }
+    }
 }
 
 impl FromRef<AppState> for Handle {
@@ -92,6 +152,7 @@ pub(crate) fn router(handle: Handle, shell: Arc<Shell>) -> Router {
         .merge(agora_http::files::routes(Arc::clone(&shell.files)))
         .layer(axum::middleware::from_fn(agora_http::jsonp))
         .layer(DefaultBodyLimit::max(agora_http::MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(shell.clone(), gate))
         .with_state(AppState { handle, shell })
 }
 

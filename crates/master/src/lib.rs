@@ -5,7 +5,11 @@
 //! owner of the core and of every open stream, and group-commits the registry; `registry.rs` is
 //! the embedded store (redb) under `--work_dir`. The shell keeps no state of its own beyond
 //! connection plumbing. `operator.rs` serves the operator API, `legacy.rs` the unversioned
-//! state endpoints, `metrics.rs` the metrics. Not here yet: ZooKeeper election.
+//! state endpoints, `metrics.rs` the metrics. With `--zk` (`HaOptions`), `lead` runs the
+//! master's candidacy (`agora-leader`): the HTTP server answers as a standby (307 to the
+//! leader, 503 while none is known) until this master is elected, then it reads the registry
+//! from ZooKeeper (`registry/zk.rs`), starts the dispatcher and serves; losing the lead after
+//! that is fatal, as in Mesos, where a deposed leader aborts and its supervisor restarts it.
 
 mod dispatcher;
 mod http;
@@ -26,7 +30,8 @@ use agora_proto::{internal, v1};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::registry::{RegistryError, Store};
+use crate::http::Gate;
+use crate::registry::{Backend, RegistryError, Store};
 
 /// The Mesos release whose API this master speaks; `/version` reports it because clients such
 /// as pymesos parse it as dotted numbers.
@@ -77,6 +82,20 @@ pub struct MasterOptions {
     pub max_completed_tasks_per_framework: usize,
     /// `--max_operator_event_stream_subscribers`: beyond it the oldest subscriber is dropped.
     pub max_operator_event_stream_subscribers: usize,
+    /// `--zk`: contend for the lead and keep the registry in ZooKeeper.
+    pub ha: Option<HaOptions>,
+}
+
+/// High availability: several masters, one elected through ZooKeeper (reference §5.9).
+#[derive(Debug, Clone)]
+pub struct HaOptions {
+    pub zk: agora_leader::ZkUrl,
+    /// `--quorum`: an elected master recovers only once this many masters (itself included)
+    /// are in the election, as a Mesos master cannot read its replicated registry without a
+    /// quorum of replicas.
+    pub quorum: usize,
+    /// `--zk_session_timeout`.
+    pub session_timeout: Duration,
 }
 
 impl MasterOptions {
@@ -100,6 +119,7 @@ impl MasterOptions {
             max_completed_frameworks: 50,
             max_completed_tasks_per_framework: 1000,
             max_operator_event_stream_subscribers: 1000,
+            ha: None,
         }
     }
 }
@@ -116,13 +136,16 @@ pub enum MasterError {
     Registry(#[from] RegistryError),
     #[error("the registry could not be opened: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Election(#[from] agora_leader::LeaderError),
 }
 
 /// A master that is serving; dropping it does not stop it, `shutdown` does.
 pub struct RunningMaster {
     pub addr: SocketAddr,
     pub master_info: v1::MasterInfo,
-    /// Agents and frameworks the registry held at start.
+    /// Agents and frameworks the registry held at start (in high availability mode the
+    /// registry is read only once elected: zeros).
     pub recovered: (usize, usize),
     server: Server,
     fatal: oneshot::Receiver<String>,
@@ -172,10 +195,35 @@ pub async fn start(options: MasterOptions) -> Result<RunningMaster, MasterError>
         max_agent_ping_timeouts: options.max_agent_ping_timeouts,
         max_operator_event_stream_subscribers: options.max_operator_event_stream_subscribers,
     };
-    let (store, snapshot) = open_registry(&options, &master_info).await?;
-    let recovered = (snapshot.agents.len(), snapshot.frameworks.len());
-    let (handle, fatal) = dispatcher::spawn(config, snapshot, store);
+    let (gate, _) = tokio::sync::watch::channel(Gate::Serving);
+    let (handle, rx) = dispatcher::channel();
+    let (fatal_tx, fatal) = oneshot::channel();
+    let mut recovered = (0, 0);
+    match &options.ha {
+        None => {
+            let (store, snapshot) = open_registry(&options, &master_info).await?;
+            recovered = (snapshot.agents.len(), snapshot.frameworks.len());
+            let failed = dispatcher::start(rx, config, snapshot, store);
+            tokio::spawn(async move {
+                if let Ok(reason) = failed.await {
+                    let _ = fatal_tx.send(reason);
+                }
+            });
+        }
+        Some(ha) => {
+            gate.send_replace(Gate::Standby { leader: None });
+            let (candidacy, standing) =
+                agora_leader::contend(&ha.zk, &master_info, ha.session_timeout).await?;
+            let lead = Lead { candidacy, standing, gate: gate.clone(), quorum: ha.quorum };
+            tokio::spawn(async move {
+                let reason = lead.run(rx, config).await;
+                tracing::error!(%reason, "the master stops");
+                let _ = fatal_tx.send(reason);
+            });
+        }
+    }
     let shell = http::Shell {
+        gate,
         flags: flags(&options),
         started: std::time::Instant::now(),
         logging: Arc::clone(&options.logging),
@@ -205,11 +253,102 @@ fn log_attachment(log_dir: Option<PathBuf>) -> agora_http::files::Source {
     })
 }
 
+/// A master's candidacy, from entering the election to losing the lead.
+struct Lead {
+    candidacy: agora_leader::Candidacy,
+    standing: tokio::sync::watch::Receiver<agora_leader::Standing>,
+    gate: tokio::sync::watch::Sender<Gate>,
+    quorum: usize,
+}
+
+impl Lead {
+    /// Follows the election: standby while another master leads, then, once elected with a
+    /// quorum in the election, recovers from ZooKeeper and starts the dispatcher on `rx`.
+    /// Returns why the master must stop: the candidacy was lost, or the lead given up, or the
+    /// registry failed.
+    async fn run(
+        mut self,
+        rx: tokio::sync::mpsc::UnboundedReceiver<dispatcher::Command>,
+        config: MasterConfig,
+    ) -> String {
+        use agora_leader::Standing;
+        loop {
+            let standing = self.standing.borrow_and_update().clone();
+            match standing {
+                Standing::Entering => {}
+                Standing::Following { leader } => {
+                    let leader = leader.as_deref().and_then(agora_leader::master_address);
+                    self.gate.send_replace(Gate::Standby { leader });
+                }
+                Standing::Leading { contenders } if contenders < self.quorum => {
+                    tracing::warn!(
+                        contenders,
+                        quorum = self.quorum,
+                        "elected, waiting for a quorum of masters before recovering"
+                    );
+                    self.gate.send_replace(Gate::Recovering);
+                }
+                Standing::Leading { .. } => return self.serve(rx, config).await,
+                Standing::Lost(reason) => return format!("lost the ZooKeeper candidacy: {reason}"),
+            }
+            if self.standing.changed().await.is_err() {
+                return "the election ended".into();
+            }
+        }
+    }
+
+    /// The elected master: reads the registry, starts the dispatcher, serves until the lead
+    /// or the registry is lost.
+    async fn serve(
+        mut self,
+        rx: tokio::sync::mpsc::UnboundedReceiver<dispatcher::Command>,
+        config: MasterConfig,
+    ) -> String {
+        self.gate.send_replace(Gate::Recovering);
+        tracing::info!(
+            node = self.candidacy.node(),
+            "elected leading master; recovering the registry"
+        );
+        let opened = registry::zk::ZkStore::open(&self.candidacy, &config.master_info).await;
+        let (store, snapshot) = match opened {
+            Ok(opened) => opened,
+            Err(e) => return format!("cannot recover the registry from ZooKeeper: {e}"),
+        };
+        tracing::info!(
+            agents = snapshot.agents.len(),
+            frameworks = snapshot.frameworks.len(),
+            "registry recovered from ZooKeeper; serving as the leading master"
+        );
+        let mut failed =
+            dispatcher::start(rx, config, snapshot, Some(Backend::ZooKeeper(Arc::new(store))));
+        self.gate.send_replace(Gate::Serving);
+        let reason = loop {
+            tokio::select! {
+                reason = &mut failed => {
+                    break reason.unwrap_or_else(|_| "the dispatcher is gone".into());
+                }
+                changed = self.standing.changed() => {
+                    let standing = self.standing.borrow_and_update().clone();
+                    match (changed, standing) {
+                        (Ok(()), agora_leader::Standing::Leading { .. }) => continue,
+                        (Ok(()), standing) => break format!("lost the lead: {standing:?}"),
+                        (Err(_), _) => break "the election ended".into(),
+                    }
+                }
+            }
+        };
+        // Refuse everything at once: whatever the dispatcher still does can no longer reach
+        // the registry (its writes are fenced) and the process is about to stop.
+        self.gate.send_replace(Gate::Standby { leader: None });
+        reason
+    }
+}
+
 /// Opens the store the options ask for and reads the registry back.
 async fn open_registry(
     options: &MasterOptions,
     master_info: &v1::MasterInfo,
-) -> Result<(Option<Arc<Store>>, internal::Registry), MasterError> {
+) -> Result<(Option<Backend>, internal::Registry), MasterError> {
     match options.registry {
         RegistryKind::InMemory => Ok((None, internal::Registry::default())),
         RegistryKind::ReplicatedLog => {
@@ -219,7 +358,7 @@ async fn open_registry(
             // Reading and first writing block on the disk; the runtime may be serving others.
             let (store, snapshot) =
                 tokio::task::spawn_blocking(move || Store::open(&path, &info)).await??;
-            Ok((Some(Arc::new(store)), snapshot))
+            Ok((Some(Backend::Embedded(Arc::new(store))), snapshot))
         }
     }
 }
@@ -289,6 +428,11 @@ fn flags(options: &MasterOptions) -> Vec<(String, String)> {
         "max_operator_event_stream_subscribers".to_string(),
         options.max_operator_event_stream_subscribers.to_string(),
     ));
+    if let Some(ha) = &options.ha {
+        flags.push(("zk".to_string(), ha.zk.to_string()));
+        flags.push(("quorum".to_string(), ha.quorum.to_string()));
+        flags.push(("zk_session_timeout".to_string(), format(ha.session_timeout)));
+    }
     if let Some(timeout) = options.offer_timeout {
         flags.push(("offer_timeout".to_string(), format(timeout)));
     }

@@ -10,12 +10,15 @@
 //! simply has no store.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use agora_core::master::RegistryOp;
 use agora_proto::{internal, v1};
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+pub mod zk;
 
 /// The file under `--work_dir` that holds the registry.
 pub const FILE_NAME: &str = "registry.redb";
@@ -42,6 +45,12 @@ pub enum RegistryError {
         "registry {path}: format version {found} is not {FORMAT_VERSION}, which this master reads"
     )]
     Format { path: PathBuf, found: String },
+    #[error("registry in ZooKeeper: cannot {what}: {source}")]
+    ZooKeeper { what: String, source: agora_leader::zk::Error },
+    #[error(
+        "registry in ZooKeeper: this master is no longer the leader (its candidacy {node} is gone), so it may not write"
+    )]
+    Deposed { node: String },
 }
 
 /// See the module documentation.
@@ -85,32 +94,19 @@ impl Store {
             let mut frameworks = txn.open_table(FRAMEWORKS)?;
             let mut weights = txn.open_table(WEIGHTS)?;
             let mut quotas = txn.open_table(QUOTAS)?;
-            for op in ops {
-                match op {
-                    RegistryOp::AdmitAgent(record) | RegistryOp::UpdateAgent(record) => {
-                        let id = record.agent_info.id.as_ref().map_or("", |a| a.value.as_str());
-                        agents.insert(id, record.encode_to_vec().as_slice())?;
+            for write in writes(ops) {
+                let table = match write.table {
+                    Table::Agents => &mut agents,
+                    Table::Frameworks => &mut frameworks,
+                    Table::Weights => &mut weights,
+                    Table::Quotas => &mut quotas,
+                };
+                match &write.value {
+                    Some(value) => {
+                        table.insert(write.key.as_str(), value.as_slice())?;
                     }
-                    RegistryOp::AddFramework(record)
-                    | RegistryOp::UpdateFramework(record)
-                    | RegistryOp::RemoveFramework(record) => {
-                        let id = record.framework_info.id.as_ref().map_or("", |f| f.value.as_str());
-                        frameworks.insert(id, record.encode_to_vec().as_slice())?;
-                    }
-                    RegistryOp::ForgetFramework(id) => {
-                        frameworks.remove(id.as_str())?;
-                    }
-                    RegistryOp::UpdateWeights(list) => {
-                        for weight in list {
-                            let role = weight.role.as_deref().unwrap_or_default();
-                            weights.insert(role, weight.encode_to_vec().as_slice())?;
-                        }
-                    }
-                    RegistryOp::UpdateQuota(quota) => {
-                        quotas.insert(quota.role.as_str(), quota.encode_to_vec().as_slice())?;
-                    }
-                    RegistryOp::RemoveQuota(role) => {
-                        quotas.remove(role.as_str())?;
+                    None => {
+                        table.remove(write.key.as_str())?;
                     }
                 }
             }
@@ -206,6 +202,115 @@ impl Store {
             source,
         })
     }
+}
+
+/// Where the dispatcher commits: the embedded store or ZooKeeper.
+#[derive(Clone)]
+pub enum Backend {
+    Embedded(Arc<Store>),
+    ZooKeeper(Arc<zk::ZkStore>),
+}
+
+impl Backend {
+    /// Applies one batch durably.
+    pub async fn commit(&self, ops: Vec<RegistryOp>) -> Result<(), String> {
+        match self {
+            Backend::Embedded(store) => {
+                let store = store.clone();
+                // The write blocks on fsync; on a blocking thread the runtime's workers stay
+                // free for the HTTP handlers.
+                match tokio::task::spawn_blocking(move || store.commit(&ops)).await {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("the registry write did not finish: {e}")),
+                }
+            }
+            Backend::ZooKeeper(store) => store.commit(&ops).await.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// The kinds of record the registry keeps, one table (or znode subtree) each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Table {
+    Agents,
+    Frameworks,
+    Weights,
+    Quotas,
+}
+
+impl Table {
+    pub(crate) const ALL: [Table; 4] =
+        [Table::Agents, Table::Frameworks, Table::Weights, Table::Quotas];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Table::Agents => "agents",
+            Table::Frameworks => "frameworks",
+            Table::Weights => "weights",
+            Table::Quotas => "quotas",
+        }
+    }
+}
+
+/// One record written (`Some` bytes) or removed (`None`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Write {
+    pub(crate) table: Table,
+    pub(crate) key: String,
+    pub(crate) value: Option<Vec<u8>>,
+}
+
+/// What `ops` do to the records, in order: the one mapping from the core's operations to
+/// keys and values, shared by both stores.
+pub(crate) fn writes(ops: &[RegistryOp]) -> Vec<Write> {
+    let put =
+        |table, key: &str, value: Vec<u8>| Write { table, key: key.into(), value: Some(value) };
+    let mut writes = Vec::with_capacity(ops.len());
+    for op in ops {
+        match op {
+            RegistryOp::AdmitAgent(record) | RegistryOp::UpdateAgent(record) => {
+                let id = record.agent_info.id.as_ref().map_or("", |a| a.value.as_str());
+                writes.push(put(Table::Agents, id, record.encode_to_vec()));
+            }
+            RegistryOp::AddFramework(record)
+            | RegistryOp::UpdateFramework(record)
+            | RegistryOp::RemoveFramework(record) => {
+                let id = record.framework_info.id.as_ref().map_or("", |f| f.value.as_str());
+                writes.push(put(Table::Frameworks, id, record.encode_to_vec()));
+            }
+            RegistryOp::ForgetFramework(id) => {
+                writes.push(Write { table: Table::Frameworks, key: id.clone(), value: None });
+            }
+            RegistryOp::UpdateWeights(list) => {
+                for weight in list {
+                    let role = weight.role.as_deref().unwrap_or_default();
+                    writes.push(put(Table::Weights, role, weight.encode_to_vec()));
+                }
+            }
+            RegistryOp::UpdateQuota(quota) => {
+                writes.push(put(Table::Quotas, &quota.role, quota.encode_to_vec()));
+            }
+            RegistryOp::RemoveQuota(role) => {
+                writes.push(Write { table: Table::Quotas, key: role.clone(), value: None });
+            }
+        }
+    }
+    writes
+}
+
+/// Puts records of one table into the registry message.
+pub(crate) fn decode_into(
+    registry: &mut internal::Registry,
+    table: Table,
+    bytes: &[u8],
+) -> Result<(), prost::DecodeError> {
+    match table {
+        Table::Agents => registry.agents.push(Message::decode(bytes)?),
+        Table::Frameworks => registry.frameworks.push(Message::decode(bytes)?),
+        Table::Weights => registry.weights.push(Message::decode(bytes)?),
+        Table::Quotas => registry.quotas.push(Message::decode(bytes)?),
+    }
+    Ok(())
 }
 
 /// A table of a read transaction, or `None` if nothing was ever written to it.

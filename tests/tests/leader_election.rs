@@ -1,0 +1,166 @@
+//! Leader election and detection (`agora-leader`) against a real ZooKeeper: contenders
+//! create Mesos's `json.info_` znodes, the lowest sequence leads, a withdrawn or expired
+//! leader hands over, detectors follow, and an ensemble that loses one member carries on.
+
+use std::time::Duration;
+
+use agora_leader::{Standing, ZkUrl, contend, detect, zk};
+use agora_proto::v1;
+use agora_tests::zookeeper::{self, Ensemble, ZooKeeper};
+use anyhow::{Context, bail};
+use tokio::sync::watch;
+
+const SESSION: Duration = Duration::from_secs(2);
+
+fn info(name: &str, port: u16) -> v1::MasterInfo {
+    v1::MasterInfo {
+        id: name.into(),
+        ip: u32::from_le_bytes([127, 0, 0, 1]),
+        port: u32::from(port),
+        pid: Some(format!("master@127.0.0.1:{port}")),
+        hostname: Some(name.into()),
+        version: Some("1.11.0".into()),
+        address: Some(v1::Address {
+            hostname: Some(name.into()),
+            ip: Some("127.0.0.1".into()),
+            port: i32::from(port),
+        }),
+        ..Default::default()
+    }
+}
+
+async fn until<T: Clone>(
+    rx: &mut watch::Receiver<T>,
+    what: &str,
+    done: impl Fn(&T) -> bool,
+) -> anyhow::Result<T> {
+    let wait = rx.wait_for(|value| done(value));
+    match tokio::time::timeout(Duration::from_secs(30), wait).await {
+        Ok(Ok(value)) => Ok(value.clone()),
+        Ok(Err(_)) => bail!("{what}: the sender is gone"),
+        Err(_) => bail!("{what}: not within 30 s (last: {})", std::any::type_name::<T>()),
+    }
+}
+
+fn leading(standing: &Standing) -> bool {
+    matches!(standing, Standing::Leading { .. })
+}
+
+fn following(port: u16) -> impl Fn(&Standing) -> bool {
+    move |standing| matches!(standing, Standing::Following { leader: Some(info) } if info.port == u32::from(port))
+}
+
+fn detected(port: u16) -> impl Fn(&Option<v1::MasterInfo>) -> bool {
+    move |leader| leader.as_ref().is_some_and(|info| info.port == u32::from(port))
+}
+
+#[tokio::test]
+async fn the_oldest_contender_leads_and_hands_over_when_it_goes() -> anyhow::Result<()> {
+    if !zookeeper::available("leader election") {
+        return Ok(());
+    }
+    let server = ZooKeeper::start()?;
+    let url: ZkUrl = server.url("/agora/test").parse()?;
+    let mut detector = detect(url.clone(), SESSION);
+
+    let (first, mut first_standing) = contend(&url, &info("m1", 5001), SESSION).await?;
+    until(&mut first_standing, "m1 leads", leading).await?;
+    let (second, mut second_standing) = contend(&url, &info("m2", 5002), SESSION).await?;
+    until(&mut second_standing, "m2 follows m1", following(5001)).await?;
+    until(&mut detector, "the detector sees m1", detected(5001)).await?;
+    assert_eq!(*first_standing.borrow(), Standing::Leading { contenders: 2 });
+
+    // The znodes are Mesos's: json.info_ and ten digits, holding MasterInfo JSON that
+    // pymesos reads (address.ip, address.port).
+    let client = agora_leader::connect(&url, SESSION).await?;
+    let mut children = client.list_children(&url.path).await?;
+    children.sort();
+    assert_eq!(children.len(), 2, "{children:?}");
+    assert!(first.node().ends_with(&children[0]), "{} vs {children:?}", first.node());
+    assert!(children.iter().all(|c| c.len() == "json.info_".len() + 10), "{children:?}");
+    let (data, _) = client.get_data(first.node()).await?;
+    let json: serde_json::Value = serde_json::from_slice(&data).context("MasterInfo JSON")?;
+    assert_eq!(json["address"]["ip"], "127.0.0.1");
+    assert_eq!(json["address"]["port"], 5001);
+    assert_eq!(json["pid"], "master@127.0.0.1:5001");
+
+    // The leader withdraws: its session closes, its znode goes, the next one leads.
+    drop(first);
+    drop(first_standing);
+    until(&mut second_standing, "m2 leads", leading).await?;
+    until(&mut detector, "the detector sees m2", detected(5002)).await?;
+    assert!(second.node().ends_with(&client.list_children(&url.path).await?[0]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_leader_whose_session_is_gone_knows_and_its_fenced_writes_fail() -> anyhow::Result<()> {
+    if !zookeeper::available("leader election") {
+        return Ok(());
+    }
+    let mut server = ZooKeeper::start()?;
+    let url: ZkUrl = server.url("/agora/fence").parse()?;
+    let (leader, mut standing) = contend(&url, &info("m1", 5001), SESSION).await?;
+    until(&mut standing, "m1 leads", leading).await?;
+    let record = url.child("record");
+    let client = agora_leader::connect(&url, SESSION).await?;
+    client
+        .create(&record, b"0", &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()))
+        .await?;
+    // A write checked against the candidacy znode goes through while the candidacy lives.
+    let mut writer = leader.client().new_check_writer(leader.node(), None)?;
+    writer.add_set_data(&record, b"1", None)?;
+    writer.commit().await?;
+
+    // ZooKeeper goes away for longer than the session timeout: the leader must give up.
+    server.kill();
+    let lost = until(&mut standing, "m1 gives up", |s| matches!(s, Standing::Lost(_))).await?;
+    println!("standing after ZooKeeper went away: {lost:?}");
+    server.restart("org.apache.zookeeper.server.ZooKeeperServerMain")?;
+    server.wait_serving()?;
+
+    // The old session expired on the server: its znode is gone, so a write fenced on it
+    // fails, whichever session carries it.
+    let fresh = agora_leader::connect(&url, SESSION).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let children = fresh.list_children(&url.path).await?;
+        if !children.iter().any(|c| leader.node().ends_with(c.as_str())) {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the old leader's znode outlived its session: {children:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut writer = fresh.new_check_writer(leader.node(), None)?;
+    writer.add_set_data(&record, b"2", None)?;
+    assert!(writer.commit().await.is_err(), "a write fenced on a dead candidacy went through");
+    let (data, _) = fresh.get_data(&record).await?;
+    assert_eq!(data, b"1");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_ensemble_that_loses_one_member_keeps_its_leader() -> anyhow::Result<()> {
+    if !zookeeper::available("ZooKeeper ensemble") {
+        return Ok(());
+    }
+    let mut ensemble = Ensemble::start(3)?;
+    let url: ZkUrl = ensemble.url("/agora/ensemble").parse()?;
+    let (_first, mut first_standing) = contend(&url, &info("m1", 5001), SESSION * 3).await?;
+    until(&mut first_standing, "m1 leads", leading).await?;
+    let (_second, mut second_standing) = contend(&url, &info("m2", 5002), SESSION * 3).await?;
+    until(&mut second_standing, "m2 follows", following(5001)).await?;
+
+    // Kill each member in turn's worth of risk: here the first one, which the clients most
+    // likely connected to.
+    ensemble.servers[0].kill();
+    // A third contender joins through the surviving members; the leader has not changed.
+    let (_third, mut third_standing) = contend(&url, &info("m3", 5003), SESSION * 3).await?;
+    until(&mut third_standing, "m3 follows m1", following(5001)).await?;
+    tokio::time::sleep(SESSION * 4).await;
+    assert_eq!(*first_standing.borrow(), Standing::Leading { contenders: 3 });
+    assert!(following(5001)(&second_standing.borrow()));
+    Ok(())
+}
