@@ -199,7 +199,9 @@ def main():
     driver = MesosSchedulerDriver(scheduler, framework, args.master, use_addict=True)
     driver.start()
     finished = scheduler.done.wait(args.timeout * 2)
-    driver.stop()
+    # failover=True: leave without TEARDOWN, so the long tasks keep running for the test to
+    # inspect (it tears the framework down itself).
+    driver.stop(failover=True)
     if not finished:
         out("FAIL: deadline passed in phase %s (states %s)" % (scheduler.phase, scheduler.state))
         return 1

@@ -241,5 +241,98 @@ fn a_pymesos_framework_rides_through_the_leaders_death() -> anyhow::Result<()> {
         get(&standby.addr, "/master/state")?,
         (307, Some(format!("http://{}/master/state", second.addr)))
     );
+
+    // The framework left without tearing down (its tasks would survive the test): the
+    // operator ends it through the new leader, and its tasks go with it.
+    let id = frameworks[0]["id"].as_str().context("framework id")?;
+    let teardown =
+        format!(r#"{{"type":"TEARDOWN","teardown":{{"framework_id":{{"value":"{id}"}}}}}}"#);
+    let posted = Command::new("curl")
+        .args(["-sf", "-X", "POST", "-H", "Content-Type: application/json", "-d", &teardown])
+        .arg(format!("http://{}/api/v1", second.addr))
+        .status()?;
+    ensure!(posted.success(), "TEARDOWN through the new leader failed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while before.iter().any(|pid| alive(*pid)) {
+        ensure!(Instant::now() < deadline, "the long tasks outlived their framework's teardown");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Runs `agora <args>` to completion: (success, stdout, stderr).
+fn agora(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let output = Command::new(agora_tests::agora_bin())
+        .args(args)
+        .env_remove("AGORA_MASTER")
+        .stdin(Stdio::null())
+        .output()?;
+    Ok((
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
+
+#[test]
+fn a_cluster_on_a_zookeeper_ensemble_carries_on_when_a_member_dies() -> anyhow::Result<()> {
+    if !zookeeper::available("the ZooKeeper ensemble test") {
+        return Ok(());
+    }
+    let mut ensemble = zookeeper::Ensemble::start(3)?;
+    let url = ensemble.url("/agora/ensemble");
+    let m1 = master(&url)?;
+    let m2 = master(&url)?;
+    let first = leader(&[&m1, &m2])?.addr.clone();
+    let dir = tempfile::tempdir()?;
+    let agent_dir = dir.path().join("agent");
+    let _agent = Daemon::agent(&[
+        "--master",
+        &url,
+        "--port",
+        "0",
+        "--work_dir",
+        &agent_dir.to_string_lossy(),
+        "--resources",
+        "cpus:2;mem:1024;disk:1024",
+        "--registration_backoff_factor",
+        "100ms",
+    ])?;
+
+    // The CLI and `agora execute` find the leader through the same URL.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, stdout, stderr) = agora(&["agent", "list", "--master", &url])?;
+        if ok && stdout.lines().count() >= 2 {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "no agent listed through zk: {stdout}{stderr}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let run = |name: &str| -> anyhow::Result<()> {
+        let (ok, stdout, stderr) = agora(&[
+            "execute",
+            "--master",
+            &url,
+            "--name",
+            name,
+            "--command",
+            "echo ran-$MESOS_TASK_ID",
+            "--resources",
+            "cpus:0.1;mem:32",
+        ])?;
+        ensure!(ok, "agora execute {name} failed:\n{stdout}\n{stderr}");
+        Ok(())
+    };
+    run("before")?;
+
+    // One ensemble member dies (the one the first client connected to is as likely as any):
+    // sessions move to the others, nobody loses the lead, work goes on.
+    ensemble.servers[0].kill();
+    run("after")?;
+    let (ok, stdout, stderr) = agora(&["task", "list", "--all", "--master", &url, "--json"])?;
+    ensure!(ok, "task list failed: {stderr}");
+    assert!(stdout.contains("before") && stdout.contains("after"), "{stdout}");
+    assert_eq!(leader(&[&m1, &m2])?.addr, first, "the lead moved although no master died");
     Ok(())
 }

@@ -259,7 +259,7 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
         })?;
     }
     let recovery = recovery(loaded, rebooted);
-    let masters = master_link::masters(&options.master)?;
+    let masters = agora_client::leader::follow(&options.master)?;
     let handle = dispatcher::spawn(
         config,
         masters,

@@ -31,34 +31,7 @@ pub(crate) struct Backoff {
 const MISSED_HEARTBEATS: u32 = 5;
 
 /// Where the master is: `host:port` as given, or whichever master ZooKeeper says leads.
-/// Holds the latest `host:port` (`None` while no master is known).
-pub(crate) type Masters = watch::Receiver<Option<String>>;
-
-/// Follows `--master`: a fixed address, or the leader detected under a `zk://` URL.
-pub(crate) fn masters(master: &str) -> Result<Masters, agora_leader::UrlError> {
-    if !agora_leader::ZkUrl::is_zk(master) {
-        return Ok(watch::channel(Some(master.to_string())).1);
-    }
-    let url: agora_leader::ZkUrl = master.parse()?;
-    let mut leaders = agora_leader::detect(url, agora_leader::DEFAULT_SESSION_TIMEOUT);
-    let (tx, rx) = watch::channel(None);
-    tokio::spawn(async move {
-        loop {
-            let address =
-                leaders.borrow_and_update().as_ref().and_then(agora_leader::master_address);
-            tx.send_if_modified(|current| {
-                let changed = *current != address;
-                *current = address;
-                changed
-            });
-            tokio::select! {
-                changed = leaders.changed() => if changed.is_err() { return },
-                () = tx.closed() => return,
-            }
-        }
-    });
-    Ok(rx)
-}
+pub(crate) use agora_client::leader::Masters;
 
 /// The agent API's URL on the current master, waiting for one to be known.
 async fn agent_api(masters: &mut Masters) -> Option<String> {

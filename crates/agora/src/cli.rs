@@ -199,44 +199,44 @@ pub(crate) enum Verb {
 pub(crate) async fn run(verb: Verb) -> anyhow::Result<ExitCode> {
     match verb {
         Verb::Agent(AgentCommand::List(read)) => {
-            let response = Master::new(&read.target).query(call::Type::GetAgents).await?;
+            let response = Master::new(&read.target)?.query(call::Type::GetAgents).await?;
             print_read(&read, &response, || views::agents(&response, now()))
         }
         Verb::Framework(FrameworkCommand::List { read, all }) => {
-            let mut response = Master::new(&read.target).query(call::Type::GetFrameworks).await?;
+            let mut response = Master::new(&read.target)?.query(call::Type::GetFrameworks).await?;
             if !all && let Some(got) = &mut response.get_frameworks {
                 got.completed_frameworks.clear();
             }
             print_read(&read, &response, || views::frameworks(&response, all, now()))
         }
         Verb::Framework(FrameworkCommand::Teardown { id, target }) => {
-            change::teardown(&Master::new(&target), &id).await
+            change::teardown(&Master::new(&target)?, &id).await
         }
         Verb::Task(TaskCommand::List { read, all }) => {
-            let mut response = Master::new(&read.target).query(call::Type::GetTasks).await?;
+            let mut response = Master::new(&read.target)?.query(call::Type::GetTasks).await?;
             if !all && let Some(got) = &mut response.get_tasks {
                 got.completed_tasks.clear();
             }
             print_read(&read, &response, || views::tasks(&response, all, now()))
         }
         Verb::Task(TaskCommand::Show { id, target, json }) => {
-            files::show(&Master::new(&target), &id, json).await
+            files::show(&Master::new(&target)?, &id, json).await
         }
         Verb::Task(TaskCommand::Log { id, stderr, follow, target }) => {
-            files::log(&Master::new(&target), &id, stderr, follow).await
+            files::log(&Master::new(&target)?, &id, stderr, follow).await
         }
         Verb::Task(TaskCommand::Ls { id, path, target, json }) => {
-            files::ls(&Master::new(&target), &id, path.as_deref(), json).await
+            files::ls(&Master::new(&target)?, &id, path.as_deref(), json).await
         }
         Verb::Task(TaskCommand::Kill { id, target }) => {
-            change::kill(&Master::new(&target), &id).await
+            change::kill(&Master::new(&target)?, &id).await
         }
         Verb::Role(RoleCommand::List(read)) => {
-            let response = Master::new(&read.target).query(call::Type::GetRoles).await?;
+            let response = Master::new(&read.target)?.query(call::Type::GetRoles).await?;
             print_read(&read, &response, || views::roles(&response))
         }
         Verb::Quota(QuotaCommand::Get { role, read }) => {
-            let mut response = Master::new(&read.target).query(call::Type::GetQuota).await?;
+            let mut response = Master::new(&read.target)?.query(call::Type::GetQuota).await?;
             if let (Some(role), Some(quota)) = (&role, &mut response.get_quota) {
                 quota.status.configs.retain(|c| &c.role == role);
             }
@@ -244,7 +244,7 @@ pub(crate) async fn run(verb: Verb) -> anyhow::Result<ExitCode> {
         }
         Verb::Quota(QuotaCommand::Set { role, guarantees, limits, force, target }) => {
             change::set_quota(
-                &Master::new(&target),
+                &Master::new(&target)?,
                 &role,
                 guarantees.as_deref(),
                 limits.as_deref(),
@@ -254,7 +254,7 @@ pub(crate) async fn run(verb: Verb) -> anyhow::Result<ExitCode> {
         }
         Verb::Reserve(args) => change::reserve(&args, true).await,
         Verb::Unreserve(args) => change::reserve(&args, false).await,
-        Verb::Events(args) => events::events(&Master::new(&args.target), args.json).await,
+        Verb::Events(args) => events::events(&Master::new(&args.target)?, args.json).await,
     }
 }
 
@@ -299,50 +299,73 @@ pub(crate) async fn waiting<T>(message: &str, work: impl Future<Output = T>) -> 
     result
 }
 
-/// The master one command talks to.
+/// How long a command waits for ZooKeeper to name a leading master.
+const LEADER_WAIT: Duration = Duration::from_secs(15);
+
+/// The master one command talks to: the `--master` address, or the leader ZooKeeper names for
+/// a `zk://` URL, followed while the command runs (`agora events` goes on with the new leader).
 pub(crate) struct Master {
-    operator: Operator,
-    address: String,
+    /// What `--master` said.
+    source: String,
+    masters: agora_client::leader::Masters,
+    /// The operator client for the master last used, and its address.
+    current: std::sync::Mutex<(Operator, String)>,
 }
 
 impl Master {
-    fn new(target: &Target) -> Master {
+    fn new(target: &Target) -> anyhow::Result<Master> {
+        let masters = agora_client::leader::follow(&target.master)
+            .map_err(|e| anyhow::anyhow!("--master {}: {e}", target.master))?;
+        let address = masters.borrow().clone().unwrap_or_else(|| target.master.clone());
         // JSON on the wire: any Mesos-compatible master speaks it, and it is what a person
         // debugging with curl sees too.
-        Master {
-            operator: Operator::new(&target.master, Format::Json),
-            address: target.master.clone(),
+        let operator = Operator::new(&address, Format::Json);
+        Ok(Master {
+            source: target.master.clone(),
+            masters,
+            current: std::sync::Mutex::new((operator, address)),
+        })
+    }
+
+    /// The operator client for the current master, once there is one.
+    pub(crate) async fn operator(&self) -> anyhow::Result<Operator> {
+        let mut masters = self.masters.clone();
+        let wait = agora_client::leader::current(&mut masters, &self.source, LEADER_WAIT);
+        let address = waiting("finding the leading master in ZooKeeper", wait).await?;
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.1 != address {
+            *current = (Operator::new(&address, Format::Json), address);
         }
+        Ok(current.0.clone())
+    }
+
+    /// The current master's address, for messages.
+    pub(crate) fn address(&self) -> String {
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).1.clone()
     }
 
     /// A query that expects its Response.
     pub(crate) async fn query(&self, kind: call::Type) -> anyhow::Result<Response> {
-        let message = format!("asking the master at {} ({})", self.address, kind.as_str_name());
-        waiting(&message, self.operator.query(kind)).await.map_err(|e| self.explain(e))
+        let operator = self.operator().await?;
+        let message = format!("asking the master at {} ({})", self.address(), kind.as_str_name());
+        waiting(&message, operator.query(kind)).await.map_err(|e| self.explain(e))
     }
 
     /// Any call; mutating calls answer with no Response.
     pub(crate) async fn call(&self, message: &Call) -> anyhow::Result<Option<Response>> {
+        let operator = self.operator().await?;
         let text =
-            format!("asking the master at {} ({})", self.address, message.r#type().as_str_name());
-        waiting(&text, self.operator.call(message)).await.map_err(|e| self.explain(e))
+            format!("asking the master at {} ({})", self.address(), message.r#type().as_str_name());
+        waiting(&text, operator.call(message)).await.map_err(|e| self.explain(e))
     }
 
     /// An error from the master, said so that the operator knows what was tried and what to do.
     pub(crate) fn explain(&self, error: ClientError) -> anyhow::Error {
         let hint = format!(
             "is the master running at {}? Set --master or AGORA_MASTER to reach another one",
-            self.address
+            self.address()
         );
         explain(error, "the master", &hint)
-    }
-
-    pub(crate) fn operator(&self) -> &Operator {
-        &self.operator
-    }
-
-    pub(crate) fn address(&self) -> &str {
-        &self.address
     }
 }
 

@@ -17,9 +17,13 @@ use agora_proto::{Format, v1};
 use anyhow::{Context, bail};
 use clap::Args;
 
+/// How long `agora execute` waits for a new leading master after its stream ended.
+const FAILOVER_PATIENCE: Duration = Duration::from_secs(120);
+
 #[derive(Args, Clone)]
 pub(crate) struct ExecuteFlags {
-    /// The master, as `host:port`.
+    /// The master, as `host:port`, or `zk://host:port/path` to follow the leading master
+    /// (the command then rides through a master failover).
     #[arg(long, env = "AGORA_MASTER", default_value = "127.0.0.1:5050")]
     master: String,
     /// Task name, also used as the task id.
@@ -101,7 +105,7 @@ pub(crate) async fn run(flags: ExecuteFlags) -> anyhow::Result<i32> {
         ..Default::default()
     };
     let waiting = format!("subscribing to the master at {}", flags.master);
-    let (session, mut events) =
+    let (mut session, mut events) =
         crate::cli::waiting(&waiting, SchedulerSession::subscribe(&flags.master, info, format))
             .await
             .with_context(|| {
@@ -123,7 +127,21 @@ pub(crate) async fn run(flags: ExecuteFlags) -> anyhow::Result<i32> {
         // The event stream is read with `select!`: a poll of the sandbox in between loses
         // nothing, as the subscription keeps any partial record it has buffered.
         let event = tokio::select! {
-            event = events.next() => event?,
+            event = events.next() => match event {
+                Ok(Some(event)) => Some(event),
+                // With ZooKeeper another master takes over: subscribe again with the same
+                // framework id, as a Mesos framework does after a failover, and go on.
+                Ok(None) | Err(_) if agora_leader::ZkUrl::is_zk(&flags.master) => {
+                    eprintln!("agora: the master's stream ended; subscribing to the leading master again");
+                    (session, events) = session
+                        .resubscribe(FAILOVER_PATIENCE)
+                        .await
+                        .context("cannot subscribe again after the master's stream ended")?;
+                    continue;
+                }
+                Ok(None) => None,
+                Err(e) => return Err(e.into()),
+            },
             _ = tick.tick(), if follower.is_some() => {
                 if let Some(follower) = &mut follower {
                     follower.poll().await;

@@ -38,18 +38,25 @@ pub enum SubscribeError {
     Closed,
     #[error("the master sent no Mesos-Stream-Id header")]
     NoStreamId,
+    #[error(transparent)]
+    Leader(#[from] crate::leader::LookupError),
 }
 
+/// How long a subscription waits for ZooKeeper to name a leading master.
+const LEADER_WAIT: Duration = Duration::from_secs(15);
+
 impl SchedulerSession {
-    /// Subscribes `info` at `master` (`host:port`) and returns the session and its event stream,
-    /// positioned after SUBSCRIBED.
+    /// Subscribes `info` at `master` (`host:port`, or a `zk://` URL: then at the master
+    /// ZooKeeper names as leader, looked up again by every `resubscribe`) and returns the
+    /// session and its event stream, positioned after SUBSCRIBED.
     pub async fn subscribe(
         master: &str,
         info: v1::FrameworkInfo,
         format: Format,
     ) -> Result<(Self, Subscription<Event>), SubscribeError> {
         let client = http::client();
-        let url = format!("http://{master}/api/v1/scheduler");
+        let address = crate::leader::leading_master(master, LEADER_WAIT).await?;
+        let url = format!("http://{address}/api/v1/scheduler");
         let mut subscribe = Call {
             framework_id: info.id.clone(),
             subscribe: Some(call::Subscribe { framework_info: info.clone(), ..Default::default() }),
@@ -95,7 +102,9 @@ impl SchedulerSession {
         let mut wait = Duration::from_millis(100);
         loop {
             match Self::subscribe(&self.master, info.clone(), self.format).await {
-                Err(SubscribeError::Client(e)) if tokio::time::Instant::now() + wait < deadline => {
+                Err(e @ (SubscribeError::Client(_) | SubscribeError::Leader(_)))
+                    if tokio::time::Instant::now() + wait < deadline =>
+                {
                     tracing::debug!(error = %e, "the master is not back yet");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));

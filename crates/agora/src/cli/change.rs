@@ -51,10 +51,10 @@ pub(crate) async fn kill(master: &Master, id: &str) -> anyhow::Result<ExitCode> 
             several.iter().map(|t| views::task_framework(t)).collect::<Vec<_>>().join(", ")
         ),
     };
-    let url = master.operator().url().replace("/api/v1", "/api/agora/v1/kill_task");
+    let url = master.operator().await?.url().replace("/api/v1", "/api/agora/v1/kill_task");
     waiting(
         &format!("asking {url} to kill {id}"),
-        master.operator().kill_task(id, Some(&framework)),
+        master.operator().await?.kill_task(id, Some(&framework)),
     )
     .await
     .map_err(|e| master.explain(e))?;
@@ -161,7 +161,7 @@ pub(crate) async fn reserve(args: &ReserveArgs, reserve: bool) -> anyhow::Result
         message.unreserve_resources = Some(call::UnreserveResources { agent_id, resources });
         message.set_type(call::Type::UnreserveResources);
     }
-    let master = Master::new(&args.target);
+    let master = Master::new(&args.target)?;
     master.call(&message).await?;
     let done = if reserve { "reserved" } else { "unreserved" };
     out(&format!("{done} {summary} for role {} on agent {}\n", args.role, args.agent_id));

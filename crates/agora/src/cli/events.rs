@@ -26,8 +26,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(8);
 /// `agora events [--json]`.
 pub(crate) async fn events(master: &Master, json: bool) -> anyhow::Result<ExitCode> {
     let message = format!("subscribing to the master at {}", master.address());
-    let mut stream =
-        waiting(&message, master.operator().subscribe()).await.map_err(|e| master.explain(e))?;
+    let mut stream = waiting(&message, master.operator().await?.subscribe())
+        .await
+        .map_err(|e| master.explain(e))?;
     loop {
         let reason = print_until_broken(master, &mut stream, json).await;
         eprintln!("agora: {reason}; subscribing again");
@@ -85,7 +86,14 @@ async fn resubscribe(master: &Master) -> Subscription<Event> {
     let mut backoff = BACKOFF_MIN;
     loop {
         tokio::time::sleep(backoff).await;
-        match master.operator().subscribe().await {
+        let operator = match master.operator().await {
+            Ok(operator) => operator,
+            Err(e) => {
+                eprintln!("agora: {e:#}; trying again");
+                continue;
+            }
+        };
+        match operator.subscribe().await {
             Ok(stream) => return stream,
             Err(e) => {
                 eprintln!(

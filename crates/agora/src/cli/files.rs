@@ -181,8 +181,12 @@ pub(crate) async fn log(
 async fn task_ended(master: &Master, id: &str) -> anyhow::Result<bool> {
     // No spinner: this runs every poll, and a spinner flashing once a second beside the
     // task's output would only distract.
-    let tasks =
-        master.operator().query(call::Type::GetTasks).await.map_err(|e| master.explain(e))?;
+    let tasks = master
+        .operator()
+        .await?
+        .query(call::Type::GetTasks)
+        .await
+        .map_err(|e| master.explain(e))?;
     let running = tasks
         .get_tasks
         .iter()
