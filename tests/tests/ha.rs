@@ -2,7 +2,8 @@
 //! leader; standbys redirect to it; an agent and an unmodified pymesos framework find it
 //! through the same `zk://` URL. Then the leader is SIGKILLed while tasks run: a standby takes
 //! over (after recovering the registry from ZooKeeper), the agent re-registers with its tasks,
-//! the framework subscribes again, and no running task notices.
+//! the framework subscribes again, no running task notices, and the tasks that finished
+//! before are still known.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -235,6 +236,17 @@ fn a_pymesos_framework_rides_through_the_leaders_death() -> anyhow::Result<()> {
         .filter_map(|t| t["id"].as_str())
         .collect();
     assert_eq!(running.len(), 5, "running tasks on the new leader: {running:?}");
+    // Tasks that finished before the failover are still known: the agent reports its recent
+    // completed tasks when it registers with the new leader.
+    let mut finished: Vec<&str> = frameworks[0]["completed_tasks"]
+        .as_array()
+        .context("completed_tasks")?
+        .iter()
+        .filter(|t| t["state"] == "TASK_FINISHED")
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    finished.sort();
+    assert_eq!(finished, ["after-1", "short-0", "short-1", "short-2"]);
     assert_eq!(state["activated_slaves"], 1);
     let standby = survivors.iter().find(|m| m.addr != second.addr).context("a standby")?;
     assert_eq!(

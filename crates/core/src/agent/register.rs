@@ -86,6 +86,7 @@ impl Agent {
             frameworks,
             executors,
             checkpointed_resources: self.checkpointed.clone(),
+            completed_tasks: self.history.completed_tasks().cloned().collect(),
         });
         call
     }

@@ -50,6 +50,11 @@ impl History {
         push_bounded(&mut self.tasks, task, MAX_COMPLETED_TASKS);
     }
 
+    /// The completed tasks remembered, oldest first.
+    pub(super) fn completed_tasks(&self) -> impl Iterator<Item = &v1::Task> {
+        self.tasks.iter()
+    }
+
     pub(super) fn executor_completed(&mut self, info: v1::ExecutorInfo) {
         self.executors_terminated += 1;
         push_bounded(&mut self.executors, info, MAX_COMPLETED_EXECUTORS);

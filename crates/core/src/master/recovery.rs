@@ -9,6 +9,7 @@
 //! because all they do is change the registry (quota is recorded but not enforced yet).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use agora_proto::internal;
@@ -253,8 +254,39 @@ impl Master {
                 .executors
                 .insert(key, ExecutorRecord { role, resources, info: executor.clone() });
         }
+        self.adopt_completed(agent_id, register);
         for (framework_id, task_id) in duplicates {
             self.send_kill(&framework_id, agent_id, &task_id, None, out);
+        }
+    }
+
+    /// Completed tasks the agent reports that this master does not know (it was elected
+    /// after they ended) join their framework's bounded completed list, so that a failover
+    /// does not erase the recent past from the state endpoints. Known tasks, active or
+    /// completed, are left alone.
+    fn adopt_completed(&mut self, agent_id: &str, register: &internal::agent_call::Register) {
+        let limit = self.config.max_completed_tasks_per_framework;
+        for task in &register.completed_tasks {
+            let (Some(task_id), Some(framework_id)) = (&task.task_id, &task.framework_id) else {
+                continue;
+            };
+            let Some(framework) = self.frameworks.get_mut(&framework_id.value) else {
+                continue;
+            };
+            let known = framework.tasks.contains_key(&task_id.value)
+                || framework.completed_tasks.iter().any(|t| {
+                    t.task_id.as_ref().is_some_and(|id| id.value == task_id.value)
+                        && t.agent_id.as_ref().is_some_and(|a| a.value == agent_id)
+                });
+            if known || !is_terminal(task.state()) {
+                continue;
+            }
+            let mut task = task.clone();
+            task.agent_id = Some(v1::AgentId { value: agent_id.to_string() });
+            framework.completed_tasks.push_back(Arc::new(task));
+            while framework.completed_tasks.len() > limit {
+                framework.completed_tasks.pop_front();
+            }
         }
     }
 

@@ -178,6 +178,7 @@ fn register_call(resources: &str, attributes: &str, id: Option<&str>) -> interna
         tasks: Vec::new(),
         frameworks: Vec::new(),
         executors: Vec::new(),
+        completed_tasks: Vec::new(),
         checkpointed_resources: Vec::new(),
     });
     c

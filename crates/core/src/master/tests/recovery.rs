@@ -342,3 +342,41 @@ fn weights_and_quota_are_persisted_and_recovered() {
     assert_eq!(persisted(&out), vec![RegistryOp::RemoveQuota("analytics".into())]);
     assert_eq!(m.master.quotas().count(), 0);
 }
+
+#[test]
+fn a_new_master_learns_recently_completed_tasks_from_the_agents() {
+    let mut c = cluster(framework("f"));
+    let (aid, fid) = (c.aid.clone(), c.fid.clone());
+    c.launch(vec![task("t1", &aid, "cpus:1;mem:128")], None);
+    c.h.status_update(&aid, &fid, "t1", TaskState::TaskRunning, Some(1));
+
+    // Another master takes over (here: the same registry, a new master); the agent comes
+    // back with its running task and the task that ended and was acknowledged before.
+    let mut m = c.h.restart();
+    let running = vec![reported(&fid, &aid, "t1", "cpus:1;mem:128", TaskState::TaskRunning)];
+    let mut call = reregister(&aid, vec![with_id(framework("f"), &fid)], running);
+    if let Some(r) = call.register.as_mut() {
+        r.completed_tasks = vec![
+            reported(&fid, &aid, "t0", "cpus:1;mem:128", TaskState::TaskFinished),
+            // Of a framework this master never heard of: nothing to attach it to.
+            reported("other", &aid, "x0", "cpus:1;mem:128", TaskState::TaskFinished),
+            // Not over: not a completed task, whatever the agent says.
+            reported(&fid, &aid, "t7", "cpus:1;mem:128", TaskState::TaskRunning),
+            // The running task itself: the master's own record wins.
+            reported(&fid, &aid, "t1", "cpus:1;mem:128", TaskState::TaskFinished),
+        ];
+    }
+    m.register(call.clone());
+    let tasks = m.master.get_tasks();
+    let completed: Vec<(&str, TaskState)> = tasks
+        .completed_tasks
+        .iter()
+        .map(|t| (t.task_id.as_ref().map_or("", |i| i.value.as_str()), t.state()))
+        .collect();
+    assert_eq!(completed, vec![("t0", TaskState::TaskFinished)]);
+    assert_eq!(tasks.tasks.len(), 1);
+
+    // The agent registering again (a reconnection) does not list them twice.
+    m.register(call);
+    assert_eq!(m.master.get_tasks().completed_tasks.len(), 1);
+}
