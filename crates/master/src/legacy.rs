@@ -115,7 +115,18 @@ impl StateRenders {
             shared.started
         };
         let snapshot = snapshot().await.ok_or(StateFailure::Unavailable)?;
-        let body = tokio::task::spawn_blocking(move || render_state(&snapshot))
+        let (done, rendered) = tokio::sync::oneshot::channel();
+        // A thread of its own rather than the blocking pool, because it lowers its priority
+        // and pool threads are reused for the registry's commits. It also drops the snapshot
+        // (400k task pointers on a large cluster) away from the dispatcher.
+        std::thread::Builder::new()
+            .name("state-render".into())
+            .spawn(move || {
+                yield_to_scheduling();
+                let _ = done.send(render_state(&snapshot));
+            })
+            .map_err(|e| StateFailure::Render(e.to_string()))?;
+        let body = rendered
             .await
             .map_err(|e| StateFailure::Render(e.to_string()))?
             .map_err(|e| StateFailure::Render(e.to_string()))?;
@@ -126,6 +137,20 @@ impl StateRenders {
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The niceness of the `/master/state` render thread: a render takes a core for most of a
+/// second on a large cluster, and must not take it from the dispatcher, the allocator and the
+/// schedulers' calls when the cores are short (a CFS weight of 15 against 1024).
+const RENDER_NICENESS: i32 = 19;
+
+/// Lowers the calling thread's priority (Linux applies `setpriority` to one thread when given
+/// its thread id). A failure only costs the protection, so it is logged and ignored.
+fn yield_to_scheduling() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), RENDER_NICENESS) {
+        tracing::debug!("cannot lower the priority of the state render thread: {e}");
     }
 }
 
@@ -202,6 +227,15 @@ impl<'a> FlatResources<'a> {
     }
 }
 
+/// The flat resources object with its keys in sorted order, as agents and frameworks have
+/// always shown it (they went through a `serde_json::Value`, whose objects sort their keys;
+/// tasks never did).
+fn sorted_flat<'a>(resources: impl IntoIterator<Item = &'a v1::Resource>) -> FlatResources<'a> {
+    let mut flat = FlatResources::of(resources);
+    flat.0.sort_by(|(a, _), (b, _)| a.cmp(b));
+    flat
+}
+
 impl Serialize for FlatResources<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.0.len()))?;
@@ -226,8 +260,9 @@ fn reservation_role(r: &v1::Resource) -> Option<String> {
     role.filter(|role| role != "*")
 }
 
-fn seconds(time: Option<&v1::TimeInfo>) -> Value {
-    time.map_or(Value::Null, |t| json!(t.nanoseconds as f64 / 1e9))
+/// A time in seconds since the epoch, or null.
+fn seconds(time: Option<&v1::TimeInfo>) -> Option<f64> {
+    time.map(|t| t.nanoseconds as f64 / 1e9)
 }
 
 fn attributes(attributes: &[v1::Attribute]) -> Value {
@@ -408,15 +443,16 @@ impl<'a> ByFramework<'a> {
     }
 }
 
-/// A framework with its tasks: the fields of `framework_json`, then `tasks` and
-/// `completed_tasks` serialized straight from the snapshot.
+/// A framework with its tasks: the fields of `FrameworkFields`, then `tasks` and
+/// `completed_tasks`, all serialized straight from the snapshot.
 struct FullFramework<'a> {
-    fields: Value,
+    fields: FrameworkFields<'a>,
     tasks: TaskList<'a>,
     completed: TaskList<'a>,
 }
 
 impl<'a> FullFramework<'a> {
+    /// The one place a framework of `/master/state` and `/master/frameworks` is rendered.
     fn of(
         f: &'a response::get_frameworks::Framework,
         by: &ByFramework<'a>,
@@ -435,7 +471,11 @@ impl<'a> FullFramework<'a> {
             )
         };
         Ok(FullFramework {
-            fields: framework_json(f, by, true)?,
+            fields: FrameworkFields {
+                f,
+                executors: by.executors.get(id).cloned().unwrap_or_default(),
+                full: true,
+            },
             tasks: list(by.tasks.get(id)),
             completed: list(by.completed.get(id)),
         })
@@ -445,11 +485,7 @@ impl<'a> FullFramework<'a> {
 impl Serialize for FullFramework<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
-        if let Value::Object(fields) = &self.fields {
-            for (k, v) in fields {
-                map.serialize_entry(k, v)?;
-            }
-        }
+        self.fields.entries(&mut map)?;
         map.serialize_entry("tasks", &self.tasks)?;
         map.serialize_entry("completed_tasks", &self.completed)?;
         map.end()
@@ -463,115 +499,197 @@ fn framework_json(
     by: &ByFramework<'_>,
     full: bool,
 ) -> Result<Value, serde_json::Error> {
-    let info = &f.framework_info;
-    let id = info.id.as_ref().map_or("", |i| i.value.as_str());
-    let (multi, roles) = framework_roles(info);
-    let mut o = serde_json::Map::new();
-    o.insert("id".into(), json!(id));
-    o.insert("name".into(), json!(info.name));
-    o.insert("user".into(), json!(info.user));
-    o.insert("hostname".into(), json!(info.hostname.clone().unwrap_or_default()));
-    o.insert("webui_url".into(), json!(info.webui_url.clone().unwrap_or_default()));
-    o.insert("active".into(), json!(f.active));
-    o.insert("connected".into(), json!(f.connected));
-    o.insert("recovered".into(), json!(f.recovered));
-    o.insert("failover_timeout".into(), json!(info.failover_timeout()));
-    o.insert("checkpoint".into(), json!(info.checkpoint()));
-    o.insert("registered_time".into(), seconds(f.registered_time.as_ref()));
-    o.insert(
-        "unregistered_time".into(),
-        seconds(f.unregistered_time.as_ref()).as_f64().map_or(json!(0), |v| json!(v)),
-    );
-    if let Some(t) = &f.reregistered_time {
-        o.insert("reregistered_time".into(), seconds(Some(t)));
-    }
-    if let Some(p) = &info.principal {
-        o.insert("principal".into(), json!(p));
-    }
-    let capabilities: Vec<&str> =
-        info.capabilities.iter().map(|c| c.r#type().as_str_name()).collect();
-    o.insert("capabilities".into(), json!(capabilities));
-    if multi {
-        o.insert("roles".into(), json!(roles));
-    } else {
-        o.insert("role".into(), json!(roles.first()));
-    }
-    o.insert("used_resources".into(), flat(&f.allocated_resources));
-    o.insert("offered_resources".into(), flat(&f.offered_resources));
-    o.insert(
-        "resources".into(),
-        flat(&[f.allocated_resources.clone(), f.offered_resources.clone()].concat()),
-    );
-    if let Some(l) = &info.labels {
-        o.insert("labels".into(), labels(l));
-    }
-    if full {
-        o.insert("unreachable_tasks".into(), json!([]));
-        let offers: Vec<Value> = f
-            .offers
-            .iter()
-            .map(|offer| {
-                json!({
-                    "id": offer.id.value,
-                    "framework_id": offer.framework_id.value,
-                    "slave_id": offer.agent_id.value,
-                    "resources": flat(&offer.resources),
-                })
-            })
-            .collect();
-        o.insert("offers".into(), json!(offers));
-        let executors: Vec<Value> = by
-            .executors
-            .get(id)
-            .map(|es| {
-                es.iter()
-                    .map(|e| {
-                        let mut v = agora_proto::to_json_value(&e.executor_info);
-                        if let Value::Object(m) = &mut v {
-                            m.insert("slave_id".into(), json!(e.agent_id.value));
-                            m.insert("resources".into(), flat(&e.executor_info.resources));
-                        }
-                        v
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        o.insert("executors".into(), json!(executors));
-    }
-    Ok(Value::Object(o))
+    let id = f.framework_info.id.as_ref().map_or("", |i| i.value.as_str());
+    let executors = by.executors.get(id).cloned().unwrap_or_default();
+    serde_json::to_value(FrameworkFields { f, executors, full })
 }
 
-/// An agent in the legacy shape.
-fn slave_json(a: &response::get_agents::Agent) -> Value {
-    let info = &a.agent_info;
-    let mut reserved: BTreeMap<String, Vec<v1::Resource>> = BTreeMap::new();
-    let mut unreserved = Vec::new();
-    for r in &a.total_resources {
-        match reservation_role(r) {
-            Some(role) => reserved.entry(role).or_default().push(r.clone()),
-            None => unreserved.push(r.clone()),
+/// The fields of a framework in the legacy shape, written without an intermediate value. The
+/// keys come in sorted order, as they did when this was a `serde_json::Value` object (a
+/// `BTreeMap`), so that the document stays byte for byte the same.
+struct FrameworkFields<'a> {
+    f: &'a response::get_frameworks::Framework,
+    executors: Vec<&'a response::get_executors::Executor>,
+    /// With `unreachable_tasks`, `offers` and `executors`.
+    full: bool,
+}
+
+impl FrameworkFields<'_> {
+    fn entries<M: SerializeMap>(&self, o: &mut M) -> Result<(), M::Error> {
+        let f = self.f;
+        let info = &f.framework_info;
+        let (multi, roles) = framework_roles(info);
+        let capabilities: Vec<&str> =
+            info.capabilities.iter().map(|c| c.r#type().as_str_name()).collect();
+        o.serialize_entry("active", &f.active)?;
+        o.serialize_entry("capabilities", &capabilities)?;
+        o.serialize_entry("checkpoint", &info.checkpoint())?;
+        o.serialize_entry("connected", &f.connected)?;
+        if self.full {
+            o.serialize_entry("executors", &LegacyExecutors(&self.executors))?;
         }
+        o.serialize_entry("failover_timeout", &info.failover_timeout())?;
+        o.serialize_entry("hostname", info.hostname.as_deref().unwrap_or_default())?;
+        o.serialize_entry("id", info.id.as_ref().map_or("", |i| i.value.as_str()))?;
+        if let Some(l) = &info.labels {
+            o.serialize_entry("labels", &labels(l))?;
+        }
+        o.serialize_entry("name", &info.name)?;
+        o.serialize_entry("offered_resources", &sorted_flat(&f.offered_resources))?;
+        if self.full {
+            o.serialize_entry("offers", &LegacyOffers(&f.offers))?;
+        }
+        if let Some(p) = &info.principal {
+            o.serialize_entry("principal", p)?;
+        }
+        o.serialize_entry("recovered", &f.recovered)?;
+        o.serialize_entry("registered_time", &seconds(f.registered_time.as_ref()))?;
+        if let Some(t) = &f.reregistered_time {
+            o.serialize_entry("reregistered_time", &seconds(Some(t)))?;
+        }
+        o.serialize_entry(
+            "resources",
+            &sorted_flat(f.allocated_resources.iter().chain(&f.offered_resources)),
+        )?;
+        if multi {
+            o.serialize_entry("roles", &roles)?;
+        } else {
+            o.serialize_entry("role", &roles.first())?;
+        }
+        if self.full {
+            o.serialize_entry("unreachable_tasks", &[(); 0])?;
+        }
+        // Mesos writes 0, an integer, for a framework that never disconnected.
+        match seconds(f.unregistered_time.as_ref()) {
+            Some(t) => o.serialize_entry("unregistered_time", &t)?,
+            None => o.serialize_entry("unregistered_time", &0)?,
+        }
+        o.serialize_entry("used_resources", &sorted_flat(&f.allocated_resources))?;
+        o.serialize_entry("user", &info.user)?;
+        o.serialize_entry("webui_url", info.webui_url.as_deref().unwrap_or_default())
     }
-    let reserved: serde_json::Map<String, Value> =
-        reserved.into_iter().map(|(role, rs)| (role, flat(&rs))).collect();
-    json!({
-        "id": info.id.as_ref().map_or("", |i| i.value.as_str()),
-        "hostname": info.hostname,
-        "port": info.port(),
-        "pid": a.pid.clone().unwrap_or_default(),
-        "attributes": attributes(&info.attributes),
-        "registered_time": seconds(a.registered_time.as_ref()),
-        "reregistered_time": seconds(a.reregistered_time.as_ref()),
-        "resources": flat(&a.total_resources),
-        "used_resources": flat(&a.allocated_resources),
-        "offered_resources": flat(&a.offered_resources),
-        "reserved_resources": reserved,
-        "unreserved_resources": flat(&unreserved),
-        "active": a.active,
-        "deactivated": a.deactivated.unwrap_or(false),
-        "version": a.version,
-        "capabilities": [],
-    })
+}
+
+impl Serialize for FrameworkFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        self.entries(&mut map)?;
+        map.end()
+    }
+}
+
+/// A framework's offers in the legacy shape.
+struct LegacyOffers<'a>(&'a [v1::Offer]);
+
+impl Serialize for LegacyOffers<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for offer in self.0 {
+            seq.serialize_element(&LegacyOffer(offer))?;
+        }
+        seq.end()
+    }
+}
+
+struct LegacyOffer<'a>(&'a v1::Offer);
+
+impl Serialize for LegacyOffer<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let offer = self.0;
+        let mut map = s.serialize_map(Some(4))?;
+        map.serialize_entry("framework_id", &offer.framework_id.value)?;
+        map.serialize_entry("id", &offer.id.value)?;
+        map.serialize_entry("resources", &sorted_flat(&offer.resources))?;
+        map.serialize_entry("slave_id", &offer.agent_id.value)?;
+        map.end()
+    }
+}
+
+/// A framework's executors: their v1 JSON with `slave_id` and flat `resources` added. They
+/// are few, so they go through `serde_json::Value`.
+struct LegacyExecutors<'a>(&'a [&'a response::get_executors::Executor]);
+
+impl Serialize for LegacyExecutors<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for e in self.0 {
+            let mut v = agora_proto::to_json_value(&e.executor_info);
+            if let Value::Object(m) = &mut v {
+                m.insert("slave_id".into(), json!(e.agent_id.value));
+                m.insert("resources".into(), flat(&e.executor_info.resources));
+            }
+            seq.serialize_element(&v)?;
+        }
+        seq.end()
+    }
+}
+
+/// An agent in the legacy shape, as a value (for the endpoints that add fields to it).
+fn slave_json(a: &response::get_agents::Agent) -> Value {
+    serde_json::to_value(LegacySlave(a)).unwrap_or(Value::Null)
+}
+
+/// An agent in the legacy shape, written without an intermediate value; keys in sorted order,
+/// as `FrameworkFields`.
+struct LegacySlave<'a>(&'a response::get_agents::Agent);
+
+impl Serialize for LegacySlave<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let a = self.0;
+        let info = &a.agent_info;
+        let mut reserved: BTreeMap<String, Vec<&v1::Resource>> = BTreeMap::new();
+        let mut unreserved = Vec::new();
+        for r in &a.total_resources {
+            match reservation_role(r) {
+                Some(role) => reserved.entry(role).or_default().push(r),
+                None => unreserved.push(r),
+            }
+        }
+        let mut map = s.serialize_map(Some(16))?;
+        map.serialize_entry("active", &a.active)?;
+        map.serialize_entry("attributes", &attributes(&info.attributes))?;
+        map.serialize_entry("capabilities", &[(); 0])?;
+        map.serialize_entry("deactivated", &a.deactivated.unwrap_or(false))?;
+        map.serialize_entry("hostname", &info.hostname)?;
+        map.serialize_entry("id", info.id.as_ref().map_or("", |i| i.value.as_str()))?;
+        map.serialize_entry("offered_resources", &sorted_flat(&a.offered_resources))?;
+        map.serialize_entry("pid", a.pid.as_deref().unwrap_or_default())?;
+        map.serialize_entry("port", &info.port())?;
+        map.serialize_entry("registered_time", &seconds(a.registered_time.as_ref()))?;
+        map.serialize_entry("reregistered_time", &seconds(a.reregistered_time.as_ref()))?;
+        map.serialize_entry("reserved_resources", &Reserved(&reserved))?;
+        map.serialize_entry("resources", &sorted_flat(&a.total_resources))?;
+        map.serialize_entry("unreserved_resources", &sorted_flat(unreserved))?;
+        map.serialize_entry("used_resources", &sorted_flat(&a.allocated_resources))?;
+        map.serialize_entry("version", &a.version)?;
+        map.end()
+    }
+}
+
+/// An agent's reserved resources: a flat resources object per role.
+struct Reserved<'a, 'r>(&'a BTreeMap<String, Vec<&'r v1::Resource>>);
+
+impl Serialize for Reserved<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (role, resources) in self.0 {
+            map.serialize_entry(role, &sorted_flat(resources.iter().copied()))?;
+        }
+        map.end()
+    }
+}
+
+/// The agents of `/master/state`.
+struct Slaves<'a>(&'a [std::sync::Arc<response::get_agents::Agent>]);
+
+impl Serialize for Slaves<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for a in self.0 {
+            seq.serialize_element(&LegacySlave(a))?;
+        }
+        seq.end()
+    }
 }
 
 fn leader_info(info: &v1::MasterInfo) -> Value {
@@ -587,17 +705,11 @@ fn leader_info(info: &v1::MasterInfo) -> Value {
 pub fn render_state(snapshot: &StateSnapshot) -> Result<Vec<u8>, serde_json::Error> {
     let state = &snapshot.state;
     let by = ByFramework::of(state);
-    let agents = &state.agents;
-    let frameworks: Vec<FullFramework<'_>> = state
-        .frameworks
-        .frameworks
-        .iter()
-        .map(|f| FullFramework::of(f, &by))
-        .collect::<Result<_, _>>()?;
-    let slaves: Vec<Value> = agents.agents.iter().map(slave_json).collect();
-    let active = agents.agents.iter().filter(|a| a.active).count();
-    let total = agents.agents.len();
-    let recovered: Vec<Value> = agents
+    let frameworks: Vec<FullFramework<'_>> =
+        state.frameworks.iter().map(|f| FullFramework::of(f, &by)).collect::<Result<_, _>>()?;
+    let active = state.agents.iter().filter(|a| a.active).count();
+    let total = state.agents.len();
+    let recovered: Vec<Value> = state
         .recovered_agents
         .iter()
         .map(|info| json!({"id": info.id.as_ref().map_or("", |i| i.value.as_str()), "hostname": info.hostname}))
@@ -606,6 +718,7 @@ pub fn render_state(snapshot: &StateSnapshot) -> Result<Vec<u8>, serde_json::Err
     let flags: serde_json::Map<String, Value> =
         snapshot.flags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     let start = snapshot.start_time.as_secs_f64();
+    // The small fields as a value; `slaves` and `frameworks`, the bulk, are streamed.
     let v = json!({
         "version": crate::MESOS_API_VERSION,
         "build_date": "",
@@ -623,7 +736,6 @@ pub fn render_state(snapshot: &StateSnapshot) -> Result<Vec<u8>, serde_json::Err
         "leader": info.pid.clone().unwrap_or_default(),
         "leader_info": leader_info(info),
         "flags": flags,
-        "slaves": slaves,
         "recovered_slaves": recovered,
         "completed_frameworks": [],
         "orphan_tasks": [],
@@ -632,9 +744,73 @@ pub fn render_state(snapshot: &StateSnapshot) -> Result<Vec<u8>, serde_json::Err
     // One buffer sized for the whole document up front (a task takes about 300 bytes, an
     // agent about 900): growing a 100 MB vector by doubling copies it over and over.
     let capacity = (state.tasks.len() + state.completed_tasks.len()) * 320
-        + state.agents.agents.len() * 1024
+        + state.agents.len() * 1024
         + (1 << 16);
-    with_frameworks(&v, &frameworks, capacity)
+    let mut out = Vec::with_capacity(capacity);
+    let mut ser = serde_json::Serializer::new(&mut out);
+    let mut map = serde::Serializer::serialize_map(&mut ser, None)?;
+    // `slaves` goes where a sorted object would put it, as it did when it was in the value.
+    let slaves = Slaves(&state.agents);
+    let mut slaves_written = false;
+    if let Value::Object(fields) = &v {
+        for (k, value) in fields {
+            if !slaves_written && k.as_str() > "slaves" {
+                map.serialize_entry("slaves", &slaves)?;
+                slaves_written = true;
+            }
+            map.serialize_entry(k, value)?;
+        }
+    }
+    if !slaves_written {
+        map.serialize_entry("slaves", &slaves)?;
+    }
+    SerializeMap::end(map)?;
+    // `frameworks` (which hold the tasks, most of the document) comes last, written by hand
+    // in place of the closing brace so that its two halves can be rendered on two cores.
+    out.pop();
+    out.extend_from_slice(b",\"frameworks\":[");
+    let tasks = |f: &FullFramework<'_>| f.tasks.0.len() + f.completed.0.len() + 1;
+    let all: usize = frameworks.iter().map(tasks).sum();
+    let mut split = 0;
+    let mut first_half = 0;
+    while split < frameworks.len() && first_half * 2 < all {
+        first_half += tasks(&frameworks[split]);
+        split += 1;
+    }
+    let (head, tail) = frameworks.split_at(split);
+    let tail_capacity = capacity.saturating_sub(out.len()) * (all - first_half) / all.max(1);
+    let tail = std::thread::scope(|scope| {
+        // The second thread inherits this one's priority (lowered for the server's renders).
+        let tail = (!tail.is_empty()).then(|| {
+            scope.spawn(move || {
+                let mut buffer = Vec::with_capacity(tail_capacity);
+                write_elements(&mut buffer, tail).map(|()| buffer)
+            })
+        });
+        write_elements(&mut out, head)?;
+        match tail.map(|t| t.join()) {
+            None => Ok(Vec::new()),
+            Some(Ok(rendered)) => rendered,
+            Some(Err(_)) => Err(serde::ser::Error::custom("the render thread panicked")),
+        }
+    })?;
+    if !head.is_empty() && !tail.is_empty() {
+        out.push(b',');
+    }
+    out.extend_from_slice(&tail);
+    out.extend_from_slice(b"]}");
+    Ok(out)
+}
+
+/// JSON array elements separated by commas, as serde_json's compact writer separates them.
+fn write_elements<T: Serialize>(out: &mut Vec<u8>, items: &[T]) -> Result<(), serde_json::Error> {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, item)?;
+    }
+    Ok(())
 }
 
 /// The object `fields` with `frameworks` added, serialized.
@@ -717,7 +893,6 @@ pub(crate) async fn state_summary(State(app): State<AppState>) -> Result<Respons
         state.tasks.iter().chain(state.completed_tasks.iter()).map(|t| &**t).collect();
     let slaves: Vec<Value> = state
         .agents
-        .agents
         .iter()
         .map(|a| {
             let id = a.agent_info.id.as_ref().map_or("", |i| i.value.as_str());
@@ -742,7 +917,6 @@ pub(crate) async fn state_summary(State(app): State<AppState>) -> Result<Respons
         .collect();
     let by = ByFramework::of(state);
     let frameworks: Vec<Value> = state
-        .frameworks
         .frameworks
         .iter()
         .map(|f| {
@@ -786,7 +960,6 @@ pub(crate) async fn frameworks(
     let wanted = query.get("framework_id");
     let frameworks: Vec<FullFramework<'_>> = snapshot
         .state
-        .frameworks
         .frameworks
         .iter()
         .filter(|f| {
@@ -1036,5 +1209,352 @@ mod tests {
             TaskQuery::parse(&bad).map(|_| ()).expect_err("a bad limit").status,
             StatusCode::BAD_REQUEST
         );
+    }
+
+    /// The renders of agents and frameworks as they were before they streamed (through
+    /// `serde_json::Value` trees), kept here to pin that the streamed ones write the same bytes.
+    mod before {
+        use super::super::*;
+
+        fn old_seconds(time: Option<&v1::TimeInfo>) -> Value {
+            time.map_or(Value::Null, |t| json!(t.nanoseconds as f64 / 1e9))
+        }
+
+        pub(super) fn old_framework_json(
+            f: &response::get_frameworks::Framework,
+            by: &ByFramework<'_>,
+            full: bool,
+        ) -> Result<Value, serde_json::Error> {
+            let info = &f.framework_info;
+            let id = info.id.as_ref().map_or("", |i| i.value.as_str());
+            let (multi, roles) = framework_roles(info);
+            let mut o = serde_json::Map::new();
+            o.insert("id".into(), json!(id));
+            o.insert("name".into(), json!(info.name));
+            o.insert("user".into(), json!(info.user));
+            o.insert("hostname".into(), json!(info.hostname.clone().unwrap_or_default()));
+            o.insert("webui_url".into(), json!(info.webui_url.clone().unwrap_or_default()));
+            o.insert("active".into(), json!(f.active));
+            o.insert("connected".into(), json!(f.connected));
+            o.insert("recovered".into(), json!(f.recovered));
+            o.insert("failover_timeout".into(), json!(info.failover_timeout()));
+            o.insert("checkpoint".into(), json!(info.checkpoint()));
+            o.insert("registered_time".into(), old_seconds(f.registered_time.as_ref()));
+            o.insert(
+                "unregistered_time".into(),
+                old_seconds(f.unregistered_time.as_ref()).as_f64().map_or(json!(0), |v| json!(v)),
+            );
+            if let Some(t) = &f.reregistered_time {
+                o.insert("reregistered_time".into(), old_seconds(Some(t)));
+            }
+            if let Some(p) = &info.principal {
+                o.insert("principal".into(), json!(p));
+            }
+            let capabilities: Vec<&str> =
+                info.capabilities.iter().map(|c| c.r#type().as_str_name()).collect();
+            o.insert("capabilities".into(), json!(capabilities));
+            if multi {
+                o.insert("roles".into(), json!(roles));
+            } else {
+                o.insert("role".into(), json!(roles.first()));
+            }
+            o.insert("used_resources".into(), flat(&f.allocated_resources));
+            o.insert("offered_resources".into(), flat(&f.offered_resources));
+            o.insert(
+                "resources".into(),
+                flat(&[f.allocated_resources.clone(), f.offered_resources.clone()].concat()),
+            );
+            if let Some(l) = &info.labels {
+                o.insert("labels".into(), labels(l));
+            }
+            if full {
+                o.insert("unreachable_tasks".into(), json!([]));
+                let offers: Vec<Value> = f
+                    .offers
+                    .iter()
+                    .map(|offer| {
+                        json!({
+                            "id": offer.id.value,
+                            "framework_id": offer.framework_id.value,
+                            "slave_id": offer.agent_id.value,
+                            "resources": flat(&offer.resources),
+                        })
+                    })
+                    .collect();
+                o.insert("offers".into(), json!(offers));
+                let executors: Vec<Value> = by
+                    .executors
+                    .get(id)
+                    .map(|es| {
+                        es.iter()
+                            .map(|e| {
+                                let mut v = agora_proto::to_json_value(&e.executor_info);
+                                if let Value::Object(m) = &mut v {
+                                    m.insert("slave_id".into(), json!(e.agent_id.value));
+                                    m.insert("resources".into(), flat(&e.executor_info.resources));
+                                }
+                                v
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                o.insert("executors".into(), json!(executors));
+            }
+            Ok(Value::Object(o))
+        }
+
+        pub(super) fn old_slave_json(a: &response::get_agents::Agent) -> Value {
+            let info = &a.agent_info;
+            let mut reserved: BTreeMap<String, Vec<v1::Resource>> = BTreeMap::new();
+            let mut unreserved = Vec::new();
+            for r in &a.total_resources {
+                match reservation_role(r) {
+                    Some(role) => reserved.entry(role).or_default().push(r.clone()),
+                    None => unreserved.push(r.clone()),
+                }
+            }
+            let reserved: serde_json::Map<String, Value> =
+                reserved.into_iter().map(|(role, rs)| (role, flat(&rs))).collect();
+            json!({
+                "id": info.id.as_ref().map_or("", |i| i.value.as_str()),
+                "hostname": info.hostname,
+                "port": info.port(),
+                "pid": a.pid.clone().unwrap_or_default(),
+                "attributes": attributes(&info.attributes),
+                "registered_time": old_seconds(a.registered_time.as_ref()),
+                "reregistered_time": old_seconds(a.reregistered_time.as_ref()),
+                "resources": flat(&a.total_resources),
+                "used_resources": flat(&a.allocated_resources),
+                "offered_resources": flat(&a.offered_resources),
+                "reserved_resources": reserved,
+                "unreserved_resources": flat(&unreserved),
+                "active": a.active,
+                "deactivated": a.deactivated.unwrap_or(false),
+                "version": a.version,
+                "capabilities": [],
+            })
+        }
+    }
+
+    fn time(seconds: f64) -> Option<v1::TimeInfo> {
+        Some(v1::TimeInfo { nanoseconds: (seconds * 1e9) as i64 })
+    }
+
+    fn reserved(name: &str, value: f64, role: &str, refined: bool) -> v1::Resource {
+        let mut r = scalar(name, value);
+        if refined {
+            r.reservations = vec![v1::resource::ReservationInfo {
+                role: Some(role.into()),
+                ..Default::default()
+            }];
+        } else {
+            #[expect(deprecated, reason = "the pre-refinement format is rendered too")]
+            {
+                r.role = Some(role.into());
+            }
+        }
+        r
+    }
+
+    /// Agents and frameworks with every optional field set one way or the other.
+    fn rich_snapshot() -> StateSnapshot {
+        let mut ports = v1::Resource {
+            name: "ports".into(),
+            ranges: Some(v1::value::Ranges {
+                range: vec![v1::value::Range { begin: 31000, end: 32000 }],
+            }),
+            ..Default::default()
+        };
+        ports.set_type(v1::value::Type::Ranges);
+        let mut revocable = scalar("cpus", 0.5);
+        revocable.revocable = Some(Default::default());
+        let total = vec![
+            scalar("cpus", 4.0),
+            scalar("mem", 1024.0),
+            ports,
+            revocable,
+            reserved("cpus", 1.0, "web", true),
+            reserved("mem", 64.0, "db", false),
+        ];
+        let attribute = |name: &str| v1::Attribute { name: name.into(), ..Default::default() };
+        let attributes = vec![
+            v1::Attribute { scalar: Some(v1::value::Scalar { value: 3.0 }), ..attribute("level") },
+            v1::Attribute {
+                text: Some(v1::value::Text { value: "r1".into() }),
+                ..attribute("rack")
+            },
+            v1::Attribute {
+                set: Some(v1::value::Set { item: vec!["a".into(), "b".into()] }),
+                ..attribute("zones")
+            },
+        ];
+        let agent = |n: u32, active: bool| response::get_agents::Agent {
+            agent_info: v1::AgentInfo {
+                id: Some(v1::AgentId { value: format!("S{n}") }),
+                hostname: format!("agent{n}"),
+                port: Some(5051),
+                attributes: if n == 0 { attributes.clone() } else { Vec::new() },
+                ..Default::default()
+            },
+            active,
+            version: "1.11.0".into(),
+            pid: Some(format!("slave(1)@10.0.0.{n}:5051")),
+            registered_time: time(1.5),
+            reregistered_time: if n == 0 { time(2.25) } else { None },
+            total_resources: total.clone(),
+            allocated_resources: vec![scalar("cpus", 1.0)],
+            offered_resources: vec![scalar("mem", 128.0)],
+            deactivated: if n == 0 { None } else { Some(true) },
+            ..Default::default()
+        };
+        let mut multi = v1::FrameworkInfo {
+            user: "alice".into(),
+            name: "multi".into(),
+            id: Some(v1::FrameworkId { value: "F0".into() }),
+            roles: vec!["web".into(), "db".into()],
+            principal: Some("p".into()),
+            hostname: Some("h".into()),
+            webui_url: Some("http://h".into()),
+            checkpoint: Some(true),
+            failover_timeout: Some(7.5),
+            labels: Some(v1::Labels {
+                labels: vec![v1::Label { key: "k".into(), value: Some("v".into()) }],
+            }),
+            ..Default::default()
+        };
+        let mut capability = v1::framework_info::Capability::default();
+        capability.set_type(v1::framework_info::capability::Type::MultiRole);
+        multi.capabilities = vec![capability];
+        #[expect(deprecated, reason = "a single-role framework names its role this way")]
+        let single = v1::FrameworkInfo {
+            user: "bob".into(),
+            name: "single".into(),
+            id: Some(v1::FrameworkId { value: "F1".into() }),
+            role: Some("web".into()),
+            ..Default::default()
+        };
+        let offer = v1::Offer {
+            id: v1::OfferId { value: "O1".into() },
+            framework_id: v1::FrameworkId { value: "F0".into() },
+            agent_id: v1::AgentId { value: "S0".into() },
+            resources: vec![scalar("mem", 128.0)],
+            ..Default::default()
+        };
+        let frameworks = vec![
+            response::get_frameworks::Framework {
+                framework_info: multi,
+                active: true,
+                connected: true,
+                registered_time: time(1.0),
+                reregistered_time: time(3.0),
+                unregistered_time: time(4.0),
+                offers: vec![offer],
+                allocated_resources: vec![scalar("cpus", 1.0)],
+                offered_resources: vec![scalar("mem", 128.0)],
+                recovered: false,
+                ..Default::default()
+            },
+            response::get_frameworks::Framework {
+                framework_info: single,
+                recovered: true,
+                ..Default::default()
+            },
+        ];
+        let executor = response::get_executors::Executor {
+            executor_info: v1::ExecutorInfo {
+                executor_id: v1::ExecutorId { value: "E".into() },
+                framework_id: Some(v1::FrameworkId { value: "F0".into() }),
+                resources: vec![scalar("cpus", 0.1)],
+                ..Default::default()
+            },
+            agent_id: v1::AgentId { value: "S0".into() },
+        };
+        let mut running = task("t1", 1.0);
+        running.framework_id = Some(v1::FrameworkId { value: "F0".into() });
+        let mut done = task("t2", 2.0);
+        done.framework_id = Some(v1::FrameworkId { value: "F1".into() });
+        StateSnapshot {
+            master_info: v1::MasterInfo {
+                id: "M".into(),
+                hostname: Some("master".into()),
+                pid: Some("master@10.0.0.1:5050".into()),
+                port: 5050,
+                ..Default::default()
+            },
+            start_time: Duration::from_secs(100),
+            state: StateView {
+                tasks: vec![std::sync::Arc::new(running)],
+                completed_tasks: vec![std::sync::Arc::new(done)],
+                executors: response::GetExecutors {
+                    executors: vec![executor],
+                    orphan_executors: Vec::new(),
+                },
+                frameworks: frameworks.into_iter().map(std::sync::Arc::new).collect(),
+                agents: vec![
+                    std::sync::Arc::new(agent(0, true)),
+                    std::sync::Arc::new(agent(1, false)),
+                ],
+                recovered_agents: vec![v1::AgentInfo {
+                    id: Some(v1::AgentId { value: "S9".into() }),
+                    hostname: "gone".into(),
+                    ..Default::default()
+                }],
+            },
+            flags: vec![("port".into(), "5050".into())],
+        }
+    }
+
+    #[test]
+    fn streamed_agents_and_frameworks_write_the_bytes_the_value_trees_wrote() {
+        let snapshot = rich_snapshot();
+        let state = &snapshot.state;
+        let by = ByFramework::of(state);
+        for a in &state.agents {
+            assert_eq!(
+                serde_json::to_string(&LegacySlave(a)).expect("serializes"),
+                serde_json::to_string(&before::old_slave_json(a)).expect("serializes"),
+            );
+        }
+        for f in &state.frameworks {
+            for full in [false, true] {
+                assert_eq!(
+                    serde_json::to_string(&FrameworkFields {
+                        f,
+                        executors: by
+                            .executors
+                            .get(f.framework_info.id.as_ref().map_or("", |i| i.value.as_str()))
+                            .cloned()
+                            .unwrap_or_default(),
+                        full,
+                    })
+                    .expect("serializes"),
+                    serde_json::to_string(
+                        &before::old_framework_json(f, &by, full).expect("renders")
+                    )
+                    .expect("serializes"),
+                );
+            }
+        }
+
+        // The whole document: the small fields and `slaves` in sorted order, as one value
+        // wrote them, then `frameworks`.
+        let body = render_state(&snapshot).expect("renders");
+        let mut doc: Value = serde_json::from_slice(&body).expect("valid JSON");
+        let fields = doc.as_object_mut().expect("an object");
+        fields.remove("frameworks");
+        let slaves = state.agents.iter().map(|a| before::old_slave_json(a)).collect();
+        fields.insert("slaves".into(), Value::Array(slaves));
+        let frameworks: Vec<FullFramework<'_>> = state
+            .frameworks
+            .iter()
+            .map(|f| FullFramework::of(f, &by))
+            .collect::<Result<_, _>>()
+            .expect("renders");
+        let mut expected = serde_json::to_vec(&doc).expect("serializes");
+        expected.pop();
+        expected.extend_from_slice(b",\"frameworks\":");
+        expected.extend(serde_json::to_vec(&frameworks).expect("serializes"));
+        expected.push(b'}');
+        assert_eq!(String::from_utf8_lossy(&body), String::from_utf8_lossy(&expected));
     }
 }
