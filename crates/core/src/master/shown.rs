@@ -36,12 +36,14 @@ impl<T> Default for Cached<T> {
 
 impl<T> Cached<T> {
     /// The view built with `stamp`, built now by `build` if there is none or it is stale.
-    pub(super) fn get(&self, stamp: u64, build: impl FnOnce() -> T) -> Arc<T> {
+    /// `build` gets the stale view if only the stamp changed (the owner did not: `clear`
+    /// would have dropped it), so that it can keep what the stamp does not cover.
+    pub(super) fn get(&self, stamp: u64, build: impl FnOnce(Option<&T>) -> T) -> Arc<T> {
         let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
         match &*slot {
             Some((built, view)) if *built == stamp => Arc::clone(view),
-            _ => {
-                let view = Arc::new(build());
+            stale => {
+                let view = Arc::new(build(stale.as_ref().map(|(_, view)| &**view)));
                 *slot = Some((stamp, Arc::clone(&view)));
                 view
             }

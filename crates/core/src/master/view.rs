@@ -132,11 +132,21 @@ impl Master {
         // An agent the allocator does not hold (its stream broke) cannot change there; when
         // it comes back the allocator stamps it anew.
         let stamp = self.allocator.agent_stamp(&agent.id).unwrap_or(u64::MAX);
-        agent.view.get(stamp, || {
+        agent.view.get(stamp, |stale| {
             let offered = offered.get_or_init(|| self.offered_by_agent());
             let offers = offered.get(agent.id.as_str()).cloned().unwrap_or_default();
-            let used = self.used_on(&agent.id);
-            self.agent_view(agent, &(used - &offers), &offers)
+            let allocated = self.used_on(&agent.id) - &offers;
+            match stale {
+                // Only the allocation changed (any change of the agent itself drops its view):
+                // the rest stays, rather than converting the agent's info and total again,
+                // which under churn is most of a snapshot's time.
+                Some(stale) => response::get_agents::Agent {
+                    allocated_resources: convert::resources_to_proto(&allocated, None),
+                    offered_resources: convert::resources_to_proto(&offers, None),
+                    ..stale.clone()
+                },
+                None => self.agent_view(agent, &allocated, &offers),
+            }
         })
     }
 
@@ -144,7 +154,7 @@ impl Master {
     pub fn framework_views(&self) -> Vec<Arc<response::get_frameworks::Framework>> {
         self.frameworks
             .values()
-            .map(|f| f.view.get(FRAMEWORK_STAMP, || self.framework_view(f)))
+            .map(|f| f.view.get(FRAMEWORK_STAMP, |_| self.framework_view(f)))
             .collect()
     }
 
@@ -272,7 +282,7 @@ impl Master {
     /// One framework as GET_FRAMEWORKS and FRAMEWORK_ADDED/UPDATED show it.
     pub fn framework_info_view(&self, id: &str) -> Option<response::get_frameworks::Framework> {
         let f = self.frameworks.get(id)?;
-        Some(f.view.get(FRAMEWORK_STAMP, || self.framework_view(f)).as_ref().clone())
+        Some(f.view.get(FRAMEWORK_STAMP, |_| self.framework_view(f)).as_ref().clone())
     }
 
     fn framework_view(&self, framework: &Framework) -> response::get_frameworks::Framework {
