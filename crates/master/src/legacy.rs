@@ -8,8 +8,10 @@
 //! a large cluster) happens here, in the handler's task. Legacy JSON differs from the v1 JSON:
 //! resources are one flat object (`cpus`, `gpus`, `mem`, `disk` always present, ranges as
 //! `"[31000-32000]"`, sets as `"{a,b}"`), agents are `slave`s, times are seconds, and a task's
-//! statuses are a short array. Tasks, the bulk of a large state, are serialized straight to
-//! the output through `serde::Serialize` without an intermediate `serde_json::Value`.
+//! statuses are a short array. Tasks, agents and frameworks, the bulk of a large state, are
+//! serialized straight to the output through `serde::Serialize` without an intermediate
+//! `serde_json::Value` (agents' and frameworks' keys in the sorted order such a value used to
+//! give them, so the bytes did not change), on a render thread of low priority.
 //! `?jsonp=` is not supported.
 
 use std::borrow::Cow;
