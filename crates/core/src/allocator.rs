@@ -178,6 +178,9 @@ struct Agent {
     filters: Vec<(u32, RoleFilters)>,
     /// Hostname and attributes, for offer constraints.
     description: Arc<AgentDescription>,
+    /// Taken from `Allocator::stamps` on every mutable access (`agent_mut`), so that the
+    /// master's cached view of the agent can tell that its allocation may have changed.
+    stamp: u64,
 }
 
 /// A framework as the allocator sees it.
@@ -268,6 +271,9 @@ pub struct Allocator {
     /// How many frameworks have offer constraints: while none do, picking a framework never
     /// looks at agent descriptions.
     constrained: usize,
+    /// The last stamp handed to an agent; never reused, so an agent removed and added again
+    /// cannot match a view of its former self.
+    stamps: u64,
 }
 
 impl Allocator {
@@ -296,6 +302,7 @@ impl Allocator {
             roles: RoleTree::default(),
             quota: QuotaBook::default(),
             constrained: 0,
+            stamps: 0,
         }
     }
 
@@ -303,8 +310,14 @@ impl Allocator {
         self.agents[idx as usize].as_ref().expect("callers only hold live agent indices")
     }
 
+    /// Every change of an agent goes through here, and stamps it as changed.
     fn agent_mut(&mut self, idx: u32) -> &mut Agent {
-        self.agents[idx as usize].as_mut().expect("callers only hold live agent indices")
+        self.stamps += 1;
+        let stamp = self.stamps;
+        let agent =
+            self.agents[idx as usize].as_mut().expect("callers only hold live agent indices");
+        agent.stamp = stamp;
+        agent
     }
 
     fn framework_mut(&mut self, idx: u32) -> &mut Framework {
@@ -357,7 +370,10 @@ impl Allocator {
             active: true,
             filters: Vec::new(),
             description: Arc::default(),
+            stamp: 0,
         });
+        // Stamped through `agent_mut`, like every later change.
+        self.agent_mut(a);
         for (framework_id, role, resources) in used {
             let f = self.intern_framework(framework_id);
             let r = self.roles.intern(role, &self.config.weights);
@@ -716,6 +732,13 @@ impl Allocator {
     /// What the agent has not allocated, or `None` for an unknown agent.
     pub fn available(&self, agent_id: &str) -> Option<&Resources> {
         self.agent_ids.get(agent_id).map(|a| &self.agent(a).available)
+    }
+
+    /// A number that changes whenever anything about the agent changes here (its total, what
+    /// is free, its allocations), or `None` for an unknown agent; for caches of views that
+    /// show the agent's allocation.
+    pub fn agent_stamp(&self, agent_id: &str) -> Option<u64> {
+        self.agent_ids.get(agent_id).map(|a| self.agent(a).stamp)
     }
 
     /// What the agent has in total, or `None` for an unknown agent.

@@ -15,6 +15,7 @@ mod health;
 mod operator;
 mod recovery;
 mod scheduler;
+mod shown;
 mod tasks;
 mod view;
 
@@ -22,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use agora_proto::master::response;
 use agora_proto::{internal, master as ops, scheduler as sched, v1};
 use bytes::Bytes;
 
@@ -217,6 +219,15 @@ struct Framework {
     recovered: bool,
     /// When its scheduler first subscribed to this master.
     registered_time: Option<Duration>,
+    /// Its operator view (GET_FRAMEWORKS' entry), kept until it changes: `Shown` forgets it
+    /// on every mutable access.
+    view: shown::Cached<response::get_frameworks::Framework>,
+}
+
+impl shown::Viewed for Framework {
+    fn changed(&mut self) {
+        self.view.clear();
+    }
 }
 
 /// A removed framework: its view at removal and its tasks, all of them over by then.
@@ -281,6 +292,16 @@ struct Agent {
     missed_pings: u32,
     registered_time: Option<Duration>,
     reregistered_time: Option<Duration>,
+    /// Its operator view (GET_AGENTS' entry), kept until it changes: `Shown` forgets it on
+    /// every mutable access, and the allocator's stamp of the agent tells when its
+    /// allocation changed.
+    view: shown::Cached<response::get_agents::Agent>,
+}
+
+impl shown::Viewed for Agent {
+    fn changed(&mut self) {
+        self.view.clear();
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -301,7 +322,7 @@ pub struct Master {
     next_framework: u64,
     next_offer: u64,
     next_agent: u64,
-    frameworks: BTreeMap<String, Framework>,
+    frameworks: shown::Shown<Framework>,
     /// Ids of removed frameworks, which can never subscribe again.
     removed_frameworks: HashSet<String>,
     /// The order ids were removed in, to bound `removed_frameworks`.
@@ -309,7 +330,7 @@ pub struct Master {
     /// Removed frameworks as the state endpoints show them, oldest first, bounded by
     /// `max_completed_frameworks`; soft state (empty after a restart, as in Mesos).
     completed_frameworks: VecDeque<CompletedFramework>,
-    agents: BTreeMap<String, Agent>,
+    agents: shown::Shown<Agent>,
     offers: BTreeMap<String, Offer>,
     /// Ordered maps, so that outputs fanned out over every stream (heartbeats) come in the
     /// same order on every run: the simulator replays runs exactly.
@@ -374,11 +395,11 @@ impl Master {
             next_framework: 0,
             next_offer: 0,
             next_agent: 0,
-            frameworks: BTreeMap::new(),
+            frameworks: shown::Shown::default(),
             removed_frameworks: HashSet::new(),
             removed_order: VecDeque::new(),
             completed_frameworks: VecDeque::new(),
-            agents: BTreeMap::new(),
+            agents: shown::Shown::default(),
             offers: BTreeMap::new(),
             scheduler_conns: BTreeMap::new(),
             agent_conns: BTreeMap::new(),
@@ -587,6 +608,8 @@ impl Master {
                 ..Default::default()
             };
             framework.offers.insert(offer_id.clone());
+            // The agent's view shows what is offered on it.
+            self.agents.touch(&a.agent_id);
             self.offers.insert(
                 offer_id,
                 Offer {
@@ -620,6 +643,8 @@ impl Master {
         out: &mut Vec<Output>,
     ) -> Option<Offer> {
         let offer = self.offers.remove(offer_id)?;
+        // The agent's view shows what is offered on it.
+        self.agents.touch(&offer.agent_id);
         if let Some(framework) = self.frameworks.get_mut(&offer.framework_id) {
             framework.offers.remove(offer_id);
             if rescind && let Some(conn) = framework.conn {

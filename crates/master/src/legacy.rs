@@ -8,8 +8,10 @@
 //! a large cluster) happens here, in the handler's task. Legacy JSON differs from the v1 JSON:
 //! resources are one flat object (`cpus`, `gpus`, `mem`, `disk` always present, ranges as
 //! `"[31000-32000]"`, sets as `"{a,b}"`), agents are `slave`s, times are seconds, and a task's
-//! statuses are a short array. Tasks, the bulk of a large state, are serialized straight to
-//! the output through `serde::Serialize` without an intermediate `serde_json::Value`.
+//! statuses are a short array. Tasks, agents and frameworks, the bulk of a large state, are
+//! serialized straight to the output through `serde::Serialize` without an intermediate
+//! `serde_json::Value` (agents' and frameworks' keys in the sorted order such a value used to
+//! give them, so the bytes did not change), on a render thread of low priority.
 //! `?jsonp=` is not supported.
 
 use std::borrow::Cow;
@@ -115,7 +117,18 @@ impl StateRenders {
             shared.started
         };
         let snapshot = snapshot().await.ok_or(StateFailure::Unavailable)?;
-        let body = tokio::task::spawn_blocking(move || render_state(&snapshot))
+        let (done, rendered) = tokio::sync::oneshot::channel();
+        // A thread of its own rather than the blocking pool, because it lowers its priority
+        // and pool threads are reused for the registry's commits. It also drops the snapshot
+        // (400k task pointers on a large cluster) away from the dispatcher.
+        std::thread::Builder::new()
+            .name("state-render".into())
+            .spawn(move || {
+                yield_to_scheduling();
+                let _ = done.send(render_state(&snapshot));
+            })
+            .map_err(|e| StateFailure::Render(e.to_string()))?;
+        let body = rendered
             .await
             .map_err(|e| StateFailure::Render(e.to_string()))?
             .map_err(|e| StateFailure::Render(e.to_string()))?;
@@ -126,6 +139,20 @@ impl StateRenders {
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The niceness of the `/master/state` render thread: a render takes a core for most of a
+/// second on a large cluster, and must not take it from the dispatcher, the allocator and the
+/// schedulers' calls when the cores are short (a CFS weight of 15 against 1024).
+const RENDER_NICENESS: i32 = 19;
+
+/// Lowers the calling thread's priority (Linux applies `setpriority` to one thread when given
+/// its thread id). A failure only costs the protection, so it is logged and ignored.
+fn yield_to_scheduling() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), RENDER_NICENESS) {
+        tracing::debug!("cannot lower the priority of the state render thread: {e}");
     }
 }
 
@@ -202,6 +229,15 @@ impl<'a> FlatResources<'a> {
     }
 }
 
+/// The flat resources object with its keys in sorted order, as agents and frameworks have
+/// always shown it (they went through a `serde_json::Value`, whose objects sort their keys;
+/// tasks never did).
+fn sorted_flat<'a>(resources: impl IntoIterator<Item = &'a v1::Resource>) -> FlatResources<'a> {
+    let mut flat = FlatResources::of(resources);
+    flat.0.sort_by(|(a, _), (b, _)| a.cmp(b));
+    flat
+}
+
 impl Serialize for FlatResources<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.0.len()))?;
@@ -226,8 +262,9 @@ fn reservation_role(r: &v1::Resource) -> Option<String> {
     role.filter(|role| role != "*")
 }
 
-fn seconds(time: Option<&v1::TimeInfo>) -> Value {
-    time.map_or(Value::Null, |t| json!(t.nanoseconds as f64 / 1e9))
+/// A time in seconds since the epoch, or null.
+fn seconds(time: Option<&v1::TimeInfo>) -> Option<f64> {
+    time.map(|t| t.nanoseconds as f64 / 1e9)
 }
 
 fn attributes(attributes: &[v1::Attribute]) -> Value {
@@ -408,15 +445,16 @@ impl<'a> ByFramework<'a> {
     }
 }
 
-/// A framework with its tasks: the fields of `framework_json`, then `tasks` and
-/// `completed_tasks` serialized straight from the snapshot.
+/// A framework with its tasks: the fields of `FrameworkFields`, then `tasks` and
+/// `completed_tasks`, all serialized straight from the snapshot.
 struct FullFramework<'a> {
-    fields: Value,
+    fields: FrameworkFields<'a>,
     tasks: TaskList<'a>,
     completed: TaskList<'a>,
 }
 
 impl<'a> FullFramework<'a> {
+    /// The one place a framework of `/master/state` and `/master/frameworks` is rendered.
     fn of(
         f: &'a response::get_frameworks::Framework,
         by: &ByFramework<'a>,
@@ -435,7 +473,11 @@ impl<'a> FullFramework<'a> {
             )
         };
         Ok(FullFramework {
-            fields: framework_json(f, by, true)?,
+            fields: FrameworkFields {
+                f,
+                executors: by.executors.get(id).cloned().unwrap_or_default(),
+                full: true,
+            },
             tasks: list(by.tasks.get(id)),
             completed: list(by.completed.get(id)),
         })
@@ -445,11 +487,7 @@ impl<'a> FullFramework<'a> {
 impl Serialize for FullFramework<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
-        if let Value::Object(fields) = &self.fields {
-            for (k, v) in fields {
-                map.serialize_entry(k, v)?;
-            }
-        }
+        self.fields.entries(&mut map)?;
         map.serialize_entry("tasks", &self.tasks)?;
         map.serialize_entry("completed_tasks", &self.completed)?;
         map.end()
@@ -463,115 +501,197 @@ fn framework_json(
     by: &ByFramework<'_>,
     full: bool,
 ) -> Result<Value, serde_json::Error> {
-    let info = &f.framework_info;
-    let id = info.id.as_ref().map_or("", |i| i.value.as_str());
-    let (multi, roles) = framework_roles(info);
-    let mut o = serde_json::Map::new();
-    o.insert("id".into(), json!(id));
-    o.insert("name".into(), json!(info.name));
-    o.insert("user".into(), json!(info.user));
-    o.insert("hostname".into(), json!(info.hostname.clone().unwrap_or_default()));
-    o.insert("webui_url".into(), json!(info.webui_url.clone().unwrap_or_default()));
-    o.insert("active".into(), json!(f.active));
-    o.insert("connected".into(), json!(f.connected));
-    o.insert("recovered".into(), json!(f.recovered));
-    o.insert("failover_timeout".into(), json!(info.failover_timeout()));
-    o.insert("checkpoint".into(), json!(info.checkpoint()));
-    o.insert("registered_time".into(), seconds(f.registered_time.as_ref()));
-    o.insert(
-        "unregistered_time".into(),
-        seconds(f.unregistered_time.as_ref()).as_f64().map_or(json!(0), |v| json!(v)),
-    );
-    if let Some(t) = &f.reregistered_time {
-        o.insert("reregistered_time".into(), seconds(Some(t)));
-    }
-    if let Some(p) = &info.principal {
-        o.insert("principal".into(), json!(p));
-    }
-    let capabilities: Vec<&str> =
-        info.capabilities.iter().map(|c| c.r#type().as_str_name()).collect();
-    o.insert("capabilities".into(), json!(capabilities));
-    if multi {
-        o.insert("roles".into(), json!(roles));
-    } else {
-        o.insert("role".into(), json!(roles.first()));
-    }
-    o.insert("used_resources".into(), flat(&f.allocated_resources));
-    o.insert("offered_resources".into(), flat(&f.offered_resources));
-    o.insert(
-        "resources".into(),
-        flat(&[f.allocated_resources.clone(), f.offered_resources.clone()].concat()),
-    );
-    if let Some(l) = &info.labels {
-        o.insert("labels".into(), labels(l));
-    }
-    if full {
-        o.insert("unreachable_tasks".into(), json!([]));
-        let offers: Vec<Value> = f
-            .offers
-            .iter()
-            .map(|offer| {
-                json!({
-                    "id": offer.id.value,
-                    "framework_id": offer.framework_id.value,
-                    "slave_id": offer.agent_id.value,
-                    "resources": flat(&offer.resources),
-                })
-            })
-            .collect();
-        o.insert("offers".into(), json!(offers));
-        let executors: Vec<Value> = by
-            .executors
-            .get(id)
-            .map(|es| {
-                es.iter()
-                    .map(|e| {
-                        let mut v = agora_proto::to_json_value(&e.executor_info);
-                        if let Value::Object(m) = &mut v {
-                            m.insert("slave_id".into(), json!(e.agent_id.value));
-                            m.insert("resources".into(), flat(&e.executor_info.resources));
-                        }
-                        v
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        o.insert("executors".into(), json!(executors));
-    }
-    Ok(Value::Object(o))
+    let id = f.framework_info.id.as_ref().map_or("", |i| i.value.as_str());
+    let executors = by.executors.get(id).cloned().unwrap_or_default();
+    serde_json::to_value(FrameworkFields { f, executors, full })
 }
 
-/// An agent in the legacy shape.
-fn slave_json(a: &response::get_agents::Agent) -> Value {
-    let info = &a.agent_info;
-    let mut reserved: BTreeMap<String, Vec<v1::Resource>> = BTreeMap::new();
-    let mut unreserved = Vec::new();
-    for r in &a.total_resources {
-        match reservation_role(r) {
-            Some(role) => reserved.entry(role).or_default().push(r.clone()),
-            None => unreserved.push(r.clone()),
+/// The fields of a framework in the legacy shape, written without an intermediate value. The
+/// keys come in sorted order, as they did when this was a `serde_json::Value` object (a
+/// `BTreeMap`), so that the document stays byte for byte the same.
+struct FrameworkFields<'a> {
+    f: &'a response::get_frameworks::Framework,
+    executors: Vec<&'a response::get_executors::Executor>,
+    /// With `unreachable_tasks`, `offers` and `executors`.
+    full: bool,
+}
+
+impl FrameworkFields<'_> {
+    fn entries<M: SerializeMap>(&self, o: &mut M) -> Result<(), M::Error> {
+        let f = self.f;
+        let info = &f.framework_info;
+        let (multi, roles) = framework_roles(info);
+        let capabilities: Vec<&str> =
+            info.capabilities.iter().map(|c| c.r#type().as_str_name()).collect();
+        o.serialize_entry("active", &f.active)?;
+        o.serialize_entry("capabilities", &capabilities)?;
+        o.serialize_entry("checkpoint", &info.checkpoint())?;
+        o.serialize_entry("connected", &f.connected)?;
+        if self.full {
+            o.serialize_entry("executors", &LegacyExecutors(&self.executors))?;
         }
+        o.serialize_entry("failover_timeout", &info.failover_timeout())?;
+        o.serialize_entry("hostname", info.hostname.as_deref().unwrap_or_default())?;
+        o.serialize_entry("id", info.id.as_ref().map_or("", |i| i.value.as_str()))?;
+        if let Some(l) = &info.labels {
+            o.serialize_entry("labels", &labels(l))?;
+        }
+        o.serialize_entry("name", &info.name)?;
+        o.serialize_entry("offered_resources", &sorted_flat(&f.offered_resources))?;
+        if self.full {
+            o.serialize_entry("offers", &LegacyOffers(&f.offers))?;
+        }
+        if let Some(p) = &info.principal {
+            o.serialize_entry("principal", p)?;
+        }
+        o.serialize_entry("recovered", &f.recovered)?;
+        o.serialize_entry("registered_time", &seconds(f.registered_time.as_ref()))?;
+        if let Some(t) = &f.reregistered_time {
+            o.serialize_entry("reregistered_time", &seconds(Some(t)))?;
+        }
+        o.serialize_entry(
+            "resources",
+            &sorted_flat(f.allocated_resources.iter().chain(&f.offered_resources)),
+        )?;
+        if multi {
+            o.serialize_entry("roles", &roles)?;
+        } else {
+            o.serialize_entry("role", &roles.first())?;
+        }
+        if self.full {
+            o.serialize_entry("unreachable_tasks", &[(); 0])?;
+        }
+        // Mesos writes 0, an integer, for a framework that never disconnected.
+        match seconds(f.unregistered_time.as_ref()) {
+            Some(t) => o.serialize_entry("unregistered_time", &t)?,
+            None => o.serialize_entry("unregistered_time", &0)?,
+        }
+        o.serialize_entry("used_resources", &sorted_flat(&f.allocated_resources))?;
+        o.serialize_entry("user", &info.user)?;
+        o.serialize_entry("webui_url", info.webui_url.as_deref().unwrap_or_default())
     }
-    let reserved: serde_json::Map<String, Value> =
-        reserved.into_iter().map(|(role, rs)| (role, flat(&rs))).collect();
-    json!({
-        "id": info.id.as_ref().map_or("", |i| i.value.as_str()),
-        "hostname": info.hostname,
-        "port": info.port(),
-        "pid": a.pid.clone().unwrap_or_default(),
-        "attributes": attributes(&info.attributes),
-        "registered_time": seconds(a.registered_time.as_ref()),
-        "reregistered_time": seconds(a.reregistered_time.as_ref()),
-        "resources": flat(&a.total_resources),
-        "used_resources": flat(&a.allocated_resources),
-        "offered_resources": flat(&a.offered_resources),
-        "reserved_resources": reserved,
-        "unreserved_resources": flat(&unreserved),
-        "active": a.active,
-        "deactivated": a.deactivated.unwrap_or(false),
-        "version": a.version,
-        "capabilities": [],
-    })
+}
+
+impl Serialize for FrameworkFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        self.entries(&mut map)?;
+        map.end()
+    }
+}
+
+/// A framework's offers in the legacy shape.
+struct LegacyOffers<'a>(&'a [v1::Offer]);
+
+impl Serialize for LegacyOffers<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for offer in self.0 {
+            seq.serialize_element(&LegacyOffer(offer))?;
+        }
+        seq.end()
+    }
+}
+
+struct LegacyOffer<'a>(&'a v1::Offer);
+
+impl Serialize for LegacyOffer<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let offer = self.0;
+        let mut map = s.serialize_map(Some(4))?;
+        map.serialize_entry("framework_id", &offer.framework_id.value)?;
+        map.serialize_entry("id", &offer.id.value)?;
+        map.serialize_entry("resources", &sorted_flat(&offer.resources))?;
+        map.serialize_entry("slave_id", &offer.agent_id.value)?;
+        map.end()
+    }
+}
+
+/// A framework's executors: their v1 JSON with `slave_id` and flat `resources` added. They
+/// are few, so they go through `serde_json::Value`.
+struct LegacyExecutors<'a>(&'a [&'a response::get_executors::Executor]);
+
+impl Serialize for LegacyExecutors<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for e in self.0 {
+            let mut v = agora_proto::to_json_value(&e.executor_info);
+            if let Value::Object(m) = &mut v {
+                m.insert("slave_id".into(), json!(e.agent_id.value));
+                m.insert("resources".into(), flat(&e.executor_info.resources));
+            }
+            seq.serialize_element(&v)?;
+        }
+        seq.end()
+    }
+}
+
+/// An agent in the legacy shape, as a value (for the endpoints that add fields to it).
+fn slave_json(a: &response::get_agents::Agent) -> Value {
+    serde_json::to_value(LegacySlave(a)).unwrap_or(Value::Null)
+}
+
+/// An agent in the legacy shape, written without an intermediate value; keys in sorted order,
+/// as `FrameworkFields`.
+struct LegacySlave<'a>(&'a response::get_agents::Agent);
+
+impl Serialize for LegacySlave<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let a = self.0;
+        let info = &a.agent_info;
+        let mut reserved: BTreeMap<String, Vec<&v1::Resource>> = BTreeMap::new();
+        let mut unreserved = Vec::new();
+        for r in &a.total_resources {
+            match reservation_role(r) {
+                Some(role) => reserved.entry(role).or_default().push(r),
+                None => unreserved.push(r),
+            }
+        }
+        let mut map = s.serialize_map(Some(16))?;
+        map.serialize_entry("active", &a.active)?;
+        map.serialize_entry("attributes", &attributes(&info.attributes))?;
+        map.serialize_entry("capabilities", &[(); 0])?;
+        map.serialize_entry("deactivated", &a.deactivated.unwrap_or(false))?;
+        map.serialize_entry("hostname", &info.hostname)?;
+        map.serialize_entry("id", info.id.as_ref().map_or("", |i| i.value.as_str()))?;
+        map.serialize_entry("offered_resources", &sorted_flat(&a.offered_resources))?;
+        map.serialize_entry("pid", a.pid.as_deref().unwrap_or_default())?;
+        map.serialize_entry("port", &info.port())?;
+        map.serialize_entry("registered_time", &seconds(a.registered_time.as_ref()))?;
+        map.serialize_entry("reregistered_time", &seconds(a.reregistered_time.as_ref()))?;
+        map.serialize_entry("reserved_resources", &Reserved(&reserved))?;
+        map.serialize_entry("resources", &sorted_flat(&a.total_resources))?;
+        map.serialize_entry("unreserved_resources", &sorted_flat(unreserved))?;
+        map.serialize_entry("used_resources", &sorted_flat(&a.allocated_resources))?;
+        map.serialize_entry("version", &a.version)?;
+        map.end()
+    }
+}
+
+/// An agent's reserved resources: a flat resources object per role.
+struct Reserved<'a, 'r>(&'a BTreeMap<String, Vec<&'r v1::Resource>>);
+
+impl Serialize for Reserved<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (role, resources) in self.0 {
+            map.serialize_entry(role, &sorted_flat(resources.iter().copied()))?;
+        }
+        map.end()
+    }
+}
+
+/// The agents of `/master/state`.
+struct Slaves<'a>(&'a [std::sync::Arc<response::get_agents::Agent>]);
+
+impl Serialize for Slaves<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for a in self.0 {
+            seq.serialize_element(&LegacySlave(a))?;
+        }
+        seq.end()
+    }
 }
 
 fn leader_info(info: &v1::MasterInfo) -> Value {
@@ -587,17 +707,11 @@ fn leader_info(info: &v1::MasterInfo) -> Value {
 pub fn render_state(snapshot: &StateSnapshot) -> Result<Vec<u8>, serde_json::Error> {
     let state = &snapshot.state;
     let by = ByFramework::of(state);
-    let agents = &state.agents;
-    let frameworks: Vec<FullFramework<'_>> = state
-        .frameworks
-        .frameworks
-        .iter()
-        .map(|f| FullFramework::of(f, &by))
-        .collect::<Result<_, _>>()?;
-    let slaves: Vec<Value> = agents.agents.iter().map(slave_json).collect();
-    let active = agents.agents.iter().filter(|a| a.active).count();
-    let total = agents.agents.len();
-    let recovered: Vec<Value> = agents
+    let frameworks: Vec<FullFramework<'_>> =
+        state.frameworks.iter().map(|f| FullFramework::of(f, &by)).collect::<Result<_, _>>()?;
+    let active = state.agents.iter().filter(|a| a.active).count();
+    let total = state.agents.len();
+    let recovered: Vec<Value> = state
         .recovered_agents
         .iter()
         .map(|info| json!({"id": info.id.as_ref().map_or("", |i| i.value.as_str()), "hostname": info.hostname}))
@@ -606,6 +720,7 @@ pub fn render_state(snapshot: &StateSnapshot) -> Result<Vec<u8>, serde_json::Err
     let flags: serde_json::Map<String, Value> =
         snapshot.flags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     let start = snapshot.start_time.as_secs_f64();
+    // The small fields as a value; `slaves` and `frameworks`, the bulk, are streamed.
     let v = json!({
         "version": crate::MESOS_API_VERSION,
         "build_date": "",
@@ -623,7 +738,6 @@ pub fn render_state(snapshot: &StateSnapshot) -> Result<Vec<u8>, serde_json::Err
         "leader": info.pid.clone().unwrap_or_default(),
         "leader_info": leader_info(info),
         "flags": flags,
-        "slaves": slaves,
         "recovered_slaves": recovered,
         "completed_frameworks": completed_frameworks(state, &by)?,
         "orphan_tasks": [],
@@ -639,9 +753,73 @@ pub fn render_state(snapshot: &StateSnapshot) -> Result<Vec<u8>, serde_json::Err
     // One buffer sized for the whole document up front (a task takes about 300 bytes, an
     // agent about 900): growing a 100 MB vector by doubling copies it over and over.
     let capacity = (state.tasks.len() + state.completed_tasks.len()) * 320
-        + state.agents.agents.len() * 1024
+        + state.agents.len() * 1024
         + (1 << 16);
-    with_frameworks(&v, &frameworks, capacity)
+    let mut out = Vec::with_capacity(capacity);
+    let mut ser = serde_json::Serializer::new(&mut out);
+    let mut map = serde::Serializer::serialize_map(&mut ser, None)?;
+    // `slaves` goes where a sorted object would put it, as it did when it was in the value.
+    let slaves = Slaves(&state.agents);
+    let mut slaves_written = false;
+    if let Value::Object(fields) = &v {
+        for (k, value) in fields {
+            if !slaves_written && k.as_str() > "slaves" {
+                map.serialize_entry("slaves", &slaves)?;
+                slaves_written = true;
+            }
+            map.serialize_entry(k, value)?;
+        }
+    }
+    if !slaves_written {
+        map.serialize_entry("slaves", &slaves)?;
+    }
+    SerializeMap::end(map)?;
+    // `frameworks` (which hold the tasks, most of the document) comes last, written by hand
+    // in place of the closing brace so that its two halves can be rendered on two cores.
+    out.pop();
+    out.extend_from_slice(b",\"frameworks\":[");
+    let tasks = |f: &FullFramework<'_>| f.tasks.0.len() + f.completed.0.len() + 1;
+    let all: usize = frameworks.iter().map(tasks).sum();
+    let mut split = 0;
+    let mut first_half = 0;
+    while split < frameworks.len() && first_half * 2 < all {
+        first_half += tasks(&frameworks[split]);
+        split += 1;
+    }
+    let (head, tail) = frameworks.split_at(split);
+    let tail_capacity = capacity.saturating_sub(out.len()) * (all - first_half) / all.max(1);
+    let tail = std::thread::scope(|scope| {
+        // The second thread inherits this one's priority (lowered for the server's renders).
+        let tail = (!tail.is_empty()).then(|| {
+            scope.spawn(move || {
+                let mut buffer = Vec::with_capacity(tail_capacity);
+                write_elements(&mut buffer, tail).map(|()| buffer)
+            })
+        });
+        write_elements(&mut out, head)?;
+        match tail.map(|t| t.join()) {
+            None => Ok(Vec::new()),
+            Some(Ok(rendered)) => rendered,
+            Some(Err(_)) => Err(serde::ser::Error::custom("the render thread panicked")),
+        }
+    })?;
+    if !head.is_empty() && !tail.is_empty() {
+        out.push(b',');
+    }
+    out.extend_from_slice(&tail);
+    out.extend_from_slice(b"]}");
+    Ok(out)
+}
+
+/// JSON array elements separated by commas, as serde_json's compact writer separates them.
+fn write_elements<T: Serialize>(out: &mut Vec<u8>, items: &[T]) -> Result<(), serde_json::Error> {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, item)?;
+    }
+    Ok(())
 }
 
 /// Removed frameworks, each rendered as a current one is (their tasks are all completed
@@ -650,7 +828,7 @@ fn completed_frameworks(
     state: &StateView,
     by: &ByFramework<'_>,
 ) -> Result<Value, serde_json::Error> {
-    let completed = state.frameworks.completed_frameworks.iter().map(|f| FullFramework::of(f, by));
+    let completed = state.completed_frameworks.iter().map(|f| FullFramework::of(f, by));
     serde_json::to_value(completed.collect::<Result<Vec<_>, _>>()?)
 }
 
@@ -734,7 +912,6 @@ pub(crate) async fn state_summary(State(app): State<AppState>) -> Result<Respons
         state.tasks.iter().chain(state.completed_tasks.iter()).map(|t| &**t).collect();
     let slaves: Vec<Value> = state
         .agents
-        .agents
         .iter()
         .map(|a| {
             let id = a.agent_info.id.as_ref().map_or("", |i| i.value.as_str());
@@ -759,7 +936,6 @@ pub(crate) async fn state_summary(State(app): State<AppState>) -> Result<Respons
         .collect();
     let by = ByFramework::of(state);
     let frameworks: Vec<Value> = state
-        .frameworks
         .frameworks
         .iter()
         .map(|f| {
@@ -803,7 +979,6 @@ pub(crate) async fn frameworks(
     let wanted = query.get("framework_id");
     let frameworks: Vec<FullFramework<'_>> = snapshot
         .state
-        .frameworks
         .frameworks
         .iter()
         .filter(|f| {
@@ -984,6 +1159,9 @@ pub(crate) async fn redirect(State(app): State<AppState>) -> Response {
     }
     response
 }
+
+#[cfg(test)]
+mod render_tests;
 
 #[cfg(test)]
 mod tests {

@@ -184,7 +184,13 @@ impl Allocator {
                         }
                         cycle.push(f, r, a, seen);
                     }
-                    None if whole => self.agent_mut(a).available = offer,
+                    // Putting back what was taken changes nothing: no new stamp.
+                    None if whole => {
+                        self.agents[a as usize]
+                            .as_mut()
+                            .expect("candidates are live agents")
+                            .available = offer;
+                    }
                     None => {}
                 }
             }

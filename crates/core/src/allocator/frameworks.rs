@@ -113,6 +113,9 @@ impl Allocator {
                 if let Some(resources) = agent.allocated.remove(&key) {
                     agent.available += &resources;
                     freed.push((key.1, resources));
+                    // What `agent_mut` does; the loop cannot call it while it borrows the list.
+                    self.stamps += 1;
+                    agent.stamp = self.stamps;
                 }
             }
         }

@@ -152,6 +152,7 @@ impl Master {
                     missed_pings: 0,
                     registered_time: Some(now),
                     reregistered_time: None,
+                    view: Default::default(),
                 },
             );
         }

@@ -27,7 +27,8 @@ impl Master {
     pub(super) fn ping_agents(&mut self, now: Duration, out: &mut Vec<Output>) {
         let max = self.config.max_agent_ping_timeouts.max(1);
         let mut unreachable = Vec::new();
-        for agent in self.agents.values_mut() {
+        // Pings change nothing an agent's view shows.
+        for agent in self.agents.values_mut_unshown() {
             let Some(conn) = agent.conn else {
                 agent.missed_pings += 1;
                 if agent.missed_pings >= max {
@@ -54,7 +55,7 @@ impl Master {
 
     /// A PONG: the agent is alive.
     pub(super) fn pong(&mut self, agent_id: &str) {
-        if let Some(agent) = self.agents.get_mut(agent_id) {
+        if let Some(agent) = self.agents.get_mut_unshown(agent_id) {
             agent.awaiting_pong = false;
             agent.missed_pings = 0;
         }

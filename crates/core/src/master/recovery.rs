@@ -136,6 +136,7 @@ impl Master {
                 executors: Default::default(),
                 recovered: true,
                 registered_time: None,
+                view: Default::default(),
             },
         );
     }

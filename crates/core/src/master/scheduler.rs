@@ -286,6 +286,7 @@ impl Master {
                     executors: Default::default(),
                     recovered: false,
                     registered_time: Some(now),
+                    view: Default::default(),
                 },
             );
         }

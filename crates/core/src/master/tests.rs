@@ -309,6 +309,7 @@ impl Harness {
     fn handle(&mut self, input: Input) -> Vec<Output> {
         let out = self.master.handle(input, self.now);
         recovery::store(&mut self.registry, &out);
+        self.master.assert_views_fresh();
         out
     }
 

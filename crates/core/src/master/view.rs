@@ -9,10 +9,13 @@
 //! large state, are shared rather than copied: `state_view` hands out `Arc<v1::Task>`s that the
 //! core keeps between snapshots (completed tasks for good, unfinished ones until they change),
 //! and only `StateView::into_proto` copies them into a `GetState`, outside the dispatcher.
+//! Agents and frameworks are shared the same way: each keeps its view until it changes (see
+//! `shown.rs` for why no change can be missed), so a snapshot of 20,000 agents rebuilds only
+//! those whose resources, allocation or offers changed since the previous one.
 //! A task's `statuses` holds only its latest status, because the master keeps no more.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use agora_proto::master::response;
@@ -43,8 +46,14 @@ pub struct StateView {
     /// Each framework's bounded list of completed tasks (GET_TASKS' `completed_tasks`).
     pub completed_tasks: Vec<Arc<v1::Task>>,
     pub executors: response::GetExecutors,
-    pub frameworks: response::GetFrameworks,
-    pub agents: response::GetAgents,
+    /// GET_FRAMEWORKS' `frameworks`, shared with the core.
+    pub frameworks: Vec<Arc<response::get_frameworks::Framework>>,
+    /// GET_FRAMEWORKS' `completed_frameworks` (removed frameworks, oldest first).
+    pub completed_frameworks: Vec<Arc<response::get_frameworks::Framework>>,
+    /// GET_AGENTS' `agents`, shared with the core.
+    pub agents: Vec<Arc<response::get_agents::Agent>>,
+    /// GET_AGENTS' `recovered_agents`.
+    pub recovered_agents: Vec<v1::AgentInfo>,
 }
 
 impl StateView {
@@ -60,13 +69,34 @@ impl StateView {
         }
     }
 
+    /// The frameworks as GET_FRAMEWORKS, copied out of their shared form.
+    pub fn get_frameworks(&self) -> response::GetFrameworks {
+        response::GetFrameworks {
+            frameworks: self.frameworks.iter().map(|f| f.as_ref().clone()).collect(),
+            completed_frameworks: self
+                .completed_frameworks
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect(),
+            recovered_frameworks: Vec::new(),
+        }
+    }
+
+    /// The agents as GET_AGENTS, copied out of their shared form.
+    pub fn get_agents(&self) -> response::GetAgents {
+        response::GetAgents {
+            agents: self.agents.iter().map(|a| a.as_ref().clone()).collect(),
+            recovered_agents: self.recovered_agents.clone(),
+        }
+    }
+
     /// The GET_STATE message.
     pub fn into_proto(self) -> response::GetState {
         response::GetState {
             get_tasks: Some(self.get_tasks()),
+            get_frameworks: Some(self.get_frameworks()),
+            get_agents: Some(self.get_agents()),
             get_executors: Some(self.executors),
-            get_frameworks: Some(self.frameworks),
-            get_agents: Some(self.agents),
         }
     }
 }
@@ -77,16 +107,86 @@ impl Master {
         self.state_view().into_proto()
     }
 
-    /// GET_STATE's content with shared tasks: a pointer per task, not a copy.
+    /// GET_STATE's content with shared tasks, agents and frameworks: a pointer each, not a
+    /// copy (views are built here only for what changed since the last snapshot).
     pub fn state_view(&self) -> StateView {
         let (tasks, completed_tasks) = self.task_views();
         StateView {
             tasks,
             completed_tasks,
             executors: self.get_executors(),
-            frameworks: self.get_frameworks(),
-            agents: self.get_agents(),
+            frameworks: self.framework_views(),
+            completed_frameworks: self.completed_framework_views(),
+            agents: self.agent_views(),
+            recovered_agents: self.recovered_agent_infos(),
         }
+    }
+
+    /// Every registered agent's shared view, rebuilt only if the agent, its offers or its
+    /// allocation changed since it was built.
+    pub fn agent_views(&self) -> Vec<Arc<response::get_agents::Agent>> {
+        // What is offered per agent, summed over all offers only if some view is stale.
+        let offered = OnceLock::new();
+        self.agents.values().map(|agent| self.shared_agent_view(agent, &offered)).collect()
+    }
+
+    /// An agent's shared view; `offered` is what is offered per agent, summed on first use.
+    fn shared_agent_view<'a>(
+        &'a self,
+        agent: &Agent,
+        offered: &OnceLock<BTreeMap<&'a str, Resources>>,
+    ) -> Arc<response::get_agents::Agent> {
+        // An agent the allocator does not hold (its stream broke) cannot change there; when
+        // it comes back the allocator stamps it anew.
+        let stamp = self.allocator.agent_stamp(&agent.id).unwrap_or(u64::MAX);
+        agent.view.get(stamp, |stale| {
+            let offered = offered.get_or_init(|| self.offered_by_agent());
+            let offers = offered.get(agent.id.as_str()).cloned().unwrap_or_default();
+            let allocated = self.used_on(&agent.id) - &offers;
+            match stale {
+                // Only the allocation changed (any change of the agent itself drops its view):
+                // the rest stays, rather than converting the agent's info and total again,
+                // which under churn is most of a snapshot's time.
+                Some(stale) => response::get_agents::Agent {
+                    allocated_resources: convert::resources_to_proto(&allocated, None),
+                    offered_resources: convert::resources_to_proto(&offers, None),
+                    ..stale.clone()
+                },
+                None => self.agent_view(agent, &allocated, &offers),
+            }
+        })
+    }
+
+    /// Every framework's shared view, rebuilt only if the framework changed since.
+    pub fn framework_views(&self) -> Vec<Arc<response::get_frameworks::Framework>> {
+        self.frameworks
+            .values()
+            .map(|f| f.view.get(FRAMEWORK_STAMP, |_| self.framework_view(f)))
+            .collect()
+    }
+
+    /// Panics unless every cached agent and framework view equals one built afresh; the core's
+    /// test harness calls it after every input, so that each test proves the caches follow
+    /// the changes it makes.
+    #[cfg(test)]
+    pub(super) fn assert_views_fresh(&self) {
+        let usage = self.agent_usage();
+        let empty = (Resources::new(), Resources::new());
+        for (cached, agent) in self.agent_views().iter().zip(self.agents.values()) {
+            let (allocated, offered) = usage.get(agent.id.as_str()).unwrap_or(&empty);
+            assert_eq!(**cached, self.agent_view(agent, allocated, offered), "agent {}", agent.id);
+        }
+        for (cached, framework) in self.framework_views().iter().zip(self.frameworks.values()) {
+            assert_eq!(**cached, self.framework_view(framework), "framework {}", framework.id);
+        }
+    }
+
+    fn recovered_agent_infos(&self) -> Vec<v1::AgentInfo> {
+        self.recovered_agents
+            .values()
+            .chain(self.unreachable_agents.values())
+            .map(|a| a.agent_info.clone())
+            .collect()
     }
 
     /// The shared wire forms of unfinished and completed tasks; an unfinished task's is built
@@ -112,32 +212,18 @@ impl Master {
     /// GET_AGENTS: registered agents with their total, allocated and offered resources, and
     /// the agents of the registry that have not come back since this master started.
     pub fn get_agents(&self) -> response::GetAgents {
-        let usage = self.agent_usage();
-        let empty = (Resources::new(), Resources::new());
-        let agents = self
-            .agents
-            .values()
-            .map(|agent| {
-                let (allocated, offered) = usage.get(agent.id.as_str()).unwrap_or(&empty);
-                self.agent_view(agent, allocated, offered)
-            })
-            .collect();
-        let recovered_agents = self
-            .recovered_agents
-            .values()
-            .chain(self.unreachable_agents.values())
-            .map(|a| a.agent_info.clone())
-            .collect();
-        response::GetAgents { agents, recovered_agents }
+        StateView {
+            agents: self.agent_views(),
+            recovered_agents: self.recovered_agent_infos(),
+            ..Default::default()
+        }
+        .get_agents()
     }
 
     /// One agent as GET_AGENTS and AGENT_ADDED show it.
     pub fn agent_info_view(&self, agent_id: &str) -> Option<response::get_agents::Agent> {
         let agent = self.agents.get(agent_id)?;
-        let usage = self.agent_usage();
-        let empty = (Resources::new(), Resources::new());
-        let (allocated, offered) = usage.get(agent_id).unwrap_or(&empty);
-        Some(self.agent_view(agent, allocated, offered))
+        Some(self.shared_agent_view(agent, &OnceLock::new()).as_ref().clone())
     }
 
     fn agent_view(
@@ -170,40 +256,53 @@ impl Master {
     /// so allocated is total less available less offered: a pass over agents and offers, not
     /// over every task.
     fn agent_usage(&self) -> BTreeMap<&str, (Resources, Resources)> {
-        let mut offered: BTreeMap<&str, Resources> = BTreeMap::new();
-        for offer in self.offers.values() {
-            *offered.entry(offer.agent_id.as_str()).or_default() += &offer.resources;
-        }
+        let mut offered = self.offered_by_agent();
         let mut usage = BTreeMap::new();
         for id in self.agents.keys() {
             let offers = offered.remove(id.as_str()).unwrap_or_default();
-            let used = match (self.allocator.total(id), self.allocator.available(id)) {
-                (Some(total), Some(available)) => total - available,
-                _ => Resources::new(),
-            };
+            let used = self.used_on(id);
             usage.insert(id.as_str(), (used - &offers, offers));
         }
         usage
     }
 
+    /// What is offered on each agent with outstanding offers.
+    fn offered_by_agent(&self) -> BTreeMap<&str, Resources> {
+        let mut offered: BTreeMap<&str, Resources> = BTreeMap::new();
+        for offer in self.offers.values() {
+            *offered.entry(offer.agent_id.as_str()).or_default() += &offer.resources;
+        }
+        offered
+    }
+
+    /// What the allocator holds on an agent (offered or in use).
+    fn used_on(&self, agent_id: &str) -> Resources {
+        match (self.allocator.total(agent_id), self.allocator.available(agent_id)) {
+            (Some(total), Some(available)) => total - available,
+            _ => Resources::new(),
+        }
+    }
+
     /// GET_FRAMEWORKS: frameworks the master knows (connected or not), and the bounded list of
     /// removed ones (`completed_frameworks`, newest last).
     pub fn get_frameworks(&self) -> response::GetFrameworks {
-        let frameworks = self.frameworks.values().map(|f| self.framework_view(f)).collect();
-        response::GetFrameworks {
-            frameworks,
-            completed_frameworks: self
-                .completed_frameworks
-                .iter()
-                .map(|f| f.view.clone())
-                .collect(),
-            recovered_frameworks: Vec::new(),
+        StateView {
+            frameworks: self.framework_views(),
+            completed_frameworks: self.completed_framework_views(),
+            ..Default::default()
         }
+        .get_frameworks()
+    }
+
+    /// The removed frameworks kept for the state endpoints, oldest first.
+    pub fn completed_framework_views(&self) -> Vec<Arc<response::get_frameworks::Framework>> {
+        self.completed_frameworks.iter().map(|f| Arc::new(f.view.clone())).collect()
     }
 
     /// One framework as GET_FRAMEWORKS and FRAMEWORK_ADDED/UPDATED show it.
     pub fn framework_info_view(&self, id: &str) -> Option<response::get_frameworks::Framework> {
-        self.frameworks.get(id).map(|f| self.framework_view(f))
+        let f = self.frameworks.get(id)?;
+        Some(f.view.get(FRAMEWORK_STAMP, |_| self.framework_view(f)).as_ref().clone())
     }
 
     pub(super) fn framework_view(
@@ -418,6 +517,10 @@ impl Master {
         self.start_time
     }
 }
+
+/// A framework's view changes only with the framework (its tasks, executors, offers), whose
+/// every change clears the cache: its stamp is a constant.
+const FRAMEWORK_STAMP: u64 = 0;
 
 /// Every task state, in `TaskState` order, for the `master/tasks_<state>` metrics.
 pub const TASK_STATES: [v1::TaskState; 13] = [

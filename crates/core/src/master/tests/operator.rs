@@ -405,3 +405,51 @@ fn one_operator_subscriber_too_many_closes_the_oldest() {
     assert!(!operator_events(&out, second).is_empty());
     assert!(!operator_events(&out, third).is_empty());
 }
+
+#[test]
+fn shared_agent_and_framework_views_follow_every_change() {
+    // `Harness::handle` compares every cached view with a fresh one after each input; this
+    // test adds that an unchanged agent or framework is shared, not rebuilt.
+    let mut c = cluster(framework("f"));
+    let (aid, fid) = (c.aid.clone(), c.fid.clone());
+    let (_, other) = c.h.register_agent("cpus:2;mem:512");
+    let offered = c.h.master.state_view();
+    let again = c.h.master.state_view();
+    for (a, b) in offered.agents.iter().zip(&again.agents) {
+        assert!(std::sync::Arc::ptr_eq(a, b));
+    }
+    assert!(std::sync::Arc::ptr_eq(&offered.frameworks[0], &again.frameworks[0]));
+    let on = |view: &crate::master::StateView, id: &str| {
+        view.agents
+            .iter()
+            .find(|a| a.agent_info.id.as_ref().is_some_and(|i| i.value == id))
+            .cloned()
+            .expect("the agent is in the view")
+    };
+    assert!(!on(&offered, &aid).offered_resources.is_empty());
+
+    // Accepting the offer moves resources from offered to allocated on one agent only.
+    c.launch(vec![task("t1", &aid, "cpus:1;mem:128")], Some(0.0));
+    let launched = c.h.master.state_view();
+    assert!(on(&launched, &aid).offered_resources.is_empty());
+    assert!(!on(&launched, &aid).allocated_resources.is_empty());
+    assert!(!launched.frameworks[0].allocated_resources.is_empty());
+    assert!(std::sync::Arc::ptr_eq(&on(&offered, &other), &on(&launched, &other)));
+
+    // A ping tick changes nothing an agent shows: the views stay shared.
+    c.h.handle(Input::PingTick);
+    let pinged = c.h.master.state_view();
+    assert!(std::sync::Arc::ptr_eq(&on(&launched, &aid), &on(&pinged, &aid)));
+
+    // The task ends: its resources leave the framework's and the agent's allocation.
+    c.h.status_update(&aid, &fid, "t1", TaskState::TaskFinished, Some(1));
+    let done = c.h.master.state_view();
+    assert!(done.frameworks[0].allocated_resources.is_empty());
+    assert!(on(&done, &aid).allocated_resources.is_empty());
+    // The snapshot taken earlier still shows what it saw.
+    assert!(!launched.frameworks[0].allocated_resources.is_empty());
+
+    // The agent's stream breaks: it shows as inactive.
+    c.h.handle(Input::AgentClosed { conn: c.aconn });
+    assert!(!on(&c.h.master.state_view(), &aid).active);
+}
