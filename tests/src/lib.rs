@@ -373,3 +373,33 @@ pub async fn launch_tasks(
     let framework_id = session.framework_id.value.clone();
     Ok((session, events, framework_id))
 }
+
+/// Live processes whose command line is exactly `argv` (as `/proc/<pid>/cmdline` holds it), in
+/// pid order: how tests find the processes their tasks started.
+pub fn pids_running(argv: &[&str]) -> Vec<i32> {
+    let wanted: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    let mut pids: Vec<i32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted) && alive(*pid)
+        })
+        .collect();
+    pids.sort();
+    pids
+}
+
+/// Posts a JSON operator call (`POST /api/v1`) to the master at `addr`; returns the status
+/// and the body.
+pub async fn operator_post(addr: &str, body: &serde_json::Value) -> anyhow::Result<(u16, String)> {
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/api/v1"))
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json")
+        .body(body.to_string())
+        .send()
+        .await?;
+    Ok((response.status().as_u16(), response.text().await?))
+}

@@ -34,6 +34,26 @@ fn master(url: &str) -> anyhow::Result<Daemon> {
     ])
 }
 
+/// An agent that finds the leading master through `url`.
+fn agent(url: &str, work_dir: &Path, resources: &str) -> anyhow::Result<Daemon> {
+    Daemon::agent(&[
+        "--master",
+        url,
+        "--port",
+        "0",
+        "--work_dir",
+        &work_dir.to_string_lossy(),
+        "--resources",
+        resources,
+        "--registration_backoff_factor",
+        "100ms",
+        "--registration_backoff_max",
+        "500ms",
+        "--status_update_retry_interval",
+        "500ms",
+    ])
+}
+
 /// `GET path` as one HTTP/1.0 request, so that a redirect is seen rather than followed:
 /// (status, Location).
 fn get(addr: &str, path: &str) -> anyhow::Result<(u16, Option<String>)> {
@@ -78,20 +98,12 @@ fn leader<'a>(masters: &[&'a Daemon]) -> anyhow::Result<&'a Daemon> {
 
 /// Pids of `sleep 600` processes whose working directory is under `dir` (the long tasks).
 fn long_task_pids(dir: &Path) -> Vec<i32> {
-    let mut pids = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return pids };
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if cmdline != b"sleep\x00600\x00" {
-            continue;
-        }
-        if std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir)) {
-            pids.push(pid);
-        }
-    }
-    pids.sort();
-    pids
+    agora_tests::pids_running(&["sleep", "600"])
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+        })
+        .collect()
 }
 
 /// A child process killed (by its PID) when the test ends, however it ends.
@@ -145,22 +157,7 @@ fn a_pymesos_framework_rides_through_the_leaders_death() -> anyhow::Result<()> {
 
     let dir = tempfile::tempdir()?;
     let agent_dir = dir.path().join("agent");
-    let _agent = Daemon::agent(&[
-        "--master",
-        &url,
-        "--port",
-        "0",
-        "--work_dir",
-        &agent_dir.to_string_lossy(),
-        "--resources",
-        "cpus:4;mem:4096;disk:4096;ports:[31000-32000]",
-        "--registration_backoff_factor",
-        "100ms",
-        "--registration_backoff_max",
-        "500ms",
-        "--status_update_retry_interval",
-        "500ms",
-    ])?;
+    let _agent = agent(&url, &agent_dir, "cpus:4;mem:4096;disk:4096;ports:[31000-32000]")?;
 
     let mut framework = Command::new(&python)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/pymesos_ha.py"))
@@ -298,18 +295,7 @@ fn a_cluster_on_a_zookeeper_ensemble_carries_on_when_a_member_dies() -> anyhow::
     let first = leader(&[&m1, &m2])?.addr.clone();
     let dir = tempfile::tempdir()?;
     let agent_dir = dir.path().join("agent");
-    let _agent = Daemon::agent(&[
-        "--master",
-        &url,
-        "--port",
-        "0",
-        "--work_dir",
-        &agent_dir.to_string_lossy(),
-        "--resources",
-        "cpus:2;mem:1024;disk:1024",
-        "--registration_backoff_factor",
-        "100ms",
-    ])?;
+    let _agent = agent(&url, &agent_dir, "cpus:2;mem:1024;disk:1024")?;
 
     // The CLI and `agora execute` find the leader through the same URL.
     let deadline = Instant::now() + Duration::from_secs(60);

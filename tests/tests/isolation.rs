@@ -26,7 +26,7 @@ use agora_proto::v1::task_status::Reason;
 use agora_proto::{Format, v1};
 use agora_tests::{
     Cluster, ClusterOptions, alive, command_task, eventually, next_offers, next_update,
-    required_in_ci, task_pid,
+    pids_running, required_in_ci, task_pid,
 };
 use anyhow::Context;
 
@@ -239,17 +239,9 @@ async fn a_fork_bomb_stops_at_the_pids_limit() -> anyhow::Result<()> {
     assert!(started > 0 && started < PIDS_MAX, "{started} sleepers started");
     // The sleepers ended with the container.
     let sleepers = || {
-        std::fs::read_dir("/proc")
+        pids_running(&["sleep", "1000"])
             .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c == "sleep\u{0}1000\u{0}")
-                    && alive(*pid)
-                    && in_root(*pid, &isolated.root.name)
-            })
+            .filter(|pid| in_root(*pid, &isolated.root.name))
             .count()
     };
     eventually("the sleepers are gone", || sleepers() == 0).await?;
@@ -410,17 +402,9 @@ async fn killing_a_task_in_a_pid_namespace_kills_its_daemons() -> anyhow::Result
     let running = wait_for(&session, &mut events, TaskState::TaskRunning).await?;
     assert_eq!(running.state(), TaskState::TaskRunning, "{running:?}");
     let daemons = || {
-        std::fs::read_dir("/proc")
+        pids_running(&["sleep", "1001"])
             .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c == "sleep\u{0}1001\u{0}")
-                    && alive(*pid)
-                    && in_root(*pid, &isolated.root.name)
-            })
+            .filter(|pid| in_root(*pid, &isolated.root.name))
             .count()
     };
     eventually("the daemon runs", || daemons() == 1).await?;

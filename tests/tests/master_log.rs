@@ -7,21 +7,9 @@
 
 use agora_proto::Format;
 use agora_proto::master;
-use agora_tests::{Cluster, ClusterOptions};
+use agora_tests::{Cluster, ClusterOptions, operator_post};
 use anyhow::{Context, ensure};
 use serde_json::{Value, json};
-
-/// Posts a JSON operator call to `addr`; returns the status and the body.
-async fn post(addr: &str, body: &Value) -> anyhow::Result<(u16, String)> {
-    let response = reqwest::Client::new()
-        .post(format!("http://{addr}/api/v1"))
-        .header("Content-Type", "application/json")
-        .header("Accept", "application/json")
-        .body(body.to_string())
-        .send()
-        .await?;
-    Ok((response.status().as_u16(), response.text().await?))
-}
 
 async fn get(url: &str) -> anyhow::Result<(u16, Option<String>, String)> {
     let response = reqwest::get(url).await?;
@@ -51,7 +39,7 @@ async fn read_file(cluster: &Cluster, path: &str, offset: u64) -> anyhow::Result
 }
 
 async fn level(addr: &str) -> anyhow::Result<u64> {
-    let (status, text) = post(addr, &json!({"type": "GET_LOGGING_LEVEL"})).await?;
+    let (status, text) = operator_post(addr, &json!({"type": "GET_LOGGING_LEVEL"})).await?;
     ensure!(status == 200, "GET_LOGGING_LEVEL: {status} {text}");
     let value: Value = serde_json::from_str(&text)?;
     value["get_logging_level"]["level"].as_u64().context("level")
@@ -80,7 +68,8 @@ async fn the_master_log_is_a_file_the_files_api_shows_and_its_level_changes() ->
     let (size, data) = read_file(&cluster, "/master/log", 0).await?;
     assert!(size > 0 && data.contains("master listening"), "{size} {data}");
     let (status, text) =
-        post(m, &json!({"type": "LIST_FILES", "list_files": {"path": "/master/log"}})).await?;
+        operator_post(m, &json!({"type": "LIST_FILES", "list_files": {"path": "/master/log"}}))
+            .await?;
     // A file lists as nothing, as in Mesos; it exists, so the answer is no 404.
     assert_eq!(status, 200, "{text}");
     let (status, _, text) =
@@ -112,14 +101,14 @@ async fn the_master_log_is_a_file_the_files_api_shows_and_its_level_changes() ->
     // Level 1 turns the master's debug lines on, in the file too ...
     assert_eq!(level(m).await?, 0);
     let before = std::fs::metadata(log_dir.path().join("agora-master.log"))?.len();
-    let (status, text) = post(
+    let (status, text) = operator_post(
         m,
         &json!({"type": "SET_LOGGING_LEVEL",
                 "set_logging_level": {"level": 1, "duration": {"nanoseconds": 2_000_000_000u64}}}),
     )
     .await?;
     assert_eq!(status, 200, "{text}");
-    post(m, &json!({"type": "GET_HEALTH"})).await?;
+    operator_post(m, &json!({"type": "GET_HEALTH"})).await?;
     let (_, raised) = read_file(&cluster, "/master/log", before).await?;
     assert!(raised.contains("DEBUG") && raised.contains("operator call"), "{raised}");
     // ... until its duration is over: then the level is 0 and debug lines stop.
@@ -129,13 +118,13 @@ async fn the_master_log_is_a_file_the_files_api_shows_and_its_level_changes() ->
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     let (reverted_at, _) = read_file(&cluster, "/master/log", 0).await?;
-    post(m, &json!({"type": "GET_HEALTH"})).await?;
+    operator_post(m, &json!({"type": "GET_HEALTH"})).await?;
     let (_, after) = read_file(&cluster, "/master/log", reverted_at).await?;
     assert!(!after.contains("DEBUG"), "{after}");
 
     // The agent of `agora dev` shares the process's filter and reports its own level.
     let a = cluster.agent.as_str();
-    let (status, text) = post(
+    let (status, text) = operator_post(
         a,
         &json!({"type": "SET_LOGGING_LEVEL",
                 "set_logging_level": {"level": 2, "duration": {"nanoseconds": 60_000_000_000u64}}}),
@@ -143,7 +132,7 @@ async fn the_master_log_is_a_file_the_files_api_shows_and_its_level_changes() ->
     .await?;
     assert_eq!(status, 200, "{text}");
     assert_eq!(level(a).await?, 2);
-    let (status, text) = post(
+    let (status, text) = operator_post(
         m,
         &json!({"type": "SET_LOGGING_LEVEL",
                 "set_logging_level": {"level": 1, "duration": {"nanoseconds": -1}}}),
@@ -216,9 +205,11 @@ async fn an_agent_with_a_log_dir_shows_its_log_at_slave_log() -> anyhow::Result<
     assert_eq!(status, 200, "{text}");
     let read: Value = serde_json::from_str(&text)?;
     assert!(read["data"].as_str().is_some_and(|d| d.contains("agent listening")), "{read}");
-    let (status, text) =
-        post(a, &json!({"type": "READ_FILE", "read_file": {"path": "/slave/log", "offset": 0}}))
-            .await?;
+    let (status, text) = operator_post(
+        a,
+        &json!({"type": "READ_FILE", "read_file": {"path": "/slave/log", "offset": 0}}),
+    )
+    .await?;
     assert_eq!(status, 200, "{text}");
     let read: Value = serde_json::from_str(&text)?;
     assert!(read["read_file"]["size"].as_u64().is_some_and(|s| s > 0), "{read}");

@@ -8,7 +8,7 @@ use agora_client::scheduler::SchedulerSession;
 use agora_proto::master::{self, event::Type as EventType};
 use agora_proto::scheduler::Event;
 use agora_proto::{Format, v1};
-use agora_tests::{Cluster, Daemon, command_task, next_offers, next_update};
+use agora_tests::{Cluster, Daemon, command_task, next_offers, next_update, operator_post};
 use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 
@@ -16,21 +16,9 @@ fn framework(name: &str) -> v1::FrameworkInfo {
     v1::FrameworkInfo { user: "root".into(), name: name.into(), ..Default::default() }
 }
 
-/// Posts a JSON call; returns the status and the body.
-async fn post(master: &str, body: &Value) -> anyhow::Result<(u16, String)> {
-    let response = reqwest::Client::new()
-        .post(format!("http://{master}/api/v1"))
-        .header("Content-Type", "application/json")
-        .header("Accept", "application/json")
-        .body(body.to_string())
-        .send()
-        .await?;
-    Ok((response.status().as_u16(), response.text().await?))
-}
-
 /// Posts a JSON query and parses its 200 answer.
 async fn query(master: &str, kind: &str) -> anyhow::Result<Value> {
-    let (status, text) = post(master, &json!({ "type": kind })).await?;
+    let (status, text) = operator_post(master, &json!({ "type": kind })).await?;
     ensure!(status == 200, "{kind}: {status} {text}");
     let value: Value = serde_json::from_str(&text)?;
     ensure!(value["type"] == kind, "{kind}: {value}");
@@ -77,7 +65,7 @@ async fn every_query_answers_in_json_and_get_state_in_protobuf() -> anyhow::Resu
     assert_eq!(value("master/tasks_running"), Some(1.0), "{metrics:?}");
     assert!(metrics.iter().any(|m| m["name"] == "master/uptime_secs"));
 
-    let (status, _) = post(
+    let (status, _) = operator_post(
         m,
         &json!({"type": "SET_LOGGING_LEVEL",
                 "set_logging_level": {"level": 2, "duration": {"nanoseconds": 1_000_000_000}}}),
@@ -105,7 +93,7 @@ async fn every_query_answers_in_json_and_get_state_in_protobuf() -> anyhow::Resu
     assert_eq!(tasks["get_tasks"]["tasks"].as_array().map(Vec::len), Some(1));
     let roles = query(m, "GET_ROLES").await?;
     assert_eq!(roles["get_roles"]["roles"][0]["name"], "*", "{roles}");
-    let (status, _) = post(
+    let (status, _) = operator_post(
         m,
         &json!({"type": "UPDATE_WEIGHTS",
                 "update_weights": {"weight_infos": [{"role": "heavy", "weight": 3.0}]}}),
@@ -115,7 +103,7 @@ async fn every_query_answers_in_json_and_get_state_in_protobuf() -> anyhow::Resu
     let weights = query(m, "GET_WEIGHTS").await?;
     let weight = &weights["get_weights"]["weight_infos"][0];
     assert_eq!((weight["role"].as_str(), weight["weight"].as_f64()), (Some("heavy"), Some(3.0)));
-    let (status, _) = post(
+    let (status, _) = operator_post(
         m,
         &json!({"type": "UPDATE_QUOTA", "update_quota": {"quota_configs": [
             {"role": "capped", "limits": {"cpus": {"value": 1.0}}}]}}),
@@ -135,7 +123,7 @@ async fn every_query_answers_in_json_and_get_state_in_protobuf() -> anyhow::Resu
         json!({"type": "LIST_FILES", "list_files": {"path": "/master/log"}}),
         json!({"type": "READ_FILE", "read_file": {"path": "/master/log", "offset": 0}}),
     ] {
-        let (status, text) = post(m, &call).await?;
+        let (status, text) = operator_post(m, &call).await?;
         assert_eq!(status, 404, "{call}: {text}");
     }
 
@@ -203,17 +191,20 @@ async fn mutating_calls_and_bad_input_get_mesos_status_codes() -> anyhow::Result
         json!({"type": "RESERVE_RESOURCES",
                "reserve_resources": {"agent_id": {"value": agent}, "resources": resources}})
     };
-    let (status, text) = post(m, &reserve(json!([cpus(1.0, Some("ops"))]), &agent_id)).await?;
+    let (status, text) =
+        operator_post(m, &reserve(json!([cpus(1.0, Some("ops"))]), &agent_id)).await?;
     assert_eq!(status, 202, "{text}");
     assert_eq!(reserved(m, "cpus", "ops").await?, 1.0);
 
     // More than the agent has: 409. An unknown agent: 400, as Mesos.
-    let (status, text) = post(m, &reserve(json!([cpus(100.0, Some("ops"))]), &agent_id)).await?;
+    let (status, text) =
+        operator_post(m, &reserve(json!([cpus(100.0, Some("ops"))]), &agent_id)).await?;
     assert_eq!(status, 409, "{text}");
-    let (status, text) = post(m, &reserve(json!([cpus(1.0, Some("ops"))]), "nobody")).await?;
+    let (status, text) =
+        operator_post(m, &reserve(json!([cpus(1.0, Some("ops"))]), "nobody")).await?;
     assert_eq!((status, text.as_str()), (400, "No agent found with specified ID"));
 
-    let (status, text) = post(
+    let (status, text) = operator_post(
         m,
         &json!({"type": "UNRESERVE_RESOURCES", "unreserve_resources": {
             "agent_id": {"value": agent_id}, "resources": [cpus(1.0, Some("ops"))]}}),
@@ -225,17 +216,17 @@ async fn mutating_calls_and_bad_input_get_mesos_status_codes() -> anyhow::Result
     // A persistent volume on reserved disk, created and destroyed.
     let disk = json!({"name": "disk", "type": "SCALAR", "scalar": {"value": 64},
                       "reservations": [{"type": "DYNAMIC", "role": "db"}]});
-    let (status, text) = post(m, &reserve(json!([disk]), &agent_id)).await?;
+    let (status, text) = operator_post(m, &reserve(json!([disk]), &agent_id)).await?;
     assert_eq!(status, 202, "{text}");
     let volumes = |kind: &str, field: &str| json!({"type": kind, field: {"agent_id": {"value": agent_id}, "volumes": [volume("db")]}});
-    let (status, text) = post(m, &volumes("CREATE_VOLUMES", "create_volumes")).await?;
+    let (status, text) = operator_post(m, &volumes("CREATE_VOLUMES", "create_volumes")).await?;
     assert_eq!(status, 202, "{text}");
     let state = query(m, "GET_AGENTS").await?.to_string();
     assert!(state.contains("vol1"), "{state}");
-    let (status, text) = post(m, &volumes("CREATE_VOLUMES", "create_volumes")).await?;
+    let (status, text) = operator_post(m, &volumes("CREATE_VOLUMES", "create_volumes")).await?;
     assert_eq!(status, 400, "a persistence id is unique on its agent: {text}");
     assert!(text.contains("not unique"), "{text}");
-    let (status, text) = post(m, &volumes("DESTROY_VOLUMES", "destroy_volumes")).await?;
+    let (status, text) = operator_post(m, &volumes("DESTROY_VOLUMES", "destroy_volumes")).await?;
     assert_eq!(status, 202, "{text}");
     assert!(!query(m, "GET_AGENTS").await?.to_string().contains("vol1"));
 
@@ -258,14 +249,14 @@ async fn mutating_calls_and_bad_input_get_mesos_status_codes() -> anyhow::Result
             "Agent 'nope' not found",
         ),
     ] {
-        let (status, text) = post(m, &body).await?;
+        let (status, text) = operator_post(m, &body).await?;
         assert_eq!(status, code, "{body}: {text}");
         assert!(text.contains(message), "{body}: {text}");
     }
 
     // TEARDOWN removes the framework.
     let framework_id = session.framework_id.value.clone();
-    let (status, text) = post(
+    let (status, text) = operator_post(
         m,
         &json!({"type": "TEARDOWN", "teardown": {"framework_id": {"value": framework_id}}}),
     )
@@ -277,8 +268,8 @@ async fn mutating_calls_and_bad_input_get_mesos_status_codes() -> anyhow::Result
     // MARK_AGENT_GONE is idempotent.
     let gone =
         json!({"type": "MARK_AGENT_GONE", "mark_agent_gone": {"agent_id": {"value": agent_id}}});
-    assert_eq!(post(m, &gone).await?.0, 200);
-    assert_eq!(post(m, &gone).await?.0, 200);
+    assert_eq!(operator_post(m, &gone).await?.0, 200);
+    assert_eq!(operator_post(m, &gone).await?.0, 200);
     let agents = query(m, "GET_AGENTS").await?;
     assert_eq!(agents["get_agents"]["agents"], Value::Null, "{agents}");
     Ok(())
@@ -389,7 +380,7 @@ async fn the_event_stream_reports_changes_in_order() -> anyhow::Result<()> {
     assert_eq!(seen.first().map(String::as_str), Some("ADDED"), "{seen:?}");
     assert!(seen.contains(&"TASK_RUNNING".to_string()), "{seen:?}");
 
-    let (status, _) = post(
+    let (status, _) = operator_post(
         &m,
         &json!({"type": "MARK_AGENT_GONE", "mark_agent_gone": {"agent_id": {"value": agent_id.value}}}),
     )
@@ -422,9 +413,11 @@ async fn torn_down_frameworks_are_completed_frameworks_with_their_tasks() -> any
         session.launch(vec![offer.id.clone()], vec![task], Some(0.0)).await?;
         wait_running(&session, &mut events).await?;
         let id = session.framework_id.value.clone();
-        let (status, text) =
-            post(m, &json!({"type": "TEARDOWN", "teardown": {"framework_id": {"value": id}}}))
-                .await?;
+        let (status, text) = operator_post(
+            m,
+            &json!({"type": "TEARDOWN", "teardown": {"framework_id": {"value": id}}}),
+        )
+        .await?;
         assert_eq!(status, 200, "{text}");
         ids.push(id);
     }
