@@ -254,15 +254,7 @@ fn the_replicated_log_registry_needs_a_work_dir() -> anyhow::Result<()> {
 
 /// Posts a JSON operator call; returns the status and the parsed body (`null` if empty).
 async fn operator(addr: &str, body: serde_json::Value) -> anyhow::Result<(u16, serde_json::Value)> {
-    let response = reqwest::Client::new()
-        .post(format!("http://{addr}/api/v1"))
-        .header("Content-Type", "application/json")
-        .header("Accept", "application/json")
-        .body(body.to_string())
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    let text = response.text().await?;
+    let (status, text) = agora_tests::operator_post(addr, &body).await?;
     Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)))
 }
 
