@@ -54,8 +54,19 @@ impl SchedulerSession {
         info: v1::FrameworkInfo,
         format: Format,
     ) -> Result<(Self, Subscription<Event>), SubscribeError> {
-        let client = http::client();
         let address = crate::leader::leading_master(master, LEADER_WAIT).await?;
+        Self::subscribe_at(&address, master, info, format).await
+    }
+
+    /// Subscribes at `address` (`host:port`); `master` is what the session keeps to find its
+    /// master again.
+    async fn subscribe_at(
+        address: &str,
+        master: &str,
+        info: v1::FrameworkInfo,
+        format: Format,
+    ) -> Result<(Self, Subscription<Event>), SubscribeError> {
+        let client = http::client();
         let url = format!("http://{address}/api/v1/scheduler");
         let mut subscribe = Call {
             framework_id: info.id.clone(),
@@ -100,14 +111,30 @@ impl SchedulerSession {
         info.id = Some(self.framework_id.clone());
         let deadline = tokio::time::Instant::now() + patience;
         let mut wait = Duration::from_millis(100);
+        // With ZooKeeper, a new leader is tried the moment it is elected rather than after
+        // the backoff.
+        let mut masters =
+            crate::leader::follow(&self.master).map_err(crate::leader::LookupError::from)?;
         loop {
-            match Self::subscribe(&self.master, info.clone(), self.format).await {
+            let master = crate::leader::current(&mut masters, &self.master, LEADER_WAIT).await;
+            let attempt = match master {
+                Ok(master) => {
+                    Self::subscribe_at(&master, &self.master, info.clone(), self.format).await
+                }
+                Err(e) => Err(e.into()),
+            };
+            match attempt {
                 Err(e @ (SubscribeError::Client(_) | SubscribeError::Leader(_)))
                     if tokio::time::Instant::now() + wait < deadline =>
                 {
                     tracing::debug!(error = %e, "the master is not back yet");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
+                    masters.mark_unchanged();
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => wait = (wait * 2).min(Duration::from_secs(5)),
+                        // A new leader starts a new backoff: it may answer 503 for a moment
+                        // while it recovers.
+                        _ = masters.changed() => wait = Duration::from_millis(100),
+                    }
                 }
                 other => return other,
             }
