@@ -454,7 +454,8 @@ fn pollers_bench(b: Bench, flags: Vec<(String, String)>, pollers: usize, window:
         let renders = Arc::new(StateRenders::default());
         let stop = Arc::new(AtomicBool::new(false));
         let served = Arc::new(AtomicU64::new(0));
-        let held = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+        // Per snapshot: total, then its parts (tasks, agents, frameworks).
+        let held = Arc::new(std::sync::Mutex::new(Vec::<[f64; 4]>::new()));
         let mut handles = Vec::new();
         for _ in 0..pollers {
             let (tx, renders, stop, served, held, flags) = (
@@ -472,14 +473,30 @@ fn pollers_bench(b: Bench, flags: Vec<(String, String)>, pollers: usize, window:
                         async move {
                             let (reply, answer) = oneshot::channel();
                             let read = move |m: &Master| {
+                                // The parts first (each builds the views that changed),
+                                // then the snapshot, which finds them built: one more copy
+                                // of the task pointers (the "tasks" part, about 50 ms here)
+                                // and of the agents' and frameworks' (about 10 ms).
                                 let t = Instant::now();
+                                drop(m.task_views());
+                                let t_tasks = t.elapsed().as_secs_f64();
+                                drop(m.agent_views());
+                                let t_agents = t.elapsed().as_secs_f64();
+                                drop(m.framework_views());
+                                let t_frameworks = t.elapsed().as_secs_f64();
                                 let snapshot = StateSnapshot {
                                     master_info: m.master_info().clone(),
                                     start_time: m.start_time(),
                                     state: m.state_view(),
                                     flags,
                                 };
-                                held.lock().expect("not poisoned").push(t.elapsed().as_secs_f64());
+                                let total = t.elapsed().as_secs_f64();
+                                held.lock().expect("not poisoned").push([
+                                    total,
+                                    t_tasks,
+                                    t_agents - t_tasks,
+                                    t_frameworks - t_agents,
+                                ]);
                                 let _ = reply.send(snapshot);
                             };
                             tx.send(Command::Read(Box::new(read))).ok()?;
@@ -504,7 +521,13 @@ fn pollers_bench(b: Bench, flags: Vec<(String, String)>, pollers: usize, window:
 
         let held = std::mem::take(&mut *held.lock().expect("not poisoned"));
         let snapshots = held.len();
-        let held = if held.is_empty() { Stats(0.0, 0.0, 0.0) } else { stats(held) };
+        let part = |i: usize| {
+            if held.is_empty() {
+                Stats(0.0, 0.0, 0.0)
+            } else {
+                stats(held.iter().map(|h| h[i]).collect())
+            }
+        };
         let baseline = (alone + after) / 2.0;
         println!(
             "offer cycles/s (accept 1 task, RUNNING, FINISHED, 2 acks), {:.0} s windows: alone \
@@ -515,10 +538,13 @@ fn pollers_bench(b: Bench, flags: Vec<(String, String)>, pollers: usize, window:
         );
         println!(
             "pollers: {} responses, {} snapshots (renders shared by pollers waiting together); \
-             dispatcher time per snapshot under churn: {}",
+             dispatcher time per snapshot under churn: {} (tasks {}, agents {}, frameworks {})",
             served.load(Ordering::Relaxed),
             snapshots,
-            held.ms()
+            part(0).ms(),
+            part(1).ms(),
+            part(2).ms(),
+            part(3).ms()
         );
     });
 }
