@@ -1167,7 +1167,7 @@ mod render_tests;
 mod tests {
     use super::*;
 
-    fn scalar(name: &str, value: f64) -> v1::Resource {
+    pub(super) fn scalar(name: &str, value: f64) -> v1::Resource {
         let mut r = v1::Resource {
             name: name.into(),
             scalar: Some(v1::value::Scalar { value }),

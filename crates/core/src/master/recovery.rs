@@ -267,21 +267,34 @@ impl Master {
     /// completed, are left alone.
     fn adopt_completed(&mut self, agent_id: &str, register: &internal::agent_call::Register) {
         let limit = self.config.max_completed_tasks_per_framework;
+        // The completed tasks each framework already has from this agent, looked up once.
+        let mut known: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for task in &register.completed_tasks {
             let (Some(task_id), Some(framework_id)) = (&task.task_id, &task.framework_id) else {
                 continue;
             };
+            if !is_terminal(task.state()) {
+                continue;
+            }
+            let Some(framework) = self.frameworks.get(&framework_id.value) else {
+                continue;
+            };
+            let completed = known.entry(framework_id.value.clone()).or_insert_with(|| {
+                framework
+                    .completed_tasks
+                    .iter()
+                    .filter(|t| t.agent_id.as_ref().is_some_and(|a| a.value == agent_id))
+                    .filter_map(|t| Some(t.task_id.as_ref()?.value.clone()))
+                    .collect()
+            });
+            if framework.tasks.contains_key(&task_id.value)
+                || !completed.insert(task_id.value.clone())
+            {
+                continue;
+            }
             let Some(framework) = self.frameworks.get_mut(&framework_id.value) else {
                 continue;
             };
-            let known = framework.tasks.contains_key(&task_id.value)
-                || framework.completed_tasks.iter().any(|t| {
-                    t.task_id.as_ref().is_some_and(|id| id.value == task_id.value)
-                        && t.agent_id.as_ref().is_some_and(|a| a.value == agent_id)
-                });
-            if known || !is_terminal(task.state()) {
-                continue;
-            }
             let mut task = task.clone();
             task.agent_id = Some(v1::AgentId { value: agent_id.to_string() });
             framework.completed_tasks.push_back(Arc::new(task));
@@ -336,7 +349,10 @@ impl Master {
             .collect();
         let mut lost: Vec<(String, String, bool)> = Vec::new();
         let mut forgotten: Vec<(String, String)> = Vec::new();
-        for framework in self.frameworks.values_mut() {
+        let mut executors_gone: Vec<String> = Vec::new();
+        // A read-only walk: only the frameworks that lose an executor are taken mutably below,
+        // which keeps the cached views of all the others (this runs on every registration).
+        for framework in self.frameworks.values() {
             let partition_aware = has_capability(&framework.info, Capability::PartitionAware);
             for (task_id, task) in &framework.tasks {
                 if task.agent_id != agent_id
@@ -350,10 +366,22 @@ impl Master {
                     lost.push((framework.id.clone(), task_id.clone(), partition_aware));
                 }
             }
-            framework.executors.retain(|(executor_agent, executor_id), _| {
-                executor_agent != agent_id
-                    || reported_executors.contains(&(framework.id.as_str(), executor_id.as_str()))
-            });
+            let unreported = |(executor_agent, executor_id): &(String, String)| {
+                executor_agent == agent_id
+                    && !reported_executors.contains(&(framework.id.as_str(), executor_id.as_str()))
+            };
+            if framework.executors.keys().any(unreported) {
+                executors_gone.push(framework.id.clone());
+            }
+        }
+        for framework_id in executors_gone {
+            if let Some(framework) = self.frameworks.get_mut(&framework_id) {
+                framework.executors.retain(|(executor_agent, executor_id), _| {
+                    executor_agent != agent_id
+                        || reported_executors
+                            .contains(&(framework_id.as_str(), executor_id.as_str()))
+                });
+            }
         }
         // A task that ended but whose terminal update was never acknowledged, on an agent that
         // no longer holds it (a framework that does not checkpoint loses its updates with the

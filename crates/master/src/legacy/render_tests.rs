@@ -3,17 +3,8 @@
 //! and a snapshot with every optional field set one way or the other goes through both. It
 //! tests only the render, not the snapshot (the core's tests cover that).
 
+use super::tests::scalar;
 use super::*;
-
-fn scalar(name: &str, value: f64) -> v1::Resource {
-    let mut r = v1::Resource {
-        name: name.into(),
-        scalar: Some(v1::value::Scalar { value }),
-        ..Default::default()
-    };
-    r.set_type(v1::value::Type::Scalar);
-    r
-}
 
 fn task(id: &str, time: f64) -> v1::Task {
     v1::Task {
