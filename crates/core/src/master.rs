@@ -16,6 +16,7 @@ mod operator;
 mod recovery;
 mod scheduler;
 mod shown;
+mod task_table;
 mod tasks;
 mod view;
 
@@ -208,7 +209,7 @@ struct Framework {
     /// When the stream closed, for the failover timeout.
     disconnected_at: Option<Duration>,
     offers: BTreeSet<String>,
-    tasks: BTreeMap<String, Task>,
+    tasks: task_table::TaskTable,
     /// Completed tasks never change again: each is kept in its wire form, once, so that a
     /// snapshot of the state copies a pointer per task rather than the task.
     completed_tasks: VecDeque<Arc<v1::Task>>,

@@ -14,7 +14,7 @@ use agora_proto::v1::task_status::{Reason, Source};
 use agora_proto::v1::{self, TaskState};
 use agora_proto::{internal, scheduler as sched};
 
-use super::{ExecutorRecord, Master, Output, Task, has_capability};
+use super::{ExecutorRecord, Master, Output, Task, has_capability, task_table};
 use crate::convert;
 use crate::ids::validate_id;
 use crate::operations::{self, AgentView, FrameworkView};
@@ -173,17 +173,11 @@ impl Master {
     pub(super) fn volumes_in_use(&self, agent_id: &str) -> BTreeSet<String> {
         let mut ids = BTreeSet::new();
         for framework in self.frameworks.values() {
-            for task in framework.tasks.values() {
-                if task.agent_id == agent_id && !task.released {
-                    ids.extend(task.resources.persistence_ids().into_iter().map(str::to_string));
-                }
+            for (_, task) in framework.tasks.on_agent(agent_id).filter(|(_, t)| !t.released) {
+                ids.extend(task.resources.persistence_ids().into_iter().map(str::to_string));
             }
-            for ((executor_agent, _), executor) in &framework.executors {
-                if executor_agent == agent_id {
-                    ids.extend(
-                        executor.resources.persistence_ids().into_iter().map(str::to_string),
-                    );
-                }
+            for (_, executor) in task_table::on_agent(&framework.executors, agent_id) {
+                ids.extend(executor.resources.persistence_ids().into_iter().map(str::to_string));
             }
         }
         ids

@@ -14,7 +14,9 @@ use agora_proto::internal::agent_call::Type as AgentCallType;
 use agora_proto::v1;
 use agora_proto::{internal, scheduler as sched};
 
-use super::{AGENT_PROTOCOL_VERSION, Agent, CallError, ConnId, Master, Output, ReqId, event};
+use super::{
+    AGENT_PROTOCOL_VERSION, Agent, CallError, ConnId, Master, Output, ReqId, event, task_table,
+};
 use crate::convert;
 use crate::offer_constraints::AgentDescription;
 use crate::resources::Resources;
@@ -166,17 +168,15 @@ impl Master {
         // What the master's own records say is running there still holds the resources.
         let mut used: Vec<(String, String, Resources)> = Vec::new();
         for framework in self.frameworks.values() {
-            for task in framework.tasks.values().filter(|t| t.agent_id == id && !t.released) {
+            for (_, task) in framework.tasks.on_agent(&id).filter(|(_, t)| !t.released) {
                 used.push((framework.id.clone(), task.role.clone(), task.resources.clone()));
             }
-            for ((agent_id, _), executor) in &framework.executors {
-                if *agent_id == id {
-                    used.push((
-                        framework.id.clone(),
-                        executor.role.clone(),
-                        executor.resources.clone(),
-                    ));
-                }
+            for (_, executor) in task_table::on_agent(&framework.executors, &id) {
+                used.push((
+                    framework.id.clone(),
+                    executor.role.clone(),
+                    executor.resources.clone(),
+                ));
             }
         }
         self.allocator.add_agent(&id, total, &used);
@@ -213,8 +213,9 @@ impl Master {
             .values()
             .flat_map(|f| {
                 f.tasks
-                    .values()
-                    .filter(|t| t.agent_id == id && !t.released)
+                    .on_agent(&id)
+                    .map(|(_, t)| t)
+                    .filter(|t| !t.released)
                     .filter_map(|t| Some((f.id.clone(), t.info.task_id.value.clone(), t.kill?)))
             })
             .collect();

@@ -80,8 +80,8 @@ impl Master {
         let mut ended = Vec::new();
         for framework in self.frameworks.values_mut() {
             let partition_aware = has_capability(&framework.info, Capability::PartitionAware);
-            for (task_id, task) in &framework.tasks {
-                if task.agent_id == agent_id && !task.released {
+            for (task_id, task) in framework.tasks.on_agent(agent_id) {
+                if !task.released {
                     ended.push((framework.id.clone(), task_id.clone(), partition_aware));
                 }
             }
@@ -122,11 +122,11 @@ impl Master {
         out: &mut Vec<Output>,
     ) {
         for framework in self.frameworks.values() {
-            for (task_id, task) in &framework.tasks {
+            for (task_id, task) in framework.tasks.on_agent(agent_id) {
                 // A task with an update in flight is told about by the agent's own stream,
                 // which still holds older states: an announcement of the latest one would run
                 // ahead of them (found by the simulator, seed 3031).
-                if task.agent_id != agent_id || task.released || task.status_update_uuid.is_some() {
+                if task.released || task.status_update_uuid.is_some() {
                     continue;
                 }
                 let status = Synthesized {

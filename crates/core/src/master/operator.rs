@@ -289,11 +289,9 @@ impl Master {
         let mut frameworks = BTreeSet::new();
         for framework in self.frameworks.values_mut() {
             let partition_aware = has_capability(&framework.info, Capability::PartitionAware);
-            for (task_id, task) in &framework.tasks {
-                if task.agent_id == agent_id {
-                    frameworks.insert(framework.id.clone());
-                    ended.push((framework.id.clone(), task_id.clone(), partition_aware));
-                }
+            for (task_id, _) in framework.tasks.on_agent(agent_id) {
+                frameworks.insert(framework.id.clone());
+                ended.push((framework.id.clone(), task_id.clone(), partition_aware));
             }
             framework.executors.retain(|(executor_agent, _), _| executor_agent != agent_id);
         }

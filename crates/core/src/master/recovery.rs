@@ -20,7 +20,7 @@ use agora_proto::v1::{self, TaskState};
 use super::scheduler::{framework_roles, framework_spec};
 use super::{
     AllocatorConfig, CallError, ExecutorRecord, Framework, Master, MasterConfig, Output, Task,
-    has_capability, time_info,
+    has_capability, task_table, time_info,
 };
 use crate::allocator::QuotaConfig;
 use crate::convert;
@@ -354,10 +354,8 @@ impl Master {
         // which keeps the cached views of all the others (this runs on every registration).
         for framework in self.frameworks.values() {
             let partition_aware = has_capability(&framework.info, Capability::PartitionAware);
-            for (task_id, task) in &framework.tasks {
-                if task.agent_id != agent_id
-                    || reported_tasks.contains(&(framework.id.as_str(), task_id.as_str()))
-                {
+            for (task_id, task) in framework.tasks.on_agent(agent_id) {
+                if reported_tasks.contains(&(framework.id.as_str(), task_id.as_str())) {
                     continue;
                 }
                 if task.released {
@@ -366,11 +364,10 @@ impl Master {
                     lost.push((framework.id.clone(), task_id.clone(), partition_aware));
                 }
             }
-            let unreported = |(executor_agent, executor_id): &(String, String)| {
-                executor_agent == agent_id
-                    && !reported_executors.contains(&(framework.id.as_str(), executor_id.as_str()))
+            let unreported = |((_, executor_id), _): (&(String, String), _)| {
+                !reported_executors.contains(&(framework.id.as_str(), executor_id.as_str()))
             };
-            if framework.executors.keys().any(unreported) {
+            if task_table::on_agent(&framework.executors, agent_id).any(unreported) {
                 executors_gone.push(framework.id.clone());
             }
         }

@@ -178,6 +178,7 @@ impl Master {
         }
         for (cached, framework) in self.framework_views().iter().zip(self.frameworks.values()) {
             assert_eq!(**cached, self.framework_view(framework), "framework {}", framework.id);
+            framework.tasks.assert_indexed();
         }
     }
 
