@@ -1,11 +1,15 @@
 //! Leader election and detection (`agora-leader`) against a real ZooKeeper: contenders
 //! create Mesos's `json.info_` znodes, the lowest sequence leads, a withdrawn or expired
-//! leader hands over, detectors follow, and an ensemble that loses one member carries on.
+//! leader hands over, detectors follow, and an ensemble that loses one member carries on;
+//! the leader's registry in ZooKeeper rides through a stalled server and is fenced.
 
 use std::time::Duration;
 
+use agora_core::master::RegistryOp;
 use agora_leader::{Standing, ZkUrl, contend, detect, zk};
-use agora_proto::v1;
+use agora_master::registry::RegistryError;
+use agora_master::registry::zk::ZkStore;
+use agora_proto::{internal, v1};
 use agora_tests::zookeeper::{self, Ensemble, ZooKeeper};
 use anyhow::{Context, bail};
 use tokio::sync::watch;
@@ -116,6 +120,10 @@ async fn a_leader_whose_session_is_gone_knows_and_its_fenced_writes_fail() -> an
     server.kill();
     let lost = until(&mut standing, "m1 gives up", |s| matches!(s, Standing::Lost(_))).await?;
     println!("standing after ZooKeeper went away: {lost:?}");
+    // A master that lost its candidacy exits; so does its session here. (Kept alive, its
+    // client could bring the session back if the server returned before the client gave up.)
+    let node = leader.node().to_string();
+    drop((leader, standing));
     server.restart("org.apache.zookeeper.server.ZooKeeperServerMain")?;
     server.wait_serving()?;
 
@@ -125,7 +133,7 @@ async fn a_leader_whose_session_is_gone_knows_and_its_fenced_writes_fail() -> an
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let children = fresh.list_children(&url.path).await?;
-        if !children.iter().any(|c| leader.node().ends_with(c.as_str())) {
+        if !children.iter().any(|c| node.as_str().ends_with(c.as_str())) {
             break;
         }
         if tokio::time::Instant::now() > deadline {
@@ -133,7 +141,7 @@ async fn a_leader_whose_session_is_gone_knows_and_its_fenced_writes_fail() -> an
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut writer = fresh.new_check_writer(leader.node(), None)?;
+    let mut writer = fresh.new_check_writer(node.as_str(), None)?;
     writer.add_set_data(&record, b"2", None)?;
     assert!(writer.commit().await.is_err(), "a write fenced on a dead candidacy went through");
     let (data, _) = fresh.get_data(&record).await?;
@@ -162,5 +170,82 @@ async fn an_ensemble_that_loses_one_member_keeps_its_leader() -> anyhow::Result<
     tokio::time::sleep(SESSION * 4).await;
     assert_eq!(*first_standing.borrow(), Standing::Leading { contenders: 3 });
     assert!(following(5001)(&second_standing.borrow()));
+    Ok(())
+}
+
+fn framework(id: &str) -> RegistryOp {
+    RegistryOp::AddFramework(internal::RegistryFramework {
+        framework_info: v1::FrameworkInfo {
+            id: Some(v1::FrameworkId { value: id.into() }),
+            name: id.into(),
+            user: "nobody".into(),
+            ..Default::default()
+        },
+        removed_time: None,
+    })
+}
+
+fn signal(signal: &str, pid: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("kill").args([signal, pid]).status()?;
+    anyhow::ensure!(status.success(), "kill {signal} {pid}: {status}");
+    Ok(())
+}
+
+/// The leader's registry in ZooKeeper rides through a stalled server: a batch whose answer
+/// is lost while the server does not answer is written once it is back, and no record is lost or
+/// doubled. A master whose candidacy is gone cannot write at all.
+#[tokio::test]
+async fn registry_writes_survive_a_stalled_zookeeper_and_stop_with_the_candidacy()
+-> anyhow::Result<()> {
+    if !zookeeper::available("registry in ZooKeeper") {
+        return Ok(());
+    }
+    // Long enough for a stall that breaks the connection but not the session.
+    let session = Duration::from_secs(8);
+    let server = ZooKeeper::start()?;
+    let url: ZkUrl = server.url("/agora/registry").parse()?;
+    let master = info("m1", 5001);
+    let (leader, mut standing) = contend(&url, &master, session).await?;
+    until(&mut standing, "m1 leads", leading).await?;
+    let (store, registry) = ZkStore::open(&leader, &master).await?;
+    assert!(registry.frameworks.is_empty());
+    store.commit(&[framework("before")]).await?;
+
+    // The server stops answering with the batch in flight: the client gives the connection
+    // up (after 2/5 of the session timeout) and fails the request; the store must try again
+    // once the server is back, within the same session.
+    let pid = server.pid().context("the server runs")?.to_string();
+    signal("-STOP", &pid)?;
+    let pending = tokio::spawn(async move {
+        let result = store.commit(&[framework("during")]).await;
+        (store, result)
+    });
+    tokio::time::sleep(session / 2).await;
+    signal("-CONT", &pid)?;
+    let (store, result) = pending.await?;
+    result.context("a write made while ZooKeeper stalled")?;
+    store.commit(&[framework("after")]).await?;
+    let (_, registry) = ZkStore::open(&leader, &master).await?;
+    let mut ids: Vec<String> = registry
+        .frameworks
+        .iter()
+        .filter_map(|f| Some(f.framework_info.id.as_ref()?.value.clone()))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["after", "before", "during"]);
+
+    // The candidacy withdraws (its session closes, its znode goes): writes are refused.
+    drop((leader, standing));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match store.commit(&[framework("deposed")]).await {
+            Err(RegistryError::Deposed { .. }) => break,
+            Ok(()) if tokio::time::Instant::now() < deadline => {
+                // The znode may outlive the closing session for a moment.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => bail!("a write after the candidacy ended: {other:?}"),
+        }
+    }
     Ok(())
 }

@@ -17,6 +17,7 @@
 
 mod url;
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use agora_proto::v1;
@@ -50,10 +51,38 @@ pub async fn connect(url: &ZkUrl, session_timeout: Duration) -> Result<zk::Clien
     if let Some(credentials) = &url.credentials {
         connector = connector.with_auth("digest", credentials.as_bytes());
     }
-    connector
-        .connect(&url.servers)
-        .await
-        .map_err(|source| LeaderError::Connect { url: url.clone(), source })
+    let servers = url.servers.clone();
+    // The client's session task is spawned where it connects: on the sessions' own runtime.
+    let connected = sessions().spawn(async move { connector.connect(&servers).await }).await;
+    match connected {
+        Ok(connected) => {
+            connected.map_err(|source| LeaderError::Connect { url: url.clone(), source })
+        }
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// The runtime every ZooKeeper session of this process runs on: one thread of its own, so
+/// that pings and session upkeep keep their pace while the process's main runtime is busy
+/// (a master taking 10,000 agent registrations at once once missed its pings for longer
+/// than a 2 s session timeout, and was deposed for it).
+fn sessions() -> &'static tokio::runtime::Handle {
+    static SESSIONS: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+    SESSIONS.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("zookeeper".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread runtime needs only the OS's timers and sockets");
+                let _ = tx.send(runtime.handle().clone());
+                runtime.block_on(std::future::pending::<()>());
+            })
+            .expect("the ZooKeeper thread starts");
+        rx.recv().expect("the ZooKeeper thread hands over its runtime")
+    })
 }
 
 /// The access control list of the znodes we create: open without credentials, as Mesos;
@@ -125,7 +154,7 @@ async fn read_info(
 /// ZooKeeper cannot be reached the last leader seen stays, as Mesos's detector keeps it.
 pub fn detect(url: ZkUrl, session_timeout: Duration) -> watch::Receiver<Option<v1::MasterInfo>> {
     let (tx, rx) = watch::channel(None);
-    tokio::spawn(async move {
+    sessions().spawn(async move {
         let mut backoff = Duration::from_millis(100);
         while !tx.is_closed() {
             let client = match connect(&url, session_timeout).await {
@@ -224,6 +253,7 @@ pub struct Candidacy {
     client: zk::Client,
     url: ZkUrl,
     node: String,
+    session_timeout: Duration,
 }
 
 impl Candidacy {
@@ -242,6 +272,11 @@ impl Candidacy {
 
     pub fn url(&self) -> &ZkUrl {
         &self.url
+    }
+
+    /// The session timeout the candidacy was entered with.
+    pub fn session_timeout(&self) -> Duration {
+        self.session_timeout
     }
 }
 
@@ -272,9 +307,14 @@ pub async fn contend(
     let name = format!("{INFO_PREFIX}{sequence}");
     tracing::info!(%url, node = %name, "entered the leader election");
     let (tx, rx) = watch::channel(Standing::Entering);
-    let candidacy = Candidacy { client: client.clone(), url: url.clone(), node: url.child(&name) };
+    let candidacy = Candidacy {
+        client: client.clone(),
+        url: url.clone(),
+        node: url.child(&name),
+        session_timeout,
+    };
     let url = url.clone();
-    tokio::spawn(async move {
+    sessions().spawn(async move {
         let lost = tokio::select! {
             lost = stand(&client, &url, &name, session_timeout, &tx) => lost,
             () = tx.closed() => return,

@@ -45,6 +45,8 @@ pub enum RegistryError {
         "registry {path}: format version {found} is not {FORMAT_VERSION}, which this master reads"
     )]
     Format { path: PathBuf, found: String },
+    #[error("registry in ZooKeeper: cannot open a session: {0}")]
+    Connect(String),
     #[error("registry in ZooKeeper: cannot {what}: {source}")]
     ZooKeeper { what: String, source: agora_leader::zk::Error },
     #[error(

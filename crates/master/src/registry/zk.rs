@@ -19,13 +19,23 @@
 //! packet; the dispatcher answers nothing of the batch before every part is confirmed. The
 //! leader is the only writer, so it knows which record znodes exist (`known`) and can pick
 //! create, set or delete without reading first.
+//!
+//! The store has its own ZooKeeper session, apart from the candidacy's: a slow batch (a
+//! large multi-op waiting for the ensemble's disk) must not delay the candidacy's pings
+//! until its session times out, which would depose a healthy leader under load. Fencing does
+//! not need the candidacy's session, only its znode. A batch whose answer was lost (the
+//! connection dropped, or the store's session ended) is tried again, after re-reading which
+//! of its records exist: each write says what a record must hold, so applying it twice does
+//! no harm, and the check keeps a deposed leader out. Only a failed check, or ZooKeeper out of
+//! reach for longer than a session, ends the leader.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use agora_core::master::RegistryOp;
-use agora_leader::{Candidacy, REGISTRY_NODE, zk};
+use agora_leader::{Candidacy, REGISTRY_NODE, ZkUrl, zk};
 use agora_proto::{internal, v1};
 use prost::Message;
 
@@ -37,12 +47,17 @@ const BUCKETS: u64 = 64;
 const FORMAT_VERSION: &str = "1";
 /// The most record bytes in one multi-op, well under the 1 MB packet limit.
 const MAX_MULTI_BYTES: usize = 512 * 1024;
+/// The pause before a write whose outcome is unknown is tried again.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// Reads in flight at once when loading the registry.
 const READ_WINDOW: usize = 512;
 
 /// See the module documentation.
 pub struct ZkStore {
-    client: zk::Client,
+    /// The store's own session; replaced when it ends.
+    client: Mutex<zk::Client>,
+    url: ZkUrl,
+    session_timeout: Duration,
     /// The leader's candidacy znode that every write checks.
     fence: String,
     /// `<group>/log_replicas/registry`.
@@ -61,11 +76,17 @@ impl ZkStore {
         candidacy: &Candidacy,
         master: &v1::MasterInfo,
     ) -> Result<(ZkStore, internal::Registry), RegistryError> {
-        let client = candidacy.client().clone();
-        let root = format!("{}/registry", candidacy.url().child(REGISTRY_NODE));
-        let acls = agora_leader::acls(candidacy.url());
+        let url = candidacy.url().clone();
+        let session_timeout = candidacy.session_timeout();
+        let client = agora_leader::connect(&url, session_timeout)
+            .await
+            .map_err(|e| RegistryError::Connect(e.to_string()))?;
+        let root = format!("{}/registry", url.child(REGISTRY_NODE));
+        let acls = agora_leader::acls(&url);
         let store = ZkStore {
-            client,
+            client: Mutex::new(client),
+            url,
+            session_timeout,
             fence: candidacy.node().to_string(),
             root,
             known: Mutex::new(HashSet::new()),
@@ -90,13 +111,14 @@ impl ZkStore {
 
     /// The znodes of the layout, and the format version.
     async fn prepare(&self) -> Result<(), RegistryError> {
+        let client = self.client();
         let options = zk::CreateMode::Persistent.with_acls(self.acls);
-        self.client
+        client
             .mkdir(&self.root, &options)
             .await
             .map_err(self.error(format!("create {}", self.root)))?;
         let format = format!("{}/format", self.root);
-        match self.client.get_data(&format).await {
+        match client.get_data(&format).await {
             Ok((data, _)) if data == FORMAT_VERSION.as_bytes() => {}
             Ok((data, _)) => {
                 return Err(RegistryError::Format {
@@ -105,8 +127,7 @@ impl ZkStore {
                 });
             }
             Err(zk::Error::NoNode) => {
-                let created =
-                    self.client.create(&format, FORMAT_VERSION.as_bytes(), &options).await;
+                let created = client.create(&format, FORMAT_VERSION.as_bytes(), &options).await;
                 match created {
                     Ok(_) | Err(zk::Error::NodeExists) => {}
                     Err(e) => return Err(self.error(format!("create {format}"))(e)),
@@ -124,7 +145,7 @@ impl ZkStore {
                     .flat_map(|table| (0..BUCKETS).map(move |b| self.bucket_path(*table, b))),
             )
             .collect();
-        let creates = paths.iter().map(|path| self.client.create(path, &[], &options));
+        let creates = paths.iter().map(|path| client.create(path, &[], &options));
         for result in futures::future::join_all(creates).await {
             match result {
                 Ok(_) | Err(zk::Error::NodeExists) => {}
@@ -144,8 +165,9 @@ impl ZkStore {
 
     /// Every record, table by table.
     async fn read(&self) -> Result<internal::Registry, RegistryError> {
+        let client = self.client();
         let mut registry = internal::Registry::default();
-        if let Ok((data, _)) = self.client.get_data(&format!("{}/master", self.root)).await
+        if let Ok((data, _)) = client.get_data(&format!("{}/master", self.root)).await
             && !data.is_empty()
         {
             registry.master = v1::MasterInfo::decode(data.as_slice()).ok();
@@ -154,14 +176,14 @@ impl ZkStore {
         for table in Table::ALL {
             let mut paths = Vec::new();
             let buckets: Vec<String> = (0..BUCKETS).map(|b| self.bucket_path(table, b)).collect();
-            let listings = buckets.iter().map(|bucket| self.client.list_children(bucket));
+            let listings = buckets.iter().map(|bucket| client.list_children(bucket));
             for (bucket, listing) in buckets.iter().zip(futures::future::join_all(listings).await) {
                 let children = listing.map_err(self.error(format!("list {bucket}")))?;
                 paths.extend(children.into_iter().map(|child| format!("{bucket}/{child}")));
             }
             paths.sort();
             for window in paths.chunks(READ_WINDOW) {
-                let reads = window.iter().map(|path| self.client.get_data(path));
+                let reads = window.iter().map(|path| client.get_data(path));
                 for (path, read) in window.iter().zip(futures::future::join_all(reads).await) {
                     let (data, _) = read.map_err(self.error(format!("read {path}")))?;
                     decode_into(&mut registry, table, &data).map_err(|source| {
@@ -183,34 +205,40 @@ impl ZkStore {
     /// Writes a node directly under the root (fenced).
     async fn put_raw(&self, name: &str, data: &[u8]) -> Result<(), RegistryError> {
         let path = format!("{}/{name}", self.root);
-        let exists = self
-            .client
-            .check_stat(&path)
+        self.recheck(&self.client(), std::slice::from_ref(&path)).await?;
+        self.write_all(&[(path, Some(data))]).await
+    }
+
+    /// The store's current session.
+    fn client(&self) -> zk::Client {
+        self.client.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Opens a new session if `client`'s has ended (expired while ZooKeeper was out of reach).
+    async fn renew(&self, client: &zk::Client) -> Result<(), RegistryError> {
+        if !client.state().is_terminated() {
+            return Ok(());
+        }
+        let fresh = agora_leader::connect(&self.url, self.session_timeout)
             .await
-            .map_err(self.error(format!("stat {path}")))?
-            .is_some();
-        let mut writer = self.fenced()?;
-        let added = if exists {
-            writer.add_set_data(&path, data, None)
-        } else {
-            writer.add_create(&path, data, &zk::CreateMode::Persistent.with_acls(self.acls))
-        };
-        added.map_err(self.error(format!("write {path}")))?;
-        writer.commit().await.map_err(|e| self.fence_error(e))?;
+            .map_err(|e| RegistryError::Connect(e.to_string()))?;
+        *self.client.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
         Ok(())
     }
 
-    fn fenced(&self) -> Result<zk::CheckWriter<'_>, RegistryError> {
-        self.client.new_check_writer(&self.fence, None).map_err(self.error("start a write"))
-    }
-
-    fn fence_error(&self, error: zk::CheckWriteError) -> RegistryError {
-        match error {
-            zk::CheckWriteError::CheckFailed { .. } => {
-                RegistryError::Deposed { node: self.fence.clone() }
+    /// Learns again which of `paths` exist, after a write whose outcome is unknown.
+    async fn recheck(&self, client: &zk::Client, paths: &[String]) -> Result<(), RegistryError> {
+        let stats = futures::future::join_all(paths.iter().map(|path| client.check_stat(path)));
+        let stats = stats.await;
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        for (path, stat) in paths.iter().zip(stats) {
+            if stat.map_err(self.error(format!("stat {path}")))?.is_some() {
+                known.insert(path.clone());
+            } else {
+                known.remove(path);
             }
-            other => RegistryError::ZooKeeper { what: "commit".into(), source: other.into() },
         }
+        Ok(())
     }
 
     /// Applies `ops` in order; returns once ZooKeeper confirmed every part.
@@ -221,35 +249,94 @@ impl ZkStore {
         writes.reverse();
         writes.retain(|w| seen.insert((w.table, w.key.clone())));
         writes.reverse();
-        let options = zk::CreateMode::Persistent.with_acls(self.acls);
+        let writes: Vec<(String, Option<&[u8]>)> = writes
+            .iter()
+            .map(|w| (self.record_path(w.table, &w.key), w.value.as_deref()))
+            .collect();
+        self.write_all(&writes).await
+    }
+
+    /// Writes each path's value (`None` deletes), in order, as fenced multi-ops of at most
+    /// `MAX_MULTI_BYTES` each.
+    async fn write_all(&self, writes: &[(String, Option<&[u8]>)]) -> Result<(), RegistryError> {
         let mut start = 0;
         while start < writes.len() {
-            let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let mut writer = self.fenced()?;
             let mut bytes = 0;
             let mut end = start;
             while end < writes.len() && (end == start || bytes < MAX_MULTI_BYTES) {
-                let write = &writes[end];
-                let path = self.record_path(write.table, &write.key);
-                let added = match &write.value {
-                    Some(value) if known.contains(&path) => writer.add_set_data(&path, value, None),
-                    Some(value) => {
-                        known.insert(path.clone());
-                        writer.add_create(&path, value, &options)
-                    }
-                    None if known.remove(&path) => writer.add_delete(&path, None),
-                    None => Ok(()),
-                };
-                added.map_err(self.error(format!("write {path}")))?;
-                bytes += path.len() + write.value.as_ref().map_or(0, Vec::len);
+                bytes += writes[end].0.len() + writes[end].1.map_or(0, <[u8]>::len);
                 end += 1;
             }
-            writer.commit().await.map_err(|e| self.fence_error(e))?;
-            *self.known.lock().unwrap_or_else(|e| e.into_inner()) = known;
+            self.write_part(&writes[start..end]).await?;
             self.commits.fetch_add(1, Ordering::Relaxed);
             start = end;
         }
         Ok(())
+    }
+
+    /// One multi-op, tried again (see the module documentation) until it is confirmed, the
+    /// fence refuses it, or twice the session timeout has passed.
+    async fn write_part(&self, part: &[(String, Option<&[u8]>)]) -> Result<(), RegistryError> {
+        let deadline = Instant::now() + 2 * self.session_timeout;
+        let mut outcome_unknown = false;
+        loop {
+            let client = self.client();
+            let attempt = async {
+                if outcome_unknown {
+                    let paths: Vec<String> = part.iter().map(|(path, _)| path.clone()).collect();
+                    self.recheck(&client, &paths).await?;
+                }
+                self.try_write(&client, part).await
+            };
+            let error = match attempt.await {
+                Ok(()) => return Ok(()),
+                Err(error @ RegistryError::Deposed { .. }) => return Err(error),
+                Err(error) if Instant::now() >= deadline => return Err(error),
+                Err(error) => error,
+            };
+            tracing::warn!(%error, "registry write not confirmed; trying again");
+            outcome_unknown = true;
+            tokio::time::sleep(RETRY_PAUSE).await;
+            if let Err(error) = self.renew(&client).await {
+                tracing::warn!(%error, "no new ZooKeeper session for the registry yet");
+            }
+        }
+    }
+
+    /// One fenced multi-op over `client`: create, set or delete as `known` says.
+    async fn try_write(
+        &self,
+        client: &zk::Client,
+        part: &[(String, Option<&[u8]>)],
+    ) -> Result<(), RegistryError> {
+        let options = zk::CreateMode::Persistent.with_acls(self.acls);
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut writer =
+            client.new_check_writer(&self.fence, None).map_err(self.error("start a write"))?;
+        for (path, value) in part {
+            let added = match value {
+                Some(value) if known.contains(path) => writer.add_set_data(path, value, None),
+                Some(value) => {
+                    known.insert(path.clone());
+                    writer.add_create(path, value, &options)
+                }
+                None if known.remove(path) => writer.add_delete(path, None),
+                None => Ok(()),
+            };
+            added.map_err(self.error(format!("write {path}")))?;
+        }
+        writer.commit().await.map_err(|e| self.fence_error(e))?;
+        *self.known.lock().unwrap_or_else(|e| e.into_inner()) = known;
+        Ok(())
+    }
+
+    fn fence_error(&self, error: zk::CheckWriteError) -> RegistryError {
+        match error {
+            zk::CheckWriteError::CheckFailed { .. } => {
+                RegistryError::Deposed { node: self.fence.clone() }
+            }
+            other => RegistryError::ZooKeeper { what: "commit".into(), source: other.into() },
+        }
     }
 }
 
