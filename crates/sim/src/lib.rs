@@ -180,6 +180,8 @@ pub struct Summary {
     pub elections: u64,
     /// Registry writes the coordination service refused (a deposed or cut-off leader's).
     pub refused_writes: u64,
+    /// Of those, the writes that reached the service and failed the fence.
+    pub fenced_writes: u64,
     /// Messages masters sent after their session was gone, before they learned so.
     pub deposed_messages: u64,
 }

@@ -110,7 +110,7 @@ fn main() -> ExitCode {
     let mut done = 0u64;
     let mut steps = 0u64;
     // With several masters: what the failovers did, over all seeds.
-    let (mut elections, mut refused, mut deposed) = (0u64, 0u64, 0u64);
+    let (mut elections, mut refused, mut fenced, mut deposed) = (0u64, 0u64, 0u64, 0u64);
     for seed in args.seed..args.seed.saturating_add(count) {
         if budget.is_some_and(|b| started.elapsed() >= b) {
             break;
@@ -134,6 +134,7 @@ fn main() -> ExitCode {
                 steps += summary.steps;
                 elections += summary.elections;
                 refused += summary.refused_writes;
+                fenced += summary.fenced_writes;
                 deposed += summary.deposed_messages;
                 if count == 1 {
                     println!("seed {seed}: ok {summary:?}");
@@ -153,8 +154,8 @@ fn main() -> ExitCode {
     );
     if args.masters > 1 {
         println!(
-            "{elections} elections, {refused} registry writes refused, {deposed} messages sent \
-             by deposed leaders"
+            "{elections} elections, {refused} registry writes refused ({fenced} by the fence), \
+             {deposed} messages sent by deposed leaders"
         );
     }
     ExitCode::SUCCESS

@@ -350,7 +350,11 @@ impl Sim {
                 self.heal_masters();
             }
             Event::AtMaster { m, epoch, input } => {
-                if epoch == self.masters[m].epoch && self.masters[m].alive {
+                let frozen_until = self.masters[m].frozen_until;
+                if frozen_until > self.now {
+                    // A frozen process reads its sockets when it wakes up, in arrival order.
+                    self.at(frozen_until, Event::AtMaster { m, epoch, input });
+                } else if epoch == self.masters[m].epoch && self.masters[m].alive {
                     self.master_input(m, input);
                 }
             }
@@ -410,7 +414,7 @@ impl Sim {
     /// A timer input, for every master that runs a core (its own dispatcher's timers).
     fn serving_input(&mut self, input: impl Fn() -> agora_core::master::Input) {
         for m in 0..self.masters.len() {
-            if self.masters[m].core.is_some() {
+            if self.masters[m].core.is_some() && self.masters[m].frozen_until <= self.now {
                 self.master_input(m, input());
             }
         }

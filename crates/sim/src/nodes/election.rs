@@ -6,11 +6,14 @@
 //! of agents and schedulers (`agora_client::leader`), which learn of a new leader after a
 //! seeded delay each.
 //!
-//! A deposed leader is modelled the way it happens: its session expires while it is cut off
-//! from the coordination service, and it learns so only after a delay of its own (its client
-//! notices the lost connection on its own clock, or hears "session expired" when it
-//! reconnects). Until then it keeps its core, its streams and its timers: it makes offers,
-//! accepts calls, forwards updates, and its registry writes are refused, which stops it. It
+//! A deposed leader is modelled the two ways it happens. Its session expires while it is cut
+//! off from the coordination service, and it learns so only after a delay of its own (its
+//! client notices the lost connection on its own clock, or hears "session expired" when it
+//! reconnects); meanwhile its registry writes fail for want of a connection. Or its process
+//! freezes past the session timeout (a long pause) and, when it wakes up, works through what
+//! queued up before the news of its lost session reaches it; then its registry writes reach
+//! the service and fail the fence. Either way, until it learns it keeps its core, its streams
+//! and its timers: it makes offers, accepts calls, forwards updates; a refused write stops it. It
 //! does not model a quorum of masters (`--quorum` is 1), redirects from standbys, or stale
 //! reads of the registry (ZooKeeper orders a session's reads after the changes it has seen).
 
@@ -78,7 +81,10 @@ impl Sim {
                 self.summary.refused_writes += 1;
                 let why = match refusal {
                     Refusal::Unreachable => "it cannot reach the coordination service",
-                    Refusal::Fenced => "its candidacy node is gone (fenced)",
+                    Refusal::Fenced => {
+                        self.summary.fenced_writes += 1;
+                        "its candidacy node is gone (fenced)"
+                    }
                 };
                 self.master_stops(m, &format!("its registry write is refused: {why}"));
                 return false;
@@ -173,6 +179,7 @@ impl Sim {
         let node = &mut self.masters[m];
         node.core = None;
         node.alive = false;
+        node.frozen_until = Duration::ZERO;
         node.learned.clear();
         if let (Some(session), Some(coord)) = (node.session.take(), self.coord.as_mut())
             && coord.alive(session)
@@ -258,10 +265,15 @@ impl Sim {
         let holder = self.masters.iter().position(|n| n.alive && n.session == Some(session));
         if let Some(m) = holder {
             // Its client notices on its own clock, or hears "session expired" the moment it
-            // reaches the service again; until then it acts as the leader it no longer is.
+            // reaches the service again; until then it acts as the leader it no longer is. A
+            // frozen process hears it some time after it wakes up.
             let lag = Duration::from_millis(self.ha_rng.range(0, 20_000));
             let reconnect = self.coord.as_ref().and_then(|c| c.cut_until(m, self.now));
-            let learns = reconnect.map_or(self.now, |until| (self.now + lag).min(until));
+            let mut learns = reconnect.map_or(self.now, |until| (self.now + lag).min(until));
+            let frozen_until = self.masters[m].frozen_until;
+            if frozen_until > self.now {
+                learns = frozen_until + Duration::from_millis(self.ha_rng.range(0, 3_000));
+            }
             let epoch = self.masters[m].epoch;
             self.at(learns, Event::MasterLost { m, epoch });
         }
@@ -302,8 +314,20 @@ impl Sim {
             (0..=5, Some(l)) => l,
             _ => self.ha_rng.index(n),
         };
-        if kind % 2 == 0 || !self.masters[target].alive {
+        if kind % 3 == 0 || !self.masters[target].alive {
             self.crash_one_master(target);
+        } else if kind % 3 == 1 {
+            // Mostly past the session timeout.
+            let length = Duration::from_millis(self.ha_rng.range(5_000, 40_000));
+            self.trace(|| format!("fault: master {target} freezes for {length:?}"));
+            let until = self.now + length;
+            self.masters[target].frozen_until = until;
+            if let Some(coord) = self.coord.as_mut() {
+                coord.cut_off(target, self.now, until);
+            }
+            if let Some(session) = self.masters[target].session {
+                self.after(SESSION_TIMEOUT, Event::SessionExpiry { session });
+            }
         } else {
             let length = Duration::from_millis(self.ha_rng.range(2_000, 60_000));
             self.trace(|| {

@@ -45,6 +45,9 @@ pub(crate) struct MasterNode {
     pub(crate) alive: bool,
     /// Its session with the coordination service (several masters only).
     pub(crate) session: Option<u64>,
+    /// The process is frozen (a long pause: a stop signal, a stalled VM) until then; what
+    /// reaches it meanwhile waits.
+    pub(crate) frozen_until: Duration,
     /// The open streams, by connection id.
     conns: BTreeMap<ConnId, Peer>,
     opening: BTreeMap<ReqId, StreamRequest>,
@@ -60,6 +63,7 @@ impl MasterNode {
             epoch: 0,
             alive: false,
             session: None,
+            frozen_until: Duration::ZERO,
             conns: BTreeMap::new(),
             opening: BTreeMap::new(),
             learned: BTreeMap::new(),

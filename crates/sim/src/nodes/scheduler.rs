@@ -56,6 +56,8 @@ pub(crate) struct SchedNode {
     link: Link,
     /// The master its detector names as leader.
     pub(crate) leader: Option<usize>,
+    /// Bumped by every failover of the scheduler's process.
+    process: u64,
     pub(crate) tasks: BTreeMap<String, TaskView>,
     next_task: u64,
     offers: BTreeSet<String>,
@@ -72,6 +74,7 @@ impl SchedNode {
             framework_id: None,
             link: Link::Down { retry_at: Duration::ZERO },
             leader: Some(0),
+            process: 0,
             tasks: BTreeMap::new(),
             next_task: 0,
             offers: BTreeSet::new(),
@@ -143,6 +146,9 @@ impl Sim {
             id: node.framework_id.clone().map(|value| v1::FrameworkId { value }),
             checkpoint: Some(node.checkpoint),
             failover_timeout: Some(7.0 * 24.0 * 3600.0),
+            // A new scheduler process runs elsewhere: its re-subscription changes the
+            // framework's record, which the master writes to the registry.
+            hostname: Some(format!("sched{}-{}", node.index, node.process)),
             ..Default::default()
         };
         let mut c = call(CallType::Subscribe);
@@ -187,6 +193,7 @@ impl Sim {
             self.client_closes(conn);
         }
         self.schedulers[s].link = Link::Down { retry_at: self.now + Duration::from_secs(1) };
+        self.schedulers[s].process += 1;
     }
 
     /// Sends a call on the current subscription; lost or refused calls are not retried.
