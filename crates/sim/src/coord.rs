@@ -115,7 +115,7 @@ impl Coord {
             (None, Some(&(since, until))) if now < until => Some(since),
             _ => None,
         };
-        if !silent_since.is_some_and(|since| since + SESSION_TIMEOUT <= now) {
+        if silent_since.is_none_or(|since| now < since + SESSION_TIMEOUT) {
             return (false, false);
         }
         let before = self.leader();

@@ -314,7 +314,8 @@ impl Sim {
             (0..=5, Some(l)) => l,
             _ => self.ha_rng.index(n),
         };
-        if kind % 3 == 0 || !self.masters[target].alive {
+        let crash = kind.is_multiple_of(3) || !self.masters[target].alive;
+        if crash {
             self.crash_one_master(target);
         } else if kind % 3 == 1 {
             // Mostly past the session timeout.
