@@ -136,11 +136,12 @@ impl Sim {
     pub(crate) fn start_master(&mut self) {
         let epoch = self.next_epoch();
         let registry = self.registry.records.clone();
+        let now = self.wall();
         let node = &mut self.masters[0];
         node.epoch = epoch;
         node.alive = true;
         node.learned.clear();
-        node.core = Some(Master::recover(config(epoch), registry, self.now + crate::sim::EPOCH));
+        node.core = Some(Master::recover(config(epoch), registry, now));
     }
 
     /// A fresh process incarnation number.
