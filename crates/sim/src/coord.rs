@@ -93,7 +93,12 @@ impl Coord {
 
     /// Cuts `master` off from the ensemble from `now` until `until`.
     pub(crate) fn cut_off(&mut self, master: usize, now: Duration, until: Duration) {
-        self.cut.insert(master, (now, until));
+        // A cut that overlaps one under way extends it: the silence started with the first.
+        let (since, until) = match self.cut.get(&master) {
+            Some(&(since, end)) if now < end => (since, end.max(until)),
+            _ => (now, until),
+        };
+        self.cut.insert(master, (since, until));
     }
 
     /// When the cut of `master` ends, if it is cut off now.
@@ -191,5 +196,19 @@ mod tests {
         coord.cut_off(0, t0, t0 + Duration::from_secs(4));
         assert_eq!(coord.try_expire(a, t0 + SESSION_TIMEOUT), (false, false));
         assert!(coord.alive(a));
+    }
+
+    #[test]
+    fn an_overlapping_cut_extends_the_silence_it_joins() {
+        let mut coord = Coord::default();
+        let (a, _) = coord.open(0);
+        let t0 = Duration::from_secs(5);
+        coord.cut_off(0, t0, t0 + Duration::from_secs(30));
+        coord.cut_off(0, t0 + Duration::from_secs(8), t0 + Duration::from_secs(12));
+        assert_eq!(
+            coord.cut_until(0, t0 + Duration::from_secs(20)),
+            Some(t0 + Duration::from_secs(30))
+        );
+        assert_eq!(coord.try_expire(a, t0 + SESSION_TIMEOUT), (true, true));
     }
 }

@@ -57,6 +57,8 @@ pub(crate) enum Event {
         m: usize,
         epoch: u64,
     },
+    /// Master `m`'s process may wake up from a freeze.
+    Thaw(usize),
     /// Master `m` may hear that its session is gone.
     MasterLost {
         m: usize,
@@ -350,14 +352,14 @@ impl Sim {
                 self.heal_masters();
             }
             Event::AtMaster { m, epoch, input } => {
-                let frozen_until = self.masters[m].frozen_until;
-                if frozen_until > self.now {
+                if self.masters[m].frozen_until > self.now {
                     // A frozen process reads its sockets when it wakes up, in arrival order.
-                    self.at(frozen_until, Event::AtMaster { m, epoch, input });
+                    self.masters[m].backlog.push((epoch, input));
                 } else if epoch == self.masters[m].epoch && self.masters[m].alive {
                     self.master_input(m, input);
                 }
             }
+            Event::Thaw(m) => self.thaw(m),
             Event::Elected { m, epoch } => self.elected(m, epoch),
             Event::MasterLost { m, epoch } => self.master_lost(m, epoch),
             Event::SessionExpiry { session } => self.session_expiry(session),

@@ -180,6 +180,7 @@ impl Sim {
         node.core = None;
         node.alive = false;
         node.frozen_until = Duration::ZERO;
+        node.backlog.clear();
         node.learned.clear();
         if let (Some(session), Some(coord)) = (node.session.take(), self.coord.as_mut())
             && coord.alive(session)
@@ -321,8 +322,9 @@ impl Sim {
             // Mostly past the session timeout.
             let length = Duration::from_millis(self.ha_rng.range(5_000, 40_000));
             self.trace(|| format!("fault: master {target} freezes for {length:?}"));
-            let until = self.now + length;
+            let until = (self.now + length).max(self.masters[target].frozen_until);
             self.masters[target].frozen_until = until;
+            self.at(until, Event::Thaw(target));
             if let Some(coord) = self.coord.as_mut() {
                 coord.cut_off(target, self.now, until);
             }
@@ -340,6 +342,21 @@ impl Sim {
             }
             if let Some(session) = self.masters[target].session {
                 self.after(SESSION_TIMEOUT, Event::SessionExpiry { session });
+            }
+        }
+    }
+
+    /// Master `m` wakes up from a freeze (unless a later freeze extended it) and works
+    /// through what reached it meanwhile, in one go and in arrival order.
+    pub(crate) fn thaw(&mut self, m: usize) {
+        if self.masters[m].frozen_until > self.now {
+            return;
+        }
+        let backlog = std::mem::take(&mut self.masters[m].backlog);
+        self.trace(|| format!("master {m}: wakes up to {} inputs", backlog.len()));
+        for (epoch, input) in backlog {
+            if epoch == self.masters[m].epoch && self.masters[m].alive {
+                self.master_input(m, input);
             }
         }
     }

@@ -46,8 +46,9 @@ pub(crate) struct MasterNode {
     /// Its session with the coordination service (several masters only).
     pub(crate) session: Option<u64>,
     /// The process is frozen (a long pause: a stop signal, a stalled VM) until then; what
-    /// reaches it meanwhile waits.
+    /// reaches it meanwhile waits in `backlog`, in arrival order, for it to wake up.
     pub(crate) frozen_until: Duration,
+    pub(crate) backlog: Vec<(u64, Input)>,
     /// The open streams, by connection id.
     conns: BTreeMap<ConnId, Peer>,
     opening: BTreeMap<ReqId, StreamRequest>,
@@ -64,6 +65,7 @@ impl MasterNode {
             alive: false,
             session: None,
             frozen_until: Duration::ZERO,
+            backlog: Vec::new(),
             conns: BTreeMap::new(),
             opening: BTreeMap::new(),
             learned: BTreeMap::new(),
@@ -181,6 +183,13 @@ impl Sim {
     /// stream before the core sees the request. Returns the incarnation it reaches.
     pub(crate) fn master_open(&mut self, m: usize, conn: ConnId, peer: Peer) -> u64 {
         let node = &mut self.masters[m];
+        if !node.alive {
+            // No process listens (a crashed master whose candidacy lingers, which detectors
+            // still name): the connection is refused.
+            let epoch = node.epoch;
+            self.peer_sees_close(conn, peer);
+            return epoch;
+        }
         node.conns.insert(conn, peer);
         node.epoch
     }
