@@ -1,8 +1,8 @@
 //! Runs with several masters in the election (`Options::masters`): a fixed set of seeds with
-//! three masters and every workload of the default sweep, checked against the invariants
-//! across failovers; a check that those seeds do exercise what they are meant to (elections,
-//! deposed leaders that keep acting, registry writes refused by the fence); and a replay of
-//! one seed step for step. The long sweep (`AGORA_SIM_FAILOVER_SEEDS`, 200 by default) is
+//! three masters (and a few with five) and every workload of the default sweep, checked
+//! against the invariants across failovers; checks that seeds do exercise what they are
+//! meant to (elections, deposed leaders that keep acting, registry writes refused by the
+//! fence); and a replay of one seed step for step. The long sweep (`AGORA_SIM_FAILOVER_SEEDS`, 200 by default) is
 //! ignored by default: `cargo test --release -p agora-sim --test failover -- --ignored`.
 
 use std::time::Duration;
@@ -39,12 +39,22 @@ fn sweep(seeds: impl Iterator<Item = u64>, masters: usize) -> Summary {
 
 #[test]
 fn three_masters_keep_the_invariants_across_failovers() {
-    let total = sweep(1..=16, 3);
+    let total = sweep(1..=12, 3);
     println!("{total:?}");
-    // The seeds are chosen to exercise failovers, not just to pass: leaders change, deposed
-    // leaders act before they learn, and the fence refuses some of their writes.
-    assert!(total.elections > 16, "{total:?}");
+    // The seeds exercise failovers, not just pass: leaders change, and deposed leaders act
+    // before they learn.
+    assert!(total.elections > 12, "{total:?}");
     assert!(total.deposed_messages > 0, "{total:?}");
+}
+
+/// A deposed leader's write reaching the coordination service is rare (about one seed in
+/// twenty of the sweep): it takes a leader that wakes from a long freeze and has something to
+/// write before it hears that its session expired. These seeds do; if a change of the
+/// simulator moves their runs, pick others with `agora-sim --masters 3 --seed N` (the summary
+/// counts `fenced_writes`).
+#[test]
+fn a_deposed_leaders_writes_fail_the_fence() {
+    let total = sweep([25, 28].into_iter(), 3);
     assert!(total.fenced_writes > 0, "{total:?}");
 }
 
