@@ -8,8 +8,9 @@
 //! (`coord.rs`: sessions that expire, sequential candidacy nodes, a fenced registry) and
 //! follow the election as the real shells do (`nodes/election.rs`): only the elected master
 //! recovers from the registry and serves, agents and schedulers find it through their
-//! detectors, and a leader cut off from the service is deposed while it still runs and keeps
-//! acting until it learns so; its registry writes are refused.
+//! detectors, and a leader cut off from the service or frozen past its session timeout is
+//! deposed while it still runs, and keeps acting until it learns so; its registry writes are
+//! refused.
 //!
 //! The simulator holds no copy of the cores' logic: it plays the part of their IO shells
 //! (`crates/master/src/dispatcher.rs`, `crates/agent/src/dispatcher.rs` and `master_link.rs`,
@@ -19,8 +20,8 @@
 //! update manager re-sends its unacknowledged head, the executor retries an UPDATE whose
 //! answer it lost, and a re-subscribing executor carries its unacknowledged updates); streams
 //! and other agent calls never duplicate, as TCP and the agent's link do not. What it does
-//! not model yet: slow disks, a quorum of masters, redirects from standby masters, task
-//! groups and custom executors, the operator API.
+//! not model yet: slow disks and failed disk writes, a quorum of masters, redirects from
+//! standby masters, task groups and custom executors, the operator API.
 
 mod coord;
 mod invariants;
