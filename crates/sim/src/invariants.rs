@@ -9,6 +9,15 @@
 //! scheduler saw its terminal state and the master no longer holds it) or running and known
 //! as running to both. Offers made to a framework whose stream is down are never seen by the
 //! simulator, so the offer sum can only under-count them.
+//!
+//! Across failovers (several masters), every master that runs a core is checked as above, a
+//! deposed one too, and: a task a master holds came from a scheduler's launch at that master
+//! or from an agent's report to it (the registry holds no tasks); an agent or framework id
+//! names one agent or one scheduler for the whole run. The registry's side is checked where
+//! it happens (`nodes/election.rs`): only the leader's writes get through and leaders write
+//! in election order, an id is handed out only once the registry holds it and the registry
+//! never loses it afterwards. At the end exactly the elected master runs a core, and every
+//! scheduler is subscribed at it.
 
 use std::collections::BTreeMap;
 
@@ -115,11 +124,38 @@ impl Sim {
         );
     }
 
+    /// An id (of an agent or a framework) is handed to `who`: it must never name another.
+    pub(crate) fn note_owner(&mut self, id: &str, who: String) {
+        match self.id_owners.get(id) {
+            Some(owner) if *owner != who => {
+                let message = format!("id {id} was handed to {owner} and to {who}");
+                self.fail(message);
+            }
+            Some(_) => {}
+            None => {
+                self.id_owners.insert(id.to_string(), who);
+            }
+        }
+    }
+
     /// The invariants that hold after every step. They run after every event, so they borrow
     /// rather than copy, and add up `Load`s rather than `Resources`.
     pub(crate) fn check(&self) -> Result<(), String> {
+        for (m, node) in self.masters.iter().enumerate() {
+            let Some(master) = node.core.as_ref() else { continue };
+            self.check_master(m, master, &node.learned)?;
+        }
+        self.check_machines()
+    }
+
+    /// One master's accounting, and where its tasks came from.
+    fn check_master(
+        &self,
+        m: usize,
+        master: &agora_core::master::Master,
+        learned: &BTreeMap<String, std::collections::BTreeSet<String>>,
+    ) -> Result<(), String> {
         let total = self.capacity;
-        let Some(master) = self.master.core.as_ref() else { return Ok(()) };
 
         // The master's accounting: outstanding offers plus unfinished tasks, per agent.
         let mut held: Vec<(&str, Load)> = Vec::new();
@@ -134,6 +170,12 @@ impl Sim {
             add_to(&mut held, agent_id, seen.load);
         }
         for (framework_id, task_id, state) in master.task_states() {
+            if !learned.get(framework_id).is_some_and(|t| t.contains(task_id)) {
+                return Err(format!(
+                    "master {m} holds task {task_id} of {framework_id}, which no scheduler \
+                     launched and no agent reported to it"
+                ));
+            }
             if is_terminal(state) {
                 continue;
             }
@@ -144,11 +186,17 @@ impl Sim {
         for (agent_id, used) in &held {
             if !used.fits(total) {
                 return Err(format!(
-                    "the master holds {used} of agent {agent_id} in offers and tasks, beyond its \
-                     {total}"
+                    "master {m} holds {used} of agent {agent_id} in offers and tasks, beyond \
+                     its {total}"
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The machines' view, whoever leads.
+    fn check_machines(&self) -> Result<(), String> {
+        let total = self.capacity;
 
         // The machines' view: processes that run, per agent and per task id.
         let mut running: Vec<(usize, Load)> = Vec::new();
@@ -177,14 +225,26 @@ impl Sim {
 
     /// Liveness at the end of a run.
     pub(crate) fn check_settled(&self) -> Result<(), String> {
-        let Some(master) = self.master.core.as_ref() else {
-            return Err("no master".into());
+        let leader = match &self.coord {
+            Some(coord) => coord.leading_master().ok_or("no master leads")?,
+            None => 0,
         };
+        let Some(master) = self.masters[leader].core.as_ref() else {
+            return Err(format!("master {leader} leads but does not serve"));
+        };
+        for (m, node) in self.masters.iter().enumerate() {
+            if m != leader && node.core.is_some() {
+                return Err(format!("master {m} still acts while master {leader} leads"));
+            }
+        }
         let active: BTreeMap<(&str, &str), v1::TaskState> =
             master.task_states().map(|(f, t, s)| ((f, t), s)).collect();
         for (s, node) in self.schedulers.iter().enumerate() {
-            if !node.subscribed() {
-                return Err(format!("scheduler {s} is not subscribed"));
+            if node.subscribed_at() != Some(leader) {
+                return Err(format!(
+                    "scheduler {s} is not subscribed at the leader {leader} (but at {:?})",
+                    node.subscribed_at()
+                ));
             }
             let framework_id = node.framework_id.clone().unwrap_or_default();
             for (task_id, view) in &node.tasks {

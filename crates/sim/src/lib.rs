@@ -1,8 +1,16 @@
 //! `agora-sim` runs the real sans-IO cores of Agora (the master, agents, command executors)
 //! together with scripted schedulers on a virtual clock, over a seeded network that delays,
-//! reorders and drops messages and partitions agents, while agents, the master and executors
+//! reorders and drops messages and partitions agents, while agents, masters and executors
 //! crash; after every step it checks the invariants of `invariants.rs`, and at the end that
 //! every task reached a settled state. One seed is one run, replayed exactly.
+//!
+//! With `Options::masters` above one, the masters contend in a modelled coordination service
+//! (`coord.rs`: sessions that expire, sequential candidacy nodes, a fenced registry) and
+//! follow the election as the real shells do (`nodes/election.rs`): only the elected master
+//! recovers from the registry and serves, agents and schedulers find it through their
+//! detectors, and a leader cut off from the service or frozen past its session timeout is
+//! deposed while it still runs, and keeps acting until it learns so; its registry writes are
+//! refused.
 //!
 //! The simulator holds no copy of the cores' logic: it plays the part of their IO shells
 //! (`crates/master/src/dispatcher.rs`, `crates/agent/src/dispatcher.rs` and `master_link.rs`,
@@ -12,9 +20,10 @@
 //! update manager re-sends its unacknowledged head, the executor retries an UPDATE whose
 //! answer it lost, and a re-subscribing executor carries its unacknowledged updates); streams
 //! and other agent calls never duplicate, as TCP and the agent's link do not. What it does
-//! not model yet: slow disks and failed writes, several masters and leader election, task
-//! groups and custom executors, the operator API.
+//! not model yet: slow disks and failed disk writes, a quorum of masters, redirects from
+//! standby masters, task groups and custom executors, the operator API.
 
+mod coord;
 mod invariants;
 mod network;
 mod nodes;
@@ -32,6 +41,9 @@ pub struct Options {
     pub seed: u64,
     /// Print every step.
     pub trace: bool,
+    /// Masters in the election; one (the default) runs the single-master setup with the
+    /// embedded registry, as before several existed, so that pinned seeds keep their runs.
+    pub masters: usize,
     pub agents: usize,
     pub schedulers: usize,
     /// Virtual time with faults and new work.
@@ -77,6 +89,9 @@ impl Options {
     pub fn flags(&self) -> String {
         let mut flags = String::new();
         let defaults = Options::new(self.seed);
+        if self.masters != defaults.masters {
+            flags += &format!(" --masters {}", self.masters);
+        }
         if self.max_steps != defaults.max_steps {
             flags += &format!(" --steps {}", self.max_steps);
         }
@@ -101,6 +116,7 @@ impl Options {
         Self {
             seed,
             trace: false,
+            masters: 1,
             agents: 3,
             schedulers: 2,
             fault_time: Duration::from_secs(300),
@@ -161,9 +177,26 @@ pub struct Summary {
     pub faults: u64,
     /// Status updates the network sent twice.
     pub duplicates: u64,
+    /// Masters that learned they lead and recovered (several masters).
+    pub elections: u64,
+    /// Registry writes the coordination service refused (a deposed or cut-off leader's).
+    pub refused_writes: u64,
+    /// Of those, the writes that reached the service and failed the fence.
+    pub fenced_writes: u64,
+    /// Messages masters sent after their session was gone, before they learned so.
+    pub deposed_messages: u64,
 }
 
 /// Runs one simulation; `Err` on the first broken invariant.
 pub fn run(options: &Options) -> Result<Summary, Violation> {
     sim::Sim::new(options.clone()).run()
+}
+
+/// Runs one simulation and returns its trace too (every line `--trace` prints), to show that
+/// a seed replays step for step.
+pub fn run_traced(options: &Options) -> (Result<Summary, Violation>, Vec<String>) {
+    let mut sim = sim::Sim::new(options.clone());
+    sim.keep_trace();
+    let result = sim.run();
+    (result, sim.take_trace())
 }

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use agora_sim::{Options, run};
 
-const USAGE: &str = "usage: agora-sim [--seed N] [--seeds N] [--seconds S] [--steps N] [--trace]
+const USAGE: &str = "usage: agora-sim [--seed N] [--seeds N] [--seconds S] [--steps N] [--masters N] [--trace]
   --seed N     the first (or only) seed (default 1)
   --seeds N    run N seeds from --seed on
   --seconds S  run seeds from --seed on for S seconds of wall time
   --steps N    fail a run that takes more than N steps
+  --masters N  N masters in a leader election with a fenced registry (default 1: one master)
   --trace      print every step
   --non-checkpointing  half the schedulers do not checkpoint (known core bug 1)
   --kills      schedulers kill some tasks (known core bug 2)
@@ -27,6 +28,7 @@ struct Args {
     seeds: Option<u64>,
     seconds: Option<f64>,
     steps: Option<u64>,
+    masters: usize,
     trace: bool,
     non_checkpointing: bool,
     kills: bool,
@@ -43,6 +45,7 @@ fn parse() -> Result<Args, String> {
         seeds: None,
         seconds: None,
         steps: None,
+        masters: 1,
         trace: false,
         non_checkpointing: false,
         kills: false,
@@ -66,6 +69,13 @@ fn parse() -> Result<Args, String> {
             }
             "--steps" => {
                 args.steps = Some(value("--steps")?.parse().map_err(|e| format!("--steps: {e}"))?)
+            }
+            "--masters" => {
+                args.masters =
+                    value("--masters")?.parse().map_err(|e| format!("--masters: {e}"))?;
+                if args.masters == 0 {
+                    return Err("--masters: at least one".into());
+                }
             }
             "--trace" => args.trace = true,
             "--non-checkpointing" => args.non_checkpointing = true,
@@ -99,12 +109,15 @@ fn main() -> ExitCode {
     };
     let mut done = 0u64;
     let mut steps = 0u64;
+    // With several masters: what the failovers did, over all seeds.
+    let (mut elections, mut refused, mut fenced, mut deposed) = (0u64, 0u64, 0u64, 0u64);
     for seed in args.seed..args.seed.saturating_add(count) {
         if budget.is_some_and(|b| started.elapsed() >= b) {
             break;
         }
         let mut options = Options::new(seed);
         options.trace = args.trace;
+        options.masters = args.masters;
         options.non_checkpointing = args.non_checkpointing;
         options.kills = args.kills;
         options.strict_reconciliation = args.strict_reconciliation;
@@ -119,6 +132,10 @@ fn main() -> ExitCode {
             Ok(summary) => {
                 done += 1;
                 steps += summary.steps;
+                elections += summary.elections;
+                refused += summary.refused_writes;
+                fenced += summary.fenced_writes;
+                deposed += summary.deposed_messages;
                 if count == 1 {
                     println!("seed {seed}: ok {summary:?}");
                 }
@@ -135,5 +152,11 @@ fn main() -> ExitCode {
         done as f64 / secs.max(1e-9),
         steps as f64 / secs.max(1e-9)
     );
+    if args.masters > 1 {
+        println!(
+            "{elections} elections, {refused} registry writes refused ({fenced} by the fence), \
+             {deposed} messages sent by deposed leaders"
+        );
+    }
     ExitCode::SUCCESS
 }

@@ -6,14 +6,17 @@
 //! file only dispatches and injects faults. It does not judge what it sees: that is
 //! `invariants.rs`.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use agora_executor::process::Termination;
 use agora_proto::{executor, internal, scheduler as sched};
 
+use crate::coord::Coord;
 use crate::network::{NetConfig, Network};
 use crate::nodes::agent::AgentNode;
+use crate::nodes::election::{Client, Registry};
 use crate::nodes::executor::ExecNode;
 use crate::nodes::master::MasterNode;
 use crate::nodes::scheduler::SchedNode;
@@ -42,11 +45,33 @@ pub(crate) enum Event {
     AgentRestart(usize),
     /// Faults stop and the network heals.
     Heal,
-    /// An input for the master incarnation `epoch` (a request, or a stream it learns is gone).
+    /// An input for incarnation `epoch` of master `m` (a request, or a stream it learns is
+    /// gone).
     AtMaster {
+        m: usize,
         epoch: u64,
         input: agora_core::master::Input,
     },
+    /// Master `m`'s candidacy hears that it leads (several masters).
+    Elected {
+        m: usize,
+        epoch: u64,
+    },
+    /// Master `m`'s process may wake up from a freeze.
+    Thaw(usize),
+    /// Master `m` may hear that its session is gone.
+    MasterLost {
+        m: usize,
+        epoch: u64,
+    },
+    /// The coordination service checks whether a session timed out.
+    SessionExpiry {
+        session: u64,
+    },
+    /// The supervisor of master `m` starts it again (several masters).
+    MasterStart(usize),
+    /// A client's leader detector reports (several masters).
+    Detect(Client),
     /// A scheduler's stream `conn` delivers an event, or ends (`None`).
     AtScheduler {
         s: usize,
@@ -101,7 +126,18 @@ pub(crate) struct Sim {
     next_seq: u64,
     next_id: u64,
     pub(crate) step: u64,
-    pub(crate) master: MasterNode,
+    pub(crate) masters: Vec<MasterNode>,
+    /// Master process incarnations so far, over all masters.
+    pub(crate) epochs: u64,
+    /// The registry store every leader reads and writes.
+    pub(crate) registry: Registry,
+    /// The coordination service, with several masters.
+    pub(crate) coord: Option<Coord>,
+    /// The decisions about several masters have a generator of their own, so that a run
+    /// with one master draws exactly what it drew before they existed.
+    pub(crate) ha_rng: Rng,
+    /// The trace, kept for the caller (see `crate::run_traced`).
+    trace_lines: Option<RefCell<Vec<String>>>,
     pub(crate) agents: Vec<AgentNode>,
     pub(crate) executors: Vec<ExecNode>,
     pub(crate) schedulers: Vec<SchedNode>,
@@ -112,6 +148,8 @@ pub(crate) struct Sim {
     pub(crate) offers_seen: BTreeMap<String, crate::invariants::OfferSeen>,
     /// Tasks as the schedulers launched them: framework → task → (agent, resources).
     pub(crate) tasks_launched: BTreeMap<String, BTreeMap<String, crate::invariants::TaskSeen>>,
+    /// Agent and framework ids, and who got each: "agent 2", "scheduler 0".
+    pub(crate) id_owners: BTreeMap<String, String>,
     /// What every agent has, computed once: the invariants compare against it every step.
     pub(crate) capacity: crate::invariants::Load,
     pub(crate) faults_over: bool,
@@ -126,10 +164,18 @@ impl Sim {
         if options.duplicate_updates {
             net.duplicate_updates(Rng::new(options.seed ^ 0xD0B1_E5EE_D0B1_E5EE));
         }
-        let master = MasterNode::new();
-        let agents = (0..options.agents).map(|a| AgentNode::new(a, &mut rng)).collect();
-        let schedulers =
+        let masters = (0..options.masters.max(1)).map(|_| MasterNode::new()).collect();
+        let ha = options.masters > 1;
+        let mut agents: Vec<AgentNode> =
+            (0..options.agents).map(|a| AgentNode::new(a, &mut rng)).collect();
+        let mut schedulers: Vec<SchedNode> =
             (0..options.schedulers).map(|s| SchedNode::new(s, options.non_checkpointing)).collect();
+        if ha {
+            // Clients know no leader until their detector reports one.
+            agents.iter_mut().for_each(|a| a.leader = None);
+            schedulers.iter_mut().for_each(|s| s.leader = None);
+        }
+        let ha_rng = Rng::new(options.seed ^ 0x4A11_0C0D_E1EC_7104);
         Self {
             options,
             now: Duration::ZERO,
@@ -140,7 +186,12 @@ impl Sim {
             next_seq: 0,
             next_id: 1,
             step: 0,
-            master,
+            masters,
+            epochs: 0,
+            registry: Registry::default(),
+            coord: ha.then(Coord::default),
+            ha_rng,
+            trace_lines: None,
             agents,
             executors: Vec::new(),
             schedulers,
@@ -148,6 +199,7 @@ impl Sim {
             summary: Summary::default(),
             offers_seen: BTreeMap::new(),
             tasks_launched: BTreeMap::new(),
+            id_owners: BTreeMap::new(),
             capacity: crate::invariants::agent_capacity(),
             faults_over: false,
         }
@@ -182,9 +234,25 @@ impl Sim {
     }
 
     pub(crate) fn trace(&self, what: impl FnOnce() -> String) {
-        if self.options.trace {
-            println!("[{:>7} {:>10.6}] {}", self.step, self.now.as_secs_f64(), what());
+        if !self.options.trace && self.trace_lines.is_none() {
+            return;
         }
+        let line = format!("[{:>7} {:>10.6}] {}", self.step, self.now.as_secs_f64(), what());
+        if let Some(lines) = &self.trace_lines {
+            lines.borrow_mut().push(line.clone());
+        }
+        if self.options.trace {
+            println!("{line}");
+        }
+    }
+
+    /// Keeps every trace line for [`Sim::take_trace`].
+    pub(crate) fn keep_trace(&mut self) {
+        self.trace_lines = Some(RefCell::new(Vec::new()));
+    }
+
+    pub(crate) fn take_trace(&mut self) -> Vec<String> {
+        self.trace_lines.take().map(RefCell::into_inner).unwrap_or_default()
     }
 
     pub(crate) fn fail(&mut self, message: String) {
@@ -203,10 +271,16 @@ impl Sim {
         }
     }
 
-    pub(crate) fn run(mut self) -> Result<Summary, Violation> {
+    pub(crate) fn run(&mut self) -> Result<Summary, Violation> {
         let c = self.net.config().clone();
         self.trace(|| format!("network: {c:?}"));
-        self.start_master();
+        if self.coord.is_some() {
+            for m in 0..self.masters.len() {
+                self.start_standby(m);
+            }
+        } else {
+            self.start_master();
+        }
         for a in 0..self.agents.len() {
             let delay = Duration::from_millis(self.rng.range(0, 2000));
             self.after(delay, Event::AgentRestart(a));
@@ -248,21 +322,21 @@ impl Sim {
             return Err(self.violation(format!("at the end: {message}")));
         }
         self.summary.steps = self.step;
-        Ok(self.summary)
+        Ok(self.summary.clone())
     }
 
     fn dispatch(&mut self, event: Event) {
         match event {
             Event::AllocationTick => {
-                self.master_input(agora_core::master::Input::AllocationTick);
+                self.serving_input(|| agora_core::master::Input::AllocationTick);
                 self.after(Duration::from_secs(1), Event::AllocationTick);
             }
             Event::HeartbeatTick => {
-                self.master_input(agora_core::master::Input::HeartbeatTick);
+                self.serving_input(|| agora_core::master::Input::HeartbeatTick);
                 self.after(Duration::from_secs(15), Event::HeartbeatTick);
             }
             Event::PingTick => {
-                self.master_input(agora_core::master::Input::PingTick);
+                self.serving_input(|| agora_core::master::Input::PingTick);
                 self.after(Duration::from_secs(15), Event::PingTick);
             }
             Event::AgentTick(a) => self.agent_tick(a),
@@ -275,12 +349,22 @@ impl Sim {
                 self.trace(|| "faults stop; the network heals".into());
                 self.faults_over = true;
                 self.net.heal();
+                self.heal_masters();
             }
-            Event::AtMaster { epoch, input } => {
-                if epoch == self.master.epoch {
-                    self.master_input(input);
+            Event::AtMaster { m, epoch, input } => {
+                if self.masters[m].frozen_until > self.now {
+                    // A frozen process reads its sockets when it wakes up, in arrival order.
+                    self.masters[m].backlog.push((epoch, input));
+                } else if epoch == self.masters[m].epoch && self.masters[m].alive {
+                    self.master_input(m, input);
                 }
             }
+            Event::Thaw(m) => self.thaw(m),
+            Event::Elected { m, epoch } => self.elected(m, epoch),
+            Event::MasterLost { m, epoch } => self.master_lost(m, epoch),
+            Event::SessionExpiry { session } => self.session_expiry(session),
+            Event::MasterStart(m) => self.start_standby(m),
+            Event::Detect(client) => self.detect(client),
             Event::AtScheduler { s, conn, event } => self.scheduler_event(s, conn, event),
             Event::FromMaster { a, inc, conn, event } => {
                 self.agent_from_master(a, inc, conn, event)
@@ -307,6 +391,7 @@ impl Sim {
                 self.crash_agent(a);
                 self.after(down, Event::AgentRestart(a));
             }
+            2 if self.coord.is_some() => self.master_fault(),
             2 => self.crash_master(),
             3 | 4 => self.kill_random_executor(),
             5 | 6 => {
@@ -320,7 +405,20 @@ impl Sim {
                 self.scheduler_failover(s);
             }
         }
+        // Several masters fail more often than one: a quarter of the faults hit one more.
+        if self.coord.is_some() && self.ha_rng.chance(0.25) {
+            self.master_fault();
+        }
         let next = Duration::from_millis(self.rng.range(2_000, 30_000));
         self.after(next, Event::Fault);
+    }
+
+    /// A timer input, for every master that runs a core (its own dispatcher's timers).
+    fn serving_input(&mut self, input: impl Fn() -> agora_core::master::Input) {
+        for m in 0..self.masters.len() {
+            if self.masters[m].core.is_some() && self.masters[m].frozen_until <= self.now {
+                self.master_input(m, input());
+            }
+        }
     }
 }

@@ -1,9 +1,12 @@
 //! An agent's shell: one `Agent` core, its checkpoint disk, its link to the master and its
 //! executors' connections, like `crates/agent/src/dispatcher.rs` and `master_link.rs`.
 //!
-//! The link keeps a REGISTER stream open, reconnecting with a doubling backoff; calls to the
-//! master go one at a time on their own ordered channel, and a lost call is simply gone (the
-//! core retries status updates on its own clock, as in the real shell). A crash loses the core
+//! The link keeps a REGISTER stream open with the master its detector names, reconnecting with
+//! a doubling backoff, and breaks it to register with a new leader the moment the detector
+//! names one, as `master_link.rs` does; until then it takes whatever the master of its stream
+//! sends, deposed or not. Calls to the master go one at a time on their own ordered channel
+//! to the master of the stream, and a lost call is simply gone (the core retries status
+//! updates on its own clock, as in the real shell). A crash loses the core
 //! and every connection but keeps the disk; the restart rebuilds the core with
 //! `Agent::recover` and tells it which checkpointed executors are still alive. Machine
 //! reboots, slow disks and failed checkpoint writes are not modelled.
@@ -39,8 +42,8 @@ const SILENCE: Duration = Duration::from_secs(75);
 #[derive(Debug, Clone)]
 enum Link {
     Down { retry_at: Duration },
-    Registering { conn: ConnId, stream_id: String, since: Duration },
-    Connected { conn: ConnId, stream_id: String },
+    Registering { conn: ConnId, master: usize, stream_id: String, since: Duration },
+    Connected { conn: ConnId, master: usize, stream_id: String },
 }
 
 pub(crate) struct AgentNode {
@@ -50,6 +53,8 @@ pub(crate) struct AgentNode {
     pub(crate) inc: u64,
     disk: BTreeMap<CheckpointKey, CheckpointRecord>,
     link: Link,
+    /// The master its detector names as leader.
+    pub(crate) leader: Option<usize>,
     /// When the master's stream last delivered anything.
     last_heard: Duration,
     backoff: Duration,
@@ -67,6 +72,7 @@ impl AgentNode {
             inc: 0,
             disk: BTreeMap::new(),
             link: Link::Down { retry_at: Duration::ZERO },
+            leader: Some(0),
             last_heard: Duration::ZERO,
             backoff: BACKOFF_MIN,
             exec_conns: BTreeMap::new(),
@@ -140,21 +146,50 @@ impl Sim {
     /// Opens a REGISTER stream with what the core reports.
     fn register(&mut self, a: usize) {
         let Some(core) = self.agents[a].core.as_ref() else { return };
+        let Some(master) = self.agents[a].leader else {
+            // The link waits for its detector to name a leader.
+            self.agents[a].link = Link::Down { retry_at: self.now };
+            return;
+        };
         let call = core.register_call();
         let conn = self.id();
         let req = self.id();
         let stream_id = format!("agent-stream-{conn}");
         self.agents[a].link =
-            Link::Registering { conn, stream_id: stream_id.clone(), since: self.now };
+            Link::Registering { conn, master, stream_id: stream_id.clone(), since: self.now };
         if self.net.request_lost(Some(a), self.now) {
             self.trace(|| format!("net: agent {a} REGISTER on {conn} lost"));
             return;
         }
         let inc = self.agents[a].inc;
-        let epoch = self.master_open(conn, Peer::Agent(a, inc));
+        let epoch = self.master_open(master, conn, Peer::Agent(a, inc));
         let input = agora_core::master::Input::AgentRegister { req, conn, stream_id, call };
         let delay = self.net.delay();
-        self.after(delay, Event::AtMaster { epoch, input });
+        self.after(delay, Event::AtMaster { m: master, epoch, input });
+    }
+
+    /// The detector of agent `a` names `leader`: a new one breaks the stream, and the link
+    /// registers with it at once, as `master_link.rs` does.
+    pub(crate) fn agent_detects(&mut self, a: usize, leader: Option<usize>) {
+        let agent = &mut self.agents[a];
+        if agent.leader == leader {
+            return;
+        }
+        agent.leader = leader;
+        if agent.core.is_none() {
+            return;
+        }
+        self.trace(|| format!("agent {a}: detects leader {leader:?}"));
+        if let Link::Registering { conn, .. } | Link::Connected { conn, .. } =
+            self.agents[a].link.clone()
+        {
+            self.client_closes(conn);
+            let agent = &mut self.agents[a];
+            agent.link = Link::Down { retry_at: self.now };
+            agent.backoff = BACKOFF_MIN;
+            self.agent_input(a, Input::MasterDisconnected);
+        }
+        self.register(a);
     }
 
     pub(crate) fn agent_from_master(
@@ -186,11 +221,17 @@ impl Sim {
             Some(event) => {
                 let agent = &mut self.agents[a];
                 agent.last_heard = self.now;
-                if let Link::Registering { conn, stream_id, .. } = &agent.link {
-                    agent.link = Link::Connected { conn: *conn, stream_id: stream_id.clone() };
+                if let Link::Registering { conn, master, stream_id, .. } = &agent.link {
+                    agent.link = Link::Connected {
+                        conn: *conn,
+                        master: *master,
+                        stream_id: stream_id.clone(),
+                    };
                 }
-                if event.registered.is_some() {
+                if let Some(registered) = &event.registered {
                     agent.backoff = BACKOFF_MIN;
+                    let id = registered.agent_id.value.clone();
+                    self.note_owner(&id, format!("agent {a}"));
                 }
                 self.trace(|| format!("agent {a}: <- {}", describe_event(&event)));
                 self.agent_input(a, Input::Master(event));
@@ -251,11 +292,11 @@ impl Sim {
                 }
             }
             Output::ToMaster(call) => {
-                let Link::Connected { stream_id, .. } = &self.agents[a].link else {
+                let Link::Connected { stream_id, master, .. } = &self.agents[a].link else {
                     // The real link sends with no stream id, and the master refuses that.
                     return;
                 };
-                let stream_id = Some(stream_id.clone());
+                let (stream_id, m) = (Some(stream_id.clone()), *master);
                 if self.net.request_lost(Some(a), self.now) {
                     self.trace(|| format!("net: a call of agent {a} is lost"));
                     return;
@@ -271,7 +312,7 @@ impl Sim {
                 } else {
                     1
                 };
-                let epoch = self.master.epoch;
+                let epoch = self.masters[m].epoch;
                 for _ in 0..copies {
                     let req = self.id();
                     let at = self.net.arrival(Channel::AgentCalls(a), self.now);
@@ -280,7 +321,7 @@ impl Sim {
                         stream_id: stream_id.clone(),
                         call: call.clone(),
                     };
-                    self.at(at, Event::AtMaster { epoch, input });
+                    self.at(at, Event::AtMaster { m, epoch, input });
                 }
             }
             Output::ToExecutor { conn, event } => {

@@ -33,8 +33,8 @@ const RECONCILE_AFTER: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 enum Link {
     Down { retry_at: Duration },
-    Subscribing { conn: ConnId, stream_id: String, since: Duration },
-    Subscribed { conn: ConnId, stream_id: String },
+    Subscribing { conn: ConnId, master: usize, stream_id: String, since: Duration },
+    Subscribed { conn: ConnId, master: usize, stream_id: String },
 }
 
 /// The scheduler's view of one of its tasks.
@@ -54,6 +54,10 @@ pub(crate) struct SchedNode {
     checkpoint: bool,
     pub(crate) framework_id: Option<String>,
     link: Link,
+    /// The master its detector names as leader.
+    pub(crate) leader: Option<usize>,
+    /// Bumped by every failover of the scheduler's process.
+    process: u64,
     pub(crate) tasks: BTreeMap<String, TaskView>,
     next_task: u64,
     offers: BTreeSet<String>,
@@ -69,6 +73,8 @@ impl SchedNode {
             checkpoint: !non_checkpointing || index.is_multiple_of(2),
             framework_id: None,
             link: Link::Down { retry_at: Duration::ZERO },
+            leader: Some(0),
+            process: 0,
             tasks: BTreeMap::new(),
             next_task: 0,
             offers: BTreeSet::new(),
@@ -76,8 +82,12 @@ impl SchedNode {
         }
     }
 
-    pub(crate) fn subscribed(&self) -> bool {
-        matches!(self.link, Link::Subscribed { .. })
+    /// The master this scheduler is subscribed at.
+    pub(crate) fn subscribed_at(&self) -> Option<usize> {
+        match self.link {
+            Link::Subscribed { master, .. } => Some(master),
+            _ => None,
+        }
     }
 }
 
@@ -124,6 +134,11 @@ impl Sim {
     }
 
     fn subscribe(&mut self, s: usize) {
+        let Some(master) = self.schedulers[s].leader else {
+            // The client waits for its detector to name a leader.
+            self.schedulers[s].link = Link::Down { retry_at: self.now + Duration::from_secs(1) };
+            return;
+        };
         let node = &self.schedulers[s];
         let info = v1::FrameworkInfo {
             user: "sim".into(),
@@ -131,6 +146,9 @@ impl Sim {
             id: node.framework_id.clone().map(|value| v1::FrameworkId { value }),
             checkpoint: Some(node.checkpoint),
             failover_timeout: Some(7.0 * 24.0 * 3600.0),
+            // A new scheduler process runs elsewhere: its re-subscription changes the
+            // framework's record, which the master writes to the registry.
+            hostname: Some(format!("sched{}-{}", node.index, node.process)),
             ..Default::default()
         };
         let mut c = call(CallType::Subscribe);
@@ -140,15 +158,30 @@ impl Sim {
         let req = self.id();
         let stream_id = format!("sched-stream-{conn}");
         self.schedulers[s].link =
-            Link::Subscribing { conn, stream_id: stream_id.clone(), since: self.now };
+            Link::Subscribing { conn, master, stream_id: stream_id.clone(), since: self.now };
         self.schedulers[s].offers.clear();
         if self.net.request_lost(None, self.now) {
             return;
         }
-        let epoch = self.master_open(conn, Peer::Scheduler(s));
+        let epoch = self.master_open(master, conn, Peer::Scheduler(s));
         let input = agora_core::master::Input::Subscribe { req, conn, stream_id, call: c };
         let delay = self.net.delay();
-        self.after(delay, Event::AtMaster { epoch, input });
+        self.after(delay, Event::AtMaster { m: master, epoch, input });
+    }
+
+    /// The detector of scheduler `s` names `leader`. A subscribed session does not follow it
+    /// (it learns of a new leader when its stream ends); one waiting to subscribe again tries
+    /// the new leader soon, as `SchedulerSession::resubscribe` does.
+    pub(crate) fn scheduler_detects(&mut self, s: usize, leader: Option<usize>) {
+        let node = &mut self.schedulers[s];
+        if node.leader == leader {
+            return;
+        }
+        node.leader = leader;
+        if let Link::Down { retry_at } = &mut node.link {
+            *retry_at = (*retry_at).min(self.now + Duration::from_millis(100));
+        }
+        self.trace(|| format!("scheduler {s}: detects leader {leader:?}"));
     }
 
     /// A fault: the scheduler process dies and a new one subscribes with the same id.
@@ -160,12 +193,13 @@ impl Sim {
             self.client_closes(conn);
         }
         self.schedulers[s].link = Link::Down { retry_at: self.now + Duration::from_secs(1) };
+        self.schedulers[s].process += 1;
     }
 
     /// Sends a call on the current subscription; lost or refused calls are not retried.
     fn send(&mut self, s: usize, mut c: sched::Call) {
-        let Link::Subscribed { stream_id, .. } = &self.schedulers[s].link else { return };
-        let stream_id = Some(stream_id.clone());
+        let Link::Subscribed { stream_id, master, .. } = &self.schedulers[s].link else { return };
+        let (stream_id, m) = (Some(stream_id.clone()), *master);
         c.framework_id =
             self.schedulers[s].framework_id.clone().map(|value| v1::FrameworkId { value });
         if self.net.request_lost(None, self.now) {
@@ -177,7 +211,7 @@ impl Sim {
         let copies = if idempotent && self.net.duplicated() { 2 } else { 1 };
         for _ in 0..copies {
             let req = self.id();
-            let epoch = self.master.epoch;
+            let epoch = self.masters[m].epoch;
             let delay = self.net.delay();
             let call = c.clone();
             let input = agora_core::master::Input::SchedulerCall {
@@ -185,7 +219,7 @@ impl Sim {
                 stream_id: stream_id.clone(),
                 call,
             };
-            self.after(delay, Event::AtMaster { epoch, input });
+            self.after(delay, Event::AtMaster { m, epoch, input });
         }
     }
 
@@ -213,10 +247,11 @@ impl Sim {
                     self.fail(format!("scheduler {s} re-subscribed as {old} but got {id}"));
                     return;
                 }
-                node.framework_id = Some(id);
-                if let Link::Subscribing { conn, stream_id, .. } = node.link.clone() {
-                    node.link = Link::Subscribed { conn, stream_id };
+                node.framework_id = Some(id.clone());
+                if let Link::Subscribing { conn, master, stream_id, .. } = node.link.clone() {
+                    node.link = Link::Subscribed { conn, master, stream_id };
                 }
+                self.note_owner(&id, format!("scheduler {s}"));
                 self.reconcile(s);
             }
             EventType::Offers => {
