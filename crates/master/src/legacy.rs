@@ -908,18 +908,24 @@ fn state_counts<'a>(tasks: impl Iterator<Item = &'a v1::Task>) -> serde_json::Ma
 pub(crate) async fn state_summary(State(app): State<AppState>) -> Result<Response, Refusal> {
     let snapshot = snapshot(&app).await?;
     let state = &snapshot.state;
-    let all_tasks: Vec<&v1::Task> =
-        state.tasks.iter().chain(state.completed_tasks.iter()).map(|t| &**t).collect();
+    // Every task grouped once by agent and by framework: looking each agent's tasks up in
+    // the whole list made this endpoint quadratic (10k agents × 100k tasks).
+    let mut by_agent: HashMap<&str, Vec<&v1::Task>> = HashMap::new();
+    let mut by_framework: HashMap<&str, Vec<&v1::Task>> = HashMap::new();
+    for task in state.tasks.iter().chain(state.completed_tasks.iter()) {
+        if let Some(agent) = &task.agent_id {
+            by_agent.entry(agent.value.as_str()).or_default().push(task);
+        }
+        if let Some(framework) = &task.framework_id {
+            by_framework.entry(framework.value.as_str()).or_default().push(task);
+        }
+    }
     let slaves: Vec<Value> = state
         .agents
         .iter()
         .map(|a| {
             let id = a.agent_info.id.as_ref().map_or("", |i| i.value.as_str());
-            let here: Vec<&v1::Task> = all_tasks
-                .iter()
-                .copied()
-                .filter(|t| t.agent_id.as_ref().is_some_and(|x| x.value == id))
-                .collect();
+            let here = by_agent.get(id).map_or(&[][..], Vec::as_slice);
             let mut v = slave_json(a);
             if let Value::Object(m) = &mut v {
                 m.extend(state_counts(here.iter().copied()));
@@ -940,11 +946,7 @@ pub(crate) async fn state_summary(State(app): State<AppState>) -> Result<Respons
         .iter()
         .map(|f| {
             let id = f.framework_info.id.as_ref().map_or("", |i| i.value.as_str());
-            let here: Vec<&v1::Task> = all_tasks
-                .iter()
-                .copied()
-                .filter(|t| t.framework_id.as_ref().is_some_and(|x| x.value == id))
-                .collect();
+            let here = by_framework.get(id).map_or(&[][..], Vec::as_slice);
             let mut v = framework_json(f, &by, false)?;
             if let Value::Object(m) = &mut v {
                 m.extend(state_counts(here.iter().copied()));
