@@ -45,7 +45,6 @@ use agora_core::resources::{ParseError, Resources};
 use agora_http::Server;
 use agora_proto::v1;
 pub use isolation::IsolationOptions;
-use tokio::net::TcpListener;
 
 /// The agent's log file under `--log_dir` (what `/slave/log` names).
 pub const LOG_FILE: &str = "agora-agent.log";
@@ -218,7 +217,7 @@ pub async fn start(options: AgentOptions) -> Result<RunningAgent, AgentError> {
     let resources = given.with_defaults(&detect::resources(&work_dir));
 
     let requested = SocketAddr::new(options.ip, options.port);
-    let listener = TcpListener::bind(requested)
+    let listener = agora_http::bind(requested)
         .await
         .map_err(|source| AgentError::Bind { addr: requested, source })?;
     let addr =

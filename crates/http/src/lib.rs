@@ -27,7 +27,7 @@ use bytes::Bytes;
 pub use clock::Clock;
 pub use dispatch::Dispatch;
 pub use logging::Logging;
-pub use server::Server;
+pub use server::{Server, bind};
 pub use stream::EventBody;
 pub use streams::Streams;
 

@@ -56,11 +56,17 @@ pub(crate) struct Shell {
 pub(crate) enum Gate {
     /// Serves everything: a single master, or the recovered leader.
     Serving,
-    /// Elected, reading the registry: 503.
+    /// Elected, reading the registry: 503 (agents' registrations wait for the end).
     Recovering,
     /// Another master leads (`host:port`, if known): 307 there, or 503 while none is known.
     Standby { leader: Option<String> },
 }
+
+/// The agents' endpoint (`agora-agent` speaks it, no Mesos client does).
+const AGENT_API: &str = "/api/agora/v1/agent";
+
+/// How long an agent's registration waits for a recovering master.
+const RECOVERY_HOLD: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Paths every master answers itself, whatever its standing.
 fn always_served(path: &str) -> bool {
@@ -78,8 +84,18 @@ async fn gate(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let gate = shell.gate.borrow().clone();
+    let mut gate = shell.gate.borrow().clone();
     let path = request.uri().path();
+    if gate == Gate::Recovering && path == AGENT_API {
+        // Agents speak our own protocol, so they need no 503: rather than send thousands of
+        // them into a backoff that outlasts the recovery (a failover waited for it), their
+        // registrations wait here for the recovery to end, up to a bound.
+        let mut changes = shell.gate.subscribe();
+        let end = changes.wait_for(|gate| *gate != Gate::Recovering);
+        if let Ok(Ok(now)) = tokio::time::timeout(RECOVERY_HOLD, end).await {
+            gate = now.clone();
+        }
+    }
     if gate == Gate::Serving || always_served(path) {
         return next.run(request).await;
     }
@@ -116,7 +132,7 @@ impl FromRef<AppState> for Handle {
 
 pub(crate) fn router(handle: Handle, shell: Arc<Shell>) -> Router {
     let mut router = Router::new()
-        .route("/api/agora/v1/agent", post(agent_api))
+        .route(AGENT_API, post(agent_api))
         .route("/api/agora/v1/kill_task", post(kill_task_api))
         .route("/version", get(version))
         .route("/metrics/snapshot", get(metrics::snapshot_json))

@@ -27,7 +27,6 @@ use agora_core::allocator::AllocatorConfig;
 use agora_core::master::MasterConfig;
 use agora_http::Server;
 use agora_proto::{internal, v1};
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::http::Gate;
@@ -176,7 +175,7 @@ pub async fn start(options: MasterOptions) -> Result<RunningMaster, MasterError>
             .map_err(|source| MasterError::WorkDir { path: work_dir.clone(), source })?;
     }
     let requested = SocketAddr::new(options.ip, options.port);
-    let listener = TcpListener::bind(requested)
+    let listener = agora_http::bind(requested)
         .await
         .map_err(|source| MasterError::Bind { addr: requested, source })?;
     let addr =
