@@ -1,0 +1,4 @@
+//! `agora-kafka`: the Kafka framework's single binary (scheduler, executor and the
+//! Kafka-on-Mesos CLI).
+
+fn main() {}
