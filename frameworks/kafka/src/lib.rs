@@ -6,7 +6,12 @@
 //! it: the scheduler's loop and state storage, the REST API, the CLI, the executor that runs a
 //! broker process, and a minimal Kafka protocol client for topic administration.
 
+pub mod api;
+pub mod cli;
 pub mod constraint;
 pub mod core;
+pub mod executor;
 pub mod expr;
+pub mod kafka;
 pub mod model;
+pub mod scheduler;
