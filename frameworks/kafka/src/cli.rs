@@ -106,6 +106,9 @@ pub fn format_broker(b: &Value) -> String {
     if f["failures"].as_u64().unwrap_or(0) > 0 {
         out.push_str(&format!(", failures:{}", f["failures"]));
     }
+    if let Some(error) = f["lastError"].as_str() {
+        out.push_str(&format!("\nlast-error: {error}"));
+    }
     let st = &b["stickiness"];
     out.push_str(&format!("\nstickiness: period:{}", s(&st["period"])));
     if let Some(host) = st["hostname"].as_str() {

@@ -434,6 +434,7 @@ impl Core {
                 }
                 broker.failover.failures = 0;
                 broker.failover.failure_time = None;
+                broker.failover.last_error = None;
             }
             TaskEvent::Ended { reason } => {
                 let stopping = task.state == "stopping" || !broker.active;
@@ -444,6 +445,7 @@ impl Core {
                 if !stopping {
                     broker.failover.failures += 1;
                     broker.failover.failure_time = Some(now);
+                    broker.failover.last_error = Some(reason.clone());
                     if broker.failover.exceeded_max_tries() {
                         broker.active = false;
                         self.reasons.insert(
@@ -585,6 +587,7 @@ mod tests {
         // First failure: 1 s delay.
         assert!(core.task_event("t0", TaskEvent::Ended { reason: "killed".into() }, 1_000));
         assert_eq!(core.brokers()[&0].state_word(), "failed 1");
+        assert_eq!(core.brokers()[&0].failover.last_error.as_deref(), Some("killed"));
         let Decision::Decline { refuse_ms, reason } =
             core.offer(&offer("h1", "r1", 31000), 1_500, "t1")
         else {

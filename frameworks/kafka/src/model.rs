@@ -230,6 +230,9 @@ pub struct Failover {
     /// When the last failure happened (ms since the epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_time: Option<u64>,
+    /// How the last failed task ended, so `broker list` can say why a broker is not running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 impl Default for Failover {
@@ -240,6 +243,7 @@ impl Default for Failover {
             max_tries: None,
             failures: 0,
             failure_time: None,
+            last_error: None,
         }
     }
 }
