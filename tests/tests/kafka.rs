@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use agora_tests::zookeeper::{self, ZooKeeper};
 use agora_tests::{Daemon, agora_bin, free_port, required_in_ci};
 use anyhow::{Context, bail, ensure};
 use serde_json::Value;
@@ -109,11 +110,15 @@ struct Scheduler {
 
 impl Scheduler {
     fn start(hosts: &Hosts, tansu: &str) -> anyhow::Result<Scheduler> {
+        let file = format!("file:{}", hosts.dir.path().join("kafka-mesos.json").display());
+        Self::start_with(hosts, tansu, &["--storage".into(), file])
+    }
+
+    fn start_with(hosts: &Hosts, tansu: &str, storage: &[String]) -> anyhow::Result<Scheduler> {
         let mut child = Command::new(kafka_bin())
             .arg("scheduler")
             .args(["--master", &hosts.master.addr, "--api", "http://127.0.0.1:0"])
-            .arg("--storage")
-            .arg(format!("file:{}", hosts.dir.path().join("kafka-mesos.json").display()))
+            .args(storage)
             .args(["--framework-name", "kafka", "--framework-timeout", "1h", "--user", "root"])
             .args(["--tansu", tansu])
             .current_dir(hosts.dir.path())
@@ -362,5 +367,29 @@ async fn bad_input_gets_clear_errors_from_cli_and_api() -> anyhow::Result<()> {
     }
     // Nothing was added by the bad calls.
     assert_eq!(scheduler.brokers().await?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn state_in_zookeeper_survives_a_scheduler_restart() -> anyhow::Result<()> {
+    if !zookeeper::available("the Kafka framework's ZooKeeper storage test") {
+        return Ok(());
+    }
+    let zk = ZooKeeper::start()?;
+    let hosts = Hosts::start(&[("127.0.0.1", "r1")])?;
+    let storage = [
+        "--storage".to_string(),
+        "zk:/kafka-mesos".into(),
+        "--zk".into(),
+        format!("{}/agora-kafka", zk.addr),
+    ];
+    let scheduler = Scheduler::start_with(&hosts, "tansu", &storage)?;
+    scheduler.ok(&["broker", "add", "0..1", "--cpus", "0.5", "--constraints", "rack=like:r1"])?;
+    scheduler.stop()?;
+    let scheduler = Scheduler::start_with(&hosts, "tansu", &storage)?;
+    let brokers = scheduler.brokers().await?;
+    assert_eq!(brokers.len(), 2, "{brokers:?}");
+    assert_eq!(brokers[1]["constraints"], "rack=like:r1");
+    assert!(!hosts.dir.path().join("kafka-mesos.json").exists(), "nothing in a file");
     Ok(())
 }

@@ -15,3 +15,4 @@ pub mod expr;
 pub mod kafka;
 pub mod model;
 pub mod scheduler;
+pub mod storage;

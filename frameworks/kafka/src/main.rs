@@ -43,9 +43,12 @@ struct SchedulerFlags {
     /// `host:port`, or `zk://host:port/path` to follow the leading master.
     #[arg(long)]
     master: Option<String>,
-    /// `file:<path>`.
+    /// `file:<path>`, or `zk:/<path>` under `--zk`.
     #[arg(long)]
     storage: Option<String>,
+    /// ZooKeeper for `zk:` storage: `host:port[,host:port][/chroot]`.
+    #[arg(long)]
+    zk: Option<String>,
     #[arg(long)]
     framework_name: Option<String>,
     #[arg(long)]
@@ -239,6 +242,7 @@ async fn run_scheduler(flags: SchedulerFlags, api: Option<String>) -> anyhow::Re
     let config = scheduler::Config {
         master: pick(flags.master, "master", "127.0.0.1:5050"),
         storage: pick(flags.storage, "storage", "file:kafka-mesos.json"),
+        zk: flags.zk.or_else(|| props.get("zk").cloned()),
         framework_name: pick(flags.framework_name, "framework-name", "kafka"),
         framework_role: pick(flags.framework_role, "framework-role", "*"),
         framework_timeout: Period::parse(&pick(

@@ -8,7 +8,6 @@
 //! status updates go to the core and are acknowledged after the save.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use agora_client::scheduler::SchedulerSession;
@@ -19,15 +18,18 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{BrokerParams, Core, Decision, Offer, State, TaskEvent};
+use crate::core::{BrokerParams, Core, Decision, Offer, TaskEvent};
 use crate::executor::LaunchConfig;
 use crate::model::{InputError, Period};
+use crate::storage::Storage;
 
 /// How the scheduler was configured (flags, properties file).
 #[derive(Debug, Clone)]
 pub struct Config {
     pub master: String,
     pub storage: String,
+    /// ZooKeeper for `zk:` storage: `host:port[,host:port][/chroot]`, with or without `zk://`.
+    pub zk: Option<String>,
     pub framework_name: String,
     pub framework_role: String,
     pub framework_timeout: Period,
@@ -52,43 +54,6 @@ pub enum Request {
     Log { id: u32, name: String, lines: u32, reply: oneshot::Sender<Result<String, InputError>> },
 }
 
-/// Where the state lives: `file:<path>` (`zk:` is not supported yet).
-struct Storage {
-    path: PathBuf,
-}
-
-impl Storage {
-    fn open(spec: &str) -> anyhow::Result<Storage> {
-        match spec.split_once(':') {
-            Some(("file", path)) if !path.is_empty() => Ok(Storage { path: PathBuf::from(path) }),
-            Some(("zk", _)) => bail!("--storage zk:... is not supported yet; use file:<path>"),
-            _ => bail!("invalid --storage {spec:?}: expected file:<path>"),
-        }
-    }
-
-    fn load(&self) -> anyhow::Result<State> {
-        match std::fs::read(&self.path) {
-            Ok(data) => serde_json::from_slice(&data)
-                .with_context(|| format!("corrupt state file {}", self.path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.path.display())),
-        }
-    }
-
-    /// Writes a temporary file, syncs it and renames it over the old state.
-    fn save(&self, state: &State) -> anyhow::Result<()> {
-        let tmp = self.path.with_extension("tmp");
-        let data = serde_json::to_vec_pretty(state).context("serialize state")?;
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&tmp)?;
-            std::io::Write::write_all(&mut file, &data)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
-        };
-        write().with_context(|| format!("cannot write {}", self.path.display()))
-    }
-}
-
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -101,8 +66,8 @@ const MASTER_PATIENCE: Duration = Duration::from_secs(3600);
 
 /// Runs the dispatcher until the master refuses the framework or storage fails.
 pub async fn run(config: Config, mut requests: mpsc::Receiver<Request>) -> anyhow::Result<()> {
-    let storage = Storage::open(&config.storage)?;
-    let mut core = Core::new(storage.load()?);
+    let storage = Storage::open(&config.storage, config.zk.as_deref()).await?;
+    let mut core = Core::new(storage.load().await?);
     // One role, as Kafka-on-Mesos subscribes: the single-role field keeps offers free of
     // allocation info the framework has no use for.
     #[allow(deprecated)]
@@ -121,7 +86,7 @@ pub async fn run(config: Config, mut requests: mpsc::Receiver<Request>) -> anyho
     tracing::info!(framework_id = %session.framework_id.value, "subscribed");
     println!("agora-kafka scheduler subscribed as {}", session.framework_id.value);
     core.state.framework_id = Some(session.framework_id.value.clone());
-    storage.save(&core.state)?;
+    storage.save(&core.state).await?;
     let mut shell = Shell { config, storage, core, pending_logs: HashMap::new(), next_request: 0 };
     shell.reconcile(&session).await;
     loop {
@@ -207,7 +172,7 @@ impl Shell {
                     task.id = task_id.clone();
                     task.executor_id = task_id.clone();
                 }
-                self.storage.save(&self.core.state)?;
+                self.storage.save(&self.core.state).await?;
                 let launch = LaunchConfig {
                     id: broker,
                     options: b.effective_options(),
@@ -243,7 +208,7 @@ impl Shell {
                         TaskEvent::Ended { reason: e.to_string() },
                         now_ms(),
                     );
-                    self.storage.save(&self.core.state)?;
+                    self.storage.save(&self.core.state).await?;
                 }
             }
             Decision::Decline { refuse_ms, reason } => {
@@ -276,7 +241,7 @@ impl Shell {
         };
         let ended = matches!(event, TaskEvent::Ended { .. });
         let known = self.core.task_event(&status.task_id.value, event, now_ms());
-        self.storage.save(&self.core.state)?;
+        self.storage.save(&self.core.state).await?;
         if !known && !ended {
             tracing::warn!(task = %status.task_id.value, "killing a task no broker owns");
             let _ = session.kill(status.task_id.clone()).await;
@@ -303,7 +268,7 @@ impl Shell {
             Request::Broker { verb, params, reply } => {
                 let result = self.broker(session, &verb, &params).await;
                 if result.is_ok() {
-                    self.storage.save(&self.core.state)?;
+                    self.storage.save(&self.core.state).await?;
                 }
                 let _ = reply.send(result);
             }
