@@ -367,6 +367,31 @@ async fn bad_input_gets_clear_errors_from_cli_and_api() -> anyhow::Result<()> {
     }
     // Nothing was added by the bad calls.
     assert_eq!(scheduler.brokers().await?.len(), 1);
+
+    // The API URL also comes from KM_API, or from kafka-mesos.properties in the working directory.
+    let out = Command::new(kafka_bin())
+        .env("KM_API", &scheduler.api)
+        .args(["broker", "list"])
+        .output()?;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("id: 0"), "{out:?}");
+    let cwd = hosts.dir.path().join("cli");
+    std::fs::create_dir_all(&cwd)?;
+    std::fs::write(
+        cwd.join("kafka-mesos.properties"),
+        format!("# the CLI's settings\napi={}\n", scheduler.api),
+    )?;
+    let out = Command::new(kafka_bin())
+        .env_remove("KM_API")
+        .current_dir(&cwd)
+        .args(["broker", "list"])
+        .output()?;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("id: 0"), "{out:?}");
+    let out = Command::new(kafka_bin())
+        .env_remove("KM_API")
+        .current_dir(hosts.dir.path().join("agent-127.0.0.1"))
+        .args(["broker", "list"])
+        .output()?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no API URL"), "{out:?}");
     Ok(())
 }
 

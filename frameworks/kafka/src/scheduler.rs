@@ -443,3 +443,71 @@ fn take_resources(offer: &v1::Offer, cpus: f64, mem: f64, port: u16) -> Vec<v1::
     }
     taken
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar(name: &str, value: f64, role: &str) -> v1::Resource {
+        let mut r = v1::Resource {
+            name: name.into(),
+            scalar: Some(v1::value::Scalar { value }),
+            ..Default::default()
+        };
+        r.set_type(v1::value::Type::Scalar);
+        #[allow(deprecated)]
+        {
+            r.role = Some(role.into());
+        }
+        r
+    }
+
+    fn offer() -> v1::Offer {
+        let mut ports = v1::Resource {
+            name: "ports".into(),
+            ranges: Some(v1::value::Ranges {
+                range: vec![v1::value::Range { begin: 31000, end: 31010 }],
+            }),
+            ..Default::default()
+        };
+        ports.set_type(v1::value::Type::Ranges);
+        let mut rack = v1::Attribute {
+            name: "rack".into(),
+            text: Some(v1::value::Text { value: "r1".into() }),
+            ..Default::default()
+        };
+        rack.set_type(v1::value::Type::Text);
+        v1::Offer {
+            hostname: "h1".into(),
+            agent_id: v1::AgentId { value: "a1".into() },
+            resources: vec![
+                scalar("cpus", 1.0, "kafka"),
+                scalar("cpus", 2.0, "*"),
+                scalar("mem", 1024.0, "*"),
+                ports,
+            ],
+            attributes: vec![rack],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn offers_are_read_and_cut_by_role() {
+        let view = offer_view(&offer());
+        assert_eq!((view.cpus, view.mem), (3.0, 1024.0));
+        assert_eq!(view.ports, [(31000, 31010)]);
+        assert_eq!(view.attributes["rack"], "r1");
+        let taken = take_resources(&offer(), 1.5, 512.0, 31005);
+        let cpus: Vec<f64> = taken
+            .iter()
+            .filter(|r| r.name == "cpus")
+            .map(|r| r.scalar.as_ref().map_or(0.0, |s| s.value))
+            .collect();
+        assert_eq!(cpus, [1.0, 0.5], "taken in offer order, each part keeping its role");
+        let port = taken.iter().find(|r| r.name == "ports").and_then(|r| r.ranges.clone());
+        assert_eq!(
+            port.map(|r| r.range),
+            Some(vec![v1::value::Range { begin: 31005, end: 31005 }])
+        );
+    }
+}
