@@ -36,6 +36,8 @@ pub struct Offer {
     pub cpus: f64,
     pub mem: f64,
     pub ports: Vec<(u64, u64)>,
+    /// The persistence ids of the persistent volumes offered.
+    pub volumes: Vec<String>,
 }
 
 /// What to do with an offer.
@@ -84,6 +86,7 @@ pub struct BrokerParams {
     failover_max_delay: Option<Period>,
     failover_max_tries: Option<Option<u32>>,
     stickiness_period: Option<Period>,
+    volume: Option<Option<String>>,
 }
 
 impl BrokerParams {
@@ -107,9 +110,6 @@ impl BrokerParams {
                 .transpose()
         };
         let period = |k: &str| get(k).map(Period::parse).transpose();
-        if get("volume").is_some_and(|v| !v.is_empty()) {
-            return Err(bad("volume is not supported yet: brokers keep their data in the sandbox"));
-        }
         Ok(BrokerParams {
             cpus: number("cpus")?,
             mem: integer("mem")?,
@@ -129,6 +129,7 @@ impl BrokerParams {
                 })
                 .transpose()?,
             stickiness_period: period("stickinessPeriod")?,
+            volume: get("volume").map(|v| (!v.is_empty()).then(|| v.to_string())),
         })
     }
 
@@ -165,6 +166,9 @@ impl BrokerParams {
         }
         if let Some(v) = self.stickiness_period {
             b.stickiness.period = v;
+        }
+        if let Some(v) = &self.volume {
+            b.volume = v.clone();
         }
     }
 }
@@ -235,6 +239,7 @@ impl Core {
         fresh.failover.max_delay = template.failover.max_delay;
         fresh.failover.max_tries = template.failover.max_tries;
         fresh.stickiness.period = template.stickiness.period;
+        // A persistent volume belongs to one broker; clones get none.
         let ids = BrokerExpr::parse(expr)?.new_ids()?;
         if let Some(id) = ids.iter().find(|id| self.state.brokers.contains_key(id)) {
             return Err(bad(format!("broker {id} already exists")));
@@ -352,6 +357,11 @@ impl Core {
             && host != offer.hostname
         {
             return Err((format!("sticky to host {host}"), None));
+        }
+        if let Some(volume) = &broker.volume
+            && !offer.volumes.contains(volume)
+        {
+            return Err((format!("volume {volume} not offered"), None));
         }
         if offer.cpus + 1e-9 < broker.cpus {
             return Err((format!("cpus {:.2} < {:.2}", offer.cpus, broker.cpus), None));
@@ -501,6 +511,7 @@ mod tests {
             cpus: 4.0,
             mem: 4096.0,
             ports: vec![(port, port + 10)],
+            volumes: Vec::new(),
         }
     }
 
@@ -630,6 +641,20 @@ mod tests {
     }
 
     #[test]
+    fn a_volume_must_be_offered() {
+        let mut core = Core::default();
+        core.add("0", &params(&[("volume", "kafka-0"), ("mem", "256")])).expect("add");
+        core.start("0").expect("start");
+        let Decision::Decline { reason, .. } = core.offer(&offer("h1", "r1", 31000), 0, "t") else {
+            panic!("no volume in the offer")
+        };
+        assert!(reason.contains("volume kafka-0 not offered"), "{reason}");
+        let mut with_volume = offer("h1", "r1", 31000);
+        with_volume.volumes = vec!["kafka-0".into()];
+        launched(&core.offer(&with_volume, 0, "t"));
+    }
+
+    #[test]
     fn max_tries_deactivate() {
         let mut core = Core::default();
         core.add(
@@ -665,7 +690,6 @@ mod tests {
             ("constraints", "hostname=sometimes"),
             ("failoverDelay", "soon"),
             ("options", "novalue"),
-            ("volume", "v"),
         ];
         for (k, v) in bad_params {
             let map = [(k.to_string(), v.to_string())].into();

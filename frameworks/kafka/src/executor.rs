@@ -37,16 +37,24 @@ pub struct LaunchConfig {
     pub cluster_id: String,
     /// The tansu binary to run.
     pub tansu: String,
+    /// Where the broker's persistent volume appears in the sandbox, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_path: Option<String>,
 }
 
 impl LaunchConfig {
-    /// `--storage-engine` from the broker's `storage.engine` option: `memory` (the default),
-    /// `sqlite` (a file in the sandbox, kept across restarts of the executor in that sandbox),
-    /// or a full `memory://` / `sqlite://` URL.
+    /// `--storage-engine` from the broker's `storage.engine` option: `memory` (the default
+    /// without a volume), `sqlite` (a file in the persistent volume if the broker has one, the
+    /// default then, or else in the sandbox), or a full `memory://` / `sqlite://` URL.
     pub fn storage_engine(&self) -> Result<String, String> {
+        let sqlite = match &self.volume_path {
+            Some(path) => format!("sqlite://{}/broker.db", path.trim_end_matches('/')),
+            None => "sqlite://broker.db".into(),
+        };
         match self.options.get("storage.engine").map(String::as_str) {
+            None | Some("") if self.volume_path.is_some() => Ok(sqlite),
             None | Some("") | Some("memory") => Ok("memory://tansu/".into()),
-            Some("sqlite") => Ok("sqlite://broker.db".into()),
+            Some("sqlite") => Ok(sqlite),
             Some(url) if url.starts_with("memory://") || url.starts_with("sqlite://") => {
                 Ok(url.to_string())
             }
@@ -272,6 +280,7 @@ mod tests {
             port: 31000,
             cluster_id: "kafka-1".into(),
             tansu: "tansu".into(),
+            volume_path: None,
         }
     }
 
@@ -286,6 +295,9 @@ mod tests {
             "sqlite://broker.db"
         );
         assert!(config(&[("storage.engine", "postgres://x")]).storage_engine().is_err());
+        let mut on_volume = config(&[]);
+        on_volume.volume_path = Some("data".into());
+        assert_eq!(on_volume.storage_engine().expect("valid"), "sqlite://data/broker.db");
     }
 
     #[test]

@@ -181,12 +181,19 @@ impl Shell {
                     port,
                     cluster_id: format!("{}-{broker}", self.config.framework_name),
                     tansu: self.config.tansu.clone(),
+                    volume_path: b.volume.as_deref().and_then(|v| volume_path(&offer, v)),
                 };
                 let task = v1::TaskInfo {
                     name: format!("{}-{broker}", self.config.framework_name),
                     task_id: v1::TaskId { value: task_id.clone() },
                     agent_id: offer.agent_id.clone(),
-                    resources: take_resources(&offer, b.cpus, b.mem as f64, port),
+                    resources: take_resources(
+                        &offer,
+                        b.cpus,
+                        b.mem as f64,
+                        port,
+                        b.volume.as_deref(),
+                    ),
                     executor: Some(v1::ExecutorInfo {
                         executor_id: v1::ExecutorId { value: task_id.clone() },
                         name: Some(format!("broker-{broker}")),
@@ -393,6 +400,11 @@ fn offer_view(offer: &v1::Offer) -> Offer {
                     view.ports.push((range.begin, range.end));
                 }
             }
+            "disk" => {
+                if let Some(id) = persistence_id(r) {
+                    view.volumes.push(id.to_string());
+                }
+            }
             _ => {}
         }
     }
@@ -404,8 +416,28 @@ fn offer_view(offer: &v1::Offer) -> Offer {
     view
 }
 
-/// The resources of the task, cut from the offered ones so that roles and reservations match.
-fn take_resources(offer: &v1::Offer, cpus: f64, mem: f64, port: u16) -> Vec<v1::Resource> {
+fn persistence_id(r: &v1::Resource) -> Option<&str> {
+    r.disk.as_ref()?.persistence.as_ref().map(|p| p.id.as_str())
+}
+
+/// Where the persistent volume `id` of the offer appears in the sandbox.
+fn volume_path(offer: &v1::Offer, id: &str) -> Option<String> {
+    offer
+        .resources
+        .iter()
+        .find(|r| persistence_id(r) == Some(id))
+        .and_then(|r| r.disk.as_ref()?.volume.as_ref().map(|v| v.container_path.clone()))
+}
+
+/// The resources of the task, cut from the offered ones so that roles and reservations match;
+/// with the broker's persistent volume, if it has one.
+fn take_resources(
+    offer: &v1::Offer,
+    cpus: f64,
+    mem: f64,
+    port: u16,
+    volume: Option<&str>,
+) -> Vec<v1::Resource> {
     let mut taken = Vec::new();
     let (mut cpus, mut mem) = (cpus, mem);
     let mut port_taken = false;
@@ -437,6 +469,7 @@ fn take_resources(offer: &v1::Offer, cpus: f64, mem: f64, port: u16) -> Vec<v1::
                     range: vec![v1::value::Range { begin: port, end: port }],
                 });
             }
+            "disk" if volume.is_some() && persistence_id(r) == volume => {}
             _ => continue,
         }
         taken.push(part);
@@ -497,7 +530,7 @@ mod tests {
         assert_eq!((view.cpus, view.mem), (3.0, 1024.0));
         assert_eq!(view.ports, [(31000, 31010)]);
         assert_eq!(view.attributes["rack"], "r1");
-        let taken = take_resources(&offer(), 1.5, 512.0, 31005);
+        let taken = take_resources(&offer(), 1.5, 512.0, 31005, None);
         let cpus: Vec<f64> = taken
             .iter()
             .filter(|r| r.name == "cpus")
@@ -509,5 +542,25 @@ mod tests {
             port.map(|r| r.range),
             Some(vec![v1::value::Range { begin: 31005, end: 31005 }])
         );
+    }
+
+    #[test]
+    fn a_broker_takes_its_volume() {
+        let mut offer = offer();
+        let mut disk = scalar("disk", 100.0, "kafka");
+        disk.disk = Some(v1::resource::DiskInfo {
+            persistence: Some(v1::resource::disk_info::Persistence {
+                id: "kafka-0".into(),
+                ..Default::default()
+            }),
+            volume: Some(v1::Volume { container_path: "data".into(), ..Default::default() }),
+            ..Default::default()
+        });
+        offer.resources.push(disk);
+        assert_eq!(offer_view(&offer).volumes, ["kafka-0"]);
+        assert_eq!(volume_path(&offer, "kafka-0").as_deref(), Some("data"));
+        let taken = take_resources(&offer, 1.0, 512.0, 31000, Some("kafka-0"));
+        assert!(taken.iter().any(|r| persistence_id(r) == Some("kafka-0")));
+        assert!(take_resources(&offer, 1.0, 512.0, 31000, None).iter().all(|r| r.name != "disk"));
     }
 }
