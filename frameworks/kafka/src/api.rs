@@ -120,6 +120,22 @@ impl Api {
             .collect())
     }
 
+    /// The brokers `ids` as the API shows them.
+    async fn rendered(&self, ids: &[u32]) -> Result<Vec<Value>, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::List { reply }).await?;
+        let all = rx.await.map_err(|_| ApiError::Internal("the scheduler stopped".into()))?;
+        Ok(all["brokers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| {
+                b["id"].as_str().and_then(|s| s.parse().ok()).is_some_and(|id| ids.contains(&id))
+            })
+            .cloned()
+            .collect())
+    }
+
     async fn send(&self, request: Request) -> Result<(), ApiError> {
         self.dispatcher
             .send(request)
@@ -173,28 +189,11 @@ async fn broker(
     let params = params(query, &body);
     match verb.as_str() {
         "list" => {
-            let (reply, rx) = oneshot::channel();
-            api.send(Request::List { reply }).await?;
-            let mut all =
-                rx.await.map_err(|_| ApiError::Internal("the scheduler stopped".into()))?;
-            if let Some(expr) = params.get("broker").filter(|e| !e.is_empty()) {
-                let ids = BrokerExpr::parse(expr)?
-                    .select(&api.list().await?.into_iter().map(|b| (b.id, b)).collect())?;
-                let kept: Vec<Value> = all["brokers"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|b| {
-                        b["id"]
-                            .as_str()
-                            .and_then(|s| s.parse().ok())
-                            .is_some_and(|id| ids.contains(&id))
-                    })
-                    .cloned()
-                    .collect();
-                all = json!({ "brokers": kept });
-            }
-            Ok(axum::Json(all))
+            let brokers: std::collections::BTreeMap<u32, Broker> =
+                api.list().await?.into_iter().map(|b| (b.id, b)).collect();
+            let expr = params.get("broker").filter(|e| !e.is_empty()).map_or("*", String::as_str);
+            let ids = BrokerExpr::parse(expr)?.select(&brokers)?;
+            Ok(axum::Json(json!({ "brokers": api.rendered(&ids).await? })))
         }
         "add" | "update" | "remove" | "clone" => Ok(axum::Json(api.verb(&verb, params).await?)),
         "start" | "stop" => {
@@ -227,12 +226,7 @@ async fn broker(
                     return Err(ApiError::Input(format!("broker {id} timeout on start")));
                 }
             }
-            let brokers = api.list().await?;
-            let shown: Vec<Value> = brokers
-                .iter()
-                .filter(|b| ids.contains(&b.id))
-                .map(|b| serde_json::to_value(b).unwrap_or(Value::Null))
-                .collect();
+            let shown = api.rendered(&ids).await?;
             Ok(axum::Json(json!({ "status": "restarted", "brokers": shown })))
         }
         "log" => {
