@@ -129,10 +129,17 @@ pub async fn run() -> anyhow::Result<()> {
                         }
                     }
                     EventType::Kill | EventType::Shutdown => {
-                        if let Some((task_id, mut child, _)) = broker.take() {
-                            update(&session, &task_id, v1::TaskState::TaskKilling, None, None).await?;
-                            stop(&mut child).await;
-                            update(&session, &task_id, v1::TaskState::TaskKilled, None, Some("stopped by the framework".into())).await?;
+                        let killed = event.kill.map(|k| k.task_id);
+                        match broker.take() {
+                            Some((task_id, mut child, _)) => {
+                                update(&session, &task_id, v1::TaskState::TaskKilling, None, None).await?;
+                                stop(&mut child).await;
+                                update(&session, &task_id, v1::TaskState::TaskKilled, None, Some("stopped by the framework".into())).await?;
+                            }
+                            // Killed before its broker started: the task still needs its end.
+                            None => if let Some(task_id) = killed {
+                                update(&session, &task_id, v1::TaskState::TaskKilled, None, None).await?;
+                            },
                         }
                         return Ok(());
                     }
