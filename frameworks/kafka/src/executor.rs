@@ -64,6 +64,16 @@ impl LaunchConfig {
         }
     }
 
+    /// Where tansu runs. It resolves a `sqlite://` URL against its working directory (the URL's
+    /// host and path joined below it), so an absolute `sqlite:///path` needs `/`; everything
+    /// else runs in the sandbox.
+    pub fn working_dir<'a>(&self, sandbox: &'a Path) -> &'a Path {
+        match self.storage_engine() {
+            Ok(url) if url.starts_with("sqlite:///") => Path::new("/"),
+            _ => sandbox,
+        }
+    }
+
     /// The arguments of `tansu broker`.
     pub fn tansu_args(&self) -> Result<Vec<String>, String> {
         let bind = self.bind_address.as_deref().unwrap_or("0.0.0.0");
@@ -197,7 +207,7 @@ async fn start(task: &v1::TaskInfo, sandbox: &Path) -> anyhow::Result<(Child, La
     let log = std::fs::File::create(sandbox.join(BROKER_LOG)).context("create server.log")?;
     let child = Command::new(&config.tansu)
         .args(&args)
-        .current_dir(sandbox)
+        .current_dir(config.working_dir(sandbox))
         .stdin(Stdio::null())
         .stdout(log.try_clone().context("server.log")?)
         .stderr(log)
@@ -305,6 +315,10 @@ mod tests {
         let mut on_volume = config(&[]);
         on_volume.volume_path = Some("data".into());
         assert_eq!(on_volume.storage_engine().expect("valid"), "sqlite://data/broker.db");
+        let sandbox = Path::new("/sandbox");
+        assert_eq!(on_volume.working_dir(sandbox), sandbox);
+        let absolute = config(&[("storage.engine", "sqlite:///var/lib/kafka/b1.db")]);
+        assert_eq!(absolute.working_dir(sandbox), Path::new("/"));
     }
 
     #[test]
