@@ -14,7 +14,7 @@ use std::time::Duration;
 use agora_tests::zookeeper::{self, ZooKeeper};
 use agora_tests::{Daemon, agora_bin, free_port, required_in_ci};
 use anyhow::{Context, bail, ensure};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn kafka_bin() -> PathBuf {
     let bin = agora_bin().with_file_name("agora-kafka");
@@ -416,5 +416,49 @@ async fn state_in_zookeeper_survives_a_scheduler_restart() -> anyhow::Result<()>
     assert_eq!(brokers.len(), 2, "{brokers:?}");
     assert_eq!(brokers[1]["constraints"], "rack=like:r1");
     assert!(!hosts.dir.path().join("kafka-mesos.json").exists(), "nothing in a file");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_broker_keeps_its_topics_in_its_persistent_volume() -> anyhow::Result<()> {
+    let Some((tansu, python)) = prerequisites("the Kafka framework volume test") else {
+        return Ok(());
+    };
+    let hosts = Hosts::start(&[("127.0.0.1", "r1")])?;
+    // The operator reserves disk for the framework's role and creates a volume on it.
+    let (status, text) =
+        agora_tests::operator_post(&hosts.master.addr, &json!({"type": "GET_AGENTS"})).await?;
+    ensure!(status == 200, "GET_AGENTS: {status} {text}");
+    let agents: Value = serde_json::from_str(&text)?;
+    let agent_id = agents["get_agents"]["agents"][0]["agent_info"]["id"]["value"].clone();
+    let disk = json!({"name": "disk", "type": "SCALAR", "scalar": {"value": 64},
+                      "reservations": [{"type": "DYNAMIC", "role": "kafka"}]});
+    let mut volume = disk.clone();
+    volume["disk"] = json!({"persistence": {"id": "kafka-0"}, "volume": {"mode": "RW", "container_path": "data"}});
+    for call in [
+        json!({"type": "RESERVE_RESOURCES", "reserve_resources": {"agent_id": {"value": agent_id}, "resources": [disk]}}),
+        json!({"type": "CREATE_VOLUMES", "create_volumes": {"agent_id": {"value": agent_id}, "volumes": [volume]}}),
+    ] {
+        let (status, text) = agora_tests::operator_post(&hosts.master.addr, &call).await?;
+        ensure!(status == 202, "{call}: {status} {text}");
+    }
+    let file = format!("file:{}", hosts.dir.path().join("kafka-mesos.json").display());
+    let args = ["--storage".to_string(), file, "--framework-role".into(), "kafka".into()];
+    let scheduler = Scheduler::start_with(&hosts, &tansu, &args)?;
+    scheduler
+        .ok(&["broker", "add", "0", "--cpus", "0.5", "--mem", "256", "--volume", "kafka-0"])?;
+    scheduler.ok(&["broker", "start", "0", "--timeout", "3m"])?;
+    let brokers = scheduler.until("the broker runs", |b| all_running(b, 1)).await?;
+    scheduler.ok(&["topic", "add", "kept"])?;
+    produce_consume(&python, &endpoint(&brokers[0]), "kept", "before")?;
+    // A new task of the broker (in a new sandbox) finds the topic and its records in the volume.
+    scheduler.ok(&["broker", "restart", "0", "--timeout", "3m"])?;
+    let brokers = scheduler.until("the broker runs again", |b| all_running(b, 1)).await?;
+    let topics = scheduler.ok(&["topic", "list"])?;
+    assert!(topics.contains("name: kept"), "{topics}");
+    produce_consume(&python, &endpoint(&brokers[0]), "kept", "after")?;
+    let db = hosts.dir.path().join("agent-127.0.0.1/volumes/roles/kafka/kafka-0/broker.db");
+    assert!(db.exists(), "{} holds the broker's store", db.display());
+    scheduler.ok(&["broker", "stop", "0"])?;
     Ok(())
 }
