@@ -289,6 +289,10 @@ async fn brokers_spread_serve_kafka_python_fail_over_restart_and_are_adopted() -
     assert!(added.contains("name: t1"), "{added}");
     let topics = scheduler.ok(&["topic", "list"])?;
     assert!(topics.contains("name: t1") && topics.contains("brokers: 0,1,2"), "{topics}");
+    let updated = scheduler.ok(&["topic", "update", "t1", "--options", "retention.ms=86400000"])?;
+    assert!(updated.contains("name: t1"), "{updated}");
+    let none = scheduler.fails(&["topic", "update", "nothing*", "--options", "retention.ms=1"])?;
+    assert!(none.contains("no topic matches nothing*"), "{none}");
     produce_consume(&python, &endpoint(&brokers[0]), "t1", "first")?;
     let log = scheduler.ok(&["broker", "log", "0", "--name", "server.log"])?;
     assert!(!log.starts_with("Error"), "{log}");

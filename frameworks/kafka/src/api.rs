@@ -6,7 +6,7 @@
 //! `stop` and the rolling `restart`, until brokers reach the state asked for or `timeout`
 //! passes). Topic verbs talk the Kafka protocol to the running brokers' endpoints directly:
 //! every tansu broker is its own one-node cluster, so a topic is created on, and deleted from,
-//! each selected broker.
+//! each selected broker, and updated on each broker that has it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -374,9 +374,33 @@ async fn topic(
             let list: Vec<Value> = deleted.into_iter().map(|n| json!({ "name": n })).collect();
             Ok(axum::Json(json!({ "topics": list })))
         }
-        "update" => Err(ApiError::Input(
-            "topic update is not supported: tansu 0.6.0 does not alter topic configs".into(),
-        )),
+        "update" => {
+            let expr = parse_topics(params.get("topic").map_or("", String::as_str))?;
+            let options =
+                crate::model::parse_map(params.get("options").map_or("", String::as_str))?;
+            if options.is_empty() {
+                return Err(ApiError::Input("options required (k=v,...; k= removes k)".into()));
+            }
+            // An empty value removes the option, as Kafka-on-Mesos's "" unsets.
+            let configs: Vec<(String, Option<String>)> =
+                options.into_iter().map(|(k, v)| (k, (!v.is_empty()).then_some(v))).collect();
+            let mut updated = std::collections::BTreeSet::new();
+            for (_, endpoint) in &endpoints {
+                for t in kafka::metadata(endpoint).await.map_err(internal)? {
+                    if topic_selected(&expr, &t.name) {
+                        kafka::alter_topic_configs(endpoint, &t.name, &configs)
+                            .await
+                            .map_err(internal)?;
+                        updated.insert(t.name);
+                    }
+                }
+            }
+            if updated.is_empty() {
+                return Err(ApiError::Input(format!("no topic matches {}", expr.join(","))));
+            }
+            let list: Vec<Value> = updated.into_iter().map(|n| json!({ "name": n })).collect();
+            Ok(axum::Json(json!({ "topics": list })))
+        }
         other => Err(ApiError::Input(format!("unknown topic command {other:?}"))),
     }
 }

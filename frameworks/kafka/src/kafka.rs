@@ -1,6 +1,6 @@
 //! A minimal Kafka protocol client for topic administration against the brokers the framework
-//! runs: Metadata v4, CreateTopics v2 and DeleteTopics v1, the non-flexible versions every
-//! broker from Kafka 1.0 on (and tansu) accepts.
+//! runs: Metadata v4, CreateTopics v2, DeleteTopics v1 and IncrementalAlterConfigs v0, the
+//! non-flexible versions every broker from Kafka 2.3 on (and tansu) accepts.
 //!
 //! One request per connection keeps it simple; topic administration is rare. Responses are
 //! decoded with bounds checks, so a broken or hostile peer yields an error, never a panic. It
@@ -61,6 +61,15 @@ impl Writer {
     }
     fn bool(&mut self, v: bool) {
         self.0.push(v as u8);
+    }
+    fn i8(&mut self, v: i8) {
+        self.0.push(v as u8);
+    }
+    fn nullable_string(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.string(s),
+            None => self.i16(-1),
+        }
     }
 }
 
@@ -250,6 +259,48 @@ pub async fn delete_topic(endpoint: &str, name: &str) -> Result<(), KafkaError> 
                 topic,
                 code,
                 message: error_name(code).to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// IncrementalAlterConfigs for one topic: `Some(value)` sets a config, `None` removes it.
+pub async fn alter_topic_configs(
+    endpoint: &str,
+    name: &str,
+    configs: &[(String, Option<String>)],
+) -> Result<(), KafkaError> {
+    const TOPIC: i8 = 2;
+    const SET: i8 = 0;
+    const DELETE: i8 = 1;
+    let mut w = Writer::header(44, 0);
+    w.i32(1);
+    w.i8(TOPIC);
+    w.string(name);
+    w.i32(configs.len() as i32);
+    for (key, value) in configs {
+        w.string(key);
+        w.i8(if value.is_some() { SET } else { DELETE });
+        w.nullable_string(value.as_deref());
+    }
+    w.bool(false); // validate only
+    let body = exchange(endpoint, w).await?;
+    let mut r = Reader { data: &body, endpoint };
+    r.i32()?; // throttle time
+    for _ in 0..r.len()? {
+        let code = r.i16()?;
+        let message = r.string()?;
+        r.take(1)?; // resource type
+        let topic = r.string()?;
+        if code != 0 {
+            let message = if message.is_empty() { error_name(code).to_string() } else { message };
+            return Err(KafkaError::Refused {
+                endpoint: endpoint.to_string(),
+                operation: "update",
+                topic,
+                code,
+                message,
             });
         }
     }
