@@ -466,3 +466,29 @@ async fn a_broker_keeps_its_topics_in_its_persistent_volume() -> anyhow::Result<
     scheduler.ok(&["broker", "stop", "0"])?;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_scheduler_waits_for_a_master_that_is_not_up_yet() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let mut child = Command::new(kafka_bin())
+        .arg("scheduler")
+        .args(["--master", &format!("127.0.0.1:{port}"), "--api", "http://127.0.0.1:0"])
+        .arg("--storage")
+        .arg(format!("file:{}", dir.path().join("state.json").display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().context("piped")?;
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let first = lines.next().context("no output")??;
+    assert!(first.starts_with("agora-kafka api listening on "), "{first}");
+    // Dropping it stops the scheduler, whatever happens below.
+    let _scheduler = Scheduler { child, api: first };
+    // Only now does the master start, on the address the scheduler was given.
+    let _master = Daemon::master(&["--port", &port.to_string(), "--registry", "in_memory"])?;
+    let subscribed = lines.next().context("the scheduler ended")??;
+    assert!(subscribed.starts_with("agora-kafka scheduler subscribed as "), "{subscribed}");
+    Ok(())
+}

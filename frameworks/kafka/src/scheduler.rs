@@ -80,9 +80,7 @@ pub async fn run(config: Config, mut requests: mpsc::Receiver<Request>) -> anyho
         role: Some(config.framework_role.clone()),
         ..Default::default()
     };
-    let (mut session, mut events) = SchedulerSession::subscribe(&config.master, info, Format::Json)
-        .await
-        .context("subscribe")?;
+    let (mut session, mut events) = subscribe(&config.master, info).await?;
     tracing::info!(framework_id = %session.framework_id.value, "subscribed");
     println!("agora-kafka scheduler subscribed as {}", session.framework_id.value);
     core.state.framework_id = Some(session.framework_id.value.clone());
@@ -101,6 +99,29 @@ pub async fn run(config: Config, mut requests: mpsc::Receiver<Request>) -> anyho
                 }
             },
             Some(request) = requests.recv() => shell.request(&session, request).await?,
+        }
+    }
+}
+
+/// Subscribes, waiting for a master that is not up yet (a scheduler started by a supervisor
+/// before, or while, the master restarts); a refusal ends it at once.
+async fn subscribe(
+    master: &str,
+    info: v1::FrameworkInfo,
+) -> anyhow::Result<(SchedulerSession, agora_client::Subscription<Event>)> {
+    use agora_client::scheduler::SubscribeError;
+    let deadline = tokio::time::Instant::now() + MASTER_PATIENCE;
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match SchedulerSession::subscribe(master, info.clone(), Format::Json).await {
+            Err(e @ (SubscribeError::Client(_) | SubscribeError::Leader(_)))
+                if tokio::time::Instant::now() + wait < deadline =>
+            {
+                tracing::warn!(error = %e, "the master is not reachable yet");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            other => return other.context("subscribe"),
         }
     }
 }
