@@ -10,7 +10,7 @@
 #   PYTHON   (env) interpreter to build the venv from, default python3.
 #
 # What it installs (all pinned, hash-checked, from PyPI only):
-#   * pymesos==0.3.15, six, addict, kazoo  -- tests/compat/requirements.txt,
+#   * pymesos==0.3.15, six, addict, kazoo, kafka-python -- tests/compat/requirements.txt,
 #     installed with --no-deps: pymesos is used unmodified.
 #   * http-parser 0.9.0, which pymesos imports but which does not build on
 #     Python >= 3.11 (its shipped Cython C code is too old). We download its
@@ -31,7 +31,7 @@ HTTP_PARSER_VERSION="0.9.0"
 HTTP_PARSER_SHA256="441d3a57c6227230f98aa97539da006fda0f8f4880bc4c5cd895ff2138a52621"
 VIRTUALENV_PIN="virtualenv==20.39.1"   # only used when the stdlib venv module is unusable
 STAMP_NAME=".agora-compat-stamp"
-CHECK_PY='import pymesos, http_parser.http, avmesos.cli; from pymesos import MesosSchedulerDriver, MesosExecutorDriver'
+CHECK_PY='import pymesos, http_parser.http, avmesos.cli, kafka; from pymesos import MesosSchedulerDriver, MesosExecutorDriver'
 
 log() { printf 'setup-python: %s\n' "$*" >&2; }
 die() { printf 'setup-python: ERROR: %s\n' "$*" >&2; exit 1; }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test tier of Agora on a fresh machine: formatting, lints, unit, integration and
-# compat tests. It installs what it needs (the Python venv with pymesos) itself.
+# compat tests. It installs what it needs (the Python venv with pymesos and kafka-python, tansu)
+# itself.
 #
 #   scripts/test.sh            # everything
 #
@@ -33,8 +34,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
 fi
 
-step "build the agora binary the integration tests start"
-cargo build --locked --bin agora
+step "build the binaries the integration tests start"
+cargo build --locked --bin agora --bin agora-kafka
+
+step "tansu, the Kafka-protocol broker the Kafka framework runs (built once, then cached)"
+AGORA_TANSU="$(scripts/setup-tansu.sh | tail -n 1)"
+export AGORA_TANSU
 
 step "python venv for the compat tier"
 AGORA_COMPAT_PYTHON="$(scripts/setup-python.sh | tail -n 1)"

@@ -99,4 +99,11 @@ impl ExecutorSession {
         message.update = Some(call::Update { status });
         http::call(&self.client, &self.url, self.format, None, &message).await.map(|_| ())
     }
+
+    /// MESSAGE: opaque `data` for the framework's scheduler (delivered at most once).
+    pub async fn message(&self, data: Vec<u8>) -> Result<(), ClientError> {
+        let mut message = self.call_of(call::Type::Message);
+        message.message = Some(call::Message { data: data.into() });
+        http::call(&self.client, &self.url, self.format, None, &message).await.map(|_| ())
+    }
 }

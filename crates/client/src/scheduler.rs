@@ -270,4 +270,30 @@ impl SchedulerSession {
         message.set_type(call::Type::Teardown);
         self.call(message).await
     }
+
+    /// MESSAGE: opaque `data` for one of this framework's executors (delivered at most once).
+    pub async fn message(
+        &self,
+        agent_id: v1::AgentId,
+        executor_id: v1::ExecutorId,
+        data: Vec<u8>,
+    ) -> Result<(), ClientError> {
+        let mut message = Call {
+            message: Some(call::Message {
+                agent_id: Some(agent_id),
+                executor_id: Some(executor_id),
+                data: Some(data.into()),
+            }),
+            ..Default::default()
+        };
+        message.set_type(call::Type::Message);
+        self.call(message).await
+    }
+
+    /// REVIVE: lift the filters of earlier declines, for a framework that has new work.
+    pub async fn revive(&self) -> Result<(), ClientError> {
+        let mut message = Call::default();
+        message.set_type(call::Type::Revive);
+        self.call(message).await
+    }
 }

@@ -1,0 +1,494 @@
+//! The Kafka framework end to end: a real `agora` master and three agents standing in for three
+//! hosts (distinct ports, work dirs, hostnames 127.0.0.1-3 and `rack` attributes), the real
+//! `agora-kafka` scheduler and CLI, real tansu brokers, and kafka-python unmodified.
+//!
+//! The broker tests need tansu (`AGORA_TANSU`, set by scripts/test.sh) and the compat venv with
+//! kafka-python (`AGORA_COMPAT_PYTHON`); without them they say why and skip, except in CI where
+//! that is a failure. The bad-input test needs neither. Waits poll for a state with a generous
+//! deadline; nothing asserts on timing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use agora_tests::zookeeper::{self, ZooKeeper};
+use agora_tests::{Daemon, agora_bin, free_port, required_in_ci};
+use anyhow::{Context, bail, ensure};
+use serde_json::{Value, json};
+
+fn kafka_bin() -> PathBuf {
+    let bin = agora_bin().with_file_name("agora-kafka");
+    assert!(
+        bin.exists(),
+        "{} does not exist: build it first (`cargo build --bin agora-kafka`)",
+        bin.display()
+    );
+    bin
+}
+
+/// tansu and the venv python, or why the broker tests cannot run.
+fn prerequisites(what: &str) -> Option<(String, String)> {
+    let tansu = std::env::var("AGORA_TANSU").ok().filter(|t| Path::new(t).exists());
+    let python = std::env::var("AGORA_COMPAT_PYTHON").ok().filter(|p| {
+        Command::new(p).args(["-c", "import kafka"]).output().is_ok_and(|o| o.status.success())
+    });
+    match (tansu, python) {
+        (Some(t), Some(p)) => Some((t, p)),
+        (None, _) => {
+            required_in_ci(
+                what,
+                "AGORA_TANSU does not name a tansu binary (scripts/setup-tansu.sh installs it)",
+            );
+            None
+        }
+        (_, None) => {
+            required_in_ci(
+                what,
+                "AGORA_COMPAT_PYTHON has no kafka-python (scripts/setup-python.sh installs it)",
+            );
+            None
+        }
+    }
+}
+
+/// A master and one agent per (hostname, rack), each agent offering one port of its own.
+struct Hosts {
+    dir: tempfile::TempDir,
+    master: Daemon,
+    _agents: Vec<Daemon>,
+}
+
+impl Hosts {
+    fn start(hosts: &[(&str, &str)]) -> anyhow::Result<Hosts> {
+        let dir = tempfile::tempdir()?;
+        let master = Daemon::master(&[
+            "--port",
+            "0",
+            "--registry",
+            "in_memory",
+            "--allocation_interval",
+            "100ms",
+            "--heartbeat_interval",
+            "1secs",
+        ])?;
+        let mut agents = Vec::new();
+        for (hostname, rack) in hosts {
+            let work = dir.path().join(format!("agent-{hostname}"));
+            // One broker port per host: brokers on different "hosts" of this one machine must
+            // not ask for the same port.
+            let broker_port = free_port()?;
+            let args: Vec<String> = [
+                "--master",
+                &master.addr,
+                "--port",
+                &free_port()?.to_string(),
+                "--work_dir",
+                &work.to_string_lossy(),
+                "--hostname",
+                hostname,
+                "--attributes",
+                &format!("rack:{rack}"),
+                "--resources",
+                &format!("cpus:2;mem:2048;disk:1024;ports:[{broker_port}-{broker_port}]"),
+                "--status_update_retry_interval",
+                "500ms",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect();
+            agents.push(Daemon::agent(&args)?);
+        }
+        Ok(Hosts { dir, master, _agents: agents })
+    }
+}
+
+/// The `agora-kafka scheduler` process; dropping it stops it.
+struct Scheduler {
+    child: Child,
+    api: String,
+}
+
+impl Scheduler {
+    fn start(hosts: &Hosts, tansu: &str) -> anyhow::Result<Scheduler> {
+        let file = format!("file:{}", hosts.dir.path().join("kafka-mesos.json").display());
+        Self::start_with(hosts, tansu, &["--storage".into(), file])
+    }
+
+    fn start_with(hosts: &Hosts, tansu: &str, storage: &[String]) -> anyhow::Result<Scheduler> {
+        let mut child = Command::new(kafka_bin())
+            .arg("scheduler")
+            .args(["--master", &hosts.master.addr, "--api", "http://127.0.0.1:0"])
+            .args(storage)
+            .args(["--framework-name", "kafka", "--framework-timeout", "1h", "--user", "root"])
+            .args(["--tansu", tansu])
+            .current_dir(hosts.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("start agora-kafka scheduler")?;
+        let stdout = child.stdout.take().context("piped")?;
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let line = lines.next().context("the scheduler printed nothing")??;
+        let api = line
+            .strip_prefix("agora-kafka api listening on ")
+            .with_context(|| format!("unexpected first line {line:?}"))?
+            .to_string();
+        // Keep draining stdout so the scheduler never blocks on a full pipe.
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+        Ok(Scheduler { child, api })
+    }
+
+    /// `agora-kafka --api <api> <args>`.
+    fn cli(&self, args: &[&str]) -> anyhow::Result<Output> {
+        Ok(Command::new(kafka_bin()).arg("--api").arg(&self.api).args(args).output()?)
+    }
+
+    /// Runs the CLI and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.cli(args)?;
+        ensure!(
+            out.status.success(),
+            "agora-kafka {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs the CLI and expects a failure; returns stderr.
+    fn fails(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.cli(args)?;
+        ensure!(!out.status.success(), "agora-kafka {args:?} should have failed");
+        Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    async fn brokers(&self) -> anyhow::Result<Vec<Value>> {
+        let text = reqwest::get(format!("{}/api/broker/list", self.api)).await?.text().await?;
+        let v: Value = serde_json::from_str(&text)?;
+        Ok(v["brokers"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Polls `broker list` until `check` holds for it.
+    async fn until(
+        &self,
+        what: &str,
+        check: impl Fn(&[Value]) -> bool,
+    ) -> anyhow::Result<Vec<Value>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+        loop {
+            let brokers = self.brokers().await?;
+            if check(&brokers) {
+                return Ok(brokers);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("timed out waiting until {what}: {brokers:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn all_running(brokers: &[Value], n: usize) -> bool {
+    brokers.len() == n
+        && brokers
+            .iter()
+            .all(|b| b["task"]["state"] == "running" && b["task"]["endpoint"].is_string())
+}
+
+fn endpoint(broker: &Value) -> String {
+    broker["task"]["endpoint"].as_str().unwrap_or_default().to_string()
+}
+
+/// The pid of the tansu process advertising `endpoint`.
+fn tansu_pid(endpoint: &str) -> Option<i32> {
+    let advertised = format!("tcp://{endpoint}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_broker = args.first().is_some_and(|a| a.ends_with(b"tansu"))
+            && args.contains(&advertised.as_bytes());
+        (is_broker && agora_tests::alive(pid)).then_some(pid)
+    })
+}
+
+fn produce_consume(python: &str, bootstrap: &str, topic: &str, tag: &str) -> anyhow::Result<()> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/kafka_produce_consume.py");
+    let out = Command::new(python).arg(script).args([bootstrap, topic, "1000", tag]).output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && stdout.contains("consumed 1000"),
+        "kafka-python against {bootstrap}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn brokers_spread_serve_kafka_python_fail_over_restart_and_are_adopted() -> anyhow::Result<()>
+{
+    let Some((tansu, python)) = prerequisites("the Kafka framework test") else { return Ok(()) };
+    let hosts = Hosts::start(&[("127.0.0.1", "r1"), ("127.0.0.2", "r1"), ("127.0.0.3", "r2")])?;
+    let scheduler = Scheduler::start(&hosts, &tansu)?;
+    // Each broker keeps its data in a SQLite file on its host, so a broker that restarts on its
+    // host (stickiness) finds its topics again.
+    let data = hosts.dir.path().join("data");
+    std::fs::create_dir_all(&data)?;
+    let storage = format!("storage.engine=sqlite://{}/broker-$id.db", data.display());
+    scheduler.ok(&[
+        "broker",
+        "add",
+        "0..2",
+        "--cpus",
+        "0.5",
+        "--mem",
+        "256",
+        "--constraints",
+        "hostname=unique",
+        "--options",
+        &storage,
+        "--failover-delay",
+        "1s",
+        "--failover-max-delay",
+        "2s",
+    ])?;
+    let started = scheduler.ok(&["broker", "start", "*", "--timeout", "3m"])?;
+    assert!(started.contains("brokers started:"), "{started}");
+    let brokers = scheduler.until("three brokers run", |b| all_running(b, 3)).await?;
+    let mut hostnames: Vec<&str> =
+        brokers.iter().filter_map(|b| b["task"]["hostname"].as_str()).collect();
+    hostnames.sort();
+    assert_eq!(hostnames, ["127.0.0.1", "127.0.0.2", "127.0.0.3"], "hostname=unique");
+    for b in &brokers {
+        let host = b["task"]["hostname"].as_str().unwrap_or_default();
+        assert!(
+            endpoint(b).starts_with(&format!("{host}:")),
+            "advertised on the agent's hostname: {b}"
+        );
+    }
+    let listed = scheduler.ok(&["broker", "list", "*[rack=r2]"])?;
+    assert_eq!(listed.lines().filter(|l| l.starts_with("  id: ")).count(), 1, "{listed}");
+
+    // A topic added through the framework serves kafka-python through a reported endpoint.
+    let added = scheduler.ok(&["topic", "add", "t1", "--partitions", "2"])?;
+    assert!(added.contains("name: t1"), "{added}");
+    let topics = scheduler.ok(&["topic", "list"])?;
+    assert!(topics.contains("name: t1") && topics.contains("brokers: 0,1,2"), "{topics}");
+    let updated = scheduler.ok(&["topic", "update", "t1", "--options", "retention.ms=86400000"])?;
+    assert!(updated.contains("name: t1"), "{updated}");
+    let none = scheduler.fails(&["topic", "update", "nothing*", "--options", "retention.ms=1"])?;
+    assert!(none.contains("no topic matches nothing*"), "{none}");
+    produce_consume(&python, &endpoint(&brokers[0]), "t1", "first")?;
+    let log = scheduler.ok(&["broker", "log", "0", "--name", "server.log"])?;
+    assert!(!log.starts_with("Error"), "{log}");
+
+    // SIGKILL of a broker process: the framework starts it again after its backoff, on the
+    // same host, and the endpoint answers again with the topic still there.
+    let victim = brokers[1].clone();
+    let pid = tansu_pid(&endpoint(&victim)).context("the tansu process of broker 1")?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)?;
+    let old_task = victim["task"]["id"].clone();
+    let brokers = scheduler
+        .until("broker 1 runs again in a new task", |b| {
+            all_running(b, 3) && b[1]["task"]["id"] != old_task
+        })
+        .await?;
+    assert_eq!(endpoint(&brokers[1]), endpoint(&victim), "sticky to its host and port");
+    produce_consume(&python, &endpoint(&brokers[1]), "t1", "after-kill")?;
+
+    // A rolling restart keeps the topic usable.
+    let restarted = scheduler.ok(&["broker", "restart", "*", "--timeout", "3m"])?;
+    assert!(restarted.contains("brokers restarted:"), "{restarted}");
+    let brokers = scheduler.until("all run after the restart", |b| all_running(b, 3)).await?;
+    produce_consume(&python, &endpoint(&brokers[2]), "t1", "after-restart")?;
+
+    // Restarting the scheduler keeps every broker running and known.
+    let before: Vec<Value> = brokers.iter().map(|b| b["task"]["id"].clone()).collect();
+    let pids: Vec<Option<i32>> = brokers.iter().map(|b| tansu_pid(&endpoint(b))).collect();
+    scheduler.stop()?;
+    let scheduler = Scheduler::start(&hosts, &tansu)?;
+    let brokers =
+        scheduler.until("the restarted scheduler knows all three", |b| all_running(b, 3)).await?;
+    let after: Vec<Value> = brokers.iter().map(|b| b["task"]["id"].clone()).collect();
+    assert_eq!(after, before, "the same tasks");
+    let pids_after: Vec<Option<i32>> = brokers.iter().map(|b| tansu_pid(&endpoint(b))).collect();
+    assert_eq!(pids_after, pids, "the same broker processes");
+    produce_consume(&python, &endpoint(&brokers[0]), "t1", "after-scheduler-restart")?;
+    let topics = scheduler.ok(&["topic", "delete", "t1"])?;
+    assert!(topics.contains("name: t1"), "{topics}");
+    scheduler.ok(&["broker", "stop", "*"])?;
+    scheduler.until("all stopped", |b| b.iter().all(|b| b["task"].is_null())).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors_from_cli_and_api() -> anyhow::Result<()> {
+    let hosts = Hosts::start(&[("127.0.0.1", "r1")])?;
+    let scheduler = Scheduler::start(&hosts, "tansu")?;
+    scheduler.ok(&["broker", "add", "0"])?;
+    let cases: &[(&[&str], &str)] = &[
+        (&["broker", "start", "9"], "broker 9 not found"),
+        (&["broker", "update", "0..x"], "invalid broker expression \"0..x\""),
+        (&["broker", "add", "*[rack=r1"], "missing ]"),
+        (&["broker", "add", "1", "--constraints", "hostname=near"], "invalid constraint \"near\""),
+        (&["broker", "add", "1", "--port", "70000"], "invalid port \"70000\""),
+        (&["broker", "add", "1", "--failover-delay", "soon"], "invalid period \"soon\""),
+        (&["broker", "add", "0"], "broker 0 already exists"),
+        (&["broker", "log", "0"], "broker 0 is not running"),
+        (&["topic", "add", "t1"], "no running broker"),
+    ];
+    for (args, message) in cases {
+        let stderr = scheduler.fails(args)?;
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    let client = reqwest::Client::new();
+    for (path, message) in [
+        ("/api/broker/start?broker=5", "broker 5 not found"),
+        ("/api/broker/add?broker=x", "\"x\" is not a broker id"),
+        ("/api/broker/add?broker=3&constraints=rack%3Dlike%3A(", "bad pattern"),
+        ("/api/broker/add?broker=3&port=0", "invalid port"),
+        ("/api/broker/frobnicate?broker=0", "unknown broker command"),
+    ] {
+        let response = client.post(format!("{}{path}", scheduler.api)).send().await?;
+        assert_eq!(response.status().as_u16(), 400, "{path}");
+        let text = response.text().await?;
+        assert!(text.contains(message), "{path}: {text}");
+    }
+    // Nothing was added by the bad calls.
+    assert_eq!(scheduler.brokers().await?.len(), 1);
+
+    // The API URL also comes from KM_API, or from kafka-mesos.properties in the working directory.
+    let out = Command::new(kafka_bin())
+        .env("KM_API", &scheduler.api)
+        .args(["broker", "list"])
+        .output()?;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("id: 0"), "{out:?}");
+    let cwd = hosts.dir.path().join("cli");
+    std::fs::create_dir_all(&cwd)?;
+    std::fs::write(
+        cwd.join("kafka-mesos.properties"),
+        format!("# the CLI's settings\napi={}\n", scheduler.api),
+    )?;
+    let out = Command::new(kafka_bin())
+        .env_remove("KM_API")
+        .current_dir(&cwd)
+        .args(["broker", "list"])
+        .output()?;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("id: 0"), "{out:?}");
+    let out = Command::new(kafka_bin())
+        .env_remove("KM_API")
+        .current_dir(hosts.dir.path().join("agent-127.0.0.1"))
+        .args(["broker", "list"])
+        .output()?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no API URL"), "{out:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn state_in_zookeeper_survives_a_scheduler_restart() -> anyhow::Result<()> {
+    if !zookeeper::available("the Kafka framework's ZooKeeper storage test") {
+        return Ok(());
+    }
+    let zk = ZooKeeper::start()?;
+    let hosts = Hosts::start(&[("127.0.0.1", "r1")])?;
+    let storage = [
+        "--storage".to_string(),
+        "zk:/kafka-mesos".into(),
+        "--zk".into(),
+        format!("{}/agora-kafka", zk.addr),
+    ];
+    let scheduler = Scheduler::start_with(&hosts, "tansu", &storage)?;
+    scheduler.ok(&["broker", "add", "0..1", "--cpus", "0.5", "--constraints", "rack=like:r1"])?;
+    scheduler.stop()?;
+    let scheduler = Scheduler::start_with(&hosts, "tansu", &storage)?;
+    let brokers = scheduler.brokers().await?;
+    assert_eq!(brokers.len(), 2, "{brokers:?}");
+    assert_eq!(brokers[1]["constraints"], "rack=like:r1");
+    assert!(!hosts.dir.path().join("kafka-mesos.json").exists(), "nothing in a file");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_broker_keeps_its_topics_in_its_persistent_volume() -> anyhow::Result<()> {
+    let Some((tansu, python)) = prerequisites("the Kafka framework volume test") else {
+        return Ok(());
+    };
+    let hosts = Hosts::start(&[("127.0.0.1", "r1")])?;
+    // The operator reserves disk for the framework's role and creates a volume on it.
+    let (status, text) =
+        agora_tests::operator_post(&hosts.master.addr, &json!({"type": "GET_AGENTS"})).await?;
+    ensure!(status == 200, "GET_AGENTS: {status} {text}");
+    let agents: Value = serde_json::from_str(&text)?;
+    let agent_id = agents["get_agents"]["agents"][0]["agent_info"]["id"]["value"].clone();
+    let disk = json!({"name": "disk", "type": "SCALAR", "scalar": {"value": 64},
+                      "reservations": [{"type": "DYNAMIC", "role": "kafka"}]});
+    let mut volume = disk.clone();
+    volume["disk"] = json!({"persistence": {"id": "kafka-0"}, "volume": {"mode": "RW", "container_path": "data"}});
+    for call in [
+        json!({"type": "RESERVE_RESOURCES", "reserve_resources": {"agent_id": {"value": agent_id}, "resources": [disk]}}),
+        json!({"type": "CREATE_VOLUMES", "create_volumes": {"agent_id": {"value": agent_id}, "volumes": [volume]}}),
+    ] {
+        let (status, text) = agora_tests::operator_post(&hosts.master.addr, &call).await?;
+        ensure!(status == 202, "{call}: {status} {text}");
+    }
+    let file = format!("file:{}", hosts.dir.path().join("kafka-mesos.json").display());
+    let args = ["--storage".to_string(), file, "--framework-role".into(), "kafka".into()];
+    let scheduler = Scheduler::start_with(&hosts, &tansu, &args)?;
+    scheduler
+        .ok(&["broker", "add", "0", "--cpus", "0.5", "--mem", "256", "--volume", "kafka-0"])?;
+    scheduler.ok(&["broker", "start", "0", "--timeout", "3m"])?;
+    let brokers = scheduler.until("the broker runs", |b| all_running(b, 1)).await?;
+    scheduler.ok(&["topic", "add", "kept"])?;
+    produce_consume(&python, &endpoint(&brokers[0]), "kept", "before")?;
+    // A new task of the broker (in a new sandbox) finds the topic and its records in the volume.
+    scheduler.ok(&["broker", "restart", "0", "--timeout", "3m"])?;
+    let brokers = scheduler.until("the broker runs again", |b| all_running(b, 1)).await?;
+    let topics = scheduler.ok(&["topic", "list"])?;
+    assert!(topics.contains("name: kept"), "{topics}");
+    produce_consume(&python, &endpoint(&brokers[0]), "kept", "after")?;
+    let db = hosts.dir.path().join("agent-127.0.0.1/volumes/roles/kafka/kafka-0/broker.db");
+    assert!(db.exists(), "{} holds the broker's store", db.display());
+    scheduler.ok(&["broker", "stop", "0"])?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_scheduler_waits_for_a_master_that_is_not_up_yet() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let mut child = Command::new(kafka_bin())
+        .arg("scheduler")
+        .args(["--master", &format!("127.0.0.1:{port}"), "--api", "http://127.0.0.1:0"])
+        .arg("--storage")
+        .arg(format!("file:{}", dir.path().join("state.json").display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().context("piped")?;
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let first = lines.next().context("no output")??;
+    assert!(first.starts_with("agora-kafka api listening on "), "{first}");
+    // Dropping it stops the scheduler, whatever happens below.
+    let _scheduler = Scheduler { child, api: first };
+    // Only now does the master start, on the address the scheduler was given.
+    let _master = Daemon::master(&["--port", &port.to_string(), "--registry", "in_memory"])?;
+    let subscribed = lines.next().context("the scheduler ended")??;
+    assert!(subscribed.starts_with("agora-kafka scheduler subscribed as "), "{subscribed}");
+    Ok(())
+}
