@@ -145,6 +145,22 @@ async fn exchange(endpoint: &str, request: Writer) -> Result<Vec<u8>, KafkaError
         .map_err(|_| KafkaError::Timeout { endpoint: endpoint.to_string() })?
 }
 
+/// A per-topic result: `Ok` for error code 0, otherwise the broker's refusal, with its
+/// message or, when it sent none, the code's name.
+fn refused(
+    endpoint: &str,
+    operation: &'static str,
+    topic: String,
+    code: i16,
+    message: String,
+) -> Result<(), KafkaError> {
+    if code == 0 {
+        return Ok(());
+    }
+    let message = if message.is_empty() { error_name(code).to_string() } else { message };
+    Err(KafkaError::Refused { endpoint: endpoint.to_string(), operation, topic, code, message })
+}
+
 /// Kafka's error codes that topic administration meets, by name.
 fn error_name(code: i16) -> &'static str {
     match code {
@@ -226,16 +242,7 @@ pub async fn create_topic(
         let topic = r.string()?;
         let code = r.i16()?;
         let message = r.string()?;
-        if code != 0 {
-            let message = if message.is_empty() { error_name(code).to_string() } else { message };
-            return Err(KafkaError::Refused {
-                endpoint: endpoint.to_string(),
-                operation: "create",
-                topic,
-                code,
-                message,
-            });
-        }
+        refused(endpoint, "create", topic, code, message)?;
     }
     Ok(())
 }
@@ -252,15 +259,7 @@ pub async fn delete_topic(endpoint: &str, name: &str) -> Result<(), KafkaError> 
     for _ in 0..r.len()? {
         let topic = r.string()?;
         let code = r.i16()?;
-        if code != 0 {
-            return Err(KafkaError::Refused {
-                endpoint: endpoint.to_string(),
-                operation: "delete",
-                topic,
-                code,
-                message: error_name(code).to_string(),
-            });
-        }
+        refused(endpoint, "delete", topic, code, String::new())?;
     }
     Ok(())
 }
@@ -293,16 +292,7 @@ pub async fn alter_topic_configs(
         let message = r.string()?;
         r.take(1)?; // resource type
         let topic = r.string()?;
-        if code != 0 {
-            let message = if message.is_empty() { error_name(code).to_string() } else { message };
-            return Err(KafkaError::Refused {
-                endpoint: endpoint.to_string(),
-                operation: "update",
-                topic,
-                code,
-                message,
-            });
-        }
+        refused(endpoint, "update", topic, code, message)?;
     }
     Ok(())
 }
