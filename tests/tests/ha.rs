@@ -57,6 +57,11 @@ fn agent(url: &str, work_dir: &Path, resources: &str) -> anyhow::Result<Daemon> 
 /// `GET path` as one HTTP/1.0 request, so that a redirect is seen rather than followed:
 /// (status, Location).
 fn get(addr: &str, path: &str) -> anyhow::Result<(u16, Option<String>)> {
+    fetch(addr, path).map(|(status, location, _)| (status, location))
+}
+
+/// Like `get`, with the body.
+fn fetch(addr: &str, path: &str) -> anyhow::Result<(u16, Option<String>, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
@@ -73,7 +78,8 @@ fn get(addr: &str, path: &str) -> anyhow::Result<(u16, Option<String>)> {
         let (name, value) = l.split_once(':')?;
         name.eq_ignore_ascii_case("location").then(|| value.trim().to_string())
     });
-    Ok((status, location))
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_string();
+    Ok((status, location, body))
 }
 
 /// The one master that serves `/master/state` (the others redirect or refuse), waiting up
@@ -153,7 +159,17 @@ fn a_pymesos_framework_rides_through_the_leaders_death() -> anyhow::Result<()> {
         let (status, location) = get(&standby.addr, "/master/redirect")?;
         assert_eq!((status, location), (307, Some(format!("//{}", first.addr))));
         assert_eq!(get(&standby.addr, "/health")?.0, 200);
+        // Monitoring reads every master's metrics: a standby answers, not elected.
+        let (status, _, body) = fetch(&standby.addr, "/metrics/snapshot")?;
+        assert_eq!(status, 200);
+        let metrics: serde_json::Value = serde_json::from_str(&body)?;
+        assert_eq!(metrics["master/elected"], 0, "{body}");
+        assert!(metrics["master/uptime_secs"].is_number(), "{body}");
     }
+    let (status, _, body) = fetch(&first.addr, "/metrics/snapshot")?;
+    assert_eq!(status, 200);
+    let metrics: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(metrics["master/elected"], 1, "{body}");
 
     let dir = tempfile::tempdir()?;
     let agent_dir = dir.path().join("agent");

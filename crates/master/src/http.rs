@@ -72,7 +72,7 @@ const RECOVERY_HOLD: std::time::Duration = std::time::Duration::from_secs(30);
 fn always_served(path: &str) -> bool {
     let path = path.trim_end_matches('/');
     let path = path.strip_prefix("/master").unwrap_or(path);
-    matches!(path, "/health" | "/version")
+    matches!(path, "/health" | "/version" | "/metrics" | "/metrics/snapshot")
 }
 
 /// Lets requests through only while this master serves; a standby redirects to the leader

@@ -5,20 +5,29 @@
 //! The core counts what happens to frameworks, agents, offers and tasks; this module adds what
 //! needs the operating system or a clock (`master/uptime_secs`, `system/*`). It keeps no
 //! counters of its own. `/proc` is read on each request: a missing file leaves its metrics out.
+//! Standbys answer with `master/elected` 0 and the process's own numbers.
 
 use agora_http::Refusal;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::http::AppState;
+use crate::http::{AppState, Gate};
 
-/// Every metric, in name order.
+/// Every metric, in name order. A master that does not serve (a standby, or a leader still
+/// reading its registry) has no core to count in, but answers too, as Mesos's standbys do:
+/// `master/elected` is how monitoring tells the leader from the others.
 pub(crate) async fn snapshot(state: &AppState) -> Result<Vec<(String, f64)>, Refusal> {
-    let mut metrics =
-        crate::dispatcher::read(&state.handle, |m, _| m.metrics()).await.ok_or_else(|| {
-            agora_http::refuse(StatusCode::SERVICE_UNAVAILABLE, "The master is shutting down")
-        })?;
+    let gate = state.shell.gate.borrow().clone();
+    let mut metrics = match gate {
+        Gate::Serving => {
+            crate::dispatcher::read(&state.handle, |m, _| m.metrics()).await.ok_or_else(|| {
+                agora_http::refuse(StatusCode::SERVICE_UNAVAILABLE, "The master is shutting down")
+            })?
+        }
+        Gate::Recovering => vec![("master/elected".to_string(), 1.0)],
+        Gate::Standby { .. } => vec![("master/elected".to_string(), 0.0)],
+    };
     metrics.push(("master/uptime_secs".into(), state.shell.started.elapsed().as_secs_f64()));
     metrics.extend(system());
     metrics.sort_by(|a, b| a.0.cmp(&b.0));
