@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use agora_core::master::RegistryOp;
 use agora_leader::{Candidacy, REGISTRY_NODE, ZkUrl, zk};
 use agora_proto::{internal, v1};
+use futures::StreamExt;
 use prost::Message;
 
 use super::{RegistryError, Table, decode_into, writes};
@@ -50,7 +51,7 @@ const MAX_MULTI_BYTES: usize = 512 * 1024;
 /// The pause before a write whose outcome is unknown is tried again.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// Reads in flight at once when loading the registry.
-const READ_WINDOW: usize = 512;
+const READ_WINDOW: usize = 1024;
 
 /// See the module documentation.
 pub struct ZkStore {
@@ -182,20 +183,23 @@ impl ZkStore {
                 paths.extend(children.into_iter().map(|child| format!("{bucket}/{child}")));
             }
             paths.sort();
-            for window in paths.chunks(READ_WINDOW) {
-                let reads = window.iter().map(|path| client.get_data(path));
-                for (path, read) in window.iter().zip(futures::future::join_all(reads).await) {
-                    let (data, _) = read.map_err(self.error(format!("read {path}")))?;
-                    decode_into(&mut registry, table, &data).map_err(|source| {
-                        RegistryError::Decode {
-                            path: path.into(),
-                            table: table.name(),
-                            key: path.rsplit('/').next().unwrap_or_default().to_string(),
-                            source,
-                        }
-                    })?;
-                    known.insert(path.clone());
-                }
+            // A window that slides (rather than windows read one after another) keeps
+            // READ_WINDOW requests in flight until the last; the answers come in path order.
+            let mut next = paths.iter();
+            let mut reads = futures::stream::FuturesOrdered::new();
+            reads.extend(next.by_ref().take(READ_WINDOW).map(|path| read_one(&client, path)));
+            while let Some((path, read)) = reads.next().await {
+                reads.extend(next.next().map(|path| read_one(&client, path)));
+                let (data, _) = read.map_err(self.error(format!("read {path}")))?;
+                decode_into(&mut registry, table, &data).map_err(|source| {
+                    RegistryError::Decode {
+                        path: path.into(),
+                        table: table.name(),
+                        key: path.rsplit('/').next().unwrap_or_default().to_string(),
+                        source,
+                    }
+                })?;
+                known.insert(path.clone());
             }
         }
         *self.known.lock().unwrap_or_else(|e| e.into_inner()) = known;
@@ -338,6 +342,14 @@ impl ZkStore {
             other => RegistryError::ZooKeeper { what: "commit".into(), source: other.into() },
         }
     }
+}
+
+/// One record's read, with its path.
+async fn read_one<'a>(
+    client: &zk::Client,
+    path: &'a String,
+) -> (&'a String, Result<(Vec<u8>, zk::Stat), zk::Error>) {
+    (path, client.get_data(path).await)
 }
 
 /// A key's bucket: FNV-1a, stable across versions and machines.
