@@ -293,10 +293,14 @@ struct Agent {
     missed_pings: u32,
     registered_time: Option<Duration>,
     reregistered_time: Option<Duration>,
+    /// Counts changes of the offers on the agent, which its view shows but it does not own;
+    /// changed through `Shown::get_mut_unshown`, so that a taken offer re-converts only the
+    /// agent's allocated and offered resources, not its whole view.
+    offers_changed: u64,
     /// Its operator view (GET_AGENTS' entry), kept until it changes: `Shown` forgets it on
-    /// every mutable access, and the allocator's stamp of the agent tells when its
-    /// allocation changed.
-    view: shown::Cached<response::get_agents::Agent>,
+    /// every mutable access, and the stamp it was built with, the allocator's stamp of the
+    /// agent and `offers_changed`, tells when its allocation or its offers changed.
+    view: shown::Cached<response::get_agents::Agent, (u64, u64)>,
 }
 
 impl shown::Viewed for Agent {
@@ -609,8 +613,7 @@ impl Master {
                 ..Default::default()
             };
             framework.offers.insert(offer_id.clone());
-            // The agent's view shows what is offered on it.
-            self.agents.touch(&a.agent_id);
+            self.offers_changed_on(&a.agent_id);
             self.offers.insert(
                 offer_id,
                 Offer {
@@ -633,6 +636,13 @@ impl Master {
         }
     }
 
+    /// Notes that the offers on an agent changed: its view shows what is offered on it.
+    fn offers_changed_on(&mut self, agent_id: &str) {
+        if let Some(agent) = self.agents.get_mut_unshown(agent_id) {
+            agent.offers_changed += 1;
+        }
+    }
+
     /// Takes an offer out of circulation, returning its resources to the allocator with an
     /// optional refusal filter, and tells the framework if `rescind` is set.
     fn remove_offer(
@@ -644,8 +654,7 @@ impl Master {
         out: &mut Vec<Output>,
     ) -> Option<Offer> {
         let offer = self.offers.remove(offer_id)?;
-        // The agent's view shows what is offered on it.
-        self.agents.touch(&offer.agent_id);
+        self.offers_changed_on(&offer.agent_id);
         if let Some(framework) = self.frameworks.get_mut(&offer.framework_id) {
             framework.offers.remove(offer_id);
             if rescind && let Some(conn) = framework.conn {
@@ -707,7 +716,7 @@ impl Master {
         let Some(framework) = self.frameworks.get_mut(framework_id) else {
             return;
         };
-        let Some(task) = framework.tasks.get_mut(&status.task_id.value) else {
+        let Some(mut task) = framework.tasks.get_mut(&status.task_id.value) else {
             return;
         };
         task.changed();
@@ -729,6 +738,7 @@ impl Master {
                 now,
             );
         }
+        drop(task);
         self.emit_task_updated(framework_id, status, state, out);
         // Updates without a uuid are never acknowledged, so a terminal one completes the task
         // at once.

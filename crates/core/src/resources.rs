@@ -19,6 +19,7 @@ mod parse;
 mod ranges;
 mod resource;
 mod scalar;
+mod tally;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -33,6 +34,7 @@ pub use resource::{
     ReservationKind, Resource, Volume, VolumeMode,
 };
 pub use scalar::Scalar;
+pub use tally::Tally;
 
 /// The role of unreserved resources.
 pub const UNRESERVED: &str = "*";
@@ -248,18 +250,23 @@ impl Resources {
     /// an entry goes only as a whole.
     pub fn remove(&mut self, other: &Resources) {
         for resource in &other.entries {
-            let Ok(idx) = self.position(resource) else { continue };
-            let entry = &mut self.entries[idx];
-            if entry.is_indivisible() {
-                if entry.value == resource.value {
-                    self.entries.remove(idx);
-                }
-                continue;
-            }
-            entry.value.remove(&resource.value);
-            if entry.value.is_empty() {
+            self.remove_one(resource);
+        }
+    }
+
+    /// [`Resources::remove`] of one entry.
+    fn remove_one(&mut self, resource: &Resource) {
+        let Ok(idx) = self.position(resource) else { return };
+        let entry = &mut self.entries[idx];
+        if entry.is_indivisible() {
+            if entry.value == resource.value {
                 self.entries.remove(idx);
             }
+            return;
+        }
+        entry.value.remove(&resource.value);
+        if entry.value.is_empty() {
+            self.entries.remove(idx);
         }
     }
 

@@ -40,8 +40,7 @@ impl Master {
                 if let Some(f) = self.frameworks.get_mut(framework_id) {
                     f.offers.remove(&offer_id.value);
                 }
-                // The agent's view shows what is offered on it.
-                self.agents.touch(&offer.agent_id);
+                self.offers_changed_on(&offer.agent_id);
                 offers.push(offer);
             }
         }

@@ -154,6 +154,7 @@ impl Master {
                     missed_pings: 0,
                     registered_time: Some(now),
                     reregistered_time: None,
+                    offers_changed: 0,
                     view: Default::default(),
                 },
             );

@@ -24,26 +24,38 @@ pub(super) trait Viewed {
 /// thread that holds the master, so it is never contended; it is there because building
 /// happens through `&self`.
 #[derive(Debug)]
-pub(super) struct Cached<T> {
-    slot: Mutex<Option<(u64, Arc<T>)>>,
+pub(super) struct Cached<T, S = u64> {
+    slot: Mutex<Option<(S, Arc<T>)>>,
 }
 
-impl<T> Default for Cached<T> {
+impl<T, S> Default for Cached<T, S> {
     fn default() -> Self {
         Cached { slot: Mutex::new(None) }
     }
 }
 
-impl<T> Cached<T> {
-    /// The view built with `stamp`, built now by `build` if there is none or it is stale.
-    /// `build` gets the stale view if only the stamp changed (the owner did not: `clear`
-    /// would have dropped it), so that it can keep what the stamp does not cover.
-    pub(super) fn get(&self, stamp: u64, build: impl FnOnce(Option<&T>) -> T) -> Arc<T> {
+impl<T: Clone, S: PartialEq> Cached<T, S> {
+    /// The view built with `stamp`: the cached one, or one `build` makes now if there is none,
+    /// or, if only the stamp changed (the owner did not: `clear` would have dropped the view),
+    /// the stale one brought up to date by `refresh`, which must redo everything the stamp
+    /// covers. A stale view no snapshot holds any more is refreshed in place; one still held
+    /// is copied first, so that what a snapshot holds never changes under it.
+    pub(super) fn get(
+        &self,
+        stamp: S,
+        build: impl FnOnce() -> T,
+        refresh: impl FnOnce(&mut T),
+    ) -> Arc<T> {
         let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-        match &*slot {
+        match &mut *slot {
             Some((built, view)) if *built == stamp => Arc::clone(view),
-            stale => {
-                let view = Arc::new(build(stale.as_ref().map(|(_, view)| &**view)));
+            Some((built, view)) => {
+                refresh(Arc::make_mut(view));
+                *built = stamp;
+                Arc::clone(view)
+            }
+            None => {
+                let view = Arc::new(build());
                 *slot = Some((stamp, Arc::clone(&view)));
                 view
             }
@@ -97,14 +109,6 @@ impl<V: Viewed> Shown<V> {
     /// [`Shown::values_mut_unshown`] for one entry.
     pub(super) fn get_mut_unshown(&mut self, id: &str) -> Option<&mut V> {
         self.0.get_mut(id)
-    }
-
-    /// Forgets an entry's view after a change of something it shows but does not own (the
-    /// offers on an agent).
-    pub(super) fn touch(&mut self, id: &str) {
-        if let Some(entry) = self.0.get_mut(id) {
-            entry.changed();
-        }
     }
 
     pub(super) fn insert(&mut self, id: String, value: V) -> Option<V> {

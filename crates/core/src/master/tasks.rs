@@ -23,15 +23,14 @@ impl Master {
         now: Duration,
         out: &mut Vec<Output>,
     ) {
-        let task = self
-            .frameworks
-            .get_mut(framework_id)
-            .and_then(|f| f.tasks.get_mut(&kill.task_id.value));
-        match task {
-            Some(task) => {
-                let policy = kill.kill_policy.or(task.info.kill_policy);
-                task.kill = Some(policy);
-                let agent_id = task.agent_id.clone();
+        let marked = self.frameworks.get_mut(framework_id).and_then(|f| {
+            let mut task = f.tasks.get_mut(&kill.task_id.value)?;
+            let policy = kill.kill_policy.or(task.info.kill_policy);
+            task.kill = Some(policy);
+            Some((task.agent_id.clone(), policy))
+        });
+        match marked {
+            Some((agent_id, policy)) => {
                 self.send_kill(framework_id, &agent_id, &kill.task_id.value, policy, out);
             }
             // Mesos answers a kill of an unknown task with explicit reconciliation (silence
@@ -96,7 +95,7 @@ impl Master {
         {
             self.complete_task(framework_id, &ack.task_id.value);
         } else if task.status_update_uuid.as_ref() == Some(&ack.uuid)
-            && let Some(task) = self
+            && let Some(mut task) = self
                 .frameworks
                 .get_mut(framework_id)
                 .and_then(|f| f.tasks.get_mut(&ack.task_id.value))

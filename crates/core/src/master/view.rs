@@ -139,30 +139,41 @@ impl Master {
         // An agent the allocator does not hold (its stream broke) cannot change there; when
         // it comes back the allocator stamps it anew.
         let stamp = self.allocator.agent_stamp(&agent.id).unwrap_or(u64::MAX);
-        agent.view.get(stamp, |stale| {
+        let usage = || {
             let offered = offered.get_or_init(|| self.offered_by_agent());
             let offers = offered.get(agent.id.as_str()).cloned().unwrap_or_default();
-            let allocated = self.used_on(&agent.id) - &offers;
-            match stale {
-                // Only the allocation changed (any change of the agent itself drops its view):
-                // the rest stays, rather than converting the agent's info and total again,
-                // which under churn is most of a snapshot's time.
-                Some(stale) => response::get_agents::Agent {
-                    allocated_resources: convert::resources_to_proto(&allocated, None),
-                    offered_resources: convert::resources_to_proto(&offers, None),
-                    ..stale.clone()
-                },
-                None => self.agent_view(agent, &allocated, &offers),
-            }
-        })
+            (self.used_on(&agent.id) - &offers, offers)
+        };
+        agent.view.get(
+            (stamp, agent.offers_changed),
+            || {
+                let (allocated, offers) = usage();
+                self.agent_view(agent, &allocated, &offers)
+            },
+            // Only the allocation or the offers changed (any change of the agent itself drops
+            // its view): the rest stays, rather than converting the agent's info and total
+            // again, which under churn is most of a snapshot's time.
+            |view| {
+                let (allocated, offers) = usage();
+                view.allocated_resources = convert::resources_to_proto(&allocated, None);
+                view.offered_resources = convert::resources_to_proto(&offers, None);
+            },
+        )
     }
 
     /// Every framework's shared view, rebuilt only if the framework changed since.
     pub fn framework_views(&self) -> Vec<Arc<response::get_frameworks::Framework>> {
-        self.frameworks
-            .values()
-            .map(|f| f.view.get(FRAMEWORK_STAMP, |_| self.framework_view(f)))
-            .collect()
+        self.frameworks.values().map(|f| self.shared_framework_view(f)).collect()
+    }
+
+    /// A framework's shared view. Its stamp never changes: any change of a framework drops its
+    /// view.
+    fn shared_framework_view(&self, f: &Framework) -> Arc<response::get_frameworks::Framework> {
+        f.view.get(
+            FRAMEWORK_STAMP,
+            || self.framework_view(f),
+            |view| *view = self.framework_view(f),
+        )
     }
 
     /// Panics unless every cached agent and framework view equals one built afresh; the core's
@@ -303,17 +314,14 @@ impl Master {
     /// One framework as GET_FRAMEWORKS and FRAMEWORK_ADDED/UPDATED show it.
     pub fn framework_info_view(&self, id: &str) -> Option<response::get_frameworks::Framework> {
         let f = self.frameworks.get(id)?;
-        Some(f.view.get(FRAMEWORK_STAMP, |_| self.framework_view(f)).as_ref().clone())
+        Some(self.shared_framework_view(f).as_ref().clone())
     }
 
     pub(super) fn framework_view(
         &self,
         framework: &Framework,
     ) -> response::get_frameworks::Framework {
-        let mut allocated = Resources::new();
-        for task in framework.tasks.values().filter(|t| !t.released) {
-            allocated += &task.resources;
-        }
+        let mut allocated = framework.tasks.held();
         for executor in framework.executors.values() {
             allocated += &executor.resources;
         }
