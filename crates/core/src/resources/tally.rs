@@ -69,7 +69,7 @@ mod tests {
     use super::*;
 
     fn r(text: &str) -> Resources {
-        text.parse().unwrap()
+        Resources::parse(text).expect("test resources are valid")
     }
 
     fn sum_of(all: &[Resources]) -> Resources {
