@@ -51,16 +51,20 @@ fn prerequisites(what: &str) -> Option<(String, String)> {
     }
 }
 
-/// A master and one agent per (hostname, rack), each agent offering one port of its own.
+/// The masters (one, or three behind ZooKeeper) and one agent per (hostname, rack), each agent
+/// offering one port of its own.
 struct Hosts {
     dir: tempfile::TempDir,
-    master: Daemon,
+    /// What agents and the scheduler are given as `--master`: an address or a `zk://` URL.
+    master_url: String,
+    masters: Vec<Daemon>,
     _agents: Vec<Daemon>,
+    /// Each agent's arguments, to start it again on the same address and work dir.
+    agent_args: Vec<Vec<String>>,
 }
 
 impl Hosts {
     fn start(hosts: &[(&str, &str)]) -> anyhow::Result<Hosts> {
-        let dir = tempfile::tempdir()?;
         let master = Daemon::master(&[
             "--port",
             "0",
@@ -71,7 +75,41 @@ impl Hosts {
             "--heartbeat_interval",
             "1secs",
         ])?;
+        Self::with_masters(master.addr.clone(), vec![master], hosts)
+    }
+
+    /// Three masters electing a leader through `zk_url`, which everyone else follows.
+    fn start_ha(zk_url: &str, hosts: &[(&str, &str)]) -> anyhow::Result<Hosts> {
+        let mut masters = Vec::new();
+        for _ in 0..3 {
+            masters.push(Daemon::master(&[
+                "--port",
+                "0",
+                "--zk",
+                zk_url,
+                "--zk_session_timeout",
+                "2secs",
+                "--quorum",
+                "2",
+                "--allocation_interval",
+                "100ms",
+                "--heartbeat_interval",
+                "1secs",
+                "--agent_reregister_timeout",
+                "30secs",
+            ])?);
+        }
+        Self::with_masters(zk_url.to_string(), masters, hosts)
+    }
+
+    fn with_masters(
+        master_url: String,
+        masters: Vec<Daemon>,
+        hosts: &[(&str, &str)],
+    ) -> anyhow::Result<Hosts> {
+        let dir = tempfile::tempdir()?;
         let mut agents = Vec::new();
+        let mut agent_args = Vec::new();
         for (hostname, rack) in hosts {
             let work = dir.path().join(format!("agent-{hostname}"));
             // One broker port per host: brokers on different "hosts" of this one machine must
@@ -79,7 +117,7 @@ impl Hosts {
             let broker_port = free_port()?;
             let args: Vec<String> = [
                 "--master",
-                &master.addr,
+                &master_url,
                 "--port",
                 &free_port()?.to_string(),
                 "--work_dir",
@@ -92,13 +130,21 @@ impl Hosts {
                 &format!("cpus:2;mem:2048;disk:1024;ports:[{broker_port}-{broker_port}]"),
                 "--status_update_retry_interval",
                 "500ms",
+                "--registration_backoff_factor",
+                "100ms",
             ]
             .into_iter()
             .map(String::from)
             .collect();
             agents.push(Daemon::agent(&args)?);
+            agent_args.push(args);
         }
-        Ok(Hosts { dir, master, _agents: agents })
+        Ok(Hosts { dir, master_url, masters, _agents: agents, agent_args })
+    }
+
+    /// The first master's address (the only one without ZooKeeper).
+    fn master_addr(&self) -> &str {
+        &self.masters[0].addr
     }
 }
 
@@ -117,7 +163,7 @@ impl Scheduler {
     fn start_with(hosts: &Hosts, tansu: &str, storage: &[String]) -> anyhow::Result<Scheduler> {
         let mut child = Command::new(kafka_bin())
             .arg("scheduler")
-            .args(["--master", &hosts.master.addr, "--api", "http://127.0.0.1:0"])
+            .args(["--master", &hosts.master_url, "--api", "http://127.0.0.1:0"])
             .args(storage)
             .args(["--framework-name", "kafka", "--framework-timeout", "1h", "--user", "root"])
             .args(["--tansu", tansu])
@@ -431,7 +477,7 @@ async fn a_broker_keeps_its_topics_in_its_persistent_volume() -> anyhow::Result<
     let hosts = Hosts::start(&[("127.0.0.1", "r1")])?;
     // The operator reserves disk for the framework's role and creates a volume on it.
     let (status, text) =
-        agora_tests::operator_post(&hosts.master.addr, &json!({"type": "GET_AGENTS"})).await?;
+        agora_tests::operator_post(hosts.master_addr(), &json!({"type": "GET_AGENTS"})).await?;
     ensure!(status == 200, "GET_AGENTS: {status} {text}");
     let agents: Value = serde_json::from_str(&text)?;
     let agent_id = agents["get_agents"]["agents"][0]["agent_info"]["id"]["value"].clone();
@@ -443,7 +489,7 @@ async fn a_broker_keeps_its_topics_in_its_persistent_volume() -> anyhow::Result<
         json!({"type": "RESERVE_RESOURCES", "reserve_resources": {"agent_id": {"value": agent_id}, "resources": [disk]}}),
         json!({"type": "CREATE_VOLUMES", "create_volumes": {"agent_id": {"value": agent_id}, "volumes": [volume]}}),
     ] {
-        let (status, text) = agora_tests::operator_post(&hosts.master.addr, &call).await?;
+        let (status, text) = agora_tests::operator_post(hosts.master_addr(), &call).await?;
         ensure!(status == 202, "{call}: {status} {text}");
     }
     let file = format!("file:{}", hosts.dir.path().join("kafka-mesos.json").display());
@@ -490,5 +536,172 @@ async fn the_scheduler_waits_for_a_master_that_is_not_up_yet() -> anyhow::Result
     let _master = Daemon::master(&["--port", &port.to_string(), "--registry", "in_memory"])?;
     let subscribed = lines.next().context("the scheduler ended")??;
     assert!(subscribed.starts_with("agora-kafka scheduler subscribed as "), "{subscribed}");
+    Ok(())
+}
+
+/// The master that serves `/master/state` itself (standbys redirect), waiting for there to be
+/// exactly one.
+async fn leader(masters: &[Daemon]) -> anyhow::Result<usize> {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut serving = Vec::new();
+        for (i, m) in masters.iter().enumerate() {
+            let url = format!("http://{}/master/state", m.addr);
+            if client.get(url).send().await.is_ok_and(|r| r.status().as_u16() == 200) {
+                serving.push(i);
+            }
+        }
+        if let [one] = serving.as_slice() {
+            return Ok(*one);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{} masters serve instead of one", serving.len());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The framework `id` as `master` shows it in `/master/state`, if it knows it.
+async fn framework_at(master: &str, id: &str) -> anyhow::Result<Option<Value>> {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let response = client.get(format!("http://{master}/master/state")).send().await?;
+    if response.status().as_u16() != 200 {
+        return Ok(None);
+    }
+    let state: Value = serde_json::from_str(&response.text().await?)?;
+    Ok(state["frameworks"].as_array().into_iter().flatten().find(|f| f["id"] == id).cloned())
+}
+
+fn task_running_in(framework: &Value, task: &Value) -> bool {
+    framework["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|t| t["id"] == *task && t["state"] == "TASK_RUNNING")
+}
+
+#[tokio::test]
+async fn the_scheduler_follows_the_leading_master_through_zookeeper() -> anyhow::Result<()> {
+    if !zookeeper::available("the Kafka framework's zk:// master test") {
+        return Ok(());
+    }
+    let Some((tansu, python)) = prerequisites("the Kafka framework's zk:// master test") else {
+        return Ok(());
+    };
+    let zk = ZooKeeper::start()?;
+    let mut hosts = Hosts::start_ha(&zk.url("/agora/kafka"), &[("127.0.0.1", "r1")])?;
+    // The scheduler is given the zk:// URL, never a master's address.
+    let scheduler = Scheduler::start(&hosts, &tansu)?;
+    scheduler.ok(&["broker", "add", "0", "--cpus", "0.5", "--mem", "256"])?;
+    scheduler.ok(&["broker", "start", "0", "--timeout", "3m"])?;
+    let brokers = scheduler.until("the broker runs", |b| all_running(b, 1)).await?;
+    let task = brokers[0]["task"]["id"].clone();
+    let pid = tansu_pid(&endpoint(&brokers[0])).context("the broker's tansu process")?;
+    scheduler.ok(&["topic", "add", "ha"])?;
+    produce_consume(&python, &endpoint(&brokers[0]), "ha", "before")?;
+
+    let state = std::fs::read_to_string(hosts.dir.path().join("kafka-mesos.json"))?;
+    let framework_id = serde_json::from_str::<Value>(&state)?["frameworkId"]
+        .as_str()
+        .context("the stored FrameworkID")?
+        .to_string();
+    let first = leader(&hosts.masters).await?;
+    let framework = framework_at(&hosts.masters[first].addr, &framework_id).await?;
+    ensure!(
+        framework.as_ref().is_some_and(|f| f["active"] == true && task_running_in(f, &task)),
+        "the first leader runs the framework's broker: {framework:?}"
+    );
+
+    // The leader dies without a word: a standby takes over, the agent re-registers with the
+    // broker's task, and the scheduler subscribes again as the same framework.
+    hosts.masters.remove(first).kill()?;
+    let second = leader(&hosts.masters).await?;
+    let second = hosts.masters[second].addr.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let framework = framework_at(&second, &framework_id).await?;
+        if framework.as_ref().is_some_and(|f| f["active"] == true && task_running_in(f, &task)) {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the new leader never had the framework back with its broker: {framework:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(agora_tests::alive(pid), "the broker process survived the failover");
+    let brokers = scheduler.until("the broker is still known", |b| all_running(b, 1)).await?;
+    assert_eq!(brokers[0]["task"]["id"], task, "the same task");
+    assert_eq!(tansu_pid(&endpoint(&brokers[0])), Some(pid), "the same broker process");
+    produce_consume(&python, &endpoint(&brokers[0]), "ha", "after-failover")?;
+
+    // Kills and launches now go through the new leader.
+    scheduler.ok(&["broker", "stop", "0", "--timeout", "3m"])?;
+    scheduler.until("the broker stopped", |b| b[0]["task"].is_null()).await?;
+    scheduler.ok(&["broker", "start", "0", "--timeout", "3m"])?;
+    let brokers = scheduler.until("the broker runs again", |b| all_running(b, 1)).await?;
+    assert_ne!(brokers[0]["task"]["id"], task, "a new task");
+    let framework = framework_at(&second, &framework_id).await?;
+    ensure!(
+        framework.as_ref().is_some_and(|f| task_running_in(f, &brokers[0]["task"]["id"])),
+        "the new leader launched it: {framework:?}"
+    );
+    scheduler.ok(&["broker", "stop", "0"])?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn group_by_spreads_brokers_over_racks() -> anyhow::Result<()> {
+    let Some((tansu, _)) = prerequisites("the Kafka framework groupBy test") else {
+        return Ok(());
+    };
+    let hosts = Hosts::start(&[
+        ("127.0.0.1", "r1"),
+        ("127.0.0.2", "r1"),
+        ("127.0.0.3", "r2"),
+        ("127.0.0.4", "r2"),
+    ])?;
+    let scheduler = Scheduler::start(&hosts, &tansu)?;
+    scheduler.ok(&[
+        "broker",
+        "add",
+        "0..3",
+        "--cpus",
+        "0.5",
+        "--mem",
+        "256",
+        "--constraints",
+        "rack=groupBy:2,hostname=unique",
+    ])?;
+    // Two brokers first: groupBy:2 puts them on different racks.
+    scheduler.ok(&["broker", "start", "0..1", "--timeout", "3m"])?;
+    let brokers = scheduler
+        .until("two brokers run", |b| b[..2].iter().all(|b| b["task"]["state"] == "running"))
+        .await?;
+    let racks: Vec<&str> =
+        brokers[..2].iter().filter_map(|b| b["task"]["attributes"]["rack"].as_str()).collect();
+    assert_eq!(racks.len(), 2, "{brokers:#?}");
+    assert_ne!(racks[0], racks[1], "groupBy:2 fills both racks first: {brokers:#?}");
+    // Then two more: one per rack again, so each rack holds two.
+    scheduler.ok(&["broker", "start", "2..3", "--timeout", "3m"])?;
+    let brokers = scheduler.until("four brokers run", |b| all_running(b, 4)).await?;
+    let mut racks: Vec<&str> =
+        brokers.iter().filter_map(|b| b["task"]["attributes"]["rack"].as_str()).collect();
+    racks.sort();
+    assert_eq!(racks, ["r1", "r1", "r2", "r2"], "{brokers:#?}");
+    let listed = scheduler.ok(&["broker", "list", "*[rack=r2]"])?;
+    assert_eq!(listed.lines().filter(|l| l.starts_with("  id: ")).count(), 2, "{listed}");
+    // A fifth broker has no host left (every port is taken, and hostname=unique) and says why.
+    scheduler.ok(&["broker", "add", "4", "--cpus", "0.5", "--mem", "256"])?;
+    scheduler.ok(&["broker", "update", "4", "--constraints", "rack=groupBy:2,hostname=unique"])?;
+    scheduler.ok(&["broker", "start", "4", "--timeout", "0s"])?;
+    let brokers = scheduler
+        .until("broker 4 says why it waits", |b| {
+            b.get(4).and_then(|b| b["reason"].as_str()).is_some_and(|r| r.contains("port"))
+        })
+        .await?;
+    assert!(brokers[4]["task"].is_null(), "{:#}", brokers[4]);
+    scheduler.ok(&["broker", "stop", "*"])?;
     Ok(())
 }
