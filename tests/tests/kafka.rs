@@ -397,6 +397,13 @@ async fn bad_input_gets_clear_errors_from_cli_and_api() -> anyhow::Result<()> {
         (&["broker", "add", "0"], "broker 0 already exists"),
         (&["broker", "log", "0"], "broker 0 is not running"),
         (&["topic", "add", "t1"], "no running broker"),
+        (
+            &["broker", "add", "1", "--options", "num.partitions=3"],
+            "unsupported broker option \"num.partitions\": tansu brokers accept storage.engine, log.dirs",
+        ),
+        (&["broker", "update", "0", "--bind-address", "if:"], "invalid bindAddress \"if:\""),
+        (&["topic", "rebalance", "*"], "topic rebalance is not supported"),
+        (&["topic", "realign", "t1"], "topic realign is not supported"),
     ];
     for (args, message) in cases {
         let stderr = scheduler.fails(args)?;
@@ -409,6 +416,10 @@ async fn bad_input_gets_clear_errors_from_cli_and_api() -> anyhow::Result<()> {
         ("/api/broker/add?broker=3&constraints=rack%3Dlike%3A(", "bad pattern"),
         ("/api/broker/add?broker=3&port=0", "invalid port"),
         ("/api/broker/frobnicate?broker=0", "unknown broker command"),
+        ("/api/broker/update?broker=0&options=zookeeper.connect%3Dzk%3A2181", "unsupported"),
+        ("/api/broker/update?broker=0&bindAddress=10.0.*%2F8", "invalid bindAddress"),
+        ("/api/topic/rebalance?topic=*", "no replicas to move"),
+        ("/api/topic/frobnicate?topic=*", "unknown topic command"),
     ] {
         let response = client.post(format!("{}{path}", scheduler.api)).send().await?;
         assert_eq!(response.status().as_u16(), 400, "{path}");
@@ -702,6 +713,103 @@ async fn group_by_spreads_brokers_over_racks() -> anyhow::Result<()> {
         })
         .await?;
     assert!(brokers[4]["task"].is_null(), "{:#}", brokers[4]);
+    scheduler.ok(&["broker", "stop", "*"])?;
+    Ok(())
+}
+
+/// Polls `topic list <topic>` until its output contains `text`; returns that output.
+async fn until_topic(scheduler: &Scheduler, topic: &str, text: &str) -> anyhow::Result<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let topics = scheduler.ok(&["topic", "list", topic])?;
+        if topics.contains(text) {
+            return Ok(topics);
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "no {text:?} in the topic list: {topics}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test]
+async fn topics_reach_brokers_started_later_and_options_map_to_tansu() -> anyhow::Result<()> {
+    let Some((tansu, python)) = prerequisites("the Kafka framework's topic memory test") else {
+        return Ok(());
+    };
+    let hosts = Hosts::start(&[("127.0.0.1", "r1"), ("127.0.0.2", "r2")])?;
+    let scheduler = Scheduler::start(&hosts, &tansu)?;
+    // Broker 0 on 127.0.0.1 listens on the loopback interface found by name; broker 1 keeps a
+    // SQLite store under log.dirs and advertises another name for its host.
+    let common = ["--cpus", "0.5", "--mem", "256", "--failover-delay", "1s"];
+    scheduler.ok(&[
+        &["broker", "add", "0"][..],
+        &common,
+        &["--constraints", "hostname=like:127.0.0.1"],
+    ]
+    .concat())?;
+    scheduler.ok(&["broker", "update", "0", "--bind-address", "if:lo"])?;
+    scheduler.ok(&[
+        &["broker", "add", "1"][..],
+        &common,
+        &["--constraints", "hostname=like:127.0.0.2"],
+        &["--options", "log.dirs=kafka-logs-$id,advertised.host.name=localhost"],
+    ]
+    .concat())?;
+    scheduler.ok(&["broker", "start", "0", "--timeout", "3m"])?;
+    let brokers = scheduler.until("broker 0 runs", |b| b[0]["task"]["state"] == "running").await?;
+    let pid = tansu_pid(&endpoint(&brokers[0])).context("broker 0's tansu")?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))?;
+    let listener =
+        format!("tcp://127.0.0.1:{}", endpoint(&brokers[0]).rsplit(':').next().unwrap_or(""));
+    assert!(
+        cmdline.split(|b| *b == 0).any(|a| a == listener.as_bytes()),
+        "if:lo resolved to 127.0.0.1 on the agent: {}",
+        String::from_utf8_lossy(&cmdline)
+    );
+
+    // A topic added while only broker 0 runs...
+    scheduler.ok(&[
+        "topic",
+        "add",
+        "late",
+        "--partitions",
+        "2",
+        "--options",
+        "retention.ms=3600000",
+    ])?;
+    // ...reaches broker 1 when it starts.
+    scheduler.ok(&["broker", "start", "1", "--timeout", "3m"])?;
+    let brokers = scheduler.until("both run", |b| all_running(b, 2)).await?;
+    assert!(
+        endpoint(&brokers[1]).starts_with("localhost:"),
+        "advertised.host.name: {}",
+        brokers[1]
+    );
+    let topics = until_topic(&scheduler, "late", "brokers: 0,1").await?;
+    assert!(topics.contains("options: retention.ms=3600000"), "{topics}");
+    assert!(topics.contains("partitions: 0:[111], 1:[111]"), "{topics}");
+    produce_consume(&python, &endpoint(&brokers[1]), "late", "on-the-late-broker")?;
+    let store = hosts.dir.path().join("agent-127.0.0.2");
+    let found = std::process::Command::new("find")
+        .arg(&store)
+        .args(["-path", "*kafka-logs-1/broker.db"])
+        .output()?;
+    assert!(!found.stdout.is_empty(), "broker 1's store is under log.dirs in its sandbox");
+
+    // Broker 0 keeps its topics in memory: after a restart the framework creates them again.
+    scheduler.ok(&["broker", "restart", "0", "--timeout", "3m"])?;
+    let brokers = scheduler.until("both run again", |b| all_running(b, 2)).await?;
+    until_topic(&scheduler, "late", "brokers: 0,1").await?;
+    produce_consume(&python, &endpoint(&brokers[0]), "late", "after-memory-restart")?;
+
+    // Deleted topics are forgotten: a restarted broker does not get them back.
+    scheduler.ok(&["topic", "delete", "late"])?;
+    scheduler.ok(&["broker", "restart", "0", "--timeout", "3m"])?;
+    scheduler.until("both run once more", |b| all_running(b, 2)).await?;
+    let topics = scheduler.ok(&["topic", "list"])?;
+    assert!(!topics.contains("name: late"), "{topics}");
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(hosts.dir.path().join("kafka-mesos.json"))?)?;
+    assert!(state.get("topics").is_none(), "{state}");
     scheduler.ok(&["broker", "stop", "*"])?;
     Ok(())
 }

@@ -162,6 +162,13 @@ pub fn print_topics(title: &str, answer: &Value) {
         } else if !t["partitions"].is_null() {
             println!("  partitions: {}", t["partitions"]);
         }
+        if let Some(options) = t["options"].as_object().filter(|o| !o.is_empty()) {
+            let text: Vec<String> = options
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect();
+            println!("  options: {}", text.join(","));
+        }
         if let Some(b) = t["brokers"].as_str() {
             println!("  brokers: {b}");
         }

@@ -10,6 +10,7 @@
 //! re-subscribe after losing its agent: the scheduler's failover starts a new broker instead.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -43,17 +44,26 @@ pub struct LaunchConfig {
 }
 
 impl LaunchConfig {
-    /// `--storage-engine` from the broker's `storage.engine` option: `memory` (the default
-    /// without a volume), `sqlite` (a file in the persistent volume if the broker has one, the
-    /// default then, or else in the sandbox), or a full `memory://` / `sqlite://` URL.
+    /// A broker option, empty values counting as unset.
+    fn option(&self, key: &str) -> Option<&str> {
+        self.options.get(key).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// `--storage-engine` from the broker's options: `storage.engine` `memory` (the default
+    /// without a volume or `log.dirs`), `sqlite` (a file in `log.dirs`, else in the persistent
+    /// volume if the broker has one, else in the sandbox), or a full `memory://` / `sqlite://`
+    /// URL; `log.dirs` or a volume alone mean `sqlite`.
     pub fn storage_engine(&self) -> Result<String, String> {
-        let sqlite = match &self.volume_path {
-            Some(path) => format!("sqlite://{}/broker.db", path.trim_end_matches('/')),
-            None => "sqlite://broker.db".into(),
+        let in_dir = |dir: &str| format!("sqlite://{}/broker.db", dir.trim_end_matches('/'));
+        let sqlite = match (self.option("log.dirs"), &self.volume_path) {
+            (Some(dir), _) => in_dir(dir),
+            (None, Some(path)) => in_dir(path),
+            (None, None) => "sqlite://broker.db".into(),
         };
-        match self.options.get("storage.engine").map(String::as_str) {
-            None | Some("") if self.volume_path.is_some() => Ok(sqlite),
-            None | Some("") | Some("memory") => Ok("memory://tansu/".into()),
+        let on_disk = self.volume_path.is_some() || self.option("log.dirs").is_some();
+        match self.option("storage.engine") {
+            None if on_disk => Ok(sqlite),
+            None | Some("memory") => Ok("memory://tansu/".into()),
             Some("sqlite") => Ok(sqlite),
             Some(url) if url.starts_with("memory://") || url.starts_with("sqlite://") => {
                 Ok(url.to_string())
@@ -74,21 +84,83 @@ impl LaunchConfig {
         }
     }
 
-    /// The arguments of `tansu broker`.
-    pub fn tansu_args(&self) -> Result<Vec<String>, String> {
-        let bind = self.bind_address.as_deref().unwrap_or("0.0.0.0");
+    /// The host clients are told to connect to: `advertised.host.name`, or the agent's.
+    pub fn advertised_host(&self) -> &str {
+        self.option("advertised.host.name").unwrap_or(&self.hostname)
+    }
+
+    /// The endpoint reported in TASK_RUNNING's data.
+    pub fn endpoint(&self) -> String {
+        format!("{}:{}", self.advertised_host(), self.port)
+    }
+
+    /// The arguments of `tansu broker`, listening on `bind` (already resolved on this host).
+    pub fn tansu_args(&self, bind: &str) -> Result<Vec<String>, String> {
+        let bind = if bind.contains(':') { format!("[{bind}]") } else { bind.to_string() };
         Ok(vec![
             "broker".into(),
             "--listener-url".into(),
             format!("tcp://{bind}:{}", self.port),
             "--advertised-listener-url".into(),
-            format!("tcp://{}:{}", self.hostname, self.port),
+            format!("tcp://{}", self.endpoint()),
             "--storage-engine".into(),
             self.storage_engine()?,
             "--cluster-id".into(),
-            self.cluster_id.clone(),
+            self.option("cluster.id").unwrap_or(&self.cluster_id).to_string(),
         ])
     }
+}
+
+/// The address to listen on for the broker's `bindAddress`, resolved against this host's
+/// `interfaces` (name and address): none is every address; `if:<name>` is that interface's
+/// first IPv4 address (or its first address); a mask with `*` (`192.168.*`) is the first IPv4
+/// address it matches; anything else is used as given.
+pub fn resolve_bind(spec: Option<&str>, interfaces: &[(String, IpAddr)]) -> Result<String, String> {
+    let have = || {
+        let all: Vec<String> = interfaces.iter().map(|(n, a)| format!("{n} {a}")).collect();
+        all.join(", ")
+    };
+    let first_v4 = |addrs: Vec<IpAddr>| {
+        addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).map(IpAddr::to_string)
+    };
+    match spec {
+        None | Some("") => Ok("0.0.0.0".into()),
+        Some(spec) if spec.starts_with("if:") => {
+            let name = &spec[3..];
+            let addrs = interfaces.iter().filter(|(n, _)| n == name).map(|(_, a)| *a).collect();
+            first_v4(addrs).ok_or_else(|| {
+                format!(
+                    "bindAddress {spec}: no interface {name} with an address here (have: {})",
+                    have()
+                )
+            })
+        }
+        Some(mask) if mask.contains('*') => interfaces
+            .iter()
+            .map(|(_, a)| a)
+            .find(|a| a.is_ipv4() && crate::expr::glob(mask, &a.to_string()))
+            .map(IpAddr::to_string)
+            .ok_or_else(|| {
+                format!("bindAddress {mask}: no address here matches (have: {})", have())
+            }),
+        Some(address) => Ok(address.to_string()),
+    }
+}
+
+/// This host's interfaces and their IP addresses.
+fn interfaces() -> Vec<(String, IpAddr)> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
+    addrs
+        .filter_map(|i| {
+            let address = i.address?;
+            let ip = match (address.as_sockaddr_in(), address.as_sockaddr_in6()) {
+                (Some(v4), _) => IpAddr::V4(v4.ip()),
+                (_, Some(v6)) => IpAddr::V6(v6.ip()),
+                _ => return None,
+            };
+            Some((i.interface_name, ip))
+        })
+        .collect()
 }
 
 /// The broker's own log in the sandbox (tansu's stdout and stderr).
@@ -119,9 +191,9 @@ pub async fn run() -> anyhow::Result<()> {
                         let task_id = task.task_id.clone();
                         update(&session, &task_id, v1::TaskState::TaskStarting, None, None).await?;
                         match start(&task, &sandbox).await {
-                            Ok((child, config)) => {
-                                let endpoint = format!("{}:{}", config.hostname, config.port);
-                                let probe = format!("{}:{}", probe_host(&config), config.port);
+                            Ok((child, config, bind)) => {
+                                let endpoint = config.endpoint();
+                                let probe = probe_address(&bind, config.port);
                                 let ready = ready_tx.clone();
                                 tokio::spawn(async move {
                                     while tokio::net::TcpStream::connect(&probe).await.is_err() {
@@ -183,10 +255,11 @@ pub async fn run() -> anyhow::Result<()> {
 }
 
 /// Where to check that the broker listens: its bind address, or loopback for all addresses.
-fn probe_host(config: &LaunchConfig) -> &str {
-    match config.bind_address.as_deref() {
-        None | Some("0.0.0.0") => "127.0.0.1",
-        Some(addr) => addr,
+fn probe_address(bind: &str, port: u16) -> String {
+    match bind.parse::<IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => format!("127.0.0.1:{port}"),
+        Ok(ip) => std::net::SocketAddr::new(ip, port).to_string(),
+        Err(_) => format!("{bind}:{port}"),
     }
 }
 
@@ -200,10 +273,20 @@ async fn wait_child(broker: &mut Option<(v1::TaskId, Child, String)>) -> String 
     }
 }
 
-async fn start(task: &v1::TaskInfo, sandbox: &Path) -> anyhow::Result<(Child, LaunchConfig)> {
+async fn start(
+    task: &v1::TaskInfo,
+    sandbox: &Path,
+) -> anyhow::Result<(Child, LaunchConfig, String)> {
     let data = task.data.as_ref().context("the task carries no launch configuration")?;
     let config: LaunchConfig = serde_json::from_slice(data).context("bad launch configuration")?;
-    let args = config.tansu_args().map_err(anyhow::Error::msg)?;
+    let bind =
+        resolve_bind(config.bind_address.as_deref(), &interfaces()).map_err(anyhow::Error::msg)?;
+    let args = config.tansu_args(&bind).map_err(anyhow::Error::msg)?;
+    if let Some(dir) = config.option("log.dirs") {
+        // SQLite creates its file, not the directories above it.
+        let dir = sandbox.join(dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    }
     let log = std::fs::File::create(sandbox.join(BROKER_LOG)).context("create server.log")?;
     let child = Command::new(&config.tansu)
         .args(&args)
@@ -218,7 +301,7 @@ async fn start(task: &v1::TaskInfo, sandbox: &Path) -> anyhow::Result<(Child, La
     if let Some(pid) = child.id() {
         let _ = std::fs::write(sandbox.join("broker.pid"), pid.to_string());
     }
-    Ok((child, config))
+    Ok((child, config, bind))
 }
 
 /// SIGTERM, then SIGKILL after the grace period.
@@ -303,7 +386,7 @@ mod tests {
 
     #[test]
     fn tansu_arguments_follow_the_options() {
-        let args = config(&[]).tansu_args().expect("valid");
+        let args = config(&[]).tansu_args("0.0.0.0").expect("valid");
         assert_eq!(args[2], "tcp://0.0.0.0:31000");
         assert_eq!(args[4], "tcp://h1:31000");
         assert_eq!(args[6], "memory://tansu/");
@@ -319,6 +402,63 @@ mod tests {
         assert_eq!(on_volume.working_dir(sandbox), sandbox);
         let absolute = config(&[("storage.engine", "sqlite:///var/lib/kafka/b1.db")]);
         assert_eq!(absolute.working_dir(sandbox), Path::new("/"));
+        // log.dirs: a SQLite store in that directory, relative to the sandbox or absolute.
+        assert_eq!(
+            config(&[("log.dirs", "kafka-logs")]).storage_engine().expect("valid"),
+            "sqlite://kafka-logs/broker.db"
+        );
+        let absolute = config(&[("log.dirs", "/var/lib/kafka/1/")]);
+        assert_eq!(
+            absolute.storage_engine().expect("valid"),
+            "sqlite:///var/lib/kafka/1/broker.db"
+        );
+        assert_eq!(absolute.working_dir(sandbox), Path::new("/"));
+        assert_eq!(
+            config(&[("storage.engine", "")]).storage_engine().expect("unset"),
+            "memory://tansu/"
+        );
+        // The advertised host and the cluster id.
+        let named = config(&[("advertised.host.name", "kafka1.example"), ("cluster.id", "c9")]);
+        let args = named.tansu_args("::1").expect("valid");
+        assert_eq!(args[2], "tcp://[::1]:31000");
+        assert_eq!(args[4], "tcp://kafka1.example:31000");
+        assert_eq!(args[8], "c9");
+        assert_eq!(named.endpoint(), "kafka1.example:31000");
+    }
+
+    #[test]
+    fn bind_addresses_resolve_on_the_host() {
+        let ip = |t: &str| t.parse::<IpAddr>().expect("ip");
+        let here = [
+            ("lo".to_string(), ip("127.0.0.1")),
+            ("lo".to_string(), ip("::1")),
+            ("eth0".to_string(), ip("fe80::1")),
+            ("eth0".to_string(), ip("192.168.1.7")),
+            ("eth1".to_string(), ip("10.0.0.5")),
+        ];
+        let cases = [
+            (None, Ok("0.0.0.0")),
+            (Some("10.0.0.5"), Ok("10.0.0.5")),
+            (Some("if:eth0"), Ok("192.168.1.7")),
+            (Some("if:lo"), Ok("127.0.0.1")),
+            (Some("192.168.*"), Ok("192.168.1.7")),
+            (Some("10.*.*.5"), Ok("10.0.0.5")),
+        ];
+        for (spec, expected) in cases {
+            assert_eq!(
+                resolve_bind(spec, &here).as_deref(),
+                expected.map_err(|e: &str| e.to_string()).as_deref(),
+                "{spec:?}"
+            );
+        }
+        let e = resolve_bind(Some("if:wlan0"), &here).expect_err("no such interface");
+        assert!(e.contains("no interface wlan0") && e.contains("eth1 10.0.0.5"), "{e}");
+        let e = resolve_bind(Some("172.16.*"), &here).expect_err("no match");
+        assert!(e.contains("no address here matches"), "{e}");
+        assert_eq!(probe_address("0.0.0.0", 9), "127.0.0.1:9");
+        assert_eq!(probe_address("::1", 9), "[::1]:9");
+        // The real host has a loopback interface.
+        assert_eq!(resolve_bind(Some("127.0.0.*"), &interfaces()).as_deref(), Ok("127.0.0.1"));
     }
 
     #[test]

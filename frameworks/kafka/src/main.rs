@@ -195,6 +195,26 @@ enum TopicCommand {
     Partitions {
         topic: String,
     },
+    /// Refused with the reason: tansu brokers have no replicas to move.
+    Rebalance {
+        expr: String,
+        #[arg(long)]
+        broker: Option<String>,
+        #[arg(long)]
+        replicas: Option<String>,
+        #[arg(long)]
+        timeout: Option<String>,
+    },
+    /// Refused with the reason: tansu brokers have no replicas to move.
+    Realign {
+        expr: String,
+        #[arg(long)]
+        broker: Option<String>,
+        #[arg(long)]
+        replicas: Option<String>,
+        #[arg(long)]
+        timeout: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -359,6 +379,23 @@ async fn topic(api: &str, command: TopicCommand) -> anyhow::Result<()> {
                 "topic deleted:",
                 &cli::call(api, "topic/delete", &[("topic", expr)]).await?,
             );
+        }
+        TopicCommand::Rebalance { expr, broker, replicas, timeout } => {
+            // The API says why this cannot be done; the CLI only carries the call there.
+            let p: Vec<_> = [Some(("topic", expr)), opt("broker", broker)]
+                .into_iter()
+                .chain([opt("replicas", replicas), opt("timeout", timeout)])
+                .flatten()
+                .collect();
+            cli::print_topics("topics:", &cli::call(api, "topic/rebalance", &p).await?);
+        }
+        TopicCommand::Realign { expr, broker, replicas, timeout } => {
+            let p: Vec<_> = [Some(("topic", expr)), opt("broker", broker)]
+                .into_iter()
+                .chain([opt("replicas", replicas), opt("timeout", timeout)])
+                .flatten()
+                .collect();
+            cli::print_topics("topics:", &cli::call(api, "topic/realign", &p).await?);
         }
         TopicCommand::Partitions { topic } => {
             cli::print_topics(

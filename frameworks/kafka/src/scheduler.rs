@@ -7,7 +7,7 @@
 //! (persist before you promise). Offers become launches or declines with the core's reasons;
 //! status updates go to the core and are acknowledged after the save.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use agora_client::scheduler::SchedulerSession;
@@ -50,8 +50,31 @@ pub enum Request {
     },
     /// The current brokers as the API shows them.
     List { reply: oneshot::Sender<Value> },
+    /// A change to the topics the framework remembers, saved before the answer.
+    Topics { change: TopicChange, reply: oneshot::Sender<Result<Value, InputError>> },
     /// A log tail from a broker's executor; the answer arrives as a framework message.
     Log { id: u32, name: String, lines: u32, reply: oneshot::Sender<Result<String, InputError>> },
+}
+
+/// What `topic add|update|delete` changes in the remembered topics.
+pub enum TopicChange {
+    Add {
+        names: Vec<String>,
+        partitions: i32,
+        options: BTreeMap<String, String>,
+        broker: String,
+    },
+    /// Forget the topics the patterns select; answers `{"names": [...]}`.
+    Delete {
+        expr: Vec<String>,
+    },
+    /// Answers `{"names": [...]}` of the remembered topics changed.
+    Update {
+        expr: Vec<String>,
+        options: BTreeMap<String, String>,
+    },
+    /// Answers `{"topics": {name: spec}}`.
+    List,
 }
 
 fn now_ms() -> u64 {
@@ -268,8 +291,22 @@ impl Shell {
             },
         };
         let ended = matches!(event, TaskEvent::Ended { .. });
+        let endpoint = match &event {
+            TaskEvent::Running { endpoint } => endpoint.clone(),
+            _ => None,
+        };
         let known = self.core.task_event(&status.task_id.value, event, now_ms());
         self.storage.save(&self.core.state).await?;
+        if let Some(endpoint) = endpoint
+            && let Some(broker) = self.core.broker_of_task(&status.task_id.value)
+        {
+            // A broker that starts later, or comes back with an empty store, gets the topics
+            // added through the framework. Off the dispatcher: a slow broker must not stall it.
+            let topics = self.core.topics_for(broker);
+            if !topics.is_empty() {
+                tokio::spawn(ensure_topics(broker, endpoint, topics));
+            }
+        }
         if !known && !ended {
             tracing::warn!(task = %status.task_id.value, "killing a task no broker owns");
             let _ = session.kill(status.task_id.clone()).await;
@@ -295,6 +332,13 @@ impl Shell {
             }
             Request::Broker { verb, params, reply } => {
                 let result = self.broker(session, &verb, &params).await;
+                if result.is_ok() {
+                    self.storage.save(&self.core.state).await?;
+                }
+                let _ = reply.send(result);
+            }
+            Request::Topics { change, reply } => {
+                let result = self.topics(change);
                 if result.is_ok() {
                     self.storage.save(&self.core.state).await?;
                 }
@@ -378,6 +422,20 @@ impl Shell {
         }
     }
 
+    fn topics(&mut self, change: TopicChange) -> Result<Value, InputError> {
+        match change {
+            TopicChange::Add { names, partitions, options, broker } => {
+                self.core.remember_topics(&names, partitions, &options, &broker)?;
+                Ok(json!({ "names": names }))
+            }
+            TopicChange::Delete { expr } => Ok(json!({ "names": self.core.forget_topics(&expr) })),
+            TopicChange::Update { expr, options } => {
+                Ok(json!({ "names": self.core.update_topics(&expr, &options) }))
+            }
+            TopicChange::List => Ok(json!({ "topics": self.core.state.topics })),
+        }
+    }
+
     fn list(&self) -> Value {
         let ids: Vec<u32> = self.core.brokers().keys().copied().collect();
         json!({ "brokers": self.render(&ids) })
@@ -398,6 +456,26 @@ impl Shell {
                 v
             })
             .collect()
+    }
+}
+
+/// Creates the remembered `topics` on a broker that just started running; those it has
+/// already (kept in its store) are left as they are.
+async fn ensure_topics(
+    broker: u32,
+    endpoint: String,
+    topics: Vec<(String, crate::core::TopicSpec)>,
+) {
+    for (name, spec) in topics {
+        let configs: Vec<(String, String)> = spec.options.into_iter().collect();
+        match crate::kafka::create_topic(&endpoint, &name, spec.partitions, 1, &configs).await {
+            Ok(()) => tracing::info!(broker, topic = %name, "created the topic on the broker"),
+            Err(crate::kafka::KafkaError::Refused {
+                code: crate::kafka::TOPIC_ALREADY_EXISTS,
+                ..
+            }) => {}
+            Err(e) => tracing::warn!(broker, topic = %name, error = %e, "cannot create the topic"),
+        }
     }
 }
 
