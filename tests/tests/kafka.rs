@@ -58,7 +58,7 @@ struct Hosts {
     /// What agents and the scheduler are given as `--master`: an address or a `zk://` URL.
     master_url: String,
     masters: Vec<Daemon>,
-    _agents: Vec<Daemon>,
+    agents: Vec<Daemon>,
     /// Each agent's arguments, to start it again on the same address and work dir.
     agent_args: Vec<Vec<String>>,
 }
@@ -132,6 +132,14 @@ impl Hosts {
                 "500ms",
                 "--registration_backoff_factor",
                 "100ms",
+                // A restarted agent waits this long for the brokers' executors to come back:
+                // generous, for a loaded machine.
+                "--executor_reregistration_timeout",
+                "10secs",
+                // How long an executor whose agent is gone keeps trying (its broker runs
+                // meanwhile): bounds what a test that ends with running brokers leaves behind.
+                "--recovery_timeout",
+                "1mins",
             ]
             .into_iter()
             .map(String::from)
@@ -139,7 +147,15 @@ impl Hosts {
             agents.push(Daemon::agent(&args)?);
             agent_args.push(args);
         }
-        Ok(Hosts { dir, master_url, masters, _agents: agents, agent_args })
+        Ok(Hosts { dir, master_url, masters, agents, agent_args })
+    }
+
+    /// SIGKILLs agent `i` and starts it again on the same address and work dir.
+    fn restart_agent(&mut self, i: usize) -> anyhow::Result<()> {
+        let fresh = Daemon::agent(&self.agent_args[i])?;
+        let old = std::mem::replace(&mut self.agents[i], fresh);
+        drop(old);
+        Ok(())
     }
 
     /// The first master's address (the only one without ZooKeeper).
@@ -811,5 +827,60 @@ async fn topics_reach_brokers_started_later_and_options_map_to_tansu() -> anyhow
         serde_json::from_str(&std::fs::read_to_string(hosts.dir.path().join("kafka-mesos.json"))?)?;
     assert!(state.get("topics").is_none(), "{state}");
     scheduler.ok(&["broker", "stop", "*"])?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_broker_keeps_running_through_an_agent_restart() -> anyhow::Result<()> {
+    let Some((tansu, python)) = prerequisites("the Kafka framework's agent restart test") else {
+        return Ok(());
+    };
+    let mut hosts = Hosts::start(&[("127.0.0.1", "r1")])?;
+    let scheduler = Scheduler::start(&hosts, &tansu)?;
+    scheduler.ok(&["broker", "add", "0", "--cpus", "0.5", "--mem", "256"])?;
+    scheduler.ok(&["broker", "start", "0", "--timeout", "3m"])?;
+    let brokers = scheduler.until("the broker runs", |b| all_running(b, 1)).await?;
+    let task = brokers[0]["task"]["id"].clone();
+    let pid = tansu_pid(&endpoint(&brokers[0])).context("the broker's tansu process")?;
+    scheduler.ok(&["topic", "add", "kept"])?;
+    produce_consume(&python, &endpoint(&brokers[0]), "kept", "before")?;
+
+    // The agent dies without a word and comes back on the same address and work dir: the
+    // executor (its framework checkpoints) subscribes to it again, the broker never stops.
+    let agent_pid = hosts.agents[0].pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    assert!(agora_tests::alive(pid), "the broker outlives its agent");
+    hosts.restart_agent(0)?;
+    // A log request reaches the executor only through the agent it is subscribed to.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let out =
+            scheduler.cli(&["broker", "log", "0", "--name", "server.log", "--timeout", "5s"])?;
+        if out.status.success() {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the executor never answered through the restarted agent: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(agora_tests::alive(pid), "the same broker process");
+    let brokers = scheduler.until("the broker is still running", |b| all_running(b, 1)).await?;
+    assert_eq!(brokers[0]["task"]["id"], task, "the same task");
+    assert_eq!(tansu_pid(&endpoint(&brokers[0])), Some(pid));
+    produce_consume(&python, &endpoint(&brokers[0]), "kept", "after-agent-restart")?;
+    // And a stop goes through the restarted agent to the executor, which ends the broker.
+    scheduler.ok(&["broker", "stop", "0", "--timeout", "3m"])?;
+    scheduler.until("the broker stopped", |b| b[0]["task"].is_null()).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while agora_tests::alive(pid) {
+        ensure!(tokio::time::Instant::now() < deadline, "the broker outlived its stop");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     Ok(())
 }

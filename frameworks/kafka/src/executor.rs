@@ -6,8 +6,10 @@
 //! and reports TASK_RUNNING with the endpoint `host:port` in `data` once the port accepts
 //! connections. If the broker process dies the task fails with its exit status and the tail of
 //! its log; a KILL or SHUTDOWN stops it with SIGTERM (SIGKILL after a grace period). A framework
-//! message `log,<request>,<name>,<lines>` is answered with `log,<request>,<tail>`. It does not
-//! re-subscribe after losing its agent: the scheduler's failover starts a new broker instead.
+//! message `log,<request>,<name>,<lines>` is answered with `log,<request>,<tail>`. When the
+//! framework checkpoints (it does), losing the agent does not stop the broker: the executor
+//! subscribes again for `MESOS_RECOVERY_TIMEOUT`, carrying the task and updates the agent has
+//! not acknowledged, so the broker survives an agent restart.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -17,6 +19,7 @@ use std::time::Duration;
 
 use agora_client::executor::{ExecutorEnv, ExecutorSession};
 use agora_proto::executor::event::Type as EventType;
+use agora_proto::executor::{Event, call};
 use agora_proto::{Format, v1};
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -173,23 +176,49 @@ const MAX_TAIL: usize = 100 * 1024;
 pub async fn run() -> anyhow::Result<()> {
     let env = ExecutorEnv::from_env().map_err(anyhow::Error::msg)?;
     let sandbox = PathBuf::from(env.sandbox.clone().unwrap_or_else(|| ".".into()));
-    let session = ExecutorSession::new(&env, Format::Json);
-    let mut events = session.subscribe(Vec::new(), Vec::new()).await.context("subscribe")?;
+    let mut link = Link {
+        session: ExecutorSession::new(&env, Format::Json),
+        recovery: Recovery::from_env(&env),
+        tasks: Vec::new(),
+        updates: Vec::new(),
+    };
+    let mut events = link.session.subscribe(Vec::new(), Vec::new()).await.context("subscribe")?;
     let mut broker: Option<(v1::TaskId, Child, String)> = None;
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(1);
     loop {
         tokio::select! {
             event = events.next() => {
-                let Some(event) = event.context("executor stream")? else {
-                    // The agent went away; the broker goes with us.
-                    if let Some((_, child, _)) = &mut broker { stop(child).await; }
-                    return Ok(());
+                let event = match event {
+                    Ok(Some(event)) => event,
+                    lost => {
+                        if let Err(e) = lost {
+                            tracing::warn!(error = %e, "the agent's stream broke");
+                        }
+                        // A checkpointing agent may be restarting: the broker keeps running
+                        // while we subscribe again. Otherwise the broker goes with us.
+                        match link.resubscribe().await {
+                            Some(again) => {
+                                events = again;
+                                continue;
+                            }
+                            None => {
+                                if let Some((_, child, _)) = &mut broker { stop(child).await; }
+                                return Ok(());
+                            }
+                        }
+                    }
                 };
                 match event.r#type() {
+                    EventType::Acknowledged => {
+                        if let Some(ack) = event.acknowledged {
+                            link.acknowledged(&ack.task_id, &ack.uuid);
+                        }
+                    }
                     EventType::Launch => {
                         let task = event.launch.context("LAUNCH without a task")?.task;
                         let task_id = task.task_id.clone();
-                        update(&session, &task_id, v1::TaskState::TaskStarting, None, None).await?;
+                        link.tasks.push(task.clone());
+                        link.update(&task_id, v1::TaskState::TaskStarting, None, None).await?;
                         match start(&task, &sandbox).await {
                             Ok((child, config, bind)) => {
                                 let endpoint = config.endpoint();
@@ -205,7 +234,7 @@ pub async fn run() -> anyhow::Result<()> {
                             }
                             Err(e) => {
                                 let message = format!("{e:#}");
-                                update(&session, &task_id, v1::TaskState::TaskFailed, None, Some(message)).await?;
+                                link.update(&task_id, v1::TaskState::TaskFailed, None, Some(message)).await?;
                                 return Ok(());
                             }
                         }
@@ -214,13 +243,13 @@ pub async fn run() -> anyhow::Result<()> {
                         let killed = event.kill.map(|k| k.task_id);
                         match broker.take() {
                             Some((task_id, mut child, _)) => {
-                                update(&session, &task_id, v1::TaskState::TaskKilling, None, None).await?;
+                                link.update(&task_id, v1::TaskState::TaskKilling, None, None).await?;
                                 stop(&mut child).await;
-                                update(&session, &task_id, v1::TaskState::TaskKilled, None, Some("stopped by the framework".into())).await?;
+                                link.update(&task_id, v1::TaskState::TaskKilled, None, Some("stopped by the framework".into())).await?;
                             }
                             // Killed before its broker started: the task still needs its end.
                             None => if let Some(task_id) = killed {
-                                update(&session, &task_id, v1::TaskState::TaskKilled, None, None).await?;
+                                link.update(&task_id, v1::TaskState::TaskKilled, None, None).await?;
                             },
                         }
                         return Ok(());
@@ -228,7 +257,10 @@ pub async fn run() -> anyhow::Result<()> {
                     EventType::Message => {
                         let data = event.message.map(|m| m.data).unwrap_or_default();
                         if let Some(reply) = answer(&String::from_utf8_lossy(&data), &sandbox) {
-                            session.message(reply.into_bytes()).await.context("MESSAGE")?;
+                            // A lost answer is a `broker log` timeout, not the broker's end.
+                            if let Err(e) = link.session.message(reply.into_bytes()).await {
+                                tracing::warn!(error = %e, "cannot send a log tail");
+                            }
                         }
                     }
                     EventType::Error => {
@@ -240,14 +272,14 @@ pub async fn run() -> anyhow::Result<()> {
             Some(()) = ready_rx.recv() => {
                 if let Some((task_id, _, endpoint)) = &broker {
                     tracing::info!(%endpoint, "the broker accepts connections");
-                    update(&session, task_id, v1::TaskState::TaskRunning, Some(endpoint.clone()), None).await?;
+                    link.update(task_id, v1::TaskState::TaskRunning, Some(endpoint.clone()), None).await?;
                 }
             }
             status = wait_child(&mut broker) => {
                 let (task_id, _, _) = broker.take().expect("waited on a running broker");
                 let tail = tail(&sandbox.join(BROKER_LOG), 20).unwrap_or_default();
                 let message = format!("the broker exited ({status}); last lines of {BROKER_LOG}:\n{tail}");
-                update(&session, &task_id, v1::TaskState::TaskFailed, None, Some(message)).await?;
+                link.update(&task_id, v1::TaskState::TaskFailed, None, Some(message)).await?;
                 return Ok(());
             }
         }
@@ -316,28 +348,126 @@ async fn stop(child: &mut Child) {
     let _ = child.kill().await;
 }
 
-async fn update(
-    session: &ExecutorSession,
-    task_id: &v1::TaskId,
-    state: v1::TaskState,
-    data: Option<String>,
-    message: Option<String>,
-) -> anyhow::Result<()> {
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default();
-    let mut status = v1::TaskStatus {
-        task_id: task_id.clone(),
-        message,
-        data: data.map(Bytes::from),
-        timestamp: Some(timestamp),
-        uuid: Some(Bytes::copy_from_slice(uuid::Uuid::new_v4().as_bytes())),
-        ..Default::default()
+/// How a checkpointing framework's executor outlives its agent: `MESOS_RECOVERY_TIMEOUT` to
+/// come back, tries at most half of `MESOS_SUBSCRIPTION_BACKOFF_MAX` apart (so that two fall
+/// within the window a restarted agent waits for its executors).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Recovery {
+    timeout: Duration,
+    backoff_max: Duration,
+}
+
+impl Recovery {
+    fn from_env(env: &ExecutorEnv) -> Option<Recovery> {
+        if !env.checkpoint {
+            return None;
+        }
+        let duration = |text: &Option<String>, default| {
+            text.as_deref().and_then(parse_duration).unwrap_or(default)
+        };
+        Some(Recovery {
+            timeout: duration(&env.recovery_timeout, Duration::from_secs(15 * 60)),
+            backoff_max: duration(&env.subscription_backoff_max, Duration::from_secs(2)),
+        })
+    }
+}
+
+/// A duration as the agent writes it (`15mins`, `2secs`, `500ms`, `1.5hrs`).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "ns" => 1e-9,
+        "us" => 1e-6,
+        "ms" => 1e-3,
+        "secs" => 1.0,
+        "mins" => 60.0,
+        "hrs" => 3600.0,
+        "days" => 86_400.0,
+        "weeks" => 604_800.0,
+        _ => return None,
     };
-    status.set_state(state);
-    status.set_source(v1::task_status::Source::Executor);
-    session.update(status).await.with_context(|| format!("UPDATE {}", state.as_str_name()))
+    Duration::try_from_secs_f64(number * seconds).ok()
+}
+
+/// The executor's side of the agent link: the session, and what the agent has not
+/// acknowledged yet (the launched task until an update of it is acknowledged, and every
+/// update), which a SUBSCRIBE to a restarted agent carries again.
+struct Link {
+    session: ExecutorSession,
+    recovery: Option<Recovery>,
+    tasks: Vec<v1::TaskInfo>,
+    updates: Vec<call::Update>,
+}
+
+impl Link {
+    async fn update(
+        &mut self,
+        task_id: &v1::TaskId,
+        state: v1::TaskState,
+        data: Option<String>,
+        message: Option<String>,
+    ) -> anyhow::Result<()> {
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        let mut status = v1::TaskStatus {
+            task_id: task_id.clone(),
+            message,
+            data: data.map(Bytes::from),
+            timestamp: Some(timestamp),
+            uuid: Some(Bytes::copy_from_slice(uuid::Uuid::new_v4().as_bytes())),
+            ..Default::default()
+        };
+        status.set_state(state);
+        status.set_source(v1::task_status::Source::Executor);
+        self.updates.push(call::Update { status: status.clone() });
+        match self.session.update(status).await {
+            Ok(()) => Ok(()),
+            // The next SUBSCRIBE carries it to the restarted agent.
+            Err(e) if self.recovery.is_some() => {
+                tracing::warn!(error = %e, state = state.as_str_name(), "UPDATE failed; kept for the agent's return");
+                Ok(())
+            }
+            Err(e) => Err(e).with_context(|| format!("UPDATE {}", state.as_str_name())),
+        }
+    }
+
+    fn acknowledged(&mut self, task_id: &v1::TaskId, uuid: &[u8]) {
+        self.updates.retain(|u| u.status.uuid.as_deref() != Some(uuid));
+        self.tasks.retain(|t| t.task_id != *task_id);
+    }
+
+    /// Subscribes again until the agent answers or the recovery timeout passes; `None` when
+    /// the framework does not checkpoint or the agent did not come back.
+    async fn resubscribe(&self) -> Option<agora_client::Subscription<Event>> {
+        let recovery = self.recovery?;
+        let deadline = tokio::time::Instant::now() + recovery.timeout;
+        let cap = (recovery.backoff_max / 2).max(Duration::from_millis(10));
+        let mut pause = Duration::from_millis(100).min(cap);
+        let mut failures = 0u32;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(pause).await;
+            let attempt = self.session.subscribe(self.tasks.clone(), self.updates.clone());
+            match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+                Ok(Ok(events)) => {
+                    tracing::info!(failures, "subscribed to the agent again");
+                    return Some(events);
+                }
+                Ok(Err(e)) if failures.is_multiple_of(10) => {
+                    tracing::info!(error = %e, "cannot subscribe to the agent yet");
+                }
+                _ => {}
+            }
+            failures += 1;
+            pause = (pause * 2).min(cap);
+        }
+        tracing::warn!("the agent did not come back within {:?}", recovery.timeout);
+        None
+    }
 }
 
 /// Answers a `log,<request>,<name>,<lines>` message; other messages are ignored.
@@ -459,6 +589,17 @@ mod tests {
         assert_eq!(probe_address("::1", 9), "[::1]:9");
         // The real host has a loopback interface.
         assert_eq!(resolve_bind(Some("127.0.0.*"), &interfaces()).as_deref(), Ok("127.0.0.1"));
+    }
+
+    #[test]
+    fn agent_durations_parse() {
+        assert_eq!(parse_duration("15mins"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2secs"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5hrs"), Some(Duration::from_secs(5400)));
+        for bad in ["", "10", "secs", "1x", "-1secs"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
     }
 
     #[test]
