@@ -444,6 +444,15 @@ async fn bad_input_gets_clear_errors_from_cli_and_api() -> anyhow::Result<()> {
     }
     // Nothing was added by the bad calls.
     assert_eq!(scheduler.brokers().await?.len(), 1);
+    // The executor binary is served for agents to fetch; nothing else is.
+    let served = client.get(format!("{}/executor/agora-kafka", scheduler.api)).send().await?;
+    assert_eq!(served.status().as_u16(), 200);
+    assert_eq!(served.bytes().await?.len() as u64, std::fs::metadata(kafka_bin())?.len());
+    for path in ["/executor/other", "/tansu/tansu"] {
+        let response = client.get(format!("{}{path}", scheduler.api)).send().await?;
+        assert_eq!(response.status().as_u16(), 404, "{path}");
+        assert!(response.text().await?.contains("serves /executor/agora-kafka"), "{path}");
+    }
 
     // The API URL also comes from KM_API, or from kafka-mesos.properties in the working directory.
     let out = Command::new(kafka_bin())
@@ -842,6 +851,10 @@ async fn a_broker_keeps_running_through_an_agent_restart() -> anyhow::Result<()>
     let brokers = scheduler.until("the broker runs", |b| all_running(b, 1)).await?;
     let task = brokers[0]["task"]["id"].clone();
     let pid = tansu_pid(&endpoint(&brokers[0])).context("the broker's tansu process")?;
+    // The agent fetched tansu and the executor from the scheduler's API into the sandbox.
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))?;
+    assert!(exe.starts_with(hosts.dir.path()), "tansu runs from the sandbox: {}", exe.display());
+    assert!(exe.with_file_name("agora-kafka").exists(), "the executor beside it");
     scheduler.ok(&["topic", "add", "kept"])?;
     produce_consume(&python, &endpoint(&brokers[0]), "kept", "before")?;
 

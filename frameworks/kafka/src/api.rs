@@ -28,14 +28,52 @@ use crate::scheduler::{Request, TopicChange};
 #[derive(Clone)]
 struct Api {
     dispatcher: mpsc::Sender<Request>,
+    artifacts: std::sync::Arc<Artifacts>,
 }
 
-pub fn router(dispatcher: mpsc::Sender<Request>) -> Router {
+/// The files agents download from the API to run a broker (Kafka-on-Mesos serves its jar and
+/// Kafka's tarball the same way): this binary as `/executor/agora-kafka`, and tansu as
+/// `/tansu/tansu` when the scheduler has it.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    pub executor: std::path::PathBuf,
+    pub tansu: Option<std::path::PathBuf>,
+}
+
+pub fn router(dispatcher: mpsc::Sender<Request>, artifacts: Artifacts) -> Router {
     Router::new()
         .route("/health", any(|| async { "ok" }))
         .route("/api/broker/{verb}", any(broker))
         .route("/api/topic/{verb}", any(topic))
-        .with_state(Api { dispatcher })
+        .route("/executor/{name}", axum::routing::get(download))
+        .route("/tansu/{name}", axum::routing::get(download))
+        .with_state(Api { dispatcher, artifacts: std::sync::Arc::new(artifacts) })
+}
+
+/// `GET /executor/agora-kafka` or `/tansu/tansu`: the binary, or 404.
+async fn download(State(api): State<Api>, uri: axum::http::Uri) -> Response {
+    let file = match uri.path() {
+        "/executor/agora-kafka" => Some(api.artifacts.executor.clone()),
+        "/tansu/tansu" => api.artifacts.tansu.clone(),
+        _ => None,
+    };
+    let Some(file) = file else {
+        let known = if api.artifacts.tansu.is_some() {
+            "/executor/agora-kafka and /tansu/tansu"
+        } else {
+            "/executor/agora-kafka"
+        };
+        return (StatusCode::NOT_FOUND, format!("no such file: this scheduler serves {known}"))
+            .into_response();
+    };
+    match tokio::fs::read(&file).await {
+        Ok(bytes) => ([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes)
+            .into_response(),
+        Err(e) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read {}: {e}", file.display()))
+                .into_response()
+        }
+    }
 }
 
 /// Bad input (400) or a failure on our side (500), as plain text.

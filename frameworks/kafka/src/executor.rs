@@ -320,7 +320,13 @@ async fn start(
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     }
     let log = std::fs::File::create(sandbox.join(BROKER_LOG)).context("create server.log")?;
-    let child = Command::new(&config.tansu)
+    // `./tansu` is the copy the agent fetched into the sandbox; tansu may run elsewhere.
+    let program = match config.tansu.strip_prefix("./") {
+        // Absolute, because tansu's working directory may not be the sandbox.
+        Some(name) => std::path::absolute(sandbox.join(name)).unwrap_or(sandbox.join(name)),
+        None => PathBuf::from(&config.tansu),
+    };
+    let child = Command::new(&program)
         .args(&args)
         .current_dir(config.working_dir(sandbox))
         .stdin(Stdio::null())

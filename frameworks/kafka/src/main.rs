@@ -59,7 +59,8 @@ struct SchedulerFlags {
     /// The user the brokers run as.
     #[arg(long)]
     user: Option<String>,
-    /// The tansu binary the executors run.
+    /// The tansu binary the executors run: a file here, which agents download from the API,
+    /// or a name the agents find on their PATH.
     #[arg(long, env = "AGORA_TANSU")]
     tansu: Option<String>,
 }
@@ -259,6 +260,21 @@ async fn run_scheduler(flags: SchedulerFlags, api: Option<String>) -> anyhow::Re
     };
     let api = pick(api, "api", "http://127.0.0.1:7000");
     let exe = std::env::current_exe().context("the path of this binary")?;
+    let bind = api
+        .strip_prefix("http://")
+        .context("--api must be an http:// URL")?
+        .trim_end_matches('/')
+        .to_string();
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    // Agents reach the API at the host --api names (like Kafka-on-Mesos's), on the port bound.
+    let port = listener.local_addr()?.port();
+    let host = bind.rsplit_once(':').map_or(bind.as_str(), |(host, _)| host);
+    let public = format!("http://{host}:{port}");
+    let tansu = pick(flags.tansu, "tansu", "tansu");
+    // A tansu binary on this host is served to the agents; a bare name is left to their PATH.
+    let tansu_file = Some(PathBuf::from(&tansu)).filter(|p| tansu.contains('/') && p.is_file());
     let config = scheduler::Config {
         master: pick(flags.master, "master", "127.0.0.1:5050"),
         storage: pick(flags.storage, "storage", "file:kafka-mesos.json"),
@@ -272,21 +288,14 @@ async fn run_scheduler(flags: SchedulerFlags, api: Option<String>) -> anyhow::Re
         ))
         .context("--framework-timeout")?,
         user: pick(flags.user, "user", "root"),
-        tansu: pick(flags.tansu, "tansu", "tansu"),
-        // The executor is this same binary; agents on this host start it by its path.
-        executor: format!("'{}' executor", exe.display().to_string().replace('\'', "'\\''")),
+        tansu: if tansu_file.is_some() { "./tansu".into() } else { tansu },
+        tansu_uri: tansu_file.as_ref().map(|_| format!("{public}/tansu/tansu")),
+        executor_uri: format!("{public}/executor/agora-kafka"),
     };
-    let bind = api
-        .strip_prefix("http://")
-        .context("--api must be an http:// URL")?
-        .trim_end_matches('/')
-        .to_string();
-    let listener = tokio::net::TcpListener::bind(&bind)
-        .await
-        .with_context(|| format!("cannot listen on {bind}"))?;
     println!("agora-kafka api listening on http://{}", listener.local_addr()?);
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let server = axum::serve(listener, api::router(tx));
+    let artifacts = api::Artifacts { executor: exe, tansu: tansu_file };
+    let server = axum::serve(listener, api::router(tx, artifacts));
     tokio::select! {
         result = scheduler::run(config, rx) => result,
         result = server => result.context("the API server stopped"),

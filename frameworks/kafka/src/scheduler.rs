@@ -34,10 +34,13 @@ pub struct Config {
     pub framework_role: String,
     pub framework_timeout: Period,
     pub user: String,
-    /// The tansu binary the executors run.
+    /// The tansu binary the executors run: a path or name on the agents, or `./tansu` when
+    /// the agents fetch it from the API (`tansu_uri`).
     pub tansu: String,
-    /// The command that starts this binary's executor on an agent.
-    pub executor: String,
+    /// Where agents download tansu from the scheduler's API, if it serves it.
+    pub tansu_uri: Option<String>,
+    /// Where agents download this binary, the executor, from the scheduler's API.
+    pub executor_uri: String,
 }
 
 /// A request from the REST API to the dispatcher.
@@ -242,10 +245,7 @@ impl Shell {
                         executor_id: v1::ExecutorId { value: task_id.clone() },
                         name: Some(format!("broker-{broker}")),
                         framework_id: Some(session.framework_id.clone()),
-                        command: Some(v1::CommandInfo {
-                            value: Some(self.config.executor.clone()),
-                            ..Default::default()
-                        }),
+                        command: Some(self.executor_command()),
                         ..Default::default()
                     }),
                     data: Some(Bytes::from(serde_json::to_vec(&launch).context("launch config")?)),
@@ -434,6 +434,21 @@ impl Shell {
             }
             TopicChange::List => Ok(json!({ "topics": self.core.state.topics })),
         }
+    }
+
+    /// The executor's command: this binary and (if served) tansu, fetched from the API into
+    /// the sandbox as Kafka-on-Mesos ships its jar, so agents need nothing installed. Not
+    /// cached: a new scheduler binary on the same URL must not meet a stale copy.
+    fn executor_command(&self) -> v1::CommandInfo {
+        let fetch = |value: &str| v1::command_info::Uri {
+            value: value.to_string(),
+            executable: Some(true),
+            extract: Some(false),
+            ..Default::default()
+        };
+        let mut uris = vec![fetch(&self.config.executor_uri)];
+        uris.extend(self.config.tansu_uri.as_deref().map(fetch));
+        v1::CommandInfo { uris, value: Some("./agora-kafka executor".into()), ..Default::default() }
     }
 
     fn list(&self) -> Value {
