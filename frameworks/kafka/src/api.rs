@@ -6,7 +6,9 @@
 //! `stop` and the rolling `restart`, until brokers reach the state asked for or `timeout`
 //! passes). Topic verbs talk the Kafka protocol to the running brokers' endpoints directly:
 //! every tansu broker is its own one-node cluster, so a topic is created on, and deleted from,
-//! each selected broker, and updated on each broker that has it.
+//! each selected broker, and updated on each broker that has it. Topic changes are recorded by
+//! the dispatcher (saved) first, so brokers that start later get them; `rebalance` and
+//! `realign` are refused with the reason. It also serves the binaries agents fetch.
 
 use std::collections::HashMap;
 use std::time::Duration;

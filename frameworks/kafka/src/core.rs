@@ -6,7 +6,8 @@
 //! the other brokers, once its failover delay has passed and, within its stickiness period, only
 //! on its previous host. Every refusal has a reason, kept per broker so `broker list` can say why
 //! a broker is not running. The clock (`now`, ms since the epoch) and new task ids come from the
-//! caller; the shell turns decisions into calls and persists `State` before it answers.
+//! caller; the shell turns decisions into calls and persists `State` before it answers. The
+//! topics added through the framework are remembered here too, with the brokers they belong on.
 
 use std::collections::{BTreeMap, HashMap};
 

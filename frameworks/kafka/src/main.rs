@@ -76,9 +76,11 @@ struct BrokerOptions {
     /// A port or a range a..b; empty for any.
     #[arg(long)]
     port: Option<String>,
+    /// An address, a mask like 192.168.* or if:<interface>, resolved on the agent.
     #[arg(long)]
     bind_address: Option<String>,
-    /// `k=v,k2=v2` (`\,` for a comma); `storage.engine=memory|sqlite` picks the broker's store.
+    /// `k=v,k2=v2` (`\,` for a comma) of storage.engine (memory, sqlite or a URL), log.dirs,
+    /// advertised.host.name and cluster.id: the options tansu honours.
     #[arg(long)]
     options: Option<String>,
     /// `attr=op[:value],...` with like, unlike, unique, cluster, groupBy.
