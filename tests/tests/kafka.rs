@@ -543,6 +543,14 @@ async fn a_broker_keeps_its_topics_in_its_persistent_volume() -> anyhow::Result<
     let topics = scheduler.ok(&["topic", "list"])?;
     assert!(topics.contains("name: kept"), "{topics}");
     produce_consume(&python, &endpoint(&brokers[0]), "kept", "after")?;
+    // The executor reports the broker's metrics from its start on: the topic it found in its
+    // store, and its process's memory.
+    let brokers =
+        scheduler.until("the broker's metrics arrive", |b| b[0]["metrics"]["topics"] == 1).await?;
+    assert_eq!(brokers[0]["metrics"]["partitions"], 1, "{}", brokers[0]);
+    assert!(brokers[0]["metrics"]["rssBytes"].as_u64().is_some_and(|r| r > 0), "{}", brokers[0]);
+    let listed = scheduler.ok(&["broker", "list"])?;
+    assert!(listed.contains("metrics:") && listed.contains("topics: 1, partitions: 1"), "{listed}");
     let db = hosts.dir.path().join("agent-127.0.0.1/volumes/roles/kafka/kafka-0/broker.db");
     assert!(db.exists(), "{} holds the broker's store", db.display());
     scheduler.ok(&["broker", "stop", "0"])?;

@@ -125,6 +125,17 @@ pub fn format_broker(b: &Value) -> String {
         }
         out.push_str(&format!("\n  hostname: {}", s(&t["hostname"])));
     }
+    let m = &b["metrics"];
+    if m.is_object() {
+        out.push_str(&format!(
+            "\nmetrics:\n  collected: {}\n  topics: {}, partitions: {}\n  rss: {:.1} MB, cpu: {:.2} s",
+            m["timestamp"],
+            m["topics"],
+            m["partitions"],
+            m["rssBytes"].as_f64().unwrap_or_default() / 1e6,
+            m["cpuSeconds"].as_f64().unwrap_or_default()
+        ));
+    }
     out
 }
 

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::constraint::Constraint;
 use crate::expr::{BrokerExpr, topic_selected};
 use crate::model::{
-    Broker, InputError, Period, PortRange, Task, bad, check_bind_address, check_options, parse_map,
+    Broker, InputError, Metrics, Period, PortRange, Task, bad, check_bind_address, check_options,
+    parse_map,
 };
 
 /// What must survive a scheduler restart.
@@ -206,11 +207,13 @@ pub struct Core {
     pub state: State,
     /// Why each waiting broker did not take the last offer it saw (not persisted).
     pub reasons: BTreeMap<u32, String>,
+    /// The last metrics each running broker's executor reported (not persisted).
+    pub metrics: BTreeMap<u32, Metrics>,
 }
 
 impl Core {
     pub fn new(state: State) -> Core {
-        Core { state, reasons: BTreeMap::new() }
+        Core { state, reasons: BTreeMap::new(), metrics: BTreeMap::new() }
     }
 
     pub fn brokers(&self) -> &BTreeMap<u32, Broker> {
@@ -288,6 +291,7 @@ impl Core {
         for id in &ids {
             self.state.brokers.remove(id);
             self.reasons.remove(id);
+            self.metrics.remove(id);
         }
         Ok(ids)
     }
@@ -474,6 +478,7 @@ impl Core {
                 broker.failover.last_error = None;
             }
             TaskEvent::Ended { reason } => {
+                self.metrics.remove(&broker.id);
                 let stopping = task.state == "stopping" || !broker.active;
                 broker.stickiness.hostname = Some(task.hostname.clone());
                 broker.stickiness.stop_time = Some(now);
@@ -571,6 +576,21 @@ impl Core {
             })
             .map(|(name, spec)| (name.clone(), spec.clone()))
             .collect()
+    }
+
+    /// Keeps the metrics the executor `executor_id` (named like its task) reported; false when
+    /// no broker runs there any more (a late report).
+    pub fn metrics_reported(&mut self, executor_id: &str, metrics: Metrics) -> bool {
+        let Some(broker) = self
+            .state
+            .brokers
+            .values()
+            .find(|b| b.task.as_ref().is_some_and(|t| t.executor_id == executor_id))
+        else {
+            return false;
+        };
+        self.metrics.insert(broker.id, metrics);
+        true
     }
 
     /// The broker whose current task is `task_id`.
@@ -853,5 +873,11 @@ mod tests {
         assert!(core.brokers()[&0].needs_restart);
         assert!(!core.task_event("other", TaskEvent::Starting, 0), "unknown tasks are reported");
         assert_eq!(core.known_tasks(), [("t0".to_string(), "agent-h1".to_string())]);
+        let m = Metrics { timestamp: 5, topics: 1, partitions: 2, rss_bytes: 3, cpu_seconds: 0.5 };
+        assert!(core.metrics_reported("t0", m.clone()));
+        assert!(!core.metrics_reported("gone", m.clone()), "late reports are dropped");
+        assert_eq!(core.metrics[&0], m);
+        core.task_event("t0", TaskEvent::Ended { reason: "killed".into() }, 10);
+        assert!(core.metrics.is_empty(), "an ended task's metrics go with it");
     }
 }

@@ -26,6 +26,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
+use crate::model::{METRICS_INTERVAL_MS, Metrics};
+
 /// What the scheduler tells the executor about the broker to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -185,6 +187,10 @@ pub async fn run() -> anyhow::Result<()> {
     let mut events = link.session.subscribe(Vec::new(), Vec::new()).await.context("subscribe")?;
     let mut broker: Option<(v1::TaskId, Child, String)> = None;
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(1);
+    // Where the executor itself reaches the broker, and when to report its metrics next
+    // (from TASK_RUNNING on).
+    let mut probe_addr: Option<String> = None;
+    let mut next_metrics: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             event = events.next() => {
@@ -223,6 +229,7 @@ pub async fn run() -> anyhow::Result<()> {
                             Ok((child, config, bind)) => {
                                 let endpoint = config.endpoint();
                                 let probe = probe_address(&bind, config.port);
+                                probe_addr = Some(probe.clone());
                                 let ready = ready_tx.clone();
                                 tokio::spawn(async move {
                                     while tokio::net::TcpStream::connect(&probe).await.is_err() {
@@ -273,6 +280,18 @@ pub async fn run() -> anyhow::Result<()> {
                 if let Some((task_id, _, endpoint)) = &broker {
                     tracing::info!(%endpoint, "the broker accepts connections");
                     link.update(task_id, v1::TaskState::TaskRunning, Some(endpoint.clone()), None).await?;
+                    next_metrics = Some(tokio::time::Instant::now());
+                }
+            }
+            () = sleep_until(next_metrics) => {
+                next_metrics = Some(tokio::time::Instant::now() + Duration::from_millis(METRICS_INTERVAL_MS));
+                if let (Some((_, child, _)), Some(probe)) = (&broker, &probe_addr) {
+                    let metrics = collect_metrics(child.id(), probe).await;
+                    let message = format!("metrics,{}", serde_json::to_string(&metrics).unwrap_or_default());
+                    // Best effort, like Kafka-on-Mesos's: the next report replaces a lost one.
+                    if let Err(e) = link.session.message(message.into_bytes()).await {
+                        tracing::debug!(error = %e, "cannot send metrics");
+                    }
                 }
             }
             status = wait_child(&mut broker) => {
@@ -284,6 +303,46 @@ pub async fn run() -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// Sleeps until `at`; never wakes without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The broker's metrics now: topics and partitions from its own Metadata (zero when it does
+/// not answer within a few seconds), memory and CPU time of its process from `/proc`.
+async fn collect_metrics(pid: Option<u32>, probe: &str) -> Metrics {
+    let topics = tokio::time::timeout(Duration::from_secs(5), crate::kafka::metadata(probe)).await;
+    let topics = topics.ok().and_then(Result::ok).unwrap_or_default();
+    let (rss_bytes, cpu_seconds) = pid.map(process_usage).unwrap_or_default();
+    Metrics {
+        timestamp: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default(),
+        topics: topics.len() as u32,
+        partitions: topics.iter().map(|t| t.partitions.len() as u32).sum(),
+        rss_bytes,
+        cpu_seconds,
+    }
+}
+
+/// Resident memory (`VmRSS` of `/proc/<pid>/status`) and CPU time (`/proc/<pid>/schedstat`,
+/// in nanoseconds, which needs no clock-tick rate) of a process; zeros for what cannot be read.
+fn process_usage(pid: u32) -> (u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let schedstat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
+    let cpu_ns: u64 = schedstat.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    (rss_kb * 1024, cpu_ns as f64 / 1e9)
 }
 
 /// Where to check that the broker listens: its bind address, or loopback for all addresses.
@@ -595,6 +654,14 @@ mod tests {
         assert_eq!(probe_address("::1", 9), "[::1]:9");
         // The real host has a loopback interface.
         assert_eq!(resolve_bind(Some("127.0.0.*"), &interfaces()).as_deref(), Ok("127.0.0.1"));
+    }
+
+    #[test]
+    fn process_usage_reads_proc() {
+        let (rss, cpu) = process_usage(std::process::id());
+        assert!(rss > 0, "this test process has resident memory");
+        assert!(cpu >= 0.0);
+        assert_eq!(process_usage(u32::MAX), (0, 0.0), "no such process");
     }
 
     #[test]

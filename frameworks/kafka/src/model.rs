@@ -385,6 +385,24 @@ pub struct Task {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// What a broker's executor reports about it every `METRICS_INTERVAL` (Kafka-on-Mesos sends
+/// JMX gauges; a tansu broker has no JMX, so these are what can be measured honestly: its
+/// topics and partitions through Metadata, and its process's memory and CPU time). Kept in
+/// memory by the scheduler, not stored: the next report comes soon enough.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metrics {
+    /// When the executor collected them (ms since the epoch).
+    pub timestamp: u64,
+    pub topics: u32,
+    pub partitions: u32,
+    pub rss_bytes: u64,
+    pub cpu_seconds: f64,
+}
+
+/// How often an executor reports its broker's metrics (Kafka-on-Mesos's period).
+pub const METRICS_INTERVAL_MS: u64 = 30_000;
+
 /// One broker, as stored and shown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -186,9 +186,18 @@ impl Shell {
                 self.update(session, status).await?;
             }
             event::Type::Message => {
-                let data = event.message.and_then(|m| m.data).unwrap_or_default();
+                let message = event.message.unwrap_or_default();
+                let executor = message.executor_id.map(|e| e.value).unwrap_or_default();
+                let data = message.data.unwrap_or_default();
                 let text = String::from_utf8_lossy(&data);
-                if let Some((request, tail)) =
+                if let Some(json) = text.strip_prefix("metrics,") {
+                    match serde_json::from_str(json) {
+                        Ok(metrics) => {
+                            self.core.metrics_reported(&executor, metrics);
+                        }
+                        Err(e) => tracing::debug!(%executor, error = %e, "unreadable metrics"),
+                    }
+                } else if let Some((request, tail)) =
                     text.strip_prefix("log,").and_then(|r| r.split_once(','))
                     && let Some(reply) =
                         request.parse().ok().and_then(|r| self.pending_logs.remove(&r))
@@ -467,6 +476,9 @@ impl Shell {
                 v["state"] = json!(b.state_word());
                 if let Some(reason) = self.core.reasons.get(&b.id) {
                     v["reason"] = json!(reason);
+                }
+                if let Some(metrics) = self.core.metrics.get(&b.id) {
+                    v["metrics"] = json!(metrics);
                 }
                 v
             })
