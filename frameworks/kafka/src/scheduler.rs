@@ -487,21 +487,33 @@ impl Shell {
 }
 
 /// Creates the remembered `topics` on a broker that just started running; those it has
-/// already (kept in its store) are left as they are.
+/// already (kept in its store) are left as they are. A refusal or an unreachable broker is
+/// tried again a few times (a broker that just opened its port may still be settling), then
+/// logged: the topic comes with the broker's next start.
 async fn ensure_topics(
     broker: u32,
     endpoint: String,
     topics: Vec<(String, crate::core::TopicSpec)>,
 ) {
+    use crate::kafka::{KafkaError, TOPIC_ALREADY_EXISTS, create_topic};
     for (name, spec) in topics {
         let configs: Vec<(String, String)> = spec.options.into_iter().collect();
-        match crate::kafka::create_topic(&endpoint, &name, spec.partitions, 1, &configs).await {
-            Ok(()) => tracing::info!(broker, topic = %name, "created the topic on the broker"),
-            Err(crate::kafka::KafkaError::Refused {
-                code: crate::kafka::TOPIC_ALREADY_EXISTS,
-                ..
-            }) => {}
-            Err(e) => tracing::warn!(broker, topic = %name, error = %e, "cannot create the topic"),
+        let mut pause = Duration::from_millis(500);
+        for attempt in 1..=5 {
+            match create_topic(&endpoint, &name, spec.partitions, 1, &configs).await {
+                Ok(()) => tracing::info!(broker, topic = %name, "created the topic on the broker"),
+                Err(KafkaError::Refused { code: TOPIC_ALREADY_EXISTS, .. }) => {}
+                Err(e) if attempt < 5 => {
+                    tracing::debug!(broker, topic = %name, error = %e, "creating the topic again soon");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(broker, topic = %name, error = %e, "cannot create the topic")
+                }
+            }
+            break;
         }
     }
 }
