@@ -6,7 +6,9 @@
 //! `stop` and the rolling `restart`, until brokers reach the state asked for or `timeout`
 //! passes). Topic verbs talk the Kafka protocol to the running brokers' endpoints directly:
 //! every tansu broker is its own one-node cluster, so a topic is created on, and deleted from,
-//! each selected broker, and updated on each broker that has it.
+//! each selected broker, and updated on each broker that has it. Topic changes are recorded by
+//! the dispatcher (saved) first, so brokers that start later get them; `rebalance` and
+//! `realign` are refused with the reason. It also serves the binaries agents fetch.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -23,19 +25,57 @@ use tokio::sync::{mpsc, oneshot};
 use crate::expr::{BrokerExpr, parse_topics, topic_selected};
 use crate::kafka;
 use crate::model::{Broker, InputError, Period};
-use crate::scheduler::Request;
+use crate::scheduler::{Request, TopicChange};
 
 #[derive(Clone)]
 struct Api {
     dispatcher: mpsc::Sender<Request>,
+    artifacts: std::sync::Arc<Artifacts>,
 }
 
-pub fn router(dispatcher: mpsc::Sender<Request>) -> Router {
+/// The files agents download from the API to run a broker (Kafka-on-Mesos serves its jar and
+/// Kafka's tarball the same way): this binary as `/executor/agora-kafka`, and tansu as
+/// `/tansu/tansu` when the scheduler has it.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    pub executor: std::path::PathBuf,
+    pub tansu: Option<std::path::PathBuf>,
+}
+
+pub fn router(dispatcher: mpsc::Sender<Request>, artifacts: Artifacts) -> Router {
     Router::new()
         .route("/health", any(|| async { "ok" }))
         .route("/api/broker/{verb}", any(broker))
         .route("/api/topic/{verb}", any(topic))
-        .with_state(Api { dispatcher })
+        .route("/executor/{name}", axum::routing::get(download))
+        .route("/tansu/{name}", axum::routing::get(download))
+        .with_state(Api { dispatcher, artifacts: std::sync::Arc::new(artifacts) })
+}
+
+/// `GET /executor/agora-kafka` or `/tansu/tansu`: the binary, or 404.
+async fn download(State(api): State<Api>, uri: axum::http::Uri) -> Response {
+    let file = match uri.path() {
+        "/executor/agora-kafka" => Some(api.artifacts.executor.clone()),
+        "/tansu/tansu" => api.artifacts.tansu.clone(),
+        _ => None,
+    };
+    let Some(file) = file else {
+        let known = if api.artifacts.tansu.is_some() {
+            "/executor/agora-kafka and /tansu/tansu"
+        } else {
+            "/executor/agora-kafka"
+        };
+        return (StatusCode::NOT_FOUND, format!("no such file: this scheduler serves {known}"))
+            .into_response();
+    };
+    match tokio::fs::read(&file).await {
+        Ok(bytes) => ([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes)
+            .into_response(),
+        Err(e) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read {}: {e}", file.display()))
+                .into_response()
+        }
+    }
 }
 
 /// Bad input (400) or a failure on our side (500), as plain text.
@@ -134,6 +174,13 @@ impl Api {
             })
             .cloned()
             .collect())
+    }
+
+    /// A change to the remembered topics, answered once it is saved.
+    async fn topics(&self, change: TopicChange) -> Result<Value, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Topics { change, reply }).await?;
+        Ok(rx.await.map_err(|_| ApiError::Internal("the scheduler stopped".into()))??)
     }
 
     async fn send(&self, request: Request) -> Result<(), ApiError> {
@@ -280,6 +327,13 @@ async fn endpoints(
     Ok(found)
 }
 
+/// Why `topic rebalance` and `topic realign` are refused.
+pub const NO_REASSIGNMENT: &str = "is not supported: every tansu broker is its own one-node \
+cluster (tansu 0.6.0 has no replication and no partition reassignment), so a topic lives whole \
+on each broker it was added to and there are no replicas to move. Add a topic to more brokers \
+with `topic add <topic> --broker <expr>`; brokers started later get the framework's topics \
+when they run";
+
 async fn topic(
     State(api): State<Api>,
     Path(verb): Path<String>,
@@ -287,6 +341,12 @@ async fn topic(
     body: Bytes,
 ) -> ApiResult {
     let params = params(query, &body);
+    if verb == "rebalance" || verb == "realign" {
+        return Err(ApiError::Input(format!("topic {verb} {NO_REASSIGNMENT}")));
+    }
+    if !["list", "partitions", "add", "delete", "update"].contains(&verb.as_str()) {
+        return Err(ApiError::Input(format!("unknown topic command {verb:?}")));
+    }
     let internal = |e: kafka::KafkaError| ApiError::Internal(e.to_string());
     let endpoints = endpoints(&api, &params).await?;
     match verb.as_str() {
@@ -296,6 +356,7 @@ async fn topic(
                 (_, Some(t)) if !t.is_empty() => parse_topics(t)?,
                 _ => vec!["*".to_string()],
             };
+            let remembered = api.topics(TopicChange::List).await?;
             // Topic name -> (partitions of the first broker that has it, brokers that have it).
             let mut topics: std::collections::BTreeMap<String, (Value, Vec<String>)> =
                 Default::default();
@@ -320,7 +381,10 @@ async fn topic(
             let list: Vec<Value> = topics
                 .into_iter()
                 .map(|(name, (partitions, brokers))| {
-                    json!({ "name": name, "partitions": partitions, "options": {}, "brokers": brokers.join(",") })
+                    // The options the framework set on it, as Kafka-on-Mesos shows them.
+                    let options = remembered["topics"][&name]["options"].clone();
+                    let options = if options.is_object() { options } else { json!({}) };
+                    json!({ "name": name, "partitions": partitions, "options": options, "brokers": brokers.join(",") })
                 })
                 .collect();
             Ok(axum::Json(json!({ "topics": list })))
@@ -343,12 +407,27 @@ async fn topic(
             }
             let options =
                 crate::model::parse_map(params.get("options").map_or("", String::as_str))?;
+            // Remembered (and saved) first, so that a broker that starts meanwhile gets it too.
+            let broker = params.get("broker").filter(|b| !b.is_empty()).map_or("*", String::as_str);
+            api.topics(TopicChange::Add {
+                names: names.clone(),
+                partitions,
+                options: options.clone(),
+                broker: broker.to_string(),
+            })
+            .await?;
             let configs: Vec<(String, String)> = options.into_iter().collect();
             for name in &names {
                 for (_, endpoint) in &endpoints {
-                    kafka::create_topic(endpoint, name, partitions, 1, &configs)
-                        .await
-                        .map_err(internal)?;
+                    match kafka::create_topic(endpoint, name, partitions, 1, &configs).await {
+                        // Adding a topic to more brokers leaves those that have it alone.
+                        Ok(())
+                        | Err(kafka::KafkaError::Refused {
+                            code: kafka::TOPIC_ALREADY_EXISTS,
+                            ..
+                        }) => {}
+                        Err(e) => return Err(internal(e)),
+                    }
                 }
             }
             let list: Vec<Value> = names
@@ -360,6 +439,9 @@ async fn topic(
         "delete" => {
             let expr = parse_topics(params.get("topic").map_or("", String::as_str))?;
             let mut deleted = std::collections::BTreeSet::new();
+            // Forgotten first, so that no broker starting meanwhile gets it back.
+            let forgotten = api.topics(TopicChange::Delete { expr: expr.clone() }).await?;
+            deleted.extend(names_of(&forgotten));
             for (_, endpoint) in &endpoints {
                 for t in kafka::metadata(endpoint).await.map_err(internal)? {
                     if topic_selected(&expr, &t.name) {
@@ -374,17 +456,21 @@ async fn topic(
             let list: Vec<Value> = deleted.into_iter().map(|n| json!({ "name": n })).collect();
             Ok(axum::Json(json!({ "topics": list })))
         }
-        "update" => {
+        _ => {
             let expr = parse_topics(params.get("topic").map_or("", String::as_str))?;
             let options =
                 crate::model::parse_map(params.get("options").map_or("", String::as_str))?;
             if options.is_empty() {
                 return Err(ApiError::Input("options required (k=v,...; k= removes k)".into()));
             }
+            let mut updated = std::collections::BTreeSet::new();
+            let remembered = api
+                .topics(TopicChange::Update { expr: expr.clone(), options: options.clone() })
+                .await?;
+            updated.extend(names_of(&remembered));
             // An empty value removes the option, as Kafka-on-Mesos's "" unsets.
             let configs: Vec<(String, Option<String>)> =
                 options.into_iter().map(|(k, v)| (k, (!v.is_empty()).then_some(v))).collect();
-            let mut updated = std::collections::BTreeSet::new();
             for (_, endpoint) in &endpoints {
                 for t in kafka::metadata(endpoint).await.map_err(internal)? {
                     if topic_selected(&expr, &t.name) {
@@ -401,8 +487,16 @@ async fn topic(
             let list: Vec<Value> = updated.into_iter().map(|n| json!({ "name": n })).collect();
             Ok(axum::Json(json!({ "topics": list })))
         }
-        other => Err(ApiError::Input(format!("unknown topic command {other:?}"))),
     }
+}
+
+fn names_of(answer: &Value) -> Vec<String> {
+    answer["names"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect()
 }
 
 #[cfg(test)]

@@ -125,6 +125,17 @@ pub fn format_broker(b: &Value) -> String {
         }
         out.push_str(&format!("\n  hostname: {}", s(&t["hostname"])));
     }
+    let m = &b["metrics"];
+    if m.is_object() {
+        out.push_str(&format!(
+            "\nmetrics:\n  collected: {}\n  topics: {}, partitions: {}\n  rss: {:.1} MB, cpu: {:.2} s",
+            m["timestamp"],
+            m["topics"],
+            m["partitions"],
+            m["rssBytes"].as_f64().unwrap_or_default() / 1e6,
+            m["cpuSeconds"].as_f64().unwrap_or_default()
+        ));
+    }
     out
 }
 
@@ -161,6 +172,13 @@ pub fn print_topics(title: &str, answer: &Value) {
             println!("  partitions: {}", parts.join(", "));
         } else if !t["partitions"].is_null() {
             println!("  partitions: {}", t["partitions"]);
+        }
+        if let Some(options) = t["options"].as_object().filter(|o| !o.is_empty()) {
+            let text: Vec<String> = options
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect();
+            println!("  options: {}", text.join(","));
         }
         if let Some(b) = t["brokers"].as_str() {
             println!("  brokers: {b}");

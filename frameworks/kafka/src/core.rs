@@ -6,15 +6,19 @@
 //! the other brokers, once its failover delay has passed and, within its stickiness period, only
 //! on its previous host. Every refusal has a reason, kept per broker so `broker list` can say why
 //! a broker is not running. The clock (`now`, ms since the epoch) and new task ids come from the
-//! caller; the shell turns decisions into calls and persists `State` before it answers.
+//! caller; the shell turns decisions into calls and persists `State` before it answers. The
+//! topics added through the framework are remembered here too, with the brokers they belong on.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use crate::constraint::Constraint;
-use crate::expr::BrokerExpr;
-use crate::model::{Broker, InputError, Period, PortRange, Task, bad, parse_map};
+use crate::expr::{BrokerExpr, topic_selected};
+use crate::model::{
+    Broker, InputError, Metrics, Period, PortRange, Task, bad, check_bind_address, check_options,
+    parse_map,
+};
 
 /// What must survive a scheduler restart.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -24,6 +28,23 @@ pub struct State {
     pub framework_id: Option<String>,
     #[serde(default)]
     pub brokers: BTreeMap<u32, Broker>,
+    /// The topics added through the framework, by name: every tansu broker is its own
+    /// one-node cluster, so a broker that starts later (or restarts with an in-memory store)
+    /// is given them when it runs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub topics: BTreeMap<String, TopicSpec>,
+}
+
+/// A topic as the framework remembers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicSpec {
+    pub partitions: i32,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// The broker expressions it was added for (`*` for every broker); a broker any of them
+    /// selects gets the topic.
+    pub brokers: Vec<String>,
 }
 
 /// The parts of an offer placement looks at.
@@ -115,8 +136,15 @@ impl BrokerParams {
             mem: integer("mem")?,
             heap: integer("heap")?,
             port: get("port").map(PortRange::parse).transpose()?,
-            bind_address: get("bindAddress").map(|v| (!v.is_empty()).then(|| v.to_string())),
-            options: get("options").map(parse_map).transpose()?,
+            bind_address: get("bindAddress")
+                .map(|v| match v {
+                    "" => Ok(None),
+                    v => check_bind_address(v).map(|()| Some(v.to_string())),
+                })
+                .transpose()?,
+            options: get("options")
+                .map(|v| parse_map(v).and_then(|m| check_options(&m).map(|()| m)))
+                .transpose()?,
             constraints: get("constraints").map(Constraint::parse_all).transpose()?,
             failover_delay: period("failoverDelay")?,
             failover_max_delay: period("failoverMaxDelay")?,
@@ -179,11 +207,13 @@ pub struct Core {
     pub state: State,
     /// Why each waiting broker did not take the last offer it saw (not persisted).
     pub reasons: BTreeMap<u32, String>,
+    /// The last metrics each running broker's executor reported (not persisted).
+    pub metrics: BTreeMap<u32, Metrics>,
 }
 
 impl Core {
     pub fn new(state: State) -> Core {
-        Core { state, reasons: BTreeMap::new() }
+        Core { state, reasons: BTreeMap::new(), metrics: BTreeMap::new() }
     }
 
     pub fn brokers(&self) -> &BTreeMap<u32, Broker> {
@@ -261,6 +291,7 @@ impl Core {
         for id in &ids {
             self.state.brokers.remove(id);
             self.reasons.remove(id);
+            self.metrics.remove(id);
         }
         Ok(ids)
     }
@@ -447,6 +478,7 @@ impl Core {
                 broker.failover.last_error = None;
             }
             TaskEvent::Ended { reason } => {
+                self.metrics.remove(&broker.id);
                 let stopping = task.state == "stopping" || !broker.active;
                 broker.stickiness.hostname = Some(task.hostname.clone());
                 broker.stickiness.stop_time = Some(now);
@@ -472,6 +504,102 @@ impl Core {
             }
         }
         true
+    }
+
+    /// Remembers topics added for the brokers `broker` selects (an expression); adding a known
+    /// topic again extends it to those brokers, with the new partition count and options.
+    pub fn remember_topics(
+        &mut self,
+        names: &[String],
+        partitions: i32,
+        options: &BTreeMap<String, String>,
+        broker: &str,
+    ) -> Result<(), InputError> {
+        BrokerExpr::parse(broker)?;
+        for name in names {
+            let spec = self.state.topics.entry(name.clone()).or_insert_with(|| TopicSpec {
+                partitions,
+                options: BTreeMap::new(),
+                brokers: Vec::new(),
+            });
+            spec.partitions = partitions;
+            spec.options.extend(options.clone());
+            if !spec.brokers.iter().any(|b| b == broker) {
+                spec.brokers.push(broker.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets the remembered topics `expr` selects; returns their names.
+    pub fn forget_topics(&mut self, expr: &[String]) -> Vec<String> {
+        let names: Vec<String> =
+            self.state.topics.keys().filter(|t| topic_selected(expr, t)).cloned().collect();
+        for name in &names {
+            self.state.topics.remove(name);
+        }
+        names
+    }
+
+    /// Applies `options` to the remembered topics `expr` selects (an empty value removes the
+    /// option); returns their names.
+    pub fn update_topics(
+        &mut self,
+        expr: &[String],
+        options: &BTreeMap<String, String>,
+    ) -> Vec<String> {
+        let mut names = Vec::new();
+        for (name, spec) in &mut self.state.topics {
+            if !topic_selected(expr, name) {
+                continue;
+            }
+            for (k, v) in options {
+                if v.is_empty() {
+                    spec.options.remove(k);
+                } else {
+                    spec.options.insert(k.clone(), v.clone());
+                }
+            }
+            names.push(name.clone());
+        }
+        names
+    }
+
+    /// The remembered topics that belong on `broker`.
+    pub fn topics_for(&self, broker: u32) -> Vec<(String, TopicSpec)> {
+        let Some(b) = self.state.brokers.get(&broker) else { return Vec::new() };
+        self.state
+            .topics
+            .iter()
+            .filter(|(_, spec)| {
+                spec.brokers.iter().any(|e| BrokerExpr::parse(e).is_ok_and(|e| e.covers(b)))
+            })
+            .map(|(name, spec)| (name.clone(), spec.clone()))
+            .collect()
+    }
+
+    /// Keeps the metrics the executor `executor_id` (named like its task) reported; false when
+    /// no broker runs there any more (a late report).
+    pub fn metrics_reported(&mut self, executor_id: &str, metrics: Metrics) -> bool {
+        let Some(broker) = self
+            .state
+            .brokers
+            .values()
+            .find(|b| b.task.as_ref().is_some_and(|t| t.executor_id == executor_id))
+        else {
+            return false;
+        };
+        self.metrics.insert(broker.id, metrics);
+        true
+    }
+
+    /// The broker whose current task is `task_id`.
+    pub fn broker_of_task(&self, task_id: &str) -> Option<u32> {
+        self.state
+            .brokers
+            .values()
+            .find(|b| b.task.as_ref().is_some_and(|t| t.id == task_id))
+            .map(|b| b.id)
     }
 
     /// The tasks the framework believes exist, to reconcile after a restart.
@@ -690,6 +818,8 @@ mod tests {
             ("constraints", "hostname=sometimes"),
             ("failoverDelay", "soon"),
             ("options", "novalue"),
+            ("options", "num.partitions=3"),
+            ("bindAddress", "if:"),
         ];
         for (k, v) in bad_params {
             let map = [(k.to_string(), v.to_string())].into();
@@ -700,12 +830,42 @@ mod tests {
     }
 
     #[test]
+    fn topics_are_remembered_for_the_brokers_they_were_added_for() {
+        let mut core = Core::default();
+        core.add("0..2", &params(&[("mem", "256")])).expect("add");
+        core.start("*").expect("start");
+        launched(&core.offer(&offer("h1", "r1", 31000), 0, "t0"));
+        launched(&core.offer(&offer("h2", "r2", 31000), 0, "t1"));
+        let names = |v: Vec<(String, TopicSpec)>| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        let opts = parse_map("retention.ms=1000").expect("valid");
+        core.remember_topics(&["all".into()], 2, &opts, "*").expect("remember");
+        core.remember_topics(&["one".into()], 1, &BTreeMap::new(), "1").expect("remember");
+        core.remember_topics(&["racked".into()], 1, &BTreeMap::new(), "*[rack=r2]").expect("r2");
+        assert!(core.remember_topics(&["x".into()], 1, &BTreeMap::new(), "0..").is_err());
+        assert_eq!(names(core.topics_for(0)), ["all"]);
+        assert_eq!(names(core.topics_for(1)), ["all", "one", "racked"]);
+        assert_eq!(names(core.topics_for(2)), ["all"], "a broker without a task has no rack");
+        assert_eq!(core.broker_of_task("t1"), Some(1));
+        // Added again for broker 0: both brokers get it.
+        core.remember_topics(&["one".into()], 3, &BTreeMap::new(), "0").expect("extend");
+        assert_eq!(core.state.topics["one"].brokers, ["1", "0"]);
+        assert_eq!(core.state.topics["one"].partitions, 3);
+        let changed = core.update_topics(&["a*".into()], &parse_map("retention.ms=").expect("ok"));
+        assert_eq!(changed, ["all"]);
+        assert!(core.state.topics["all"].options.is_empty(), "an empty value removes");
+        assert_eq!(core.forget_topics(&["*".into()]), ["all", "one", "racked"]);
+        assert!(core.topics_for(1).is_empty());
+        let json = serde_json::to_value(&core.state).expect("serializes");
+        assert!(json.get("topics").is_none(), "no topics, no field: old state files still load");
+    }
+
+    #[test]
     fn clone_copies_configuration_and_updates_mark_restarts() {
         let mut core = Core::default();
-        core.add("0", &params(&[("cpus", "2"), ("options", "a=b")])).expect("add");
+        core.add("0", &params(&[("cpus", "2"), ("options", "log.dirs=d")])).expect("add");
         assert_eq!(core.clone_broker("1..2", "0").expect("clone"), [1, 2]);
         assert_eq!(core.brokers()[&2].cpus, 2.0);
-        assert_eq!(core.brokers()[&2].options["a"], "b");
+        assert_eq!(core.brokers()[&2].options["log.dirs"], "d");
         assert!(!core.brokers()[&2].active);
         core.start("0").expect("start");
         launched(&core.offer(&offer("h1", "r1", 31000), 0, "t0"));
@@ -713,5 +873,11 @@ mod tests {
         assert!(core.brokers()[&0].needs_restart);
         assert!(!core.task_event("other", TaskEvent::Starting, 0), "unknown tasks are reported");
         assert_eq!(core.known_tasks(), [("t0".to_string(), "agent-h1".to_string())]);
+        let m = Metrics { timestamp: 5, topics: 1, partitions: 2, rss_bytes: 3, cpu_seconds: 0.5 };
+        assert!(core.metrics_reported("t0", m.clone()));
+        assert!(!core.metrics_reported("gone", m.clone()), "late reports are dropped");
+        assert_eq!(core.metrics[&0], m);
+        core.task_event("t0", TaskEvent::Ended { reason: "killed".into() }, 10);
+        assert!(core.metrics.is_empty(), "an ended task's metrics go with it");
     }
 }

@@ -92,6 +92,15 @@ impl BrokerExpr {
         Ok(candidates.into_iter().filter(|id| self.filters_match(&brokers[id])).collect())
     }
 
+    /// Whether the expression selects `broker` (which need not be named explicitly to exist).
+    pub fn covers(&self, broker: &Broker) -> bool {
+        let named = match &self.ids {
+            None => true,
+            Some(ranges) => ranges.iter().any(|(a, b)| (*a..=*b).contains(&broker.id)),
+        };
+        named && self.filters_match(broker)
+    }
+
     fn filters_match(&self, broker: &Broker) -> bool {
         self.filters.iter().all(|(attr, pattern)| {
             let Some(task) = &broker.task else { return false };

@@ -24,6 +24,9 @@ pub enum KafkaError {
     Refused { endpoint: String, operation: &'static str, topic: String, code: i16, message: String },
 }
 
+/// Kafka's error code for a topic that exists already.
+pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+
 const IO_TIMEOUT: Duration = Duration::from_secs(15);
 /// Responses larger than this are refused (metadata of thousands of topics is well below).
 const MAX_RESPONSE: usize = 64 << 20;

@@ -59,7 +59,8 @@ struct SchedulerFlags {
     /// The user the brokers run as.
     #[arg(long)]
     user: Option<String>,
-    /// The tansu binary the executors run.
+    /// The tansu binary the executors run: a file here, which agents download from the API,
+    /// or a name the agents find on their PATH.
     #[arg(long, env = "AGORA_TANSU")]
     tansu: Option<String>,
 }
@@ -75,9 +76,11 @@ struct BrokerOptions {
     /// A port or a range a..b; empty for any.
     #[arg(long)]
     port: Option<String>,
+    /// An address, a mask like 192.168.* or if:<interface>, resolved on the agent.
     #[arg(long)]
     bind_address: Option<String>,
-    /// `k=v,k2=v2` (`\,` for a comma); `storage.engine=memory|sqlite` picks the broker's store.
+    /// `k=v,k2=v2` (`\,` for a comma) of storage.engine (memory, sqlite or a URL), log.dirs,
+    /// advertised.host.name and cluster.id: the options tansu honours.
     #[arg(long)]
     options: Option<String>,
     /// `attr=op[:value],...` with like, unlike, unique, cluster, groupBy.
@@ -195,6 +198,26 @@ enum TopicCommand {
     Partitions {
         topic: String,
     },
+    /// Refused with the reason: tansu brokers have no replicas to move.
+    Rebalance {
+        expr: String,
+        #[arg(long)]
+        broker: Option<String>,
+        #[arg(long)]
+        replicas: Option<String>,
+        #[arg(long)]
+        timeout: Option<String>,
+    },
+    /// Refused with the reason: tansu brokers have no replicas to move.
+    Realign {
+        expr: String,
+        #[arg(long)]
+        broker: Option<String>,
+        #[arg(long)]
+        replicas: Option<String>,
+        #[arg(long)]
+        timeout: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -239,6 +262,21 @@ async fn run_scheduler(flags: SchedulerFlags, api: Option<String>) -> anyhow::Re
     };
     let api = pick(api, "api", "http://127.0.0.1:7000");
     let exe = std::env::current_exe().context("the path of this binary")?;
+    let bind = api
+        .strip_prefix("http://")
+        .context("--api must be an http:// URL")?
+        .trim_end_matches('/')
+        .to_string();
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    // Agents reach the API at the host --api names (like Kafka-on-Mesos's), on the port bound.
+    let port = listener.local_addr()?.port();
+    let host = bind.rsplit_once(':').map_or(bind.as_str(), |(host, _)| host);
+    let public = format!("http://{host}:{port}");
+    let tansu = pick(flags.tansu, "tansu", "tansu");
+    // A tansu binary on this host is served to the agents; a bare name is left to their PATH.
+    let tansu_file = Some(PathBuf::from(&tansu)).filter(|p| tansu.contains('/') && p.is_file());
     let config = scheduler::Config {
         master: pick(flags.master, "master", "127.0.0.1:5050"),
         storage: pick(flags.storage, "storage", "file:kafka-mesos.json"),
@@ -252,21 +290,14 @@ async fn run_scheduler(flags: SchedulerFlags, api: Option<String>) -> anyhow::Re
         ))
         .context("--framework-timeout")?,
         user: pick(flags.user, "user", "root"),
-        tansu: pick(flags.tansu, "tansu", "tansu"),
-        // The executor is this same binary; agents on this host start it by its path.
-        executor: format!("'{}' executor", exe.display().to_string().replace('\'', "'\\''")),
+        tansu: if tansu_file.is_some() { "./tansu".into() } else { tansu },
+        tansu_uri: tansu_file.as_ref().map(|_| format!("{public}/tansu/tansu")),
+        executor_uri: format!("{public}/executor/agora-kafka"),
     };
-    let bind = api
-        .strip_prefix("http://")
-        .context("--api must be an http:// URL")?
-        .trim_end_matches('/')
-        .to_string();
-    let listener = tokio::net::TcpListener::bind(&bind)
-        .await
-        .with_context(|| format!("cannot listen on {bind}"))?;
     println!("agora-kafka api listening on http://{}", listener.local_addr()?);
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let server = axum::serve(listener, api::router(tx));
+    let artifacts = api::Artifacts { executor: exe, tansu: tansu_file };
+    let server = axum::serve(listener, api::router(tx, artifacts));
     tokio::select! {
         result = scheduler::run(config, rx) => result,
         result = server => result.context("the API server stopped"),
@@ -359,6 +390,23 @@ async fn topic(api: &str, command: TopicCommand) -> anyhow::Result<()> {
                 "topic deleted:",
                 &cli::call(api, "topic/delete", &[("topic", expr)]).await?,
             );
+        }
+        TopicCommand::Rebalance { expr, broker, replicas, timeout } => {
+            // The API says why this cannot be done; the CLI only carries the call there.
+            let p: Vec<_> = [Some(("topic", expr)), opt("broker", broker)]
+                .into_iter()
+                .chain([opt("replicas", replicas), opt("timeout", timeout)])
+                .flatten()
+                .collect();
+            cli::print_topics("topics:", &cli::call(api, "topic/rebalance", &p).await?);
+        }
+        TopicCommand::Realign { expr, broker, replicas, timeout } => {
+            let p: Vec<_> = [Some(("topic", expr)), opt("broker", broker)]
+                .into_iter()
+                .chain([opt("replicas", replicas), opt("timeout", timeout)])
+                .flatten()
+                .collect();
+            cli::print_topics("topics:", &cli::call(api, "topic/realign", &p).await?);
         }
         TopicCommand::Partitions { topic } => {
             cli::print_topics(

@@ -175,6 +175,81 @@ fn split_escaped(text: &str) -> Vec<String> {
     items
 }
 
+/// The broker options tansu can honour (Kafka-on-Mesos passes any `server.properties` key, but
+/// tansu has no such file): `storage.engine` (`memory`, `sqlite`, or a `memory://` or
+/// `sqlite://` URL), `log.dirs` (one directory, relative to the sandbox or absolute, holding a
+/// SQLite store), `advertised.host.name` (advertised instead of the agent's hostname) and
+/// `cluster.id` (tansu's cluster id). An empty value is the same as leaving an option out.
+pub const BROKER_OPTIONS: &[&str] =
+    &["storage.engine", "log.dirs", "advertised.host.name", "cluster.id"];
+
+/// Refuses options tansu cannot honour, naming the ones it can.
+pub fn check_options(options: &BTreeMap<String, String>) -> Result<(), InputError> {
+    let set = |k: &str| options.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    for (key, value) in options.iter().filter(|(_, v)| !v.is_empty()) {
+        match key.as_str() {
+            "storage.engine" => match value.as_str() {
+                "memory" | "sqlite" => {}
+                url if url.starts_with("memory://") || url.starts_with("sqlite://") => {}
+                other => {
+                    return Err(bad(format!(
+                        "unsupported storage.engine {other:?}: use memory, sqlite, or a memory:// or sqlite:// URL"
+                    )));
+                }
+            },
+            "log.dirs" => {
+                if value.contains(',') {
+                    return Err(bad(format!(
+                        "invalid log.dirs {value:?}: tansu keeps one store, in one directory"
+                    )));
+                }
+                if set("storage.engine").is_some_and(|e| e.contains("://") || e == "memory") {
+                    return Err(bad(
+                        "log.dirs and storage.engine memory or a URL contradict each other: set one",
+                    ));
+                }
+            }
+            "advertised.host.name" | "cluster.id" => {
+                if value.chars().any(|c| c.is_whitespace() || c == '/' || c == ':') {
+                    return Err(bad(format!("invalid {key} {value:?}: a plain name is expected")));
+                }
+            }
+            other => {
+                return Err(bad(format!(
+                    "unsupported broker option {other:?}: tansu brokers accept {}",
+                    BROKER_OPTIONS.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a bind address that is none of: an IP address or host name, a mask of IPv4
+/// addresses with `*` (`192.168.*`), or `if:<interface>`; the executor resolves the last two
+/// on the agent.
+pub fn check_bind_address(text: &str) -> Result<(), InputError> {
+    let invalid = || {
+        bad(format!(
+            "invalid bindAddress {text:?}: expected an address, a mask like 192.168.* or if:<interface>"
+        ))
+    };
+    let name_char = |c: char| c.is_ascii_alphanumeric() || ".-_:".contains(c);
+    match text.strip_prefix("if:") {
+        Some(name) if !name.is_empty() && name.chars().all(name_char) => Ok(()),
+        Some(_) => Err(invalid()),
+        None if text.contains('*') => {
+            if text.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '*') {
+                Ok(())
+            } else {
+                Err(invalid())
+            }
+        }
+        None if !text.is_empty() && text.chars().all(name_char) => Ok(()),
+        None => Err(invalid()),
+    }
+}
+
 /// The inverse of `parse_map`.
 pub fn format_map<V: fmt::Display>(map: &BTreeMap<String, V>) -> String {
     map.iter()
@@ -310,6 +385,24 @@ pub struct Task {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// What a broker's executor reports about it every `METRICS_INTERVAL` (Kafka-on-Mesos sends
+/// JMX gauges; a tansu broker has no JMX, so these are what can be measured honestly: its
+/// topics and partitions through Metadata, and its process's memory and CPU time). Kept in
+/// memory by the scheduler, not stored: the next report comes soon enough.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metrics {
+    /// When the executor collected them (ms since the epoch).
+    pub timestamp: u64,
+    pub topics: u32,
+    pub partitions: u32,
+    pub rss_bytes: u64,
+    pub cpu_seconds: f64,
+}
+
+/// How often an executor reports its broker's metrics (Kafka-on-Mesos's period).
+pub const METRICS_INTERVAL_MS: u64 = 30_000;
+
 /// One broker, as stored and shown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -432,6 +525,43 @@ mod tests {
         assert!(parse_map("novalue").is_err());
         assert!(parse_map("=v").is_err());
         assert!(parse_map("").expect("empty").is_empty());
+    }
+
+    #[test]
+    fn only_options_tansu_honours_are_accepted() {
+        for ok in [
+            "storage.engine=sqlite",
+            "storage.engine=memory://tansu/",
+            "log.dirs=/var/lib/kafka/$id",
+            "log.dirs=data,storage.engine=sqlite",
+            "advertised.host.name=broker0.example,cluster.id=c1",
+            "num.partitions=",
+        ] {
+            check_options(&parse_map(ok).expect(ok)).expect(ok);
+        }
+        for (bad_options, why) in [
+            ("num.partitions=3", "tansu brokers accept storage.engine, log.dirs"),
+            ("storage.engine=postgres://x", "unsupported storage.engine"),
+            ("log.dirs=a\\,b", "one directory"),
+            ("log.dirs=d,storage.engine=memory", "contradict"),
+            ("advertised.host.name=a b", "plain name"),
+        ] {
+            let e =
+                check_options(&parse_map(bad_options).expect(bad_options)).expect_err(bad_options);
+            assert!(e.0.contains(why), "{bad_options}: {e}");
+        }
+    }
+
+    #[test]
+    fn bind_addresses_are_addresses_masks_or_interfaces() {
+        for ok in
+            ["0.0.0.0", "127.0.0.1", "::1", "broker-1.example", "192.168.*", "10.*.*.1", "if:eth0"]
+        {
+            check_bind_address(ok).expect(ok);
+        }
+        for bad_address in ["", "if:", "192.168.*/16", "a b", "if:eth 0", "*.example"] {
+            assert!(check_bind_address(bad_address).is_err(), "{bad_address}");
+        }
     }
 
     #[test]

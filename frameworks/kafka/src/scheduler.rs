@@ -7,7 +7,7 @@
 //! (persist before you promise). Offers become launches or declines with the core's reasons;
 //! status updates go to the core and are acknowledged after the save.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use agora_client::scheduler::SchedulerSession;
@@ -34,10 +34,13 @@ pub struct Config {
     pub framework_role: String,
     pub framework_timeout: Period,
     pub user: String,
-    /// The tansu binary the executors run.
+    /// The tansu binary the executors run: a path or name on the agents, or `./tansu` when
+    /// the agents fetch it from the API (`tansu_uri`).
     pub tansu: String,
-    /// The command that starts this binary's executor on an agent.
-    pub executor: String,
+    /// Where agents download tansu from the scheduler's API, if it serves it.
+    pub tansu_uri: Option<String>,
+    /// Where agents download this binary, the executor, from the scheduler's API.
+    pub executor_uri: String,
 }
 
 /// A request from the REST API to the dispatcher.
@@ -50,8 +53,31 @@ pub enum Request {
     },
     /// The current brokers as the API shows them.
     List { reply: oneshot::Sender<Value> },
+    /// A change to the topics the framework remembers, saved before the answer.
+    Topics { change: TopicChange, reply: oneshot::Sender<Result<Value, InputError>> },
     /// A log tail from a broker's executor; the answer arrives as a framework message.
     Log { id: u32, name: String, lines: u32, reply: oneshot::Sender<Result<String, InputError>> },
+}
+
+/// What `topic add|update|delete` changes in the remembered topics.
+pub enum TopicChange {
+    Add {
+        names: Vec<String>,
+        partitions: i32,
+        options: BTreeMap<String, String>,
+        broker: String,
+    },
+    /// Forget the topics the patterns select; answers `{"names": [...]}`.
+    Delete {
+        expr: Vec<String>,
+    },
+    /// Answers `{"names": [...]}` of the remembered topics changed.
+    Update {
+        expr: Vec<String>,
+        options: BTreeMap<String, String>,
+    },
+    /// Answers `{"topics": {name: spec}}`.
+    List,
 }
 
 fn now_ms() -> u64 {
@@ -160,9 +186,18 @@ impl Shell {
                 self.update(session, status).await?;
             }
             event::Type::Message => {
-                let data = event.message.and_then(|m| m.data).unwrap_or_default();
+                let message = event.message.unwrap_or_default();
+                let executor = message.executor_id.map(|e| e.value).unwrap_or_default();
+                let data = message.data.unwrap_or_default();
                 let text = String::from_utf8_lossy(&data);
-                if let Some((request, tail)) =
+                if let Some(json) = text.strip_prefix("metrics,") {
+                    match serde_json::from_str(json) {
+                        Ok(metrics) => {
+                            self.core.metrics_reported(&executor, metrics);
+                        }
+                        Err(e) => tracing::debug!(%executor, error = %e, "unreadable metrics"),
+                    }
+                } else if let Some((request, tail)) =
                     text.strip_prefix("log,").and_then(|r| r.split_once(','))
                     && let Some(reply) =
                         request.parse().ok().and_then(|r| self.pending_logs.remove(&r))
@@ -219,10 +254,7 @@ impl Shell {
                         executor_id: v1::ExecutorId { value: task_id.clone() },
                         name: Some(format!("broker-{broker}")),
                         framework_id: Some(session.framework_id.clone()),
-                        command: Some(v1::CommandInfo {
-                            value: Some(self.config.executor.clone()),
-                            ..Default::default()
-                        }),
+                        command: Some(self.executor_command()),
                         ..Default::default()
                     }),
                     data: Some(Bytes::from(serde_json::to_vec(&launch).context("launch config")?)),
@@ -268,8 +300,22 @@ impl Shell {
             },
         };
         let ended = matches!(event, TaskEvent::Ended { .. });
+        let endpoint = match &event {
+            TaskEvent::Running { endpoint } => endpoint.clone(),
+            _ => None,
+        };
         let known = self.core.task_event(&status.task_id.value, event, now_ms());
         self.storage.save(&self.core.state).await?;
+        if let Some(endpoint) = endpoint
+            && let Some(broker) = self.core.broker_of_task(&status.task_id.value)
+        {
+            // A broker that starts later, or comes back with an empty store, gets the topics
+            // added through the framework. Off the dispatcher: a slow broker must not stall it.
+            let topics = self.core.topics_for(broker);
+            if !topics.is_empty() {
+                tokio::spawn(ensure_topics(broker, endpoint, topics));
+            }
+        }
         if !known && !ended {
             tracing::warn!(task = %status.task_id.value, "killing a task no broker owns");
             let _ = session.kill(status.task_id.clone()).await;
@@ -295,6 +341,13 @@ impl Shell {
             }
             Request::Broker { verb, params, reply } => {
                 let result = self.broker(session, &verb, &params).await;
+                if result.is_ok() {
+                    self.storage.save(&self.core.state).await?;
+                }
+                let _ = reply.send(result);
+            }
+            Request::Topics { change, reply } => {
+                let result = self.topics(change);
                 if result.is_ok() {
                     self.storage.save(&self.core.state).await?;
                 }
@@ -378,6 +431,35 @@ impl Shell {
         }
     }
 
+    fn topics(&mut self, change: TopicChange) -> Result<Value, InputError> {
+        match change {
+            TopicChange::Add { names, partitions, options, broker } => {
+                self.core.remember_topics(&names, partitions, &options, &broker)?;
+                Ok(json!({ "names": names }))
+            }
+            TopicChange::Delete { expr } => Ok(json!({ "names": self.core.forget_topics(&expr) })),
+            TopicChange::Update { expr, options } => {
+                Ok(json!({ "names": self.core.update_topics(&expr, &options) }))
+            }
+            TopicChange::List => Ok(json!({ "topics": self.core.state.topics })),
+        }
+    }
+
+    /// The executor's command: this binary and (if served) tansu, fetched from the API into
+    /// the sandbox as Kafka-on-Mesos ships its jar, so agents need nothing installed. Not
+    /// cached: a new scheduler binary on the same URL must not meet a stale copy.
+    fn executor_command(&self) -> v1::CommandInfo {
+        let fetch = |value: &str| v1::command_info::Uri {
+            value: value.to_string(),
+            executable: Some(true),
+            extract: Some(false),
+            ..Default::default()
+        };
+        let mut uris = vec![fetch(&self.config.executor_uri)];
+        uris.extend(self.config.tansu_uri.as_deref().map(fetch));
+        v1::CommandInfo { uris, value: Some("./agora-kafka executor".into()), ..Default::default() }
+    }
+
     fn list(&self) -> Value {
         let ids: Vec<u32> = self.core.brokers().keys().copied().collect();
         json!({ "brokers": self.render(&ids) })
@@ -395,9 +477,44 @@ impl Shell {
                 if let Some(reason) = self.core.reasons.get(&b.id) {
                     v["reason"] = json!(reason);
                 }
+                if let Some(metrics) = self.core.metrics.get(&b.id) {
+                    v["metrics"] = json!(metrics);
+                }
                 v
             })
             .collect()
+    }
+}
+
+/// Creates the remembered `topics` on a broker that just started running; those it has
+/// already (kept in its store) are left as they are. A refusal or an unreachable broker is
+/// tried again a few times (a broker that just opened its port may still be settling), then
+/// logged: the topic comes with the broker's next start.
+async fn ensure_topics(
+    broker: u32,
+    endpoint: String,
+    topics: Vec<(String, crate::core::TopicSpec)>,
+) {
+    use crate::kafka::{KafkaError, TOPIC_ALREADY_EXISTS, create_topic};
+    for (name, spec) in topics {
+        let configs: Vec<(String, String)> = spec.options.into_iter().collect();
+        let mut pause = Duration::from_millis(500);
+        for attempt in 1..=5 {
+            match create_topic(&endpoint, &name, spec.partitions, 1, &configs).await {
+                Ok(()) => tracing::info!(broker, topic = %name, "created the topic on the broker"),
+                Err(KafkaError::Refused { code: TOPIC_ALREADY_EXISTS, .. }) => {}
+                Err(e) if attempt < 5 => {
+                    tracing::debug!(broker, topic = %name, error = %e, "creating the topic again soon");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(broker, topic = %name, error = %e, "cannot create the topic")
+                }
+            }
+            break;
+        }
     }
 }
 
